@@ -1,0 +1,393 @@
+package replayguard
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/replayguard/replayguard/signature"
+)
+
+// Defaults of the configuration model.
+const (
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultScheme            = "hmac"
+	DefaultNonceCapacity     = 1_000_000
+	DefaultFalsePositiveRate = 1e-9
+	DefaultIdempotencyTTL    = 24 * time.Hour
+	DefaultLease             = 30 * time.Second
+	DefaultMaxResponseBytes  = 1 << 20
+	DefaultDeriveWindow      = 5 * time.Minute
+	DefaultRedisTimeout      = 200 * time.Millisecond
+	DefaultRedisKeyPrefix    = "rg"
+)
+
+// Store and mode names.
+const (
+	StoreMemory   = "memory"
+	StoreRedis    = "redis"
+	StorePostgres = "postgres"
+
+	ModeExact = "exact"
+	ModeBloom = "bloom"
+
+	FailClosed = "closed"
+	FailOpen   = "open"
+)
+
+// Config is the one configuration model of every shape: the YAML file of
+// the binary, the Caddy module's JSON and the Traefik plugin's options all
+// decode into it. Field names are a contract (see SPEC §6).
+type Config struct {
+	// Listen is the address the binary serves on. Default 127.0.0.1:8080.
+	Listen string `yaml:"listen" json:"listen,omitempty"`
+	// Upstream is the URL the binary proxies accepted requests to.
+	Upstream string `yaml:"upstream" json:"upstream,omitempty"`
+	// AdminListen serves /healthz, /readyz and /metrics when set.
+	AdminListen string `yaml:"admin_listen" json:"admin_listen,omitempty"`
+	// AuthListen serves the forward-auth endpoint when set.
+	AuthListen string `yaml:"auth_listen" json:"auth_listen,omitempty"`
+	// MaxBodyBytes bounds the request body. Default 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes,omitempty"`
+	// Scheme selects the signature scheme. Default "hmac".
+	Scheme string `yaml:"scheme" json:"scheme,omitempty"`
+	// Keys are the verification keys.
+	Keys []KeyConfig `yaml:"keys" json:"keys,omitempty"`
+	// HMAC configures the hmac scheme's header names.
+	HMAC HMACConfig `yaml:"hmac" json:"hmac,omitempty"`
+	// JWT configures the jwt scheme.
+	JWT JWTConfig `yaml:"jwt" json:"jwt,omitempty"`
+	// RFC9421 configures the rfc9421 scheme.
+	RFC9421 RFC9421Config `yaml:"rfc9421" json:"rfc9421,omitempty"`
+	// Timestamp is the freshness window.
+	Timestamp TimestampConfig `yaml:"timestamp" json:"timestamp,omitempty"`
+	// Nonce configures replay protection.
+	Nonce NonceConfig `yaml:"nonce" json:"nonce,omitempty"`
+	// Idempotency configures the dedupe layer.
+	Idempotency IdempotencyConfig `yaml:"idempotency" json:"idempotency,omitempty"`
+	// Redis is the shared store, used by stores set to "redis".
+	Redis RedisConfig `yaml:"redis" json:"redis,omitempty"`
+	// Postgres is the PostgreSQL idempotency store.
+	Postgres PostgresConfig `yaml:"postgres" json:"postgres,omitempty"`
+	// FailMode is "closed" (default: 503 when a store fails) or "open".
+	FailMode string `yaml:"fail_mode" json:"fail_mode,omitempty"`
+}
+
+// KeyConfig is one key.
+type KeyConfig struct {
+	// ID names the key on the wire (X-Key-Id, kid, keyid).
+	ID string `yaml:"id" json:"id"`
+	// Secrets of a symmetric key; several during a rotation. A plain string
+	// is its UTF-8 bytes; "base64:…" is decoded.
+	Secrets []string `yaml:"secrets" json:"secrets,omitempty"`
+	// Algorithm is the one algorithm an asymmetric key is used with.
+	Algorithm string `yaml:"algorithm" json:"algorithm,omitempty"`
+	// PublicKeyFile is a PEM public key.
+	PublicKeyFile string `yaml:"public_key_file" json:"public_key_file,omitempty"`
+	// JWK is a public key as a JSON Web Key.
+	JWK map[string]any `yaml:"jwk" json:"jwk,omitempty"`
+}
+
+// HMACConfig names the hmac scheme's headers; empty fields keep defaults.
+type HMACConfig struct {
+	KeyIDHeader     string `yaml:"key_id_header" json:"key_id_header,omitempty"`
+	TimestampHeader string `yaml:"timestamp_header" json:"timestamp_header,omitempty"`
+	NonceHeader     string `yaml:"nonce_header" json:"nonce_header,omitempty"`
+	SignatureHeader string `yaml:"signature_header" json:"signature_header,omitempty"`
+}
+
+// JWTConfig configures the jwt scheme.
+type JWTConfig struct {
+	Header   string   `yaml:"header" json:"header,omitempty"`
+	Prefix   string   `yaml:"prefix" json:"prefix,omitempty"`
+	JWKSURL  string   `yaml:"jwks_url" json:"jwks_url,omitempty"`
+	Issuer   string   `yaml:"issuer" json:"issuer,omitempty"`
+	Audience string   `yaml:"audience" json:"audience,omitempty"`
+	Leeway   Duration `yaml:"leeway" json:"leeway,omitempty"`
+	Bind     []string `yaml:"bind" json:"bind,omitempty"`
+	DPoP     bool     `yaml:"dpop" json:"dpop,omitempty"`
+}
+
+// RFC9421Config configures the rfc9421 scheme.
+type RFC9421Config struct {
+	RequiredComponents []string `yaml:"required_components" json:"required_components,omitempty"`
+}
+
+// TimestampConfig is the freshness window.
+type TimestampConfig struct {
+	// Tolerance is how old a signed timestamp may be. Default 5m.
+	Tolerance Duration `yaml:"tolerance" json:"tolerance,omitempty"`
+	// FutureSkew is how far ahead a signed timestamp may be. Default 5m.
+	FutureSkew Duration `yaml:"future_skew" json:"future_skew,omitempty"`
+}
+
+// NonceConfig configures replay protection.
+type NonceConfig struct {
+	// Store is "memory" (default) or "redis".
+	Store string `yaml:"store" json:"store,omitempty"`
+	// Mode is "exact" (default) or "bloom".
+	Mode string `yaml:"mode" json:"mode,omitempty"`
+	// Capacity is the number of nonces a Bloom store is sized for within
+	// one window. Default 1,000,000.
+	Capacity int `yaml:"capacity" json:"capacity,omitempty"`
+	// FalsePositiveRate is the Bloom store's target. Default 1e-9.
+	FalsePositiveRate float64 `yaml:"false_positive_rate" json:"false_positive_rate,omitempty"`
+	// LocalShield puts an in-process tier in front of a shared store.
+	LocalShield bool `yaml:"local_shield" json:"local_shield,omitempty"`
+	// MaxEntries caps the exact memory store (0: no cap); at the cap new
+	// nonces fail with store_unavailable rather than evict live records.
+	MaxEntries int `yaml:"max_entries" json:"max_entries,omitempty"`
+}
+
+// IdempotencyConfig configures the dedupe layer.
+type IdempotencyConfig struct {
+	Enabled            *bool    `yaml:"enabled" json:"enabled,omitempty"`
+	Required           *bool    `yaml:"required" json:"required,omitempty"`
+	Methods            []string `yaml:"methods" json:"methods,omitempty"`
+	TTL                Duration `yaml:"ttl" json:"ttl,omitempty"`
+	Lease              Duration `yaml:"lease" json:"lease,omitempty"`
+	MaxResponseBytes   int64    `yaml:"max_response_bytes" json:"max_response_bytes,omitempty"`
+	StoreServerErrors  bool     `yaml:"store_server_errors" json:"store_server_errors,omitempty"`
+	Store              string   `yaml:"store" json:"store,omitempty"`
+	DeriveKey          string   `yaml:"derive_key" json:"derive_key,omitempty"`
+	DeriveWindow       Duration `yaml:"derive_window" json:"derive_window,omitempty"`
+	FingerprintHeaders []string `yaml:"fingerprint_headers" json:"fingerprint_headers,omitempty"`
+}
+
+// RedisConfig is the shared Redis.
+type RedisConfig struct {
+	Addrs      []string `yaml:"addrs" json:"addrs,omitempty"`
+	MasterName string   `yaml:"master_name" json:"master_name,omitempty"`
+	Username   string   `yaml:"username" json:"username,omitempty"`
+	Password   string   `yaml:"password" json:"password,omitempty"`
+	DB         int      `yaml:"db" json:"db,omitempty"`
+	TLS        bool     `yaml:"tls" json:"tls,omitempty"`
+	Timeout    Duration `yaml:"timeout" json:"timeout,omitempty"`
+	KeyPrefix  string   `yaml:"key_prefix" json:"key_prefix,omitempty"`
+}
+
+// PostgresConfig is the PostgreSQL idempotency store.
+type PostgresConfig struct {
+	DSN string `yaml:"dsn" json:"dsn,omitempty"`
+}
+
+// WithDefaults returns c with every unset field at its default.
+func (c Config) WithDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Scheme == "" {
+		c.Scheme = DefaultScheme
+	}
+	if c.Timestamp.Tolerance == 0 {
+		c.Timestamp.Tolerance = Duration(5 * time.Minute)
+	}
+	if c.Timestamp.FutureSkew == 0 {
+		c.Timestamp.FutureSkew = Duration(5 * time.Minute)
+	}
+	if c.Nonce.Store == "" {
+		c.Nonce.Store = StoreMemory
+	}
+	if c.Nonce.Mode == "" {
+		c.Nonce.Mode = ModeExact
+	}
+	if c.Nonce.Capacity == 0 {
+		c.Nonce.Capacity = DefaultNonceCapacity
+	}
+	if c.Nonce.FalsePositiveRate == 0 {
+		c.Nonce.FalsePositiveRate = DefaultFalsePositiveRate
+	}
+	id := &c.Idempotency
+	if id.Enabled == nil {
+		id.Enabled = boolPtr(true)
+	}
+	if id.Required == nil {
+		id.Required = boolPtr(true)
+	}
+	if id.Methods == nil {
+		id.Methods = []string{http.MethodPost, http.MethodPatch}
+	}
+	if id.TTL == 0 {
+		id.TTL = Duration(DefaultIdempotencyTTL)
+	}
+	if id.Lease == 0 {
+		id.Lease = Duration(DefaultLease)
+	}
+	if id.MaxResponseBytes == 0 {
+		id.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if id.Store == "" {
+		id.Store = StoreMemory
+	}
+	if id.DeriveKey == "" {
+		id.DeriveKey = "off"
+	}
+	if id.DeriveWindow == 0 {
+		id.DeriveWindow = Duration(DefaultDeriveWindow)
+	}
+	if c.Redis.Timeout == 0 {
+		c.Redis.Timeout = Duration(DefaultRedisTimeout)
+	}
+	if c.Redis.KeyPrefix == "" {
+		c.Redis.KeyPrefix = DefaultRedisKeyPrefix
+	}
+	if c.FailMode == "" {
+		c.FailMode = FailClosed
+	}
+	return c
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// FieldError names the configuration field that is wrong.
+type FieldError struct {
+	Field string // dotted path, e.g. "timestamp.tolerance"
+	Err   error
+}
+
+func (e *FieldError) Error() string { return "config: " + e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate checks a configuration (after WithDefaults) and returns every
+// problem found, each naming its field.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Upstream != "" {
+		u, err := url.Parse(c.Upstream)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(fieldErr("upstream", "want an http:// or https:// URL, got %q", c.Upstream))
+		}
+	}
+	add(validAddr("listen", c.Listen))
+	add(validAddr("admin_listen", c.AdminListen))
+	add(validAddr("auth_listen", c.AuthListen))
+	if c.MaxBodyBytes < 0 {
+		add(fieldErr("max_body_bytes", "must be positive"))
+	}
+	switch c.Scheme {
+	case "hmac":
+		for i, k := range c.Keys {
+			if len(k.Secrets) == 0 {
+				add(fieldErr(fmt.Sprintf("keys[%d].secrets", i), "the hmac scheme needs at least one secret for key %q", k.ID))
+			}
+		}
+	default:
+		add(fieldErr("scheme", "unknown scheme %q (supported: hmac)", c.Scheme))
+	}
+	if len(c.Keys) == 0 {
+		add(fieldErr("keys", "at least one key is required"))
+	}
+	seen := map[string]bool{}
+	for i, k := range c.Keys {
+		f := fmt.Sprintf("keys[%d]", i)
+		if k.ID == "" {
+			add(fieldErr(f+".id", "required"))
+		} else if seen[k.ID] {
+			add(fieldErr(f+".id", "duplicate id %q", k.ID))
+		}
+		seen[k.ID] = true
+		for j, s := range k.Secrets {
+			if _, err := signature.ParseSecret(s); err != nil {
+				add(fieldErr(fmt.Sprintf("%s.secrets[%d]", f, j), "%v", err))
+			}
+		}
+	}
+	if c.Timestamp.Tolerance < 0 {
+		add(fieldErr("timestamp.tolerance", "must be positive"))
+	}
+	if c.Timestamp.FutureSkew < 0 {
+		add(fieldErr("timestamp.future_skew", "must be positive"))
+	}
+	add(oneOf("nonce.store", c.Nonce.Store, StoreMemory, StoreRedis))
+	add(oneOf("nonce.mode", c.Nonce.Mode, ModeExact, ModeBloom))
+	if c.Nonce.Capacity < 0 {
+		add(fieldErr("nonce.capacity", "must be positive"))
+	}
+	if c.Nonce.FalsePositiveRate <= 0 || c.Nonce.FalsePositiveRate >= 1 {
+		add(fieldErr("nonce.false_positive_rate", "must lie strictly between 0 and 1, got %g", c.Nonce.FalsePositiveRate))
+	}
+	if c.Nonce.MaxEntries < 0 {
+		add(fieldErr("nonce.max_entries", "must not be negative"))
+	}
+	id := c.Idempotency
+	add(oneOf("idempotency.store", id.Store, StoreMemory, StoreRedis, StorePostgres))
+	add(oneOf("idempotency.derive_key", id.DeriveKey, "off", "fingerprint"))
+	for i, m := range id.Methods {
+		if m == "" || strings.ToUpper(m) != m {
+			add(fieldErr(fmt.Sprintf("idempotency.methods[%d]", i), "want an upper-case method name, got %q", m))
+		}
+	}
+	durations := []struct {
+		field string
+		d     Duration
+	}{{"idempotency.ttl", id.TTL}, {"idempotency.lease", id.Lease}, {"idempotency.derive_window", id.DeriveWindow}, {"redis.timeout", c.Redis.Timeout}}
+	for _, d := range durations {
+		if d.d < 0 {
+			add(fieldErr(d.field, "must be positive"))
+		}
+	}
+	if id.MaxResponseBytes < 0 {
+		add(fieldErr("idempotency.max_response_bytes", "must be positive"))
+	}
+	usesRedis := c.Nonce.Store == StoreRedis || id.Store == StoreRedis
+	if usesRedis && len(c.Redis.Addrs) == 0 {
+		add(fieldErr("redis.addrs", "required when a store is \"redis\""))
+	}
+	if id.Store == StorePostgres && c.Postgres.DSN == "" {
+		add(fieldErr("postgres.dsn", "required when idempotency.store is \"postgres\""))
+	}
+	add(oneOf("fail_mode", c.FailMode, FailClosed, FailOpen))
+	return errors.Join(errs...)
+}
+
+func oneOf(field, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fieldErr(field, "%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+func validAddr(field, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fieldErr(field, "want host:port, got %q", addr)
+	}
+	return nil
+}
+
+// SignatureKeys converts the configured keys for the signature package.
+func (c Config) SignatureKeys() ([]signature.Key, error) {
+	keys := make([]signature.Key, 0, len(c.Keys))
+	for i, k := range c.Keys {
+		sk := signature.Key{ID: k.ID, Algorithm: k.Algorithm}
+		for j, s := range k.Secrets {
+			b, err := signature.ParseSecret(s)
+			if err != nil {
+				return nil, fieldErr(fmt.Sprintf("keys[%d].secrets[%d]", i, j), "%v", err)
+			}
+			sk.Secrets = append(sk.Secrets, b)
+		}
+		keys = append(keys, sk)
+	}
+	return keys, nil
+}

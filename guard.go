@@ -1,0 +1,260 @@
+package replayguard
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/replayguard/replayguard/nonce"
+	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/timestamp"
+)
+
+// Guard runs the pipeline. It is safe for concurrent use.
+type Guard struct {
+	cfg          Config
+	scheme       signature.Scheme
+	window       timestamp.Window
+	nonces       nonce.Store
+	now          func() time.Time
+	logger       *slog.Logger
+	errorHandler func(http.ResponseWriter, *http.Request, error)
+	maxBody      int64
+	failOpen     bool
+
+	failOpenPasses atomic.Uint64
+}
+
+// Option configures a Guard.
+type Option func(*Guard)
+
+// WithClock sets the clock of the timestamp window. Default time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(g *Guard) { g.now = now }
+}
+
+// WithNonceStore sets the replay store, overriding nonce.store and
+// nonce.mode. Default: the exact in-memory store.
+func WithNonceStore(s nonce.Store) Option {
+	return func(g *Guard) { g.nonces = s }
+}
+
+// WithScheme sets the signature scheme, overriding scheme and keys.
+func WithScheme(s signature.Scheme) Option {
+	return func(g *Guard) { g.scheme = s }
+}
+
+// WithLogger sets the structured logger. Default slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(g *Guard) { g.logger = l }
+}
+
+// WithErrorHandler replaces how rejections are written. Default WriteProblem.
+func WithErrorHandler(h func(w http.ResponseWriter, r *http.Request, err error)) Option {
+	return func(g *Guard) { g.errorHandler = h }
+}
+
+// New builds a Guard from cfg, filling defaults and validating it first.
+// Stores other than the in-memory exact nonce store are built by package
+// stores and passed in with WithNonceStore.
+func New(cfg Config, opts ...Option) (*Guard, error) {
+	cfg = cfg.WithDefaults()
+	g := &Guard{cfg: cfg, now: time.Now, logger: slog.Default(), errorHandler: func(w http.ResponseWriter, _ *http.Request, err error) { WriteProblem(w, err) }}
+	for _, o := range opts {
+		o(g)
+	}
+	if g.scheme == nil {
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		s, err := NewScheme(cfg)
+		if err != nil {
+			return nil, err
+		}
+		g.scheme = s
+	}
+	if g.nonces == nil {
+		if cfg.Nonce.Store != StoreMemory || cfg.Nonce.Mode != ModeExact {
+			return nil, fieldErr("nonce", "store %q in mode %q is built by package stores; pass it with WithNonceStore", cfg.Nonce.Store, cfg.Nonce.Mode)
+		}
+		g.nonces = nonce.NewMemory(nonce.WithMaxEntries(cfg.Nonce.MaxEntries))
+	}
+	g.window = timestamp.New(cfg.Timestamp.Tolerance.D(), cfg.Timestamp.FutureSkew.D())
+	g.maxBody = cfg.MaxBodyBytes
+	g.failOpen = cfg.FailMode == FailOpen
+	return g, nil
+}
+
+// NewScheme builds the signature scheme that cfg names.
+func NewScheme(cfg Config) (signature.Scheme, error) {
+	keys, err := cfg.SignatureKeys()
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.Scheme {
+	case "", "hmac":
+		s, err := signature.NewHMAC(keys, signature.WithHMACHeaders(signature.HMACHeaders{
+			KeyID: cfg.HMAC.KeyIDHeader, Timestamp: cfg.HMAC.TimestampHeader,
+			Nonce: cfg.HMAC.NonceHeader, Signature: cfg.HMAC.SignatureHeader,
+		}))
+		if err != nil {
+			return nil, fieldErr("keys", "%w", err)
+		}
+		return s, nil
+	}
+	return nil, fieldErr("scheme", "unknown scheme %q", cfg.Scheme)
+}
+
+// Config returns the configuration in force, defaults filled in.
+func (g *Guard) Config() Config { return g.cfg }
+
+// Window returns the timestamp window in force.
+func (g *Guard) Window() timestamp.Window { return g.window }
+
+// FailOpenPasses counts requests let through because a store failed under
+// fail_mode open.
+func (g *Guard) FailOpenPasses() uint64 { return g.failOpenPasses.Load() }
+
+// Verify runs signature, timestamp window and nonce on r. On success the
+// replay key is recorded and the verified identity returned. The store is
+// touched only after the signature verified and the timestamp is in the
+// window.
+func (g *Guard) Verify(ctx context.Context, r *signature.Request) (signature.Verified, error) {
+	v, err := g.scheme.Verify(ctx, r)
+	if err != nil {
+		return signature.Verified{}, err
+	}
+	now := g.now()
+	ts := v.Timestamp
+	if !ts.IsZero() {
+		if err := g.window.Check(ts, now); err != nil {
+			return signature.Verified{}, err
+		}
+	}
+	if v.ReplayKey == "" {
+		return v, nil
+	}
+	e := nonce.Entry{Scope: v.KeyID, Key: v.ReplayKey, Timestamp: ts, Expires: g.window.Expiry(ts)}
+	if ts.IsZero() {
+		e.Timestamp = now
+		e.Expires = now.Add(g.window.Span())
+	}
+	if err := g.nonces.Add(ctx, e); err != nil {
+		if errors.Is(err, nonce.ErrReplayed) {
+			return signature.Verified{}, err
+		}
+		if g.failOpen {
+			g.failOpenPasses.Add(1)
+			g.logger.LogAttrs(ctx, slog.LevelWarn, "nonce store failed; passing under fail_mode open",
+				slog.String("key_id", v.KeyID), slog.String("error", err.Error()))
+			return v, nil
+		}
+		g.logger.LogAttrs(ctx, slog.LevelError, "nonce store failed", slog.String("key_id", v.KeyID), slog.String("error", err.Error()))
+		return signature.Verified{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	return v, nil
+}
+
+type verifiedKey struct{}
+
+// VerifiedFrom returns what the Guard established about the request whose
+// context is ctx.
+func VerifiedFrom(ctx context.Context) (signature.Verified, bool) {
+	v, ok := ctx.Value(verifiedKey{}).(*signature.Verified)
+	if !ok {
+		return signature.Verified{}, false
+	}
+	return *v, true
+}
+
+// Middleware returns the pipeline in front of next. The request next sees
+// is a copy carrying the full body and, in its context, the Verified
+// identity; the original request is not modified.
+func (g *Guard) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := g.readBody(r)
+		if err != nil {
+			g.reject(w, r, err)
+			return
+		}
+		v, err := g.Verify(r.Context(), signature.FromHTTP(r, body))
+		if err != nil {
+			g.reject(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, withBody(r, body, &v))
+	})
+}
+
+func (g *Guard) reject(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, ErrBodyTooLarge) {
+		// The rest of an oversized body is not worth draining.
+		w.Header().Set("Connection", "close")
+	}
+	g.errorHandler(w, r, err)
+}
+
+// withBody returns a shallow copy of r whose body replays body and whose
+// context carries v.
+func withBody(r *http.Request, body []byte, v *signature.Verified) *http.Request {
+	r2 := r.WithContext(context.WithValue(r.Context(), verifiedKey{}, v))
+	if r.Body != nil && r.Body != http.NoBody {
+		rb := &replayBody{}
+		rb.Reset(body)
+		r2.Body = rb
+		r2.ContentLength = int64(len(body))
+		r2.GetBody = func() (io.ReadCloser, error) {
+			b := &replayBody{}
+			b.Reset(body)
+			return b, nil
+		}
+	}
+	return r2
+}
+
+type replayBody struct{ bytes.Reader }
+
+func (*replayBody) Close() error { return nil }
+
+// readBody reads the whole body, up to the limit.
+func (g *Guard) readBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > g.maxBody {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBodyTooLarge, r.ContentLength, g.maxBody)
+	}
+	if r.ContentLength >= 0 {
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBodyUnreadable, err)
+		}
+		return buf, nil
+	}
+	// Unknown length (chunked): read up to one byte past the limit.
+	buf := make([]byte, 0, 4096)
+	lr := io.LimitReader(r.Body, g.maxBody+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBodyUnreadable, err)
+		}
+	}
+	if int64(len(buf)) > g.maxBody {
+		return nil, fmt.Errorf("%w: over the %d byte limit", ErrBodyTooLarge, g.maxBody)
+	}
+	return buf, nil
+}

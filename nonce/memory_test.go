@@ -1,0 +1,88 @@
+package nonce_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replayguard/replayguard/nonce"
+	"github.com/replayguard/replayguard/nonce/noncetest"
+)
+
+func TestMemoryConformance(t *testing.T) {
+	noncetest.Run(t, func(*testing.T) nonce.Store { return nonce.NewMemory() })
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestMemoryReclaimsExpiredRecords(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	m := nonce.NewMemory(nonce.WithClock(clk.now), nonce.WithShards(4))
+	ctx := context.Background()
+	// Ten rounds of 10,000 keys each living one minute: memory must follow
+	// the live set, not the total.
+	for round := 0; round < 10; round++ {
+		for i := 0; i < 10_000; i++ {
+			now := clk.now()
+			require.NoError(t, m.Add(ctx, nonce.Entry{Scope: "k", Key: fmt.Sprintf("r%d-%d", round, i), Timestamp: now, Expires: now.Add(time.Minute)}))
+		}
+		assert.LessOrEqual(t, m.Len(), 20_000, "round %d", round)
+		clk.advance(61 * time.Second)
+	}
+	m.Sweep()
+	assert.Zero(t, m.Len(), "every record expired and reclaimed")
+}
+
+func TestMemoryReAddAfterExpiryKeepsNewRecord(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	m := nonce.NewMemory(nonce.WithClock(clk.now), nonce.WithShards(1))
+	ctx := context.Background()
+	e := nonce.Entry{Scope: "k", Key: "n", Expires: clk.now().Add(time.Second)}
+	require.NoError(t, m.Add(ctx, e))
+	clk.advance(2 * time.Second)
+	e.Expires = clk.now().Add(time.Minute)
+	require.NoError(t, m.Add(ctx, e))
+	clk.advance(2 * time.Second)
+	// The stale heap item of the first record must not delete the second.
+	m.Sweep()
+	require.ErrorIs(t, m.Add(ctx, e), nonce.ErrReplayed)
+	assert.Equal(t, 1, m.Len())
+}
+
+func TestMemoryMaxEntriesFailsClosed(t *testing.T) {
+	m := nonce.NewMemory(nonce.WithMaxEntries(2))
+	ctx := context.Background()
+	exp := time.Now().Add(time.Minute)
+	require.NoError(t, m.Add(ctx, nonce.Entry{Key: "a", Expires: exp}))
+	require.NoError(t, m.Add(ctx, nonce.Entry{Key: "b", Expires: exp}))
+	err := m.Add(ctx, nonce.Entry{Key: "c", Expires: exp})
+	require.ErrorIs(t, err, nonce.ErrUnavailable)
+	require.ErrorIs(t, m.Add(ctx, nonce.Entry{Key: "a", Expires: exp}), nonce.ErrReplayed, "a full store still rejects replays")
+}
+
+func TestMemoryExpiredEntryIsNotStored(t *testing.T) {
+	m := nonce.NewMemory()
+	e := nonce.Entry{Key: "old", Expires: time.Now().Add(-time.Second)}
+	require.NoError(t, m.Add(context.Background(), e))
+	assert.Zero(t, m.Len())
+}

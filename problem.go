@@ -1,0 +1,95 @@
+package replayguard
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/replayguard/replayguard/nonce"
+	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/timestamp"
+)
+
+// Sentinel errors of the pipeline itself.
+var (
+	// ErrBodyTooLarge reports a body over max_body_bytes.
+	ErrBodyTooLarge = errors.New("replayguard: body too large")
+	// ErrBodyUnreadable reports a body that could not be read (the client
+	// went away or stalled).
+	ErrBodyUnreadable = errors.New("replayguard: body unreadable")
+	// ErrStoreUnavailable reports a store that failed under fail_mode closed.
+	ErrStoreUnavailable = errors.New("replayguard: store unavailable")
+)
+
+// ProblemType prefixes the RFC 9457 type URI of every problem code.
+const ProblemType = "urn:replayguard:error:"
+
+// Problem is an RFC 9457 problem details object.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Detail string `json:"detail,omitempty"`
+}
+
+type problemClass struct {
+	err    error
+	status int
+	code   string
+	title  string
+}
+
+// classes is the one map from errors to statuses and problem codes. Order
+// matters: the first sentinel an error matches wins.
+var classes = []problemClass{
+	{ErrBodyTooLarge, http.StatusRequestEntityTooLarge, "body_too_large", "Request body too large"},
+	{ErrBodyUnreadable, http.StatusBadRequest, "body_unreadable", "Request body could not be read"},
+	{ErrStoreUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
+	{nonce.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
+	{signature.ErrMissing, http.StatusUnauthorized, "signature_missing", "Signature missing"},
+	{signature.ErrMalformed, http.StatusUnauthorized, "signature_malformed", "Signature malformed"},
+	{signature.ErrKeyUnknown, http.StatusUnauthorized, "key_unknown", "Key unknown"},
+	{signature.ErrInvalid, http.StatusUnauthorized, "signature_invalid", "Signature invalid"},
+	{timestamp.ErrMissing, http.StatusUnauthorized, "timestamp_missing", "Timestamp missing"},
+	{timestamp.ErrMalformed, http.StatusUnauthorized, "timestamp_malformed", "Timestamp malformed"},
+	{timestamp.ErrExpired, http.StatusUnauthorized, "timestamp_expired", "Timestamp expired"},
+	{timestamp.ErrInFuture, http.StatusUnauthorized, "timestamp_in_future", "Timestamp in the future"},
+	{nonce.ErrMissing, http.StatusUnauthorized, "nonce_missing", "Nonce missing"},
+	{nonce.ErrMalformed, http.StatusUnauthorized, "nonce_malformed", "Nonce malformed"},
+	{nonce.ErrReplayed, http.StatusUnauthorized, "nonce_replayed", "Request replayed"},
+}
+
+// ProblemFor maps an error of the pipeline to its problem details. An error
+// matching no sentinel is a 500 "internal" problem whose detail hides the
+// error text.
+func ProblemFor(err error) Problem {
+	for _, c := range classes {
+		if errors.Is(err, c.err) {
+			p := Problem{Type: ProblemType + c.code, Title: c.title, Status: c.status, Code: c.code, Detail: err.Error()}
+			if c.status >= 500 {
+				// Store errors name addresses and internals; keep them in
+				// the logs.
+				p.Detail = "a store did not answer; retry shortly"
+			}
+			return p
+		}
+	}
+	return Problem{Type: ProblemType + "internal", Title: "Internal error", Status: http.StatusInternalServerError, Code: "internal"}
+}
+
+// WriteProblem writes err as an application/problem+json response.
+func WriteProblem(w http.ResponseWriter, err error) {
+	p := ProblemFor(err)
+	b, _ := json.Marshal(p)
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Cache-Control", "no-store")
+	if p.Status == http.StatusServiceUnavailable || p.Status == http.StatusConflict {
+		h.Set("Retry-After", "1")
+	}
+	w.WriteHeader(p.Status)
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,111 @@
+package signature
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Sentinel errors. Schemes wrap them with %w.
+var (
+	// ErrMissing reports that a required signature header or claim is absent.
+	ErrMissing = errors.New("signature: missing")
+	// ErrMalformed reports a signature that is present but cannot be parsed.
+	ErrMalformed = errors.New("signature: malformed")
+	// ErrKeyUnknown reports a key id that is not configured.
+	ErrKeyUnknown = errors.New("signature: key unknown")
+	// ErrInvalid reports a signature that does not verify with any secret
+	// of its key.
+	ErrInvalid = errors.New("signature: invalid")
+)
+
+// Request is what a scheme verifies: the parts of an HTTP request (or of a
+// message outside HTTP) that signatures cover.
+type Request struct {
+	// Method is the request method, e.g. "POST".
+	Method string
+	// Scheme is "http" or "https".
+	Scheme string
+	// Host is the Host header (the :authority) as received.
+	Host string
+	// Target is the request-target exactly as sent: path and raw query.
+	Target string
+	// Header holds the request headers.
+	Header http.Header
+	// Body is the complete request body.
+	Body []byte
+}
+
+// FromHTTP builds a Request from a received server request and its body.
+func FromHTTP(r *http.Request, body []byte) *Request {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	target := r.RequestURI
+	if target == "" {
+		target = r.URL.RequestURI()
+	}
+	return &Request{Method: r.Method, Scheme: scheme, Host: r.Host, Target: target, Header: r.Header, Body: body}
+}
+
+// Verified is what a scheme establishes about a request whose signature verified.
+type Verified struct {
+	// KeyID is the id of the key that verified the signature.
+	KeyID string
+	// Principal is the authenticated identity that scopes replay keys and
+	// idempotency records (the key id, or a JWT sub).
+	Principal string
+	// Timestamp is the signed timestamp; zero when the scheme signs none.
+	Timestamp time.Time
+	// ReplayKey is the value recorded by the nonce store; empty when the
+	// scheme has none (dedupe-only webhook presets).
+	ReplayKey string
+	// IdempotencyKey is a delivery id the scheme derives (webhook presets);
+	// empty otherwise.
+	IdempotencyKey string
+}
+
+// Scheme verifies the signature of a request.
+type Scheme interface {
+	// Verify checks r's signature. Errors wrap ErrMissing, ErrMalformed,
+	// ErrKeyUnknown, ErrInvalid, or the timestamp and nonce sentinels for
+	// the signed parameters.
+	Verify(ctx context.Context, r *Request) (Verified, error)
+}
+
+// Key is one configured key.
+type Key struct {
+	// ID names the key on the wire.
+	ID string
+	// Secrets are the shared secrets of a symmetric key; several during a
+	// rotation, each tried.
+	Secrets [][]byte
+	// Algorithm is the one algorithm an asymmetric key is used with.
+	Algorithm string
+	// PublicKey is the verification key of an asymmetric key.
+	PublicKey any
+}
+
+// ParseSecret decodes a configured secret: "base64:<std base64>" is decoded,
+// any other string is used as its UTF-8 bytes.
+func ParseSecret(s string) ([]byte, error) {
+	if rest, ok := strings.CutPrefix(s, "base64:"); ok {
+		b, err := base64.StdEncoding.DecodeString(rest)
+		if err != nil {
+			return nil, fmt.Errorf("signature: secret: invalid base64: %w", err)
+		}
+		if len(b) == 0 {
+			return nil, errors.New("signature: secret: empty")
+		}
+		return b, nil
+	}
+	if s == "" {
+		return nil, errors.New("signature: secret: empty")
+	}
+	return []byte(s), nil
+}

@@ -1,0 +1,93 @@
+package timestamp
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors. Checks wrap them with %w, so errors.Is matches.
+var (
+	ErrMissing   = errors.New("timestamp: missing")
+	ErrMalformed = errors.New("timestamp: malformed")
+	ErrExpired   = errors.New("timestamp: expired")
+	ErrInFuture  = errors.New("timestamp: in the future")
+)
+
+// Default bounds of the window.
+const (
+	DefaultTolerance  = 5 * time.Minute
+	DefaultFutureSkew = 5 * time.Minute
+)
+
+// expiryMargin is added to a replay record's expiry so that a record never
+// disappears while an instance whose clock runs slightly behind could still
+// accept its timestamp.
+const expiryMargin = 5 * time.Second
+
+// maxDigits bounds a unix-seconds value: 11 digits reach the year 5138.
+const maxDigits = 11
+
+// Window is the accepted range of signed timestamps relative to now.
+// The zero Window accepts only timestamps equal to now; use New or set both fields.
+type Window struct {
+	// Tolerance is how far in the past a timestamp may lie. Default 5m.
+	Tolerance time.Duration
+	// FutureSkew is how far in the future a timestamp may lie. Default 5m.
+	FutureSkew time.Duration
+}
+
+// New returns a Window; zero arguments take the defaults.
+func New(tolerance, futureSkew time.Duration) Window {
+	if tolerance == 0 {
+		tolerance = DefaultTolerance
+	}
+	if futureSkew == 0 {
+		futureSkew = DefaultFutureSkew
+	}
+	return Window{Tolerance: tolerance, FutureSkew: futureSkew}
+}
+
+// Check reports whether ts lies inside the window around now.
+func (w Window) Check(ts, now time.Time) error {
+	if ts.Before(now.Add(-w.Tolerance)) {
+		return fmt.Errorf("%w: %s older than the %s tolerance", ErrExpired, now.Sub(ts).Truncate(time.Second), w.Tolerance)
+	}
+	if ts.After(now.Add(w.FutureSkew)) {
+		return fmt.Errorf("%w: %s ahead, more than the %s allowed skew", ErrInFuture, ts.Sub(now).Truncate(time.Second), w.FutureSkew)
+	}
+	return nil
+}
+
+// Expiry is the absolute time after which a replay record for a request
+// signed at ts is no longer needed: once ts has left the window no request
+// carrying it can pass Check, so the record can go.
+func (w Window) Expiry(ts time.Time) time.Time {
+	return ts.Add(w.Tolerance + expiryMargin)
+}
+
+// Span is the whole width of the window, Tolerance + FutureSkew: the longest
+// a replay record can be needed, counted from now.
+func (w Window) Span() time.Duration {
+	return w.Tolerance + w.FutureSkew
+}
+
+// ParseUnix parses a unix time in whole seconds: 1 to 11 ASCII digits, no
+// sign, no spaces, no fraction.
+func ParseUnix(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, ErrMissing
+	}
+	if len(s) > maxDigits {
+		return time.Time{}, fmt.Errorf("%w: more than %d digits", ErrMalformed, maxDigits)
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return time.Time{}, fmt.Errorf("%w: not a unix time in seconds", ErrMalformed)
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return time.Unix(n, 0), nil
+}
