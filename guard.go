@@ -83,7 +83,7 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 		if cfg.Nonce.Store != StoreMemory || cfg.Nonce.Mode != ModeExact {
 			return nil, fieldErr("nonce", "store %q in mode %q is built by package stores; pass it with WithNonceStore", cfg.Nonce.Store, cfg.Nonce.Mode)
 		}
-		g.nonces = nonce.NewMemory(nonce.WithMaxEntries(cfg.Nonce.MaxEntries))
+		g.nonces = nonce.NewMemory(nonce.WithMaxEntries(cfg.Nonce.MaxEntries), nonce.WithClock(g.now))
 	}
 	g.window = timestamp.New(cfg.Timestamp.Tolerance.D(), cfg.Timestamp.FutureSkew.D())
 	g.maxBody = cfg.MaxBodyBytes

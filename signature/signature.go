@@ -46,11 +46,33 @@ func FromHTTP(r *http.Request, body []byte) *Request {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	target := r.RequestURI
+	target := OriginForm(r.RequestURI)
 	if target == "" {
 		target = r.URL.RequestURI()
 	}
 	return &Request{Method: r.Method, Scheme: scheme, Host: r.Host, Target: target, Header: r.Header, Body: body}
+}
+
+// OriginForm returns the path and raw query of a request-target as sent:
+// an origin-form target ("/p?q") is returned unchanged, an absolute-form one
+// ("http://host/p?q", as sent to proxies) loses its scheme and authority.
+func OriginForm(target string) string {
+	if target == "" || target[0] == '/' || target == "*" {
+		return target
+	}
+	i := strings.Index(target, "://")
+	if i < 0 {
+		return target
+	}
+	rest := target[i+3:]
+	j := strings.IndexAny(rest, "/?")
+	if j < 0 {
+		return "/"
+	}
+	if rest[j] == '?' {
+		return "/" + rest[j:]
+	}
+	return rest[j:]
 }
 
 // Verified is what a scheme establishes about a request whose signature verified.

@@ -1,0 +1,38 @@
+// Package bloom records replay keys in time-sliced Bloom filters: the
+// nonce store of `mode: bloom`.
+//
+// Memory is a nonce.Store whose memory is bounded by a capacity and a target
+// false-positive rate instead of by the traffic itself (about 5.6 bytes per
+// nonce at 1e-9, see Optimal and BitsPerEntry). In exchange it may report a
+// fresh nonce as replayed with that probability; the client re-signs and
+// retries.
+//
+// # Layout
+//
+// The layout is deterministic so that every instance, and a store keeping the
+// same bits elsewhere, agrees on where an entry lives:
+//
+//   - The element is nonce.ScopedKey(Entry.Scope, Entry.Key).
+//   - The bucket is floor(Entry.Timestamp / width), computed on the signed
+//     timestamp, never on the receiving clock. The width defaults to
+//     DefaultBucketWidth.
+//   - Inside a bucket the partition is FNV-1a 64(element) mod partitions
+//     (DefaultPartitions).
+//   - A partition holds a stack of sub-filters. Sub-filter i has capacity
+//     c·2^i and false-positive rate p/2·(1/2)^i, where c is the partition
+//     capacity and p the target rate, and is sized with Optimal. Bit positions
+//     are those of bits-and-blooms/bloom/v3 (Locations: murmur3, each
+//     location taken modulo the sub-filter's size in bits).
+//
+// # Growth and expiry
+//
+// A filter never saturates silently: when the newest sub-filter of a
+// partition has received its capacity a larger, tighter one is stacked on
+// top, so the summed false-positive rate stays below the target however many
+// entries arrive. A check tests every sub-filter and inserts into the newest.
+// Stats exposes per-bucket fill ratio and estimated false-positive rate for
+// metrics.
+//
+// A bucket is dropped once the latest Entry.Expires recorded in it has
+// passed. Add drops expired buckets as it goes; Sweep does it on demand.
+package bloom

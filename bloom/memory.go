@@ -1,0 +1,412 @@
+package bloom
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bits-and-blooms/bloom/v3"
+
+	"github.com/replayguard/replayguard/nonce"
+)
+
+// Defaults of Memory.
+const (
+	// DefaultBucketWidth is the span of signed timestamps sharing one bucket.
+	DefaultBucketWidth = time.Minute
+	// DefaultPartitions is the number of independently locked partitions of
+	// a bucket.
+	DefaultPartitions = 16
+)
+
+// ErrInvalidParameter reports a constructor argument or option out of range.
+var ErrInvalidParameter = errors.New("bloom: invalid parameter")
+
+// Memory is an in-process nonce.Store keeping time-sliced, partitioned,
+// scalable Bloom filters (see the package documentation for the layout).
+// It may report a fresh entry as replayed with at most the configured
+// false-positive rate; it never forgets an unexpired entry. It is safe for
+// concurrent use: Adds of different partitions do not wait for each other.
+type Memory struct {
+	width      time.Duration
+	partitions int
+	now        func() time.Time
+
+	partCap uint    // capacity of each partition's first sub-filter
+	fpRate  float64 // target false-positive rate of a partition
+
+	// mu guards the buckets map. Add holds it for reading for its whole
+	// check-and-insert so that a bucket is never dropped under it; dropping
+	// takes it for writing.
+	mu      sync.RWMutex
+	buckets map[int64]*bucket
+	// earliest is at most the smallest expiry of any bucket, in unix
+	// nanoseconds: while the clock is before it nothing can be dropped.
+	earliest atomic.Int64
+}
+
+var (
+	_ nonce.Store  = (*Memory)(nil)
+	_ nonce.Pinger = (*Memory)(nil)
+)
+
+// Option configures a Memory store.
+type Option func(*Memory)
+
+// WithBucketWidth sets the span of signed timestamps sharing one bucket.
+// Narrower buckets are dropped sooner after their entries expire, wider ones
+// mean fewer, larger filters. It must be positive. Default
+// DefaultBucketWidth (one minute).
+func WithBucketWidth(d time.Duration) Option {
+	return func(m *Memory) { m.width = d }
+}
+
+// WithPartitions sets the number of independently locked partitions each
+// bucket is split into. It must be at least 1. Default DefaultPartitions (16).
+func WithPartitions(n int) Option {
+	return func(m *Memory) { m.partitions = n }
+}
+
+// WithClock sets the clock used to decide expiry, and the bucket of an entry
+// without a timestamp. Default time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(m *Memory) { m.now = now }
+}
+
+// NewMemory returns an empty Bloom-filter store sized for capacity entries
+// per window at false-positive rate fpRate.
+//
+// window is the span of signed timestamps a request may carry (the timestamp
+// tolerance plus the allowed future skew) and capacity the number of nonces
+// expected within it. Each bucket of width G is sized for
+// ceil(capacity·G/window) entries split evenly across its partitions; a
+// partition receiving more grows rather than exceed fpRate. fpRate must be in
+// (0, 1), capacity and window positive.
+func NewMemory(capacity uint, fpRate float64, window time.Duration, opts ...Option) (*Memory, error) {
+	m := &Memory{
+		width:      DefaultBucketWidth,
+		partitions: DefaultPartitions,
+		now:        time.Now,
+		fpRate:     fpRate,
+		buckets:    make(map[int64]*bucket),
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	switch {
+	case capacity == 0:
+		return nil, fmt.Errorf("%w: capacity must be positive", ErrInvalidParameter)
+	case !(fpRate > 0 && fpRate < 1):
+		return nil, fmt.Errorf("%w: false-positive rate %g outside (0, 1)", ErrInvalidParameter, fpRate)
+	case window <= 0:
+		return nil, fmt.Errorf("%w: window %v must be positive", ErrInvalidParameter, window)
+	case m.width <= 0:
+		return nil, fmt.Errorf("%w: bucket width %v must be positive", ErrInvalidParameter, m.width)
+	case m.partitions < 1:
+		return nil, fmt.Errorf("%w: partitions %d must be at least 1", ErrInvalidParameter, m.partitions)
+	case m.now == nil:
+		return nil, fmt.Errorf("%w: nil clock", ErrInvalidParameter)
+	}
+
+	// ceil(capacity·width/window) without overflowing the product.
+	hi, lo := bits.Mul64(uint64(capacity), uint64(m.width))
+	if hi >= uint64(window) {
+		return nil, fmt.Errorf("%w: capacity %d per %v is too large for buckets of %v", ErrInvalidParameter, capacity, window, m.width)
+	}
+	perBucket, rem := bits.Div64(hi, lo, uint64(window))
+	if rem != 0 {
+		perBucket++
+	}
+	parts := uint64(m.partitions)
+	m.partCap = uint(max((perBucket+parts-1)/parts, 1))
+
+	m.earliest.Store(math.MaxInt64)
+	return m, nil
+}
+
+// Add records e, or returns nonce.ErrReplayed when e's scoped key is, or
+// with at most the configured probability seems to be, already recorded in
+// the bucket of e.Timestamp (the store's clock when zero). An entry whose
+// Expires has passed is accepted and not recorded. A canceled ctx yields an
+// error wrapping nonce.ErrUnavailable.
+func (m *Memory) Add(ctx context.Context, e nonce.Entry) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", nonce.ErrUnavailable, err)
+	}
+	now := m.now()
+	if !e.Expires.After(now) {
+		return nil
+	}
+	nowNano, exp := now.UnixNano(), e.Expires.UnixNano()
+	if m.earliest.Load() <= nowNano {
+		m.prune(nowNano)
+	}
+
+	idx := m.bucketIndex(e.Timestamp, now)
+	data := []byte(nonce.ScopedKey(e.Scope, e.Key))
+
+	b := m.lockBucket(idx, exp)
+	defer m.mu.RUnlock()
+	p := &b.parts[partitionOf(data, m.partitions)]
+	p.mu.Lock()
+	present := p.testAndAdd(data, m.partCap, m.fpRate)
+	p.mu.Unlock()
+	if present {
+		return nonce.ErrReplayed
+	}
+	b.extend(exp)
+	return nil
+}
+
+// Contains reports whether Add would now report e as replayed, without
+// recording it. A canceled ctx yields an error wrapping nonce.ErrUnavailable.
+func (m *Memory) Contains(ctx context.Context, e nonce.Entry) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("%w: %w", nonce.ErrUnavailable, err)
+	}
+	now := m.now()
+	idx := m.bucketIndex(e.Timestamp, now)
+	data := []byte(nonce.ScopedKey(e.Scope, e.Key))
+
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	b := m.buckets[idx]
+	if b == nil || b.maxExpires.Load() <= now.UnixNano() {
+		return false, nil
+	}
+	p := &b.parts[partitionOf(data, m.partitions)]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.test(data), nil
+}
+
+// Sweep drops every bucket whose entries have all expired. Add drops them as
+// it goes; Sweep is for idle periods.
+func (m *Memory) Sweep() {
+	m.prune(m.now().UnixNano())
+}
+
+// Ping reports the store healthy; it is in-process.
+func (m *Memory) Ping(context.Context) error { return nil }
+
+// BucketStats describes one bucket, for metrics.
+type BucketStats struct {
+	// Start is the first signed timestamp of the bucket; it spans
+	// [Start, Start+width).
+	Start time.Time
+	// Expires is the latest expiry recorded in the bucket, after which the
+	// bucket is dropped.
+	Expires time.Time
+	// Entries is the number of entries recorded.
+	Entries uint64
+	// Capacity is the number of entries the allocated sub-filters are sized
+	// for; it grows as partitions grow.
+	Capacity uint64
+	// BitsSet and Bits count the set and total bits of all sub-filters.
+	BitsSet, Bits uint64
+	// FillRatio is BitsSet/Bits, 0 for an empty bucket.
+	FillRatio float64
+	// SubFilters is the number of sub-filters across all partitions. It
+	// exceeds the number of partitions once some partition has grown.
+	SubFilters int
+	// FalsePositiveRate is the estimated probability that a fresh entry of
+	// this bucket is reported replayed: for each partition the sum over its
+	// sub-filters of fill^k, averaged over partitions (an entry picks one
+	// uniformly).
+	FalsePositiveRate float64
+}
+
+// Stats returns the live buckets, oldest first.
+func (m *Memory) Stats() []BucketStats {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]BucketStats, 0, len(m.buckets))
+	for idx, b := range m.buckets {
+		s := BucketStats{
+			Start:   time.Unix(0, idx*int64(m.width)).UTC(),
+			Expires: time.Unix(0, b.maxExpires.Load()).UTC(),
+		}
+		var fp float64
+		for i := range b.parts {
+			p := &b.parts[i]
+			p.mu.Lock()
+			for _, sf := range p.subs {
+				set, total := uint64(sf.f.BitSet().Count()), uint64(sf.f.Cap())
+				s.Entries += uint64(sf.n)
+				s.Capacity += uint64(sf.capacity)
+				s.BitsSet += set
+				s.Bits += total
+				s.SubFilters++
+				fp += math.Pow(float64(set)/float64(total), float64(sf.f.K()))
+			}
+			p.mu.Unlock()
+		}
+		if s.Bits > 0 {
+			s.FillRatio = float64(s.BitsSet) / float64(s.Bits)
+		}
+		s.FalsePositiveRate = fp / float64(len(b.parts))
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b BucketStats) int { return a.Start.Compare(b.Start) })
+	return out
+}
+
+// bucketIndex returns floor(ts/width), with now standing in for a zero ts.
+func (m *Memory) bucketIndex(ts, now time.Time) int64 {
+	if ts.IsZero() {
+		ts = now
+	}
+	n, w := ts.UnixNano(), int64(m.width)
+	q := n / w
+	if n%w < 0 {
+		q--
+	}
+	return q
+}
+
+// lockBucket returns bucket idx, creating it with expiry exp if missing, with
+// m.mu held for reading. The caller releases it.
+func (m *Memory) lockBucket(idx, exp int64) *bucket {
+	for {
+		m.mu.RLock()
+		if b := m.buckets[idx]; b != nil {
+			return b
+		}
+		m.mu.RUnlock()
+
+		m.mu.Lock()
+		if m.buckets[idx] == nil {
+			b := &bucket{parts: make([]partition, m.partitions)}
+			// Created with the entry's expiry so that it is not dropped
+			// between this and the insert.
+			b.maxExpires.Store(exp)
+			m.buckets[idx] = b
+			if exp < m.earliest.Load() {
+				m.earliest.Store(exp)
+			}
+		}
+		m.mu.Unlock()
+	}
+}
+
+// prune drops the buckets expired at now.
+func (m *Memory) prune(now int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.earliest.Load() > now {
+		return // another goroutine pruned first
+	}
+	earliest := int64(math.MaxInt64)
+	for idx, b := range m.buckets {
+		exp := b.maxExpires.Load()
+		if exp <= now {
+			delete(m.buckets, idx)
+			continue
+		}
+		earliest = min(earliest, exp)
+	}
+	m.earliest.Store(earliest)
+}
+
+type bucket struct {
+	maxExpires atomic.Int64 // latest recorded expiry, unix nanoseconds
+	parts      []partition
+}
+
+// extend raises the bucket's expiry to exp.
+func (b *bucket) extend(exp int64) {
+	for {
+		cur := b.maxExpires.Load()
+		if cur >= exp || b.maxExpires.CompareAndSwap(cur, exp) {
+			return
+		}
+	}
+}
+
+type partition struct {
+	mu   sync.Mutex
+	subs []*subFilter // oldest first; allocated on first insert
+	_    [32]byte     // keep partitions on separate cache lines
+}
+
+type subFilter struct {
+	f        *bloom.BloomFilter
+	capacity uint // entries it is sized for
+	n        uint // entries inserted
+}
+
+// newSubFilter returns sub-filter i of a partition whose first sub-filter
+// holds capacity entries, for a partition target rate fpRate: capacity·2^i
+// entries at fpRate/2^(i+1), so that the rates of all sub-filters sum to
+// less than fpRate.
+func newSubFilter(i int, capacity uint, fpRate float64) *subFilter {
+	c := capacity << i
+	m, k := Optimal(c, math.Ldexp(fpRate, -(i+1)))
+	return &subFilter{f: bloom.New(m, k), capacity: c}
+}
+
+// testAndAdd reports whether data is in any sub-filter and, if not, inserts
+// it into the newest, stacking a new one first when the newest is full.
+// Called with p.mu held.
+func (p *partition) testAndAdd(data []byte, capacity uint, fpRate float64) bool {
+	if n := len(p.subs); n == 0 || p.subs[n-1].n >= p.subs[n-1].capacity {
+		p.subs = append(p.subs, newSubFilter(n, capacity, fpRate))
+	}
+	n := len(p.subs)
+	if testAny(data, p.subs[:n-1]) {
+		return true
+	}
+	last := p.subs[n-1]
+	if last.f.TestAndAdd(data) {
+		return true
+	}
+	last.n++
+	return false
+}
+
+// test reports whether data is in any sub-filter. Called with p.mu held.
+func (p *partition) test(data []byte) bool {
+	n := len(p.subs)
+	if n == 0 {
+		return false
+	}
+	return testAny(data, p.subs[:n-1]) || p.subs[n-1].f.Test(data)
+}
+
+// testAny reports whether data is in any of subs, hashing it once.
+func testAny(data []byte, subs []*subFilter) bool {
+	if len(subs) == 0 {
+		return false
+	}
+	var k uint
+	for _, sf := range subs {
+		k = max(k, sf.f.K())
+	}
+	locs := bloom.Locations(data, k)
+	for _, sf := range subs {
+		if sf.f.TestLocations(locs[:sf.f.K()]) {
+			return true
+		}
+	}
+	return false
+}
+
+// partitionOf returns FNV-1a 64(data) mod n.
+func partitionOf(data []byte, n int) int {
+	const (
+		offset64 = 14695981039346656037
+		prime64  = 1099511628211
+	)
+	h := uint64(offset64)
+	for _, c := range data {
+		h ^= uint64(c)
+		h *= prime64
+	}
+	return int(h % uint64(n))
+}

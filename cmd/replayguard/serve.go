@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/config"
+	"github.com/replayguard/replayguard/stores"
+)
+
+var errUsage = errors.New("usage")
+
+// keyIDHeader tells the upstream which principal signed the request.
+const keyIDHeader = "X-Replayguard-Key-Id"
+
+const shutdownGrace = 30 * time.Second
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "replayguard.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if cfg.Upstream == "" {
+		return &replayguard.FieldError{Field: "upstream", Err: errors.New("required by serve")}
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	return serve(ctx, cfg, logger, nil)
+}
+
+// listeners lets callers (demo, tests) hand in already-bound listeners.
+type listeners struct {
+	main, admin net.Listener
+}
+
+// serve runs the gateway until ctx is done, then shuts down gracefully.
+func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls *listeners) error {
+	set, err := stores.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = set.Close() }()
+	g, err := replayguard.New(cfg, append(set.Options(), replayguard.WithLogger(logger))...)
+	if err != nil {
+		return err
+	}
+	up, err := url.Parse(cfg.Upstream)
+	if err != nil {
+		return &replayguard.FieldError{Field: "upstream", Err: err}
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(up)
+			pr.SetXForwarded()
+			pr.Out.Host = pr.In.Host
+			// The upstream learns who signed; a client cannot claim it.
+			pr.Out.Header.Del(keyIDHeader)
+			if v, ok := replayguard.VerifiedFrom(pr.In.Context()); ok {
+				pr.Out.Header.Set(keyIDHeader, v.Principal)
+			}
+		},
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			logger.LogAttrs(r.Context(), slog.LevelError, "upstream failed", slog.String("error", err.Error()))
+			writeUpstreamError(w)
+		},
+	}
+	if ls == nil {
+		ls = &listeners{}
+	}
+	if ls.main == nil {
+		if ls.main, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	if ls.admin == nil && cfg.AdminListen != "" {
+		if ls.admin, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			return fmt.Errorf("admin_listen: %w", err)
+		}
+	}
+
+	servers := []*http.Server{newServer(g.Middleware(proxy), logger)}
+	lns := []net.Listener{ls.main}
+	if ls.admin != nil {
+		servers = append(servers, newServer(adminHandler(cfg, set), logger))
+		lns = append(lns, ls.admin)
+	}
+	errc := make(chan error, len(servers))
+	for i := range servers {
+		go func(s *http.Server, l net.Listener) {
+			if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}(servers[i], lns[i])
+	}
+	attrs := []any{slog.String("listen", ls.main.Addr().String()), slog.String("upstream", cfg.Upstream),
+		slog.String("scheme", cfg.Scheme), slog.String("nonce_store", cfg.Nonce.Store), slog.String("nonce_mode", cfg.Nonce.Mode),
+		slog.String("fail_mode", cfg.FailMode), slog.String("version", versionString())}
+	if ls.admin != nil {
+		attrs = append(attrs, slog.String("admin_listen", ls.admin.Addr().String()))
+	}
+	logger.Info("replayguard serving", attrs...)
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	var errs []error
+	for _, s := range servers {
+		errs = append(errs, s.Shutdown(sctx))
+	}
+	return errors.Join(errs...)
+}
+
+func newServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
+func writeUpstreamError(w http.ResponseWriter) {
+	p := replayguard.Problem{Type: replayguard.ProblemType + "upstream_unavailable", Title: "Upstream unavailable",
+		Status: http.StatusBadGateway, Code: "upstream_unavailable", Detail: "the upstream did not answer"}
+	b, _ := json.Marshal(p)
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(p.Status)
+	_, _ = w.Write(b)
+}
+
+// adminHandler serves /healthz, /readyz.
+func adminHandler(cfg replayguard.Config, set *stores.Set) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		timeout := cfg.Redis.Timeout.D() * 5
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := set.Ping(ctx); err != nil {
+			if cfg.FailMode == replayguard.FailOpen {
+				_, _ = fmt.Fprintf(w, "degraded (fail_mode open): %v\n", err)
+				return
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	return mux
+}

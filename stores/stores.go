@@ -1,0 +1,108 @@
+// Package stores builds the stores a Config names: the embedded memory
+// stores by default, and the shared ones (Redis, PostgreSQL) when
+// configured. The root package never imports a store backend, so the code
+// the Traefik plugin loads stays free of them; the binary, the Caddy module
+// and library users who want configuration-driven stores go through Open.
+package stores
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/bloom"
+	"github.com/replayguard/replayguard/nonce"
+)
+
+// Set is the stores of one Guard.
+type Set struct {
+	// Nonce is the replay store.
+	Nonce nonce.Store
+	// Names lists each store with what backs it, for health reporting.
+	Names []string
+
+	pingers []namedPinger
+	closers []func() error
+}
+
+type namedPinger struct {
+	name string
+	p    nonce.Pinger
+}
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	now func() time.Time
+}
+
+// WithClock sets the clock of the in-memory stores. Default time.Now. It
+// must be the clock the Guard uses.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}
+
+// Open builds the stores cfg names. cfg must have defaults filled in.
+func Open(_ context.Context, cfg replayguard.Config, opts ...Option) (*Set, error) {
+	o := options{now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Set{}
+	switch cfg.Nonce.Store {
+	case replayguard.StoreMemory:
+		switch cfg.Nonce.Mode {
+		case replayguard.ModeExact:
+			m := nonce.NewMemory(nonce.WithClock(o.now), nonce.WithMaxEntries(cfg.Nonce.MaxEntries))
+			s.add("nonce:memory-exact", m, m)
+		case replayguard.ModeBloom:
+			span := cfg.Timestamp.Tolerance.D() + cfg.Timestamp.FutureSkew.D()
+			m, err := bloom.NewMemory(uint(cfg.Nonce.Capacity), cfg.Nonce.FalsePositiveRate, span, bloom.WithClock(o.now))
+			if err != nil {
+				return nil, &replayguard.FieldError{Field: "nonce", Err: err}
+			}
+			s.add("nonce:memory-bloom", m, m)
+		default:
+			return nil, &replayguard.FieldError{Field: "nonce.mode", Err: fmt.Errorf("unknown mode %q", cfg.Nonce.Mode)}
+		}
+	default:
+		return nil, &replayguard.FieldError{Field: "nonce.store", Err: fmt.Errorf("store %q is not available in this build", cfg.Nonce.Store)}
+	}
+	return s, nil
+}
+
+func (s *Set) add(name string, st nonce.Store, p nonce.Pinger) {
+	s.Nonce = st
+	s.Names = append(s.Names, name)
+	if p != nil {
+		s.pingers = append(s.pingers, namedPinger{name, p})
+	}
+}
+
+// Options returns the Guard options that install these stores.
+func (s *Set) Options() []replayguard.Option {
+	return []replayguard.Option{replayguard.WithNonceStore(s.Nonce)}
+}
+
+// Ping checks every store; the error names each one that failed.
+func (s *Set) Ping(ctx context.Context) error {
+	var errs []error
+	for _, p := range s.pingers {
+		if err := p.p.Ping(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close releases every store's resources.
+func (s *Set) Close() error {
+	var errs []error
+	for _, c := range s.closers {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
