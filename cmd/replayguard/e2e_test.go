@@ -1,0 +1,461 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replayguard/replayguard/signature"
+)
+
+// buildBinary compiles the real replayguard binary once per test run.
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "replayguard-e2e-")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "replayguard")
+		out, err := exec.Command("go", "build", "-race", "-o", buildOnce.path, ".").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildOnce.err)
+	return buildOnce.path
+}
+
+// gateway is a running replayguard serve process.
+type gateway struct {
+	addr, admin string
+	cmd         *exec.Cmd
+	logs        *syncBuffer
+	exited      chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startGateway writes cfg to a file and runs `replayguard serve` on it. The
+// config must listen on 127.0.0.1:0; the bound address is read from the
+// start-up log line.
+func startGateway(t *testing.T, cfg string, env ...string) *gateway {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "replayguard.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
+	cmd := exec.Command(binary(t), "serve", "--config", path)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	g := &gateway{cmd: cmd, logs: &syncBuffer{}, exited: make(chan error, 1)}
+	ready := make(chan map[string]any, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			_, _ = g.logs.Write(append(append([]byte(nil), line...), '\n'))
+			var rec map[string]any
+			if json.Unmarshal(line, &rec) == nil && rec["msg"] == "replayguard serving" {
+				ready <- rec
+			}
+		}
+	}()
+	go func() { g.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-g.exited
+		if t.Failed() {
+			t.Logf("gateway logs:\n%s", g.logs.String())
+		}
+	})
+	select {
+	case rec := <-ready:
+		g.addr, _ = rec["listen"].(string)
+		g.admin, _ = rec["admin_listen"].(string)
+	case err := <-g.exited:
+		t.Fatalf("gateway exited at start: %v\n%s", err, g.logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("gateway did not start:\n%s", g.logs.String())
+	}
+	return g
+}
+
+type countingUpstream struct {
+	*httptest.Server
+	hits atomic.Int64
+}
+
+func newUpstream(t *testing.T) *countingUpstream {
+	u := &countingUpstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Upstream-Key-Id", r.Header.Get("X-Replayguard-Key-Id"))
+		_, _ = fmt.Fprintf(w, "upstream saw %s %s %q", r.Method, r.URL.RequestURI(), b)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+const e2eConfig = `
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+upstream: %s
+max_body_bytes: 4096
+keys:
+  - id: client-a
+    secrets: ["${E2E_SECRET_A}"]
+  - id: rotating
+    secrets: ["base64:bmV3LXNlY3JldC0wMTIzNDU2Nzg5", "old-secret-0123456789"]
+`
+
+type response struct {
+	status int
+	body   string
+	header http.Header
+	code   string
+}
+
+func send(t *testing.T, r *http.Request) response {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(r)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	out := response{status: resp.StatusCode, body: string(b), header: resp.Header}
+	if resp.Header.Get("Content-Type") == "application/problem+json" {
+		var p struct{ Code string }
+		require.NoError(t, json.Unmarshal(b, &p), string(b))
+		out.code = p.Code
+	}
+	return out
+}
+
+func signed(t *testing.T, g *gateway, keyID, secret, method, path, body string, at time.Time) *http.Request {
+	t.Helper()
+	r, err := http.NewRequest(method, "http://"+g.addr+path, strings.NewReader(body))
+	require.NoError(t, err)
+	s := &signature.HMACSigner{KeyID: keyID, Secret: []byte(secret), Now: func() time.Time { return at }}
+	require.NoError(t, s.Sign(r, []byte(body)))
+	return r
+}
+
+func clone(t *testing.T, r *http.Request, body string) *http.Request {
+	t.Helper()
+	c, err := http.NewRequest(r.Method, r.URL.String(), strings.NewReader(body))
+	require.NoError(t, err)
+	c.Header = r.Header.Clone()
+	return c
+}
+
+func TestBinaryEndToEnd(t *testing.T) {
+	up := newUpstream(t)
+	const secretA = "e2e-secret-a-0123456789"
+	g := startGateway(t, fmt.Sprintf(e2eConfig, up.URL), "E2E_SECRET_A="+secretA)
+	now := time.Now()
+
+	t.Run("valid reaches upstream", func(t *testing.T) {
+		before := up.hits.Load()
+		r := send(t, signed(t, g, "client-a", secretA, "POST", "/v1/charges?currency=eur", `{"amount":100}`, now))
+		require.Equal(t, 200, r.status, r.body)
+		assert.Equal(t, `upstream saw POST /v1/charges?currency=eur "{\"amount\":100}"`, r.body)
+		assert.Equal(t, "client-a", r.header.Get("X-Upstream-Key-Id"), "the upstream learns the principal")
+		assert.Equal(t, before+1, up.hits.Load())
+	})
+
+	t.Run("exact replay", func(t *testing.T) {
+		req := signed(t, g, "client-a", secretA, "POST", "/v1/x", "body", now)
+		replay := clone(t, req, "body")
+		require.Equal(t, 200, send(t, req).status)
+		before := up.hits.Load()
+		r := send(t, replay)
+		assert.Equal(t, 401, r.status)
+		assert.Equal(t, "nonce_replayed", r.code)
+		assert.Equal(t, before, up.hits.Load())
+	})
+
+	cases := []struct {
+		name   string
+		req    func() *http.Request
+		status int
+		code   string
+	}{
+		{"tampered body", func() *http.Request {
+			return clone(t, signed(t, g, "client-a", secretA, "POST", "/v1/x", "amount=1", now), "amount=9")
+		}, 401, "signature_invalid"},
+		{"stale timestamp", func() *http.Request {
+			return signed(t, g, "client-a", secretA, "POST", "/v1/x", "b", now.Add(-10*time.Minute))
+		}, 401, "timestamp_expired"},
+		{"future timestamp", func() *http.Request {
+			return signed(t, g, "client-a", secretA, "POST", "/v1/x", "b", now.Add(10*time.Minute))
+		}, 401, "timestamp_in_future"},
+		{"unknown key", func() *http.Request {
+			return signed(t, g, "mallory", secretA, "POST", "/v1/x", "b", now)
+		}, 401, "key_unknown"},
+		{"missing signature header", func() *http.Request {
+			r := signed(t, g, "client-a", secretA, "POST", "/v1/x", "b", now)
+			r.Header.Del("X-Signature")
+			return r
+		}, 401, "signature_missing"},
+		{"body over limit", func() *http.Request {
+			return signed(t, g, "client-a", secretA, "POST", "/v1/x", strings.Repeat("x", 5000), now)
+		}, 413, "body_too_large"},
+		{"rotated key, current secret", func() *http.Request {
+			return signed(t, g, "rotating", "new-secret-0123456789", "POST", "/v1/x", "b", now)
+		}, 200, ""},
+		{"rotated key, previous secret", func() *http.Request {
+			return signed(t, g, "rotating", "old-secret-0123456789", "POST", "/v1/x", "b", now)
+		}, 200, ""},
+		{"rotated key, unrelated secret", func() *http.Request {
+			return signed(t, g, "rotating", "older-secret-0123456789", "POST", "/v1/x", "b", now)
+		}, 401, "signature_invalid"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := up.hits.Load()
+			r := send(t, tc.req())
+			require.Equal(t, tc.status, r.status, r.body)
+			assert.Equal(t, tc.code, r.code)
+			if tc.code != "" {
+				assert.Equal(t, before, up.hits.Load(), "a rejection never reaches the upstream")
+			}
+		})
+	}
+
+	t.Run("50 concurrent sends of one signed request", func(t *testing.T) {
+		orig := signed(t, g, "client-a", secretA, "POST", "/v1/transfer", `{"to":"x"}`, now)
+		before := up.hits.Load()
+		var wg sync.WaitGroup
+		var ok, replayed, other atomic.Int64
+		start := make(chan struct{})
+		for i := 0; i < 50; i++ {
+			req := clone(t, orig, `{"to":"x"}`)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					other.Add(1)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				switch resp.StatusCode {
+				case 200:
+					ok.Add(1)
+				case 401:
+					replayed.Add(1)
+				default:
+					other.Add(1)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		assert.Equal(t, int64(1), ok.Load())
+		assert.Equal(t, int64(49), replayed.Load())
+		assert.Zero(t, other.Load())
+		assert.Equal(t, before+1, up.hits.Load(), "exactly one reaches the upstream")
+	})
+
+	t.Run("admin endpoints", func(t *testing.T) {
+		for _, p := range []string{"/healthz", "/readyz"} {
+			resp, err := http.Get("http://" + g.admin + p)
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			assert.Equal(t, 200, resp.StatusCode, p)
+		}
+	})
+
+	t.Run("logs are JSON and hold no secret", func(t *testing.T) {
+		logs := g.logs.String()
+		assert.NotContains(t, logs, secretA)
+		assert.NotContains(t, logs, "old-secret")
+		for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+			assert.True(t, json.Valid([]byte(line)), "not JSON: %s", line)
+		}
+	})
+
+	t.Run("SIGTERM shuts down gracefully", func(t *testing.T) {
+		require.NoError(t, g.cmd.Process.Signal(syscall.SIGTERM))
+		select {
+		case err := <-g.exited:
+			require.NoError(t, err, "clean exit status")
+			g.exited <- err // for Cleanup
+		case <-time.After(10 * time.Second):
+			t.Fatal("no exit after SIGTERM")
+		}
+		assert.Contains(t, g.logs.String(), "shutting down")
+	})
+}
+
+func TestBinaryRejectsBadConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("upstream: http://127.0.0.1:1\nkeys: [{id: a, secrets: [x]}]\nnonce: {mode: sometimes}\n"), 0o600))
+	out, err := exec.Command(binary(t), "serve", "--config", path).CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "nonce.mode")
+}
+
+func TestBinarySignAndKeygen(t *testing.T) {
+	up := newUpstream(t)
+	g := startGateway(t, fmt.Sprintf(e2eConfig, up.URL), "E2E_SECRET_A=sign-secret-0123456789")
+	cfgPath := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(e2eConfig, up.URL)), 0o600))
+
+	// sign prints headers that the gateway accepts.
+	cmd := exec.Command(binary(t), "sign", "--config", cfgPath, "--key-id", "client-a", "-X", "POST", "-d", "hello", "-H", "Idempotency-Key: op-1", "http://"+g.addr+"/v1/x?q=1")
+	cmd.Env = append(os.Environ(), "E2E_SECRET_A=sign-secret-0123456789")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	req, _ := http.NewRequest("POST", "http://"+g.addr+"/v1/x?q=1", strings.NewReader("hello"))
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		require.True(t, ok, line)
+		req.Header.Set(k, v)
+	}
+	assert.Equal(t, "op-1", req.Header.Get("Idempotency-Key"))
+	r := send(t, req)
+	assert.Equal(t, 200, r.status, r.body)
+
+	// keygen prints a base64 secret that config accepts.
+	out, err = exec.Command(binary(t), "keygen", "--id", "new-client").CombinedOutput()
+	require.NoError(t, err)
+	assert.Contains(t, string(out), "id: new-client")
+	assert.Contains(t, string(out), `secrets: ["base64:`)
+
+	out, err = exec.Command(binary(t), "version").CombinedOutput()
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(out), "replayguard "))
+}
+
+// TestDemo runs `replayguard demo`, executes the curl command it prints
+// (with Go's client) and its replay.
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t), "demo", "--listen", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	defer func() { cancel(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(stdout)
+	var curl string
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "curl ") {
+			curl = sc.Text()
+			break
+		}
+	}
+	require.NotEmpty(t, curl, "demo prints a curl command")
+	req := requestFromCurl(t, curl)
+	first := send(t, req.build(t))
+	require.Equal(t, 200, first.status, first.body)
+	var echo map[string]string
+	require.NoError(t, json.Unmarshal([]byte(first.body), &echo))
+	assert.Equal(t, req.body, echo["body"], "the echo upstream got the signed body")
+	assert.Equal(t, "demo", echo["key_id"])
+	second := send(t, req.build(t))
+	assert.Equal(t, 401, second.status)
+	assert.Equal(t, "nonce_replayed", second.code)
+}
+
+type curlReq struct {
+	method, url, body string
+	headers           [][2]string
+}
+
+func (c curlReq) build(t *testing.T) *http.Request {
+	r, err := http.NewRequest(c.method, c.url, strings.NewReader(c.body))
+	require.NoError(t, err)
+	for _, h := range c.headers {
+		r.Header.Set(h[0], h[1])
+	}
+	return r
+}
+
+// requestFromCurl parses the single-quoted curl line the demo prints.
+func requestFromCurl(t *testing.T, line string) curlReq {
+	t.Helper()
+	var words []string
+	for len(line) > 0 {
+		line = strings.TrimLeft(line, " ")
+		if line == "" {
+			break
+		}
+		if line[0] == '\'' {
+			end := strings.IndexByte(line[1:], '\'')
+			require.GreaterOrEqual(t, end, 0)
+			words = append(words, line[1:end+1])
+			line = line[end+2:]
+			continue
+		}
+		end := strings.IndexByte(line, ' ')
+		if end < 0 {
+			end = len(line)
+		}
+		words = append(words, line[:end])
+		line = line[end:]
+	}
+	var c curlReq
+	for i := 1; i < len(words); i++ {
+		switch words[i] {
+		case "-X":
+			c.method = words[i+1]
+			i++
+		case "-H":
+			k, v, _ := strings.Cut(words[i+1], ": ")
+			c.headers = append(c.headers, [2]string{k, v})
+			i++
+		case "--data-binary":
+			c.body = words[i+1]
+			i++
+		case "-sS", "-i":
+		default:
+			c.url = words[i]
+		}
+	}
+	return c
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the servers the test suite starts for itself (redis-server, and
+# PostgreSQL's initdb/pg_ctl) when they are missing. Needs root or sudo on a
+# Debian/Ubuntu machine; elsewhere it prints what to install.
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+	need+=(postgresql)
+fi
+if [ ${#need[@]} -eq 0 ]; then
+	exit 0
+fi
+echo "installing: ${need[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+		echo "install ${need[*]} (apt-get install -y ${need[*]}) and re-run" >&2
+		exit 1
+	fi
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "no apt-get here: install ${need[*]} with your package manager and re-run" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq "${need[@]}" >/dev/null
+# The test suite starts its own servers on free loopback ports; the
+# packaged services are not needed.
+$sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
