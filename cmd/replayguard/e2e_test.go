@@ -459,3 +459,35 @@ func requestFromCurl(t *testing.T, line string) curlReq {
 	}
 	return c
 }
+
+// TestReadmeShellClient runs the shell client printed in README.md against
+// the real binary: the documented wire format is the implemented one.
+func TestReadmeShellClient(t *testing.T) {
+	for _, tool := range []string{"bash", "openssl", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is required (apt-get install -y %s)", tool, tool)
+			}
+			t.Skipf("%s not installed (apt-get install -y %s)", tool, tool)
+		}
+	}
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	_, after, ok := strings.Cut(string(readme), "A complete client in shell")
+	require.True(t, ok)
+	_, after, ok = strings.Cut(after, "```sh\n")
+	require.True(t, ok)
+	script, _, ok := strings.Cut(after, "```")
+	require.True(t, ok)
+
+	up := newUpstream(t)
+	g := startGateway(t, fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\nkeys: [{id: client-a, secrets: [my-secret]}]\n", up.URL))
+	script = strings.Replace(script, "HOST=127.0.0.1:8080", "HOST="+g.addr, 1)
+	run := func() string {
+		out, err := exec.Command("bash", "-c", script).CombinedOutput()
+		require.NoError(t, err, string(out))
+		return string(out)
+	}
+	assert.Equal(t, `upstream saw POST /v1/charges "{\"amount\":100}"`, run())
+	assert.Equal(t, int64(1), up.hits.Load())
+}
