@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/timestamp"
@@ -22,6 +23,8 @@ type Guard struct {
 	scheme       signature.Scheme
 	window       timestamp.Window
 	nonces       nonce.Store
+	idemStore    idempotency.Store
+	idem         *idempotency.Handler
 	now          func() time.Time
 	logger       *slog.Logger
 	errorHandler func(http.ResponseWriter, *http.Request, error)
@@ -43,6 +46,12 @@ func WithClock(now func() time.Time) Option {
 // nonce.mode. Default: the exact in-memory store.
 func WithNonceStore(s nonce.Store) Option {
 	return func(g *Guard) { g.nonces = s }
+}
+
+// WithIdempotencyStore sets the idempotency store, overriding
+// idempotency.store. Default: the in-memory store.
+func WithIdempotencyStore(s idempotency.Store) Option {
+	return func(g *Guard) { g.idemStore = s }
 }
 
 // WithScheme sets the signature scheme, overriding scheme and keys.
@@ -85,6 +94,20 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 		}
 		g.nonces = nonce.NewMemory(nonce.WithMaxEntries(cfg.Nonce.MaxEntries), nonce.WithClock(g.now))
 	}
+	if *cfg.Idempotency.Enabled {
+		if g.idemStore == nil {
+			if cfg.Idempotency.Store != StoreMemory {
+				return nil, fieldErr("idempotency.store", "store %q is built by package stores; pass it with WithIdempotencyStore", cfg.Idempotency.Store)
+			}
+			g.idemStore = idempotency.NewMemory(idempotency.WithMemoryClock(g.now))
+		}
+		id := cfg.Idempotency
+		g.idem = idempotency.NewHandler(g.idemStore, idempotency.Options{
+			Methods: id.Methods, Required: *id.Required, TTL: id.TTL.D(), Lease: id.Lease.D(),
+			MaxResponseBytes: id.MaxResponseBytes, StoreServerErrors: id.StoreServerErrors,
+			FingerprintHeaders: id.FingerprintHeaders, FailOpen: cfg.FailMode == FailOpen, Logger: g.logger,
+		})
+	}
 	g.window = timestamp.New(cfg.Timestamp.Tolerance.D(), cfg.Timestamp.FutureSkew.D())
 	g.maxBody = cfg.MaxBodyBytes
 	g.failOpen = cfg.FailMode == FailOpen
@@ -116,6 +139,9 @@ func (g *Guard) Config() Config { return g.cfg }
 
 // Window returns the timestamp window in force.
 func (g *Guard) Window() timestamp.Window { return g.window }
+
+// Idempotency returns the dedupe step, or nil when idempotency is disabled.
+func (g *Guard) Idempotency() *idempotency.Handler { return g.idem }
 
 // FailOpenPasses counts requests let through because a store failed under
 // fail_mode open.
@@ -183,12 +209,21 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			g.reject(w, r, err)
 			return
 		}
-		v, err := g.Verify(r.Context(), signature.FromHTTP(r, body))
+		sr := signature.FromHTTP(r, body)
+		v, err := g.Verify(r.Context(), sr)
 		if err != nil {
 			g.reject(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, withBody(r, body, &v))
+		r2 := withBody(r, body, &v)
+		if g.idem == nil || !g.idem.Covers(r.Method) {
+			next.ServeHTTP(w, r2)
+			return
+		}
+		err = g.idem.Serve(w, r2, idempotency.Request{Principal: v.Principal, Key: v.IdempotencyKey, Target: sr.Target, Body: body}, next)
+		if err != nil {
+			g.reject(w, r, err)
+		}
 	})
 }
 

@@ -39,15 +39,14 @@ func newGuard(t *testing.T, cfg replayguard.Config, opts ...replayguard.Option) 
 	return g
 }
 
-type nonceSeq struct{ n atomic.Int64 }
-
-func (s *nonceSeq) next() string {
-	return "nonce-" + strings.Repeat("0", 10) + string(rune('a'+s.n.Add(1)%26)) + time.Now().Format("150405.000000000")
-}
+var keySeq atomic.Int64
 
 func signedRequest(t *testing.T, keyID, secret, method, target string, body []byte, at time.Time, mutate ...func(*http.Request)) *http.Request {
 	t.Helper()
 	r := httptest.NewRequest(method, "http://api.example.com"+target, bytes.NewReader(body))
+	if method == http.MethodPost {
+		r.Header.Set("Idempotency-Key", "op-"+strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")+string(rune('a'+keySeq.Add(1)%26)))
+	}
 	for _, m := range mutate {
 		m(r)
 	}

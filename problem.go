@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/timestamp"
@@ -48,6 +49,7 @@ var classes = []problemClass{
 	{ErrBodyUnreadable, http.StatusBadRequest, "body_unreadable", "Request body could not be read"},
 	{ErrStoreUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{nonce.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
+	{idempotency.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{signature.ErrMissing, http.StatusUnauthorized, "signature_missing", "Signature missing"},
 	{signature.ErrMalformed, http.StatusUnauthorized, "signature_malformed", "Signature malformed"},
 	{signature.ErrKeyUnknown, http.StatusUnauthorized, "key_unknown", "Key unknown"},
@@ -59,6 +61,10 @@ var classes = []problemClass{
 	{nonce.ErrMissing, http.StatusUnauthorized, "nonce_missing", "Nonce missing"},
 	{nonce.ErrMalformed, http.StatusUnauthorized, "nonce_malformed", "Nonce malformed"},
 	{nonce.ErrReplayed, http.StatusUnauthorized, "nonce_replayed", "Request replayed"},
+	{idempotency.ErrKeyMissing, http.StatusBadRequest, "idempotency_key_missing", "Idempotency-Key missing"},
+	{idempotency.ErrKeyMalformed, http.StatusBadRequest, "idempotency_key_malformed", "Idempotency-Key malformed"},
+	{idempotency.ErrKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", "Idempotency-Key reused"},
+	{idempotency.ErrInProgress, http.StatusConflict, "idempotency_in_progress", "Request in progress"},
 }
 
 // ProblemFor maps an error of the pipeline to its problem details. An error

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/signature"
 )
@@ -54,6 +56,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", uuid.NewString())
 	if err := (&signature.HMACSigner{KeyID: "demo", Secret: raw}).Sign(req, []byte(body)); err != nil {
 		return err
 	}
@@ -65,6 +68,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 A signed request (valid for %s). Run it once: 200 from the echo upstream.
 Run it again: 401 nonce_replayed. Change a byte of the body: 401 signature_invalid.
+Re-sign the same operation (same Idempotency-Key and body, fresh nonce) with
+'replayguard sign ... -H "Idempotency-Key: <key>"' and the stored response comes
+back with Idempotent-Replayed: true, without reaching the upstream again.
 
 %s
 

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -176,6 +177,11 @@ func signed(t *testing.T, g *gateway, keyID, secret, method, path, body string, 
 	t.Helper()
 	r, err := http.NewRequest(method, "http://"+g.addr+path, strings.NewReader(body))
 	require.NoError(t, err)
+	if method == http.MethodPost {
+		// Covered by idempotency (required by default): each call here is
+		// a new operation.
+		r.Header.Set("Idempotency-Key", uuid.NewString())
+	}
 	s := &signature.HMACSigner{KeyID: keyID, Secret: []byte(secret), Now: func() time.Time { return at }}
 	require.NoError(t, s.Sign(r, []byte(body)))
 	return r

@@ -16,6 +16,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/config"
+	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/stores"
 )
 
@@ -78,6 +79,9 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			logger.LogAttrs(r.Context(), slog.LevelError, "upstream failed", slog.String("error", err.Error()))
+			// The upstream was not reached or did not answer: nothing to
+			// store, so a retry with the same key runs again.
+			idempotency.Abandon(w)
 			writeUpstreamError(w)
 		},
 	}

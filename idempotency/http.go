@@ -1,0 +1,383 @@
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of Handler.
+const (
+	DefaultTTL              = 24 * time.Hour
+	DefaultLease            = 30 * time.Second
+	DefaultMaxResponseBytes = 1 << 20
+)
+
+// Options configures a Handler. Zero fields take their defaults.
+type Options struct {
+	// Methods covered. Default POST and PATCH.
+	Methods []string
+	// Required makes a covered request without a key a 400. The zero value
+	// is false; replayguard.Config defaults it to true.
+	Required bool
+	// TTL of a completed record. Default 24h.
+	TTL time.Duration
+	// Lease of an in-progress record, renewed while the handler runs.
+	// Default 30s.
+	Lease time.Duration
+	// MaxResponseBytes bounds a stored body; a larger response passes
+	// through and the record is released. Default 1 MiB.
+	MaxResponseBytes int64
+	// StoreServerErrors stores 5xx responses too (Stripe's behaviour);
+	// default false releases them so the client can retry.
+	StoreServerErrors bool
+	// FingerprintHeaders are request headers that take part in the
+	// fingerprint besides method, request-target and body.
+	FingerprintHeaders []string
+	// FailOpen lets a request run without a record when the store fails
+	// (default: 503).
+	FailOpen bool
+	// Logger receives warnings. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler is the HTTP dedupe step. It is safe for concurrent use.
+type Handler struct {
+	store   Store
+	opts    Options
+	methods map[string]bool
+	stats   Stats
+}
+
+// Stats counts what Handler did.
+type Stats struct {
+	Executed, Replayed, InProgress, Reused, Released, StoreErrors, FailOpenPasses atomic.Uint64
+}
+
+// NewHandler returns the dedupe step over store.
+func NewHandler(store Store, opts Options) *Handler {
+	if opts.TTL <= 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = DefaultLease
+	}
+	if opts.MaxResponseBytes <= 0 {
+		opts.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if opts.Methods == nil {
+		opts.Methods = []string{http.MethodPost, http.MethodPatch}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	h := &Handler{store: store, opts: opts, methods: map[string]bool{}}
+	for _, m := range opts.Methods {
+		h.methods[strings.ToUpper(m)] = true
+	}
+	return h
+}
+
+// Stats returns the handler's counters.
+func (h *Handler) Stats() *Stats { return &h.stats }
+
+// Covers reports whether method is deduplicated.
+func (h *Handler) Covers(method string) bool { return h.methods[method] }
+
+// Request is what the dedupe step needs to know of a verified request.
+type Request struct {
+	// Principal scopes the key (key id or JWT sub).
+	Principal string
+	// Key is the idempotency key; empty to read the Idempotency-Key header.
+	Key string
+	// Target is the request-target as signed.
+	Target string
+	// Body is the complete request body.
+	Body []byte
+}
+
+// Serve runs next at most once per (principal, key): the first request
+// runs and its response is stored, a retry gets the stored response. Errors
+// (key missing or malformed, reuse, in progress, store unavailable) are
+// returned unwritten for the caller to render; nil means a response was
+// written.
+func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, req Request, next http.Handler) error {
+	if !h.methods[r.Method] {
+		next.ServeHTTP(w, r)
+		return nil
+	}
+	key := req.Key
+	if key == "" {
+		var err error
+		key, err = ParseKey(r.Header.Values(HeaderName))
+		if errors.Is(err, ErrKeyMissing) && !h.opts.Required {
+			next.ServeHTTP(w, r)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	scoped := ScopedKey(req.Principal, key)
+	fp := RequestFingerprint(r.Method, req.Target, r.Header, h.opts.FingerprintHeaders, req.Body)
+	ctx := r.Context()
+	claim, err := h.store.Claim(ctx, scoped, fp, h.opts.Lease)
+	if err != nil {
+		h.stats.StoreErrors.Add(1)
+		if h.opts.FailOpen {
+			h.stats.FailOpenPasses.Add(1)
+			h.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency store failed; running without a record under fail_mode open",
+				slog.String("principal", req.Principal), slog.String("error", err.Error()))
+			next.ServeHTTP(w, r)
+			return nil
+		}
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if !claim.Acquired {
+		return h.answerExisting(w, claim.Existing, fp)
+	}
+	h.execute(w, r, scoped, claim.Token, next)
+	return nil
+}
+
+func (h *Handler) answerExisting(w http.ResponseWriter, rec *Record, fp Fingerprint) error {
+	if rec == nil {
+		return fmt.Errorf("%w: claim returned no record", ErrUnavailable)
+	}
+	if rec.Fingerprint != fp {
+		h.stats.Reused.Add(1)
+		return ErrKeyReused
+	}
+	if rec.State != StateCompleted || rec.Response == nil {
+		h.stats.InProgress.Add(1)
+		return ErrInProgress
+	}
+	h.stats.Replayed.Add(1)
+	WriteResponse(w, rec.Response)
+	return nil
+}
+
+// WriteResponse replays a stored response, marked Idempotent-Replayed.
+func WriteResponse(w http.ResponseWriter, resp *Response) {
+	dst := w.Header()
+	for k, vs := range resp.Header {
+		dst[k] = append([]string(nil), vs...)
+	}
+	dst.Set(ReplayedHeader, "true")
+	status := resp.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(resp.Body)
+}
+
+// execute runs next while holding the lease, then stores or releases.
+func (h *Handler) execute(w http.ResponseWriter, r *http.Request, key, token string, next http.Handler) {
+	h.stats.Executed.Add(1)
+	rec := &recorder{w: w, max: h.opts.MaxResponseBytes}
+	storeCtx := context.WithoutCancel(r.Context())
+	stop := h.renewWhileRunning(storeCtx, key, token)
+	completed := false
+	defer func() {
+		stop()
+		if completed {
+			return
+		}
+		// The handler panicked: free the key so a retry can run, and let
+		// the panic go on to net/http.
+		if err := h.store.Release(storeCtx, key, token); err != nil {
+			h.logStoreErr(storeCtx, "release after panic", err)
+		}
+	}()
+	next.ServeHTTP(rec, r)
+	completed = true
+	stop()
+
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if reason := h.releaseReason(rec, status); reason != "" {
+		h.stats.Released.Add(1)
+		if err := h.store.Release(storeCtx, key, token); err != nil {
+			h.logStoreErr(storeCtx, "release", err)
+		}
+		return
+	}
+	resp := &Response{Status: status, Header: rec.header, Body: rec.buf.Bytes()}
+	if err := h.store.Complete(storeCtx, key, token, resp, h.opts.TTL); err != nil {
+		h.logStoreErr(storeCtx, "complete", err)
+	}
+}
+
+// releaseReason says why a response must not be stored, or "".
+func (h *Handler) releaseReason(rec *recorder, status int) string {
+	switch {
+	case rec.abandoned.Load():
+		return "transport error"
+	case rec.overflow:
+		return "response larger than max_response_bytes"
+	case rec.streaming:
+		return "streaming response"
+	case status == http.StatusRequestTimeout || status == http.StatusTooEarly || status == http.StatusTooManyRequests:
+		return "retryable status"
+	case status >= 500 && !h.opts.StoreServerErrors:
+		return "server error"
+	}
+	return ""
+}
+
+func (h *Handler) logStoreErr(ctx context.Context, op string, err error) {
+	h.stats.StoreErrors.Add(1)
+	level := slog.LevelError
+	if errors.Is(err, ErrLeaseLost) {
+		level = slog.LevelWarn
+	}
+	h.opts.Logger.LogAttrs(ctx, level, "idempotency "+op+" failed; the response was still returned",
+		slog.String("error", err.Error()))
+}
+
+// renewWhileRunning renews the lease every third of it until stop is called.
+func (h *Handler) renewWhileRunning(ctx context.Context, key, token string) (stop func()) {
+	return renewLoop(ctx, h.store, key, token, h.opts.Lease, func(err error) { h.logStoreErr(ctx, "lease renewal", err) })
+}
+
+func renewLoop(ctx context.Context, store Store, key, token string, lease time.Duration, onErr func(error)) (stop func()) {
+	done := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := store.Renew(ctx, key, token, lease); err != nil {
+					onErr(err)
+					if errors.Is(err, ErrLeaseLost) {
+						return
+					}
+				}
+			}
+		}
+	}()
+	return func() {
+		once.Do(func() { close(done) })
+		wg.Wait()
+	}
+}
+
+// Abandon marks the response being written to w as one that must not be
+// stored (the upstream was not reached). Reverse proxies call it from
+// their error handler; w may be any wrapper whose Unwrap chain leads to
+// the recorder.
+func Abandon(w http.ResponseWriter) {
+	for w != nil {
+		if rec, ok := w.(*recorder); ok {
+			rec.abandoned.Store(true)
+			return
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return
+		}
+		w = u.Unwrap()
+	}
+}
+
+// recorder passes the response through to the client while keeping a copy
+// of status, headers and up to max bytes of body.
+type recorder struct {
+	w         http.ResponseWriter
+	max       int64
+	status    int
+	header    http.Header
+	buf       bytes.Buffer
+	overflow  bool
+	streaming bool
+	abandoned atomic.Bool
+}
+
+func (r *recorder) Header() http.Header { return r.w.Header() }
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status != 0 {
+		return
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		r.w.WriteHeader(code)
+		return
+	}
+	r.status = code
+	r.header = storableHeader(r.w.Header())
+	if mt := r.w.Header().Get("Content-Type"); strings.HasPrefix(strings.ToLower(mt), "text/event-stream") {
+		r.streaming = true
+	}
+	r.w.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	if !r.overflow && !r.streaming {
+		if int64(r.buf.Len()+len(p)) > r.max {
+			r.overflow = true
+			r.buf = bytes.Buffer{}
+		} else {
+			r.buf.Write(p)
+		}
+	}
+	return r.w.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer
+// (Flush, Hijack, deadlines).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.w }
+
+// Flush forwards to the underlying writer when it can flush.
+func (r *recorder) Flush() {
+	if r.status == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(r.w).Flush()
+}
+
+// hopByHop are the headers that describe one connection, not the response.
+var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// storableHeader copies h without hop-by-hop headers (including those
+// Connection names), Set-Cookie and Date.
+func storableHeader(h http.Header) http.Header {
+	out := h.Clone()
+	if out == nil {
+		out = http.Header{}
+	}
+	for _, v := range out.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				out.Del(name)
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		out.Del(k)
+	}
+	out.Del("Set-Cookie")
+	out.Del("Date")
+	out.Del(ReplayedHeader)
+	return out
+}

@@ -1,0 +1,255 @@
+// Package idempotencytest is the conformance suite every idempotency.Store
+// must pass.
+//
+//	func TestConformance(t *testing.T) {
+//		idempotencytest.Run(t, func(t *testing.T) idempotency.Store { return idempotency.NewMemory() })
+//	}
+package idempotencytest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replayguard/replayguard/idempotency"
+)
+
+// Run runs the suite. newStore returns a store for each subtest; keys are
+// unique per subtest, so a shared backing database is fine. The store reads
+// the real clock; lease and TTL subtests sleep for about a second.
+func Run(t *testing.T, newStore func(t *testing.T) idempotency.Store) {
+	t.Helper()
+	ctx := context.Background()
+	fpA := sha256.Sum256([]byte("request A"))
+	fpB := sha256.Sum256([]byte("request B"))
+	key := func() string { return "principal\x00" + uuid.NewString() }
+	resp := &idempotency.Response{
+		Status: 201,
+		Header: http.Header{"Content-Type": {"application/json"}, "X-Multi": {"1", "2"}, "Location": {"/v1/charges/ch_1"}},
+		Body:   []byte(`{"id":"ch_1","amount":100}`),
+	}
+
+	t.Run("ClaimThenSecondClaimSeesInProgress", func(t *testing.T) {
+		s := newStore(t)
+		k := key()
+		c, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		require.True(t, c.Acquired)
+		require.NotEmpty(t, c.Token)
+		c2, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		require.False(t, c2.Acquired)
+		require.NotNil(t, c2.Existing)
+		assert.Equal(t, idempotency.StateInProgress, c2.Existing.State)
+		assert.Equal(t, idempotency.Fingerprint(fpA), c2.Existing.Fingerprint)
+	})
+
+	t.Run("FingerprintMismatchReported", func(t *testing.T) {
+		s := newStore(t)
+		k := key()
+		c, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		c2, err := s.Claim(ctx, k, fpB, time.Minute)
+		require.NoError(t, err)
+		require.False(t, c2.Acquired)
+		assert.Equal(t, idempotency.Fingerprint(fpA), c2.Existing.Fingerprint, "the record keeps the first request's fingerprint")
+		require.NoError(t, s.Complete(ctx, k, c.Token, resp, time.Minute))
+		c3, err := s.Claim(ctx, k, fpB, time.Minute)
+		require.NoError(t, err)
+		require.False(t, c3.Acquired)
+		assert.Equal(t, idempotency.Fingerprint(fpA), c3.Existing.Fingerprint)
+		assert.Equal(t, idempotency.StateCompleted, c3.Existing.State)
+	})
+
+	t.Run("ConcurrentClaimsHaveOneWinner", func(t *testing.T) {
+		s := newStore(t)
+		k := key()
+		const n = 64
+		var won, lost atomic.Int64
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				c, err := s.Claim(ctx, k, fpA, time.Minute)
+				if !assert.NoError(t, err) {
+					return
+				}
+				if c.Acquired {
+					won.Add(1)
+				} else {
+					lost.Add(1)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		assert.Equal(t, int64(1), won.Load())
+		assert.Equal(t, int64(n-1), lost.Load())
+	})
+
+	t.Run("CompleteStoresResponseExactly", func(t *testing.T) {
+		s := newStore(t)
+		k := key()
+		c, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, s.Complete(ctx, k, c.Token, resp, time.Minute))
+		c2, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		require.False(t, c2.Acquired)
+		require.Equal(t, idempotency.StateCompleted, c2.Existing.State)
+		require.NotNil(t, c2.Existing.Response)
+		assert.Equal(t, resp.Status, c2.Existing.Response.Status)
+		assert.Equal(t, resp.Header, c2.Existing.Response.Header)
+		assert.Equal(t, resp.Body, c2.Existing.Response.Body)
+	})
+
+	t.Run("LargeAndBinaryBodies", func(t *testing.T) {
+		s := newStore(t)
+		big := make([]byte, 1<<20)
+		for i := range big {
+			big[i] = byte(i * 7)
+		}
+		for _, body := range [][]byte{big, {}, {0, 0xff, '\n', 0}} {
+			k := key()
+			c, err := s.Claim(ctx, k, fpA, time.Minute)
+			require.NoError(t, err)
+			r := &idempotency.Response{Status: 200, Header: http.Header{}, Body: body}
+			require.NoError(t, s.Complete(ctx, k, c.Token, r, time.Minute))
+			c2, err := s.Claim(ctx, k, fpA, time.Minute)
+			require.NoError(t, err)
+			require.NotNil(t, c2.Existing.Response)
+			assert.True(t, bytes.Equal(body, c2.Existing.Response.Body), "body of %d bytes replayed byte for byte", len(body))
+		}
+	})
+
+	t.Run("LeaseExpiryLetsANewClaimIn", func(t *testing.T) {
+		s := newStore(t)
+		k := key()
+		c, err := s.Claim(ctx, k, fpA, 300*time.Millisecond)
+		require.NoError(t, err)
+		require.True(t, c.Acquired)
+		time.Sleep(600 * time.Millisecond)
+		c2, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		require.True(t, c2.Acquired, "an expired lease is taken over")
+		assert.NotEqual(t, c.Token, c2.Token)
+		c3, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		assert.False(t, c3.Acquired, "the new holder's lease holds")
+	})
+
+	t.Run("StaleHolderCannotCompleteOrRelease", func(t *testing.T) {
+		s := newStore(t)
+		k := key()
+		stale, err := s.Claim(ctx, k, fpA, 300*time.Millisecond)
+		require.NoError(t, err)
+		time.Sleep(600 * time.Millisecond)
+		fresh, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		require.True(t, fresh.Acquired)
+		staleResp := &idempotency.Response{Status: 200, Header: http.Header{}, Body: []byte("stale")}
+		require.ErrorIs(t, s.Complete(ctx, k, stale.Token, staleResp, time.Minute), idempotency.ErrLeaseLost)
+		require.ErrorIs(t, s.Release(ctx, k, stale.Token), idempotency.ErrLeaseLost)
+		require.ErrorIs(t, s.Renew(ctx, k, stale.Token, time.Minute), idempotency.ErrLeaseLost)
+		require.NoError(t, s.Complete(ctx, k, fresh.Token, resp, time.Minute))
+		c, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		assert.Equal(t, resp.Body, c.Existing.Response.Body, "the fresh holder's response is the one stored")
+	})
+
+	t.Run("RenewExtendsTheLease", func(t *testing.T) {
+		s := newStore(t)
+		k := key()
+		c, err := s.Claim(ctx, k, fpA, 400*time.Millisecond)
+		require.NoError(t, err)
+		time.Sleep(200 * time.Millisecond)
+		require.NoError(t, s.Renew(ctx, k, c.Token, 2*time.Second))
+		time.Sleep(400 * time.Millisecond)
+		c2, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		assert.False(t, c2.Acquired, "the renewed lease still holds")
+		require.NoError(t, s.Complete(ctx, k, c.Token, resp, time.Minute))
+	})
+
+	t.Run("ReleaseLetsTheKeyBeClaimedAgain", func(t *testing.T) {
+		s := newStore(t)
+		k := key()
+		c, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, s.Release(ctx, k, c.Token))
+		c2, err := s.Claim(ctx, k, fpB, time.Minute)
+		require.NoError(t, err)
+		assert.True(t, c2.Acquired, "a released key is free, for any request")
+		assert.NotEqual(t, c.Token, c2.Token)
+		require.ErrorIs(t, s.Complete(ctx, k, c.Token, resp, time.Minute), idempotency.ErrLeaseLost, "the released token is dead")
+	})
+
+	t.Run("CompletedRecordCannotBeReleasedOrRecompleted", func(t *testing.T) {
+		s := newStore(t)
+		k := key()
+		c, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, s.Complete(ctx, k, c.Token, resp, time.Minute))
+		require.ErrorIs(t, s.Release(ctx, k, c.Token), idempotency.ErrLeaseLost)
+		other := &idempotency.Response{Status: 500, Header: http.Header{}, Body: []byte("x")}
+		require.ErrorIs(t, s.Complete(ctx, k, c.Token, other, time.Minute), idempotency.ErrLeaseLost)
+		c2, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		assert.Equal(t, resp.Status, c2.Existing.Response.Status)
+	})
+
+	t.Run("UnknownTokenIsLeaseLost", func(t *testing.T) {
+		s := newStore(t)
+		k := key()
+		require.ErrorIs(t, s.Complete(ctx, k, "no-such-token", resp, time.Minute), idempotency.ErrLeaseLost)
+		require.ErrorIs(t, s.Release(ctx, k, "no-such-token"), idempotency.ErrLeaseLost)
+		require.ErrorIs(t, s.Renew(ctx, k, "no-such-token", time.Minute), idempotency.ErrLeaseLost)
+	})
+
+	t.Run("TTLExpiry", func(t *testing.T) {
+		s := newStore(t)
+		k := key()
+		c, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, s.Complete(ctx, k, c.Token, resp, 300*time.Millisecond))
+		c2, err := s.Claim(ctx, k, fpA, time.Minute)
+		require.NoError(t, err)
+		require.False(t, c2.Acquired)
+		time.Sleep(600 * time.Millisecond)
+		c3, err := s.Claim(ctx, k, fpB, time.Minute)
+		require.NoError(t, err)
+		assert.True(t, c3.Acquired, "an expired record is gone, for any request")
+	})
+
+	t.Run("KeysAreIndependent", func(t *testing.T) {
+		s := newStore(t)
+		k1, k2 := key(), key()
+		c1, err := s.Claim(ctx, k1, fpA, time.Minute)
+		require.NoError(t, err)
+		c2, err := s.Claim(ctx, k2, fpA, time.Minute)
+		require.NoError(t, err)
+		assert.True(t, c1.Acquired)
+		assert.True(t, c2.Acquired)
+	})
+
+	t.Run("CanceledContext", func(t *testing.T) {
+		s := newStore(t)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err := s.Claim(cctx, key(), fpA, time.Minute)
+		require.Error(t, err)
+		require.ErrorIs(t, err, idempotency.ErrUnavailable)
+	})
+}

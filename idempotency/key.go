@@ -1,0 +1,111 @@
+package idempotency
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// HeaderName is the request header naming the operation.
+const HeaderName = "Idempotency-Key"
+
+// ReplayedHeader marks a response served from the store.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// MaxKeyLen is the longest key accepted, counted on the decoded value.
+const MaxKeyLen = 255
+
+// ParseKey returns the key named by the Idempotency-Key field values: an
+// RFC 8941 sf-string ("…", with \" and \\ escapes) or a bare token, both
+// naming the same key, of 1–255 printable ASCII characters (0x20–0x7E). No
+// value returns "" and ErrKeyMissing; several values are malformed.
+func ParseKey(values []string) (string, error) {
+	if len(values) == 0 {
+		return "", ErrKeyMissing
+	}
+	if len(values) > 1 {
+		return "", fmt.Errorf("%w: more than one %s field", ErrKeyMalformed, HeaderName)
+	}
+	v := strings.Trim(values[0], " \t")
+	if v == "" {
+		return "", fmt.Errorf("%w: empty", ErrKeyMalformed)
+	}
+	if v[0] != '"' {
+		if len(v) > MaxKeyLen {
+			return "", fmt.Errorf("%w: longer than %d characters", ErrKeyMalformed, MaxKeyLen)
+		}
+		for i := 0; i < len(v); i++ {
+			if v[i] < 0x20 || v[i] > 0x7e {
+				return "", fmt.Errorf("%w: not printable ASCII", ErrKeyMalformed)
+			}
+		}
+		return v, nil
+	}
+	// sf-string
+	var b strings.Builder
+	for i := 1; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '\\':
+			i++
+			if i >= len(v) || (v[i] != '"' && v[i] != '\\') {
+				return "", fmt.Errorf("%w: bad escape in sf-string", ErrKeyMalformed)
+			}
+			b.WriteByte(v[i])
+		case c == '"':
+			if i != len(v)-1 {
+				return "", fmt.Errorf("%w: characters after the closing quote", ErrKeyMalformed)
+			}
+			if b.Len() == 0 {
+				return "", fmt.Errorf("%w: empty", ErrKeyMalformed)
+			}
+			if b.Len() > MaxKeyLen {
+				return "", fmt.Errorf("%w: longer than %d characters", ErrKeyMalformed, MaxKeyLen)
+			}
+			return b.String(), nil
+		case c < 0x20 || c > 0x7e:
+			return "", fmt.Errorf("%w: not printable ASCII", ErrKeyMalformed)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "", fmt.Errorf("%w: unterminated sf-string", ErrKeyMalformed)
+}
+
+// ScopedKey joins principal and key so that one client can never reach
+// another's records.
+func ScopedKey(principal, key string) string {
+	return principal + "\x00" + key
+}
+
+// RequestFingerprint is SHA-256 over the method, the request-target, the
+// named headers (in the order given, each with all its values) and the
+// body, each part length-prefixed so no two requests share an encoding.
+func RequestFingerprint(method, target string, h http.Header, headers []string, body []byte) Fingerprint {
+	d := sha256.New()
+	var n [8]byte
+	part := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		d.Write(n[:])
+		d.Write([]byte(s))
+	}
+	part(method)
+	part(target)
+	for _, name := range headers {
+		part(strings.ToLower(name))
+		vs := h.Values(name)
+		binary.BigEndian.PutUint64(n[:], uint64(len(vs)))
+		d.Write(n[:])
+		for _, v := range vs {
+			part(v)
+		}
+	}
+	binary.BigEndian.PutUint64(n[:], uint64(len(body)))
+	d.Write(n[:])
+	d.Write(body)
+	var fp Fingerprint
+	d.Sum(fp[:0])
+	return fp
+}

@@ -1,0 +1,114 @@
+package idempotency
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// Sentinel errors.
+var (
+	// ErrKeyMissing reports a covered request without a key when one is required.
+	ErrKeyMissing = errors.New("idempotency: key missing")
+	// ErrKeyMalformed reports a key that is not 1–255 printable ASCII characters.
+	ErrKeyMalformed = errors.New("idempotency: key malformed")
+	// ErrKeyReused reports the same key sent with another request fingerprint.
+	ErrKeyReused = errors.New("idempotency: key reused with another request")
+	// ErrInProgress reports that the first request with the key still runs.
+	ErrInProgress = errors.New("idempotency: request in progress")
+	// ErrLeaseLost reports that a holder's lease expired and another claim
+	// (or an expiry) took the record: the holder must not complete it.
+	ErrLeaseLost = errors.New("idempotency: lease lost")
+	// ErrUnavailable reports that the store could not answer. Store errors
+	// wrap it.
+	ErrUnavailable = errors.New("idempotency: store unavailable")
+)
+
+// State is the state of a stored record.
+type State int
+
+// States of a record.
+const (
+	StateInProgress State = iota + 1
+	StateCompleted
+)
+
+func (s State) String() string {
+	switch s {
+	case StateInProgress:
+		return "in_progress"
+	case StateCompleted:
+		return "completed"
+	}
+	return "unknown"
+}
+
+// Fingerprint identifies the request a key was first used with.
+type Fingerprint [32]byte
+
+// Response is a stored response.
+type Response struct {
+	// Status is the HTTP status (0 for results of Do).
+	Status int
+	// Header holds the stored headers (hop-by-hop, Set-Cookie and Date removed).
+	Header http.Header
+	// Body is the complete body.
+	Body []byte
+}
+
+// Record is what a store holds under a key.
+type Record struct {
+	State       State
+	Fingerprint Fingerprint
+	// Response is set when State is StateCompleted.
+	Response *Response
+}
+
+// Claim is the outcome of Store.Claim.
+type Claim struct {
+	// Acquired reports that the caller now holds the key's lease and must
+	// Complete or Release it with Token.
+	Acquired bool
+	// Token is the fencing token of an acquired claim.
+	Token string
+	// Existing is the record found when the claim was not acquired.
+	Existing *Record
+}
+
+// Store persists idempotency records. Keys arrive already scoped by
+// principal. Every method is one atomic step.
+type Store interface {
+	// Claim creates an in-progress record for key with fingerprint fp,
+	// leased for lease, and returns its new fencing token. When a live
+	// record exists it returns it instead (Acquired false). An in-progress
+	// record whose lease has expired (its holder died) no longer holds the
+	// key: the claim takes it over with a new token, as it replaces a
+	// completed record whose TTL has passed.
+	Claim(ctx context.Context, key string, fp Fingerprint, lease time.Duration) (Claim, error)
+	// Renew extends the lease of the holder of token. ErrLeaseLost when
+	// token no longer holds the key.
+	Renew(ctx context.Context, key, token string, lease time.Duration) error
+	// Complete stores resp for ttl, if token still holds the key.
+	// ErrLeaseLost otherwise; the stored record is then left untouched.
+	Complete(ctx context.Context, key, token string, resp *Response, ttl time.Duration) error
+	// Release removes the in-progress record, if token still holds it,
+	// so that the key can be claimed again. ErrLeaseLost otherwise.
+	Release(ctx context.Context, key, token string) error
+}
+
+// Pinger is implemented by stores that can report their health.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// NewToken returns a random fencing token. Tokens are random rather than
+// counted so that a record deleted and claimed again never reissues a token
+// a stale holder still has.
+func NewToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
