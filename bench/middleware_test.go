@@ -28,9 +28,9 @@ const (
 // variant.
 type discard struct{ h http.Header }
 
-func (d *discard) Header() http.Header       { return d.h }
+func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
-func (d *discard) WriteHeader(int)           {}
+func (d *discard) WriteHeader(int)             {}
 
 // bare is the handler every variant ends in: it reads the body and answers.
 var bare = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

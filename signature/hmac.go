@@ -140,8 +140,10 @@ func NewHMAC(keys []Key, opts ...HMACOption) (*HMAC, error) {
 // Headers returns the header names in use.
 func (s *HMAC) Headers() HMACHeaders { return s.headers }
 
-// maxEntries bounds the v1= entries considered in one request.
-const maxEntries = 8
+// maxEntries is the most v1= entries a signature header within
+// maxSignatureHeader can hold ("v1=" plus 44 characters and a comma each),
+// so every entry of an accepted header is tried.
+const maxEntries = maxSignatureHeader/48 + 1
 
 // scratch holds the per-request buffers of a verification.
 type scratch struct {

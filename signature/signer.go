@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -55,11 +56,14 @@ func (s *HMACSigner) Sign(req *http.Request, body []byte) error {
 	if !ValidNonce(nonceVal) {
 		return fmt.Errorf("signature: hmac signer: nonce %q is outside the allowed syntax", nonceVal)
 	}
+	if req.URL == nil {
+		return errors.New("signature: hmac signer: request has no URL")
+	}
 	hd := s.Headers.withDefaults()
 	ts := strconv.FormatInt(now().Unix(), 10)
-	host := req.Host
-	if host == "" && req.URL != nil {
-		host = req.URL.Host
+	host, err := wireHost(req)
+	if err != nil {
+		return err
 	}
 	target := req.URL.RequestURI()
 	sts := AppendStringToSign(nil, req.Method, host, target, ts, nonceVal, req.Header.Get(IdempotencyKeyHeader), body)
@@ -68,6 +72,30 @@ func (s *HMACSigner) Sign(req *http.Request, body []byte) error {
 	req.Header.Set(hd.Nonce, nonceVal)
 	req.Header.Set(hd.Signature, SignHMAC(s.Secret, sts))
 	return nil
+}
+
+// wireHost returns the Host header net/http will send for req, which is
+// what the server sees and verifies: req.Host, else the URL's host, with an
+// IPv6 zone removed as net/http removes it. Non-ASCII names are rejected:
+// net/http sends them in punycode, so sign with the xn-- form.
+func wireHost(req *http.Request) (string, error) {
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	for i := 0; i < len(host); i++ {
+		if host[i] >= 0x80 {
+			return "", fmt.Errorf("signature: host %q is not ASCII; use its punycode (xn--) form", host)
+		}
+	}
+	if strings.HasPrefix(host, "[") {
+		if pct := strings.IndexByte(host, '%'); pct >= 0 {
+			if end := strings.IndexByte(host[pct:], ']'); end >= 0 {
+				host = host[:pct] + host[pct+end:]
+			}
+		}
+	}
+	return host, nil
 }
 
 // DefaultMaxRetries is Transport's retry budget when MaxRetries is zero.
@@ -172,7 +200,7 @@ func (t *Transport) generatesKey(method string) bool {
 		return method == http.MethodPost || method == http.MethodPatch
 	}
 	for _, m := range t.IdempotencyMethods {
-		if m == method {
+		if strings.EqualFold(m, method) {
 			return true
 		}
 	}
@@ -216,11 +244,17 @@ func retryAfter(resp *http.Response) time.Duration {
 	if v == "" {
 		return -1
 	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
+	var d time.Duration
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		d = time.Duration(n) * time.Second
+	} else if at, err := http.ParseTime(v); err == nil {
+		d = time.Until(at)
+		if d < 0 {
+			d = 0
+		}
+	} else {
 		return -1
 	}
-	d := time.Duration(n) * time.Second
 	if d > maxRetryAfter {
 		d = maxRetryAfter
 	}
