@@ -4,12 +4,27 @@ go 1.26.0
 
 replace github.com/replayguard/replayguard => ../
 
-require github.com/replayguard/replayguard v0.0.0-00010101000000-000000000000
+require (
+	github.com/gofiber/fiber/v2 v2.52.15
+	github.com/replayguard/replayguard v0.0.0-00010101000000-000000000000
+	github.com/valyala/fasthttp v1.51.0
+)
 
 require (
 	github.com/aclements/go-moremath v0.0.0-20210112150236-f10218a38794 // indirect
+	github.com/andybalholm/brotli v1.1.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
+	github.com/klauspost/compress v1.17.9 // indirect
+	github.com/mattn/go-colorable v0.1.13 // indirect
+	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/mattn/go-runewidth v0.0.16 // indirect
+	github.com/philhofer/fwd v1.1.3-0.20240916144458-20a13a1f6b7c // indirect
+	github.com/rivo/uniseg v0.2.0 // indirect
+	github.com/tinylib/msgp v1.2.5 // indirect
+	github.com/valyala/bytebufferpool v1.0.0 // indirect
+	github.com/valyala/tcplisten v1.0.0 // indirect
 	golang.org/x/perf v0.0.0-20260908200009-22c9c6c9d4da // indirect
+	golang.org/x/sys v0.48.0 // indirect
 )
 
 tool golang.org/x/perf/cmd/benchstat

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 )
@@ -89,7 +90,7 @@ func RequestFingerprint(method, target string, h http.Header, headers []string, 
 	part := func(s string) {
 		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
 		d.Write(n[:])
-		d.Write([]byte(s))
+		_, _ = io.WriteString(d, s)
 	}
 	part(method)
 	part(target)

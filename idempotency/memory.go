@@ -231,12 +231,10 @@ func (m *Memory) reclaim(sh *memShard, now int64) {
 	}
 }
 
+// snapshot returns the record as callers see it. A completed response is
+// never modified after Complete, so it is shared rather than copied.
 func (r *memRecord) snapshot() *Record {
-	rec := &Record{State: r.state, Fingerprint: r.fp}
-	if r.resp != nil {
-		rec.Response = copyResponse(r.resp)
-	}
-	return rec
+	return &Record{State: r.state, Fingerprint: r.fp, Response: r.resp}
 }
 
 func copyResponse(r *Response) *Response {

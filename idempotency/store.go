@@ -63,7 +63,8 @@ type Response struct {
 type Record struct {
 	State       State
 	Fingerprint Fingerprint
-	// Response is set when State is StateCompleted.
+	// Response is set when State is StateCompleted. It may be shared with
+	// the store: callers must not modify it.
 	Response *Response
 }
 

@@ -25,6 +25,7 @@ var goals = []goal{
 	{"middleware vs bare net/http handler, 64 KiB (loopback)", "ServeMiddleware/64KiB", "ServeBare/64KiB", "ns/op", 0},
 	{"middleware vs HMAC-SHA256 floor, 64 KiB", "Middleware/64KiB", "Floor/64KiB", "ns/op", 1.1},
 	{"middleware vs HMAC-SHA256 floor, 1 KiB", "Middleware/1KiB", "Floor/1KiB", "ns/op", 0},
+	{"idempotent replay vs gofiber idempotency replay", "IdempotencyReplay/replayguard", "IdempotencyReplay/gofiber", "ns/op", 1.0},
 	{"middleware allocations per request, 1 KiB", "Middleware/1KiB", "", "allocs/op", 12},
 	{"middleware allocations per request, 64 KiB", "Middleware/64KiB", "", "allocs/op", 12},
 }
