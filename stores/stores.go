@@ -13,6 +13,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/bloom"
+	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
 )
 
@@ -20,6 +21,8 @@ import (
 type Set struct {
 	// Nonce is the replay store.
 	Nonce nonce.Store
+	// Idempotency is the dedupe store; nil when idempotency is disabled.
+	Idempotency idempotency.Store
 	// Names lists each store with what backs it, for health reporting.
 	Names []string
 
@@ -29,7 +32,11 @@ type Set struct {
 
 type namedPinger struct {
 	name string
-	p    nonce.Pinger
+	p    pinger
+}
+
+type pinger interface {
+	Ping(ctx context.Context) error
 }
 
 // Option configures Open.
@@ -46,12 +53,26 @@ func WithClock(now func() time.Time) Option {
 }
 
 // Open builds the stores cfg names. cfg must have defaults filled in.
-func Open(_ context.Context, cfg replayguard.Config, opts ...Option) (*Set, error) {
+func Open(ctx context.Context, cfg replayguard.Config, opts ...Option) (*Set, error) {
 	o := options{now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	s := &Set{}
+	if err := s.openNonce(cfg, o); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	if cfg.Idempotency.Enabled == nil || *cfg.Idempotency.Enabled {
+		if err := s.openIdempotency(ctx, cfg, o); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Set) openNonce(cfg replayguard.Config, o options) error {
 	switch cfg.Nonce.Store {
 	case replayguard.StoreMemory:
 		switch cfg.Nonce.Mode {
@@ -62,19 +83,33 @@ func Open(_ context.Context, cfg replayguard.Config, opts ...Option) (*Set, erro
 			span := cfg.Timestamp.Tolerance.D() + cfg.Timestamp.FutureSkew.D()
 			m, err := bloom.NewMemory(uint(cfg.Nonce.Capacity), cfg.Nonce.FalsePositiveRate, span, bloom.WithClock(o.now))
 			if err != nil {
-				return nil, &replayguard.FieldError{Field: "nonce", Err: err}
+				return &replayguard.FieldError{Field: "nonce", Err: err}
 			}
 			s.add("nonce:memory-bloom", m, m)
 		default:
-			return nil, &replayguard.FieldError{Field: "nonce.mode", Err: fmt.Errorf("unknown mode %q", cfg.Nonce.Mode)}
+			return &replayguard.FieldError{Field: "nonce.mode", Err: fmt.Errorf("unknown mode %q", cfg.Nonce.Mode)}
 		}
 	default:
-		return nil, &replayguard.FieldError{Field: "nonce.store", Err: fmt.Errorf("store %q is not available in this build", cfg.Nonce.Store)}
+		return &replayguard.FieldError{Field: "nonce.store", Err: fmt.Errorf("store %q is not available in this build", cfg.Nonce.Store)}
 	}
-	return s, nil
+	return nil
 }
 
-func (s *Set) add(name string, st nonce.Store, p nonce.Pinger) {
+func (s *Set) openIdempotency(ctx context.Context, cfg replayguard.Config, o options) error {
+	switch cfg.Idempotency.Store {
+	case replayguard.StoreMemory:
+		m := idempotency.NewMemory(idempotency.WithMemoryClock(o.now))
+		s.Idempotency = m
+		s.Names = append(s.Names, "idempotency:memory")
+		s.pingers = append(s.pingers, namedPinger{"idempotency:memory", m})
+		return nil
+	case replayguard.StorePostgres:
+		return s.openPostgres(ctx, cfg)
+	}
+	return &replayguard.FieldError{Field: "idempotency.store", Err: fmt.Errorf("store %q is not available in this build", cfg.Idempotency.Store)}
+}
+
+func (s *Set) add(name string, st nonce.Store, p pinger) {
 	s.Nonce = st
 	s.Names = append(s.Names, name)
 	if p != nil {
@@ -84,7 +119,11 @@ func (s *Set) add(name string, st nonce.Store, p nonce.Pinger) {
 
 // Options returns the Guard options that install these stores.
 func (s *Set) Options() []replayguard.Option {
-	return []replayguard.Option{replayguard.WithNonceStore(s.Nonce)}
+	opts := []replayguard.Option{replayguard.WithNonceStore(s.Nonce)}
+	if s.Idempotency != nil {
+		opts = append(opts, replayguard.WithIdempotencyStore(s.Idempotency))
+	}
+	return opts
 }
 
 // Ping checks every store; the error names each one that failed.
@@ -101,8 +140,8 @@ func (s *Set) Ping(ctx context.Context) error {
 // Close releases every store's resources.
 func (s *Set) Close() error {
 	var errs []error
-	for _, c := range s.closers {
-		errs = append(errs, c())
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,61 @@
+package stores_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/bloom"
+	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/nonce"
+	"github.com/replayguard/replayguard/stores"
+)
+
+func cfg(mutate func(*replayguard.Config)) replayguard.Config {
+	c := replayguard.Config{Keys: []replayguard.KeyConfig{{ID: "a", Secrets: []string{"s"}}}}
+	if mutate != nil {
+		mutate(&c)
+	}
+	return c.WithDefaults()
+}
+
+func TestOpenBuildsConfiguredStores(t *testing.T) {
+	ctx := context.Background()
+	s, err := stores.Open(ctx, cfg(nil))
+	require.NoError(t, err)
+	assert.IsType(t, &nonce.Memory{}, s.Nonce)
+	assert.IsType(t, &idempotency.Memory{}, s.Idempotency)
+	assert.Equal(t, []string{"nonce:memory-exact", "idempotency:memory"}, s.Names)
+	require.NoError(t, s.Ping(ctx))
+	require.NoError(t, s.Close())
+
+	s, err = stores.Open(ctx, cfg(func(c *replayguard.Config) {
+		c.Nonce.Mode = "bloom"
+		c.Nonce.Capacity = 10000
+		c.Idempotency.Enabled = new(bool)
+	}))
+	require.NoError(t, err)
+	assert.IsType(t, &bloom.Memory{}, s.Nonce)
+	assert.Nil(t, s.Idempotency)
+
+	// The Guard built with them rejects a replay.
+	g, err := replayguard.New(cfg(func(c *replayguard.Config) { c.Nonce.Mode = "bloom" }), s.Options()...)
+	require.NoError(t, err)
+	e := nonce.Entry{Scope: "a", Key: "n-0123456789abcdef", Timestamp: time.Now(), Expires: time.Now().Add(time.Minute)}
+	require.NoError(t, s.Nonce.Add(ctx, e))
+	require.ErrorIs(t, s.Nonce.Add(ctx, e), nonce.ErrReplayed)
+	assert.NotNil(t, g)
+}
+
+func TestOpenRejectsUnavailableStore(t *testing.T) {
+	_, err := stores.Open(context.Background(), cfg(func(c *replayguard.Config) {
+		c.Nonce.Store = "redis"
+		c.Redis.Addrs = []string{"127.0.0.1:1"}
+	}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "nonce.store")
+}
