@@ -59,7 +59,7 @@ func Open(ctx context.Context, cfg replayguard.Config, opts ...Option) (*Set, er
 		opt(&o)
 	}
 	s := &Set{}
-	if err := s.openNonce(cfg, o); err != nil {
+	if err := s.openNonce(ctx, cfg, o); err != nil {
 		_ = s.Close()
 		return nil, err
 	}
@@ -72,8 +72,10 @@ func Open(ctx context.Context, cfg replayguard.Config, opts ...Option) (*Set, er
 	return s, nil
 }
 
-func (s *Set) openNonce(cfg replayguard.Config, o options) error {
+func (s *Set) openNonce(ctx context.Context, cfg replayguard.Config, o options) error {
 	switch cfg.Nonce.Store {
+	case replayguard.StoreRedis:
+		return s.openRedisNonce(ctx, cfg, o)
 	case replayguard.StoreMemory:
 		switch cfg.Nonce.Mode {
 		case replayguard.ModeExact:
@@ -105,6 +107,8 @@ func (s *Set) openIdempotency(ctx context.Context, cfg replayguard.Config, o opt
 		return nil
 	case replayguard.StorePostgres:
 		return s.openPostgres(ctx, cfg)
+	case replayguard.StoreRedis:
+		return s.openRedisIdempotency(ctx, cfg, o)
 	}
 	return &replayguard.FieldError{Field: "idempotency.store", Err: fmt.Errorf("store %q is not available in this build", cfg.Idempotency.Store)}
 }
