@@ -280,15 +280,10 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		add(fieldErr("max_body_bytes", "must be positive"))
 	}
-	switch c.Scheme {
-	case "hmac":
-		for i, k := range c.Keys {
-			if len(k.Secrets) == 0 {
-				add(fieldErr(fmt.Sprintf("keys[%d].secrets", i), "the hmac scheme needs at least one secret for key %q", k.ID))
-			}
-		}
-	default:
-		add(fieldErr("scheme", "unknown scheme %q (supported: hmac)", c.Scheme))
+	if v, ok := schemes[c.Scheme]; ok {
+		errs = append(errs, v.validate(c)...)
+	} else {
+		add(fieldErr("scheme", "unknown scheme %q (supported: %s)", c.Scheme, strings.Join(schemeNames(), ", ")))
 	}
 	if len(c.Keys) == 0 {
 		add(fieldErr("keys", "at least one key is required"))

@@ -114,26 +114,6 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 	return g, nil
 }
 
-// NewScheme builds the signature scheme that cfg names.
-func NewScheme(cfg Config) (signature.Scheme, error) {
-	keys, err := cfg.SignatureKeys()
-	if err != nil {
-		return nil, err
-	}
-	switch cfg.Scheme {
-	case "", "hmac":
-		s, err := signature.NewHMAC(keys, signature.WithHMACHeaders(signature.HMACHeaders{
-			KeyID: cfg.HMAC.KeyIDHeader, Timestamp: cfg.HMAC.TimestampHeader,
-			Nonce: cfg.HMAC.NonceHeader, Signature: cfg.HMAC.SignatureHeader,
-		}))
-		if err != nil {
-			return nil, fieldErr("keys", "%w", err)
-		}
-		return s, nil
-	}
-	return nil, fieldErr("scheme", "unknown scheme %q", cfg.Scheme)
-}
-
 // Config returns the configuration in force, defaults filled in.
 func (g *Guard) Config() Config { return g.cfg }
 
@@ -220,7 +200,7 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r2)
 			return
 		}
-		err = g.idem.Serve(w, r2, idempotency.Request{Principal: v.Principal, Key: v.IdempotencyKey, Target: sr.Target, Body: body}, next)
+		err = g.idem.Serve(w, r2, idempotency.Request{Principal: v.Principal, Key: v.IdempotencyKey, Target: sr.Target, Body: body, Optional: v.IdempotencyOptional}, next)
 		if err != nil {
 			g.reject(w, r, err)
 		}

@@ -101,6 +101,9 @@ type Request struct {
 	Target string
 	// Body is the complete request body.
 	Body []byte
+	// Optional lets a request without a key pass without a record even
+	// when Options.Required is set.
+	Optional bool
 }
 
 // Serve runs next at most once per (principal, key): the first request
@@ -117,7 +120,7 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 	if key == "" {
 		var err error
 		key, err = ParseKey(r.Header.Values(HeaderName))
-		if errors.Is(err, ErrKeyMissing) && !h.opts.Required {
+		if errors.Is(err, ErrKeyMissing) && (!h.opts.Required || req.Optional) {
 			next.ServeHTTP(w, r)
 			return nil
 		}

@@ -90,6 +90,11 @@ type Verified struct {
 	// IdempotencyKey is a delivery id the scheme derives (webhook presets);
 	// empty otherwise.
 	IdempotencyKey string
+	// IdempotencyOptional reports that the scheme carries no idempotency
+	// key by design (e.g. a webhook provider without delivery ids): a
+	// covered request without one passes without a record even when keys
+	// are required. A client-sent Idempotency-Key is still honoured.
+	IdempotencyOptional bool
 }
 
 // Scheme verifies the signature of a request.

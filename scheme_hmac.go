@@ -1,0 +1,28 @@
+package replayguard
+
+import (
+	"fmt"
+
+	"github.com/replayguard/replayguard/signature"
+)
+
+func init() {
+	schemes["hmac"] = schemeDef{validate: validateHMAC, build: buildHMAC}
+}
+
+func validateHMAC(c Config) []error {
+	var errs []error
+	for i, k := range c.Keys {
+		if len(k.Secrets) == 0 {
+			errs = append(errs, fieldErr(fmt.Sprintf("keys[%d].secrets", i), "the hmac scheme needs at least one secret for key %q", k.ID))
+		}
+	}
+	return errs
+}
+
+func buildHMAC(c Config, keys []signature.Key) (signature.Scheme, error) {
+	return signature.NewHMAC(keys, signature.WithHMACHeaders(signature.HMACHeaders{
+		KeyID: c.HMAC.KeyIDHeader, Timestamp: c.HMAC.TimestampHeader,
+		Nonce: c.HMAC.NonceHeader, Signature: c.HMAC.SignatureHeader,
+	}))
+}

@@ -1,0 +1,50 @@
+package replayguard
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/replayguard/replayguard/signature"
+)
+
+// schemeDef is one signature scheme the configuration can name.
+type schemeDef struct {
+	// validate returns the configuration problems specific to the scheme.
+	validate func(c Config) []error
+	// build constructs the scheme from a validated configuration.
+	build func(c Config, keys []signature.Key) (signature.Scheme, error)
+}
+
+// schemes maps the `scheme` field to its definition. Each scheme's file
+// adds itself in an init function.
+var schemes = map[string]schemeDef{}
+
+func schemeNames() []string {
+	names := make([]string, 0, len(schemes))
+	for n := range schemes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// NewScheme builds the signature scheme that cfg names.
+func NewScheme(cfg Config) (signature.Scheme, error) {
+	name := cfg.Scheme
+	if name == "" {
+		name = DefaultScheme
+	}
+	def, ok := schemes[name]
+	if !ok {
+		return nil, fieldErr("scheme", "unknown scheme %q", cfg.Scheme)
+	}
+	keys, err := cfg.SignatureKeys()
+	if err != nil {
+		return nil, err
+	}
+	s, err := def.build(cfg, keys)
+	if err != nil {
+		return nil, fmt.Errorf("config: scheme %s: %w", name, err)
+	}
+	return s, nil
+}
