@@ -106,6 +106,7 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 			Methods: id.Methods, Required: *id.Required, TTL: id.TTL.D(), Lease: id.Lease.D(),
 			MaxResponseBytes: id.MaxResponseBytes, StoreServerErrors: id.StoreServerErrors,
 			FingerprintHeaders: id.FingerprintHeaders, FailOpen: cfg.FailMode == FailOpen, Logger: g.logger,
+			DeriveKey: id.DeriveKey == "fingerprint", DeriveWindow: id.DeriveWindow.D(),
 		})
 	}
 	g.window = timestamp.New(cfg.Timestamp.Tolerance.D(), cfg.Timestamp.FutureSkew.D())

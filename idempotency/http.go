@@ -3,6 +3,7 @@ package idempotency
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +19,17 @@ const (
 	DefaultTTL              = 24 * time.Hour
 	DefaultLease            = 30 * time.Second
 	DefaultMaxResponseBytes = 1 << 20
+	DefaultDeriveWindow     = 5 * time.Minute
 )
+
+// derivedPrefix starts every derived key. A client key is printable ASCII,
+// so it can never begin with this byte: the namespaces cannot collide.
+const derivedPrefix = "\x01fp:"
+
+// DerivedKey is the key derived from a request fingerprint.
+func DerivedKey(fp Fingerprint) string {
+	return derivedPrefix + hex.EncodeToString(fp[:])
+}
 
 // Options configures a Handler. Zero fields take their defaults.
 type Options struct {
@@ -41,6 +52,13 @@ type Options struct {
 	// FingerprintHeaders are request headers that take part in the
 	// fingerprint besides method, request-target and body.
 	FingerprintHeaders []string
+	// DeriveKey gives a covered request without a key one derived from
+	// its principal and fingerprint, so an identical request inside
+	// DeriveWindow runs once (content-based deduplication). A client key
+	// always wins; derived keys live in their own namespace.
+	DeriveKey bool
+	// DeriveWindow is how long a derived key's record lives. Default 5m.
+	DeriveWindow time.Duration
 	// FailOpen lets a request run without a record when the store fails
 	// (default: 503).
 	FailOpen bool
@@ -74,6 +92,9 @@ func NewHandler(store Store, opts Options) *Handler {
 	}
 	if opts.Methods == nil {
 		opts.Methods = []string{http.MethodPost, http.MethodPatch}
+	}
+	if opts.DeriveWindow <= 0 {
+		opts.DeriveWindow = DefaultDeriveWindow
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -116,20 +137,22 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 		next.ServeHTTP(w, r)
 		return nil
 	}
-	key := req.Key
+	fp := RequestFingerprint(r.Method, req.Target, r.Header, h.opts.FingerprintHeaders, req.Body)
+	key, ttl := req.Key, h.opts.TTL
 	if key == "" {
 		var err error
 		key, err = ParseKey(r.Header.Values(HeaderName))
-		if errors.Is(err, ErrKeyMissing) && (!h.opts.Required || req.Optional) {
+		switch {
+		case errors.Is(err, ErrKeyMissing) && h.opts.DeriveKey:
+			key, ttl = DerivedKey(fp), h.opts.DeriveWindow
+		case errors.Is(err, ErrKeyMissing) && (!h.opts.Required || req.Optional):
 			next.ServeHTTP(w, r)
 			return nil
-		}
-		if err != nil {
+		case err != nil:
 			return err
 		}
 	}
 	scoped := ScopedKey(req.Principal, key)
-	fp := RequestFingerprint(r.Method, req.Target, r.Header, h.opts.FingerprintHeaders, req.Body)
 	ctx := r.Context()
 	claim, err := h.store.Claim(ctx, scoped, fp, h.opts.Lease)
 	if err != nil {
@@ -146,7 +169,7 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 	if !claim.Acquired {
 		return h.answerExisting(w, claim.Existing, fp)
 	}
-	h.execute(w, r, scoped, claim.Token, next)
+	h.execute(w, r, scoped, claim.Token, ttl, next)
 	return nil
 }
 
@@ -183,7 +206,7 @@ func WriteResponse(w http.ResponseWriter, resp *Response) {
 }
 
 // execute runs next while holding the lease, then stores or releases.
-func (h *Handler) execute(w http.ResponseWriter, r *http.Request, key, token string, next http.Handler) {
+func (h *Handler) execute(w http.ResponseWriter, r *http.Request, key, token string, ttl time.Duration, next http.Handler) {
 	h.stats.Executed.Add(1)
 	rec := &recorder{w: w, max: h.opts.MaxResponseBytes}
 	storeCtx := context.WithoutCancel(r.Context())
@@ -216,7 +239,7 @@ func (h *Handler) execute(w http.ResponseWriter, r *http.Request, key, token str
 		return
 	}
 	resp := &Response{Status: status, Header: rec.header, Body: rec.buf.Bytes()}
-	if err := h.store.Complete(storeCtx, key, token, resp, h.opts.TTL); err != nil {
+	if err := h.store.Complete(storeCtx, key, token, resp, ttl); err != nil {
 		h.logStoreErr(storeCtx, "complete", err)
 	}
 }
