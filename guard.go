@@ -156,6 +156,10 @@ func (g *Guard) Verify(ctx context.Context, r *signature.Request) (signature.Ver
 		if errors.Is(err, nonce.ErrReplayed) {
 			return signature.Verified{}, err
 		}
+		if ctx.Err() != nil {
+			// The caller went away; never pass a request on that.
+			return signature.Verified{}, ctx.Err()
+		}
 		if g.failOpen {
 			g.failOpenPasses.Add(1)
 			g.logger.LogAttrs(ctx, slog.LevelWarn, "nonce store failed; passing under fail_mode open",
@@ -209,6 +213,10 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 }
 
 func (g *Guard) reject(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+		// The client is gone; there is nobody to answer.
+		return
+	}
 	if errors.Is(err, ErrBodyTooLarge) {
 		// The rest of an oversized body is not worth draining.
 		w.Header().Set("Connection", "close")

@@ -41,6 +41,15 @@ func NewRunner(store Store, opts ...RunnerOption) *Runner {
 	for _, o := range opts {
 		o(r)
 	}
+	if r.ttl <= 0 {
+		r.ttl = DefaultTTL
+	}
+	if r.lease <= 0 {
+		r.lease = DefaultLease
+	}
+	if r.poll < time.Millisecond {
+		r.poll = time.Millisecond
+	}
 	return r
 }
 
@@ -62,9 +71,12 @@ func (r *Runner) Do(ctx context.Context, key string, fn func(ctx context.Context
 		return Result{}, ErrKeyMissing
 	}
 	pause := 10 * time.Millisecond
-	for {
+	for waited := false; ; waited = true {
 		claim, err := r.store.Claim(ctx, key, Fingerprint{}, r.lease)
 		if err != nil {
+			if waited && ctx.Err() != nil {
+				return Result{}, fmt.Errorf("%w: %w", ErrInProgress, ctx.Err())
+			}
 			return Result{}, err
 		}
 		if claim.Acquired {
@@ -84,7 +96,7 @@ func (r *Runner) Do(ctx context.Context, key string, fn func(ctx context.Context
 			return Result{}, fmt.Errorf("%w: %w", ErrInProgress, ctx.Err())
 		case <-t.C:
 		}
-		if pause *= 2; pause > r.poll {
+		if pause = 2 * pause; pause > r.poll {
 			pause = r.poll
 		}
 	}

@@ -1,12 +1,14 @@
 package idempotency
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -155,6 +157,11 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 	scoped := ScopedKey(req.Principal, key)
 	ctx := r.Context()
 	claim, err := h.store.Claim(ctx, scoped, fp, h.opts.Lease)
+	if err != nil && ctx.Err() != nil {
+		// The client went away: not a store failure, and never a reason
+		// to run the operation without its record.
+		return ctx.Err()
+	}
 	if err != nil {
 		h.stats.StoreErrors.Add(1)
 		if h.opts.FailOpen {
@@ -226,6 +233,12 @@ func (h *Handler) execute(w http.ResponseWriter, r *http.Request, key, token str
 	next.ServeHTTP(rec, r)
 	completed = true
 	stop()
+	if rec.status == 0 {
+		// The handler set headers (or nothing) and returned: net/http
+		// sends them with an implicit 200.
+		rec.status = http.StatusOK
+		rec.header = storableHeader(rec.w.Header())
+	}
 
 	status := rec.status
 	if status == 0 {
@@ -248,7 +261,7 @@ func (h *Handler) execute(w http.ResponseWriter, r *http.Request, key, token str
 func (h *Handler) releaseReason(rec *recorder, status int) string {
 	switch {
 	case rec.abandoned.Load():
-		return "transport error"
+		return "transport error or hijacked connection"
 	case rec.overflow:
 		return "response larger than max_response_bytes"
 	case rec.streaming:
@@ -283,7 +296,11 @@ func renewLoop(ctx context.Context, store Store, key, token string, lease time.D
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(lease / 3)
+		every := lease / 3
+		if every < time.Millisecond {
+			every = time.Millisecond
+		}
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
@@ -374,11 +391,22 @@ func (r *recorder) Write(p []byte) (int, error) {
 func (r *recorder) Unwrap() http.ResponseWriter { return r.w }
 
 // Flush forwards to the underlying writer when it can flush.
-func (r *recorder) Flush() {
+func (r *recorder) Flush() { _ = r.FlushError() }
+
+// FlushError flushes the underlying writer, reporting http.ErrNotSupported
+// when it cannot (http.ResponseController prefers this to Flush).
+func (r *recorder) FlushError() error {
 	if r.status == 0 {
 		r.WriteHeader(http.StatusOK)
 	}
-	_ = http.NewResponseController(r.w).Flush()
+	return http.NewResponseController(r.w).Flush()
+}
+
+// Hijack hands the connection to the handler; what it then writes is not
+// seen here, so the record is released rather than stored.
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	r.abandoned.Store(true)
+	return http.NewResponseController(r.w).Hijack()
 }
 
 // hopByHop are the headers that describe one connection, not the response.
