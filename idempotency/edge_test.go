@@ -114,4 +114,3 @@ func TestFlushReportsNotSupported(t *testing.T) {
 	require.NoError(t, err)
 	assert.ErrorIs(t, flushErr, http.ErrNotSupported)
 }
-
