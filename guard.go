@@ -244,6 +244,10 @@ func withBody(r *http.Request, body []byte, v *signature.Verified) *http.Request
 
 type replayBody struct{ bytes.Reader }
 
+// Read is spelled out: the Yaegi interpreter does not promote methods of
+// an embedded standard-library type into interface satisfaction.
+func (b *replayBody) Read(p []byte) (int, error) { return b.Reader.Read(p) }
+
 func (*replayBody) Close() error { return nil }
 
 // readBody reads the whole body, up to the limit.

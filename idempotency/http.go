@@ -290,35 +290,50 @@ func (h *Handler) renewWhileRunning(ctx context.Context, key, token string) (sto
 }
 
 func renewLoop(ctx context.Context, store Store, key, token string, lease time.Duration, onErr func(error)) (stop func()) {
-	done := make(chan struct{})
-	var once sync.Once
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		every := lease / 3
-		if every < time.Millisecond {
-			every = time.Millisecond
+	every := lease / 3
+	if every < time.Millisecond {
+		every = time.Millisecond
+	}
+	// A timer chain rather than a goroutine selecting on a ticker: the
+	// Yaegi interpreter shares one select's case list between goroutines.
+	var (
+		mu      sync.Mutex
+		stopped bool
+		timer   *time.Timer
+		running sync.WaitGroup
+	)
+	renew := func() {
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			return
 		}
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
+		running.Add(1)
+		mu.Unlock()
+		defer running.Done()
+		if err := store.Renew(ctx, key, token, lease); err != nil {
+			onErr(err)
+			if errors.Is(err, ErrLeaseLost) {
 				return
-			case <-t.C:
-				if err := store.Renew(ctx, key, token, lease); err != nil {
-					onErr(err)
-					if errors.Is(err, ErrLeaseLost) {
-						return
-					}
-				}
 			}
 		}
-	}()
+		mu.Lock()
+		if !stopped {
+			timer.Reset(every)
+		}
+		mu.Unlock()
+	}
+	mu.Lock()
+	timer = time.AfterFunc(every, renew)
+	mu.Unlock()
 	return func() {
-		once.Do(func() { close(done) })
-		wg.Wait()
+		mu.Lock()
+		if !stopped {
+			stopped = true
+			timer.Stop()
+		}
+		mu.Unlock()
+		running.Wait()
 	}
 }
 

@@ -30,9 +30,11 @@ var (
 // State is the state of a stored record.
 type State int
 
-// States of a record.
+// States of a record. The zero State is not a state (the constants avoid
+// a typed iota expression, which the Yaegi interpreter compares wrongly).
 const (
-	StateInProgress State = iota + 1
+	_ State = iota
+	StateInProgress
 	StateCompleted
 )
 

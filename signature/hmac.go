@@ -242,7 +242,7 @@ func parseV1(lines []string, dst *[maxEntries][sha256.Size]byte) (n int, malform
 				malformed = true
 				continue
 			}
-			if !decodeSig(v, &dst[n]) {
+			if !decodeSig(v, &(*dst)[n]) {
 				malformed = true
 				continue
 			}
@@ -329,9 +329,12 @@ func ValidNonce(n string) bool {
 	}
 	for i := 0; i < len(n); i++ {
 		c := n[i]
+		// Conditions are joined with || rather than listed in one case:
+		// the Yaegi interpreter evaluates only the first of a tagless
+		// case's list.
 		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '.', c == '_', c == '~', c == '-':
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9':
+		case c == '.' || c == '_' || c == '~' || c == '-':
 		default:
 			return false
 		}

@@ -1,0 +1,495 @@
+package traefik_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/mitchellh/mapstructure"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/traefik/yaegi/interp"
+	"github.com/traefik/yaegi/stdlib"
+
+	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/signature"
+)
+
+const (
+	// moduleName is the plugin's module, as named in Traefik's
+	// experimental.localPlugins.<name>.moduleName.
+	moduleName = "github.com/replayguard/replayguard/plugin/traefik"
+	// pluginImport is the manifest's import.
+	pluginImport = moduleName
+	// coreModule is the module whose packages the plugin vendors.
+	coreModule = "github.com/replayguard/replayguard"
+
+	verifiedKeyHeader = "X-Replayguard-Key-Id"
+)
+
+// corePackages are among the packages vendored into the plugin; every
+// vendored package has to load under Yaegi.
+var corePackages = []string{
+	coreModule,
+	coreModule + "/nonce",
+	coreModule + "/signature",
+	coreModule + "/timestamp",
+}
+
+// pluginGoPath lays out a Traefik local-plugin tree in a temporary GOPATH:
+//
+//	<gopath>/src/<moduleName>/plugin.go
+//	<gopath>/src/<moduleName>/vendor/<import path>/*.go
+//
+// The vendor directory holds the non-test Go files of every non-standard
+// package the core module's root package depends on, as go mod vendor
+// would, which is how a nested plugin module ships its dependencies to
+// Traefik (Yaegi has no module support).
+func pluginGoPath(t *testing.T) string {
+	t.Helper()
+	gopath := t.TempDir()
+	pluginDir := filepath.Join(gopath, "src", filepath.FromSlash(moduleName))
+	require.NoError(t, os.MkdirAll(pluginDir, 0o755))
+
+	src, err := os.ReadFile(filepath.Join("testdata", "plugin", "plugin.go.txt"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(pluginDir, "plugin.go"), src, 0o644))
+
+	vendored := map[string]bool{}
+	for importPath, dir := range nonStandardDeps(t, coreModule) {
+		dst := filepath.Join(pluginDir, "vendor", filepath.FromSlash(importPath))
+		copyPackage(t, dir, dst)
+		vendored[importPath] = true
+	}
+	for _, p := range corePackages {
+		require.True(t, vendored[p], "%s is not among the dependencies of %s", p, coreModule)
+	}
+	return gopath
+}
+
+// nonStandardDeps maps every non-standard package pkg depends on, pkg
+// included, to its source directory.
+func nonStandardDeps(t *testing.T, pkg string) map[string]string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	require.NoError(t, err, "the go command is needed to locate the plugin's dependencies")
+	var stderr bytes.Buffer
+	cmd := exec.Command(goBin, "list", "-deps", "-f", `{{if not .Standard}}{{.ImportPath}}{{"\t"}}{{.Dir}}{{end}}`, pkg)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "go list: %s", stderr.String())
+	deps := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		importPath, dir, ok := strings.Cut(line, "\t")
+		require.True(t, ok, "go list line %q", line)
+		require.NotEmpty(t, dir, "go list gave no directory for %s", importPath)
+		deps[importPath] = dir
+	}
+	return deps
+}
+
+// copyPackage copies the non-test Go files of the package in dir to dst.
+func copyPackage(t *testing.T, dir, dst string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(dst, 0o755))
+	n := 0
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dst, name), b, 0o644))
+		n++
+	}
+	require.NotZero(t, n, "no Go files in %s", dir)
+}
+
+// yaegiPlugin holds New and CreateConfig of a plugin loaded the way
+// Traefik's Yaegi middleware builder loads one.
+type yaegiPlugin struct {
+	fnNew          reflect.Value
+	fnCreateConfig reflect.Value
+}
+
+func loadPlugin(t *testing.T, gopath string) *yaegiPlugin {
+	t.Helper()
+	i := interp.New(interp.Options{GoPath: gopath, Env: os.Environ()})
+	require.NoError(t, i.Use(stdlib.Symbols))
+	_, err := i.Eval(fmt.Sprintf("import %q", pluginImport))
+	require.NoError(t, err, "Yaegi failed to import the plugin %q", pluginImport)
+
+	basePkg := strings.ReplaceAll(path.Base(pluginImport), "-", "_")
+	fnNew, err := i.Eval(basePkg + ".New")
+	require.NoError(t, err, "eval New")
+	fnCreateConfig, err := i.Eval(basePkg + ".CreateConfig")
+	require.NoError(t, err, "eval CreateConfig")
+	return &yaegiPlugin{fnNew: fnNew, fnCreateConfig: fnCreateConfig}
+}
+
+// createConfig decodes options into CreateConfig's result as Traefik does.
+func (p *yaegiPlugin) createConfig(options map[string]any) (reflect.Value, error) {
+	results := p.fnCreateConfig.Call(nil)
+	if len(results) != 1 {
+		return reflect.Value{}, fmt.Errorf("CreateConfig returned %d values", len(results))
+	}
+	vConfig := results[0]
+	if len(options) == 0 {
+		return vConfig, nil
+	}
+	decoder, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
+		WeaklyTypedInput: true,
+		Result:           vConfig.Interface(),
+	})
+	if err != nil {
+		return reflect.Value{}, err
+	}
+	if err := decoder.Decode(options); err != nil {
+		return reflect.Value{}, err
+	}
+	return vConfig, nil
+}
+
+// newHandler calls New as Traefik does.
+func (p *yaegiPlugin) newHandler(ctx context.Context, next http.Handler, options map[string]any, name string) (http.Handler, error) {
+	cfg, err := p.createConfig(options)
+	if err != nil {
+		return nil, err
+	}
+	results := p.fnNew.Call([]reflect.Value{reflect.ValueOf(ctx), reflect.ValueOf(next), cfg, reflect.ValueOf(name)})
+	if len(results) > 1 && results[1].Interface() != nil {
+		err, ok := results[1].Interface().(error)
+		if !ok {
+			return nil, fmt.Errorf("invalid error type: %T", results[1].Interface())
+		}
+		return nil, err
+	}
+	h, ok := results[0].Interface().(http.Handler)
+	if !ok {
+		return nil, fmt.Errorf("invalid handler type: %T", results[0].Interface())
+	}
+	return h, nil
+}
+
+// logCapture keeps the warnings and errors logged through slog.Default,
+// which the interpreted pipeline logs to. A store step that misbehaves
+// under the interpreter while the response still goes out shows up here.
+type logCapture struct {
+	mu      sync.Mutex
+	records []string
+}
+
+func captureLogs(t *testing.T) *logCapture {
+	t.Helper()
+	c := &logCapture{}
+	prev := slog.Default()
+	slog.SetDefault(slog.New(c))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	return c
+}
+
+func (c *logCapture) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (c *logCapture) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		b.WriteString(" " + a.String())
+		return true
+	})
+	c.mu.Lock()
+	c.records = append(c.records, b.String())
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *logCapture) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *logCapture) WithGroup(string) slog.Handler      { return c }
+
+// take returns and forgets the records so far.
+func (c *logCapture) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.records
+	c.records = nil
+	return r
+}
+
+// upstream records what reaches the next handler.
+type upstream struct {
+	hits atomic.Int64
+	mu   sync.Mutex
+	body []byte
+	key  string
+}
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	u.hits.Add(1)
+	u.mu.Lock()
+	u.body, u.key = b, r.Header.Get(verifiedKeyHeader)
+	u.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("upstream"))
+}
+
+const (
+	keyID  = "client-a"
+	secret = "0123456789abcdef0123456789abcdef"
+)
+
+func pluginOptions() map[string]any {
+	return map[string]any{
+		"keyId":        keyID,
+		"secret":       "base64:" + base64.StdEncoding.EncodeToString([]byte(secret)),
+		"tolerance":    "5m",
+		"futureSkew":   "1m",
+		"maxBodyBytes": "1024",
+	}
+}
+
+type signedRequest struct {
+	method, target string
+	header         http.Header
+}
+
+// sign signs a request; a POST gets a fresh Idempotency-Key.
+func sign(t *testing.T, method, target string, body []byte, at time.Time) signedRequest {
+	t.Helper()
+	key := ""
+	if method == http.MethodPost {
+		key = uuid.NewString()
+	}
+	return signWithKey(t, method, target, body, at, key)
+}
+
+// signWithKey signs a request carrying the Idempotency-Key key, if not empty.
+func signWithKey(t *testing.T, method, target string, body []byte, at time.Time, key string) signedRequest {
+	t.Helper()
+	r := httptest.NewRequest(method, "http://api.example.com"+target, bytes.NewReader(body))
+	if key != "" {
+		r.Header.Set(signature.IdempotencyKeyHeader, key)
+	}
+	s := &signature.HMACSigner{KeyID: keyID, Secret: []byte(secret), Now: func() time.Time { return at }}
+	require.NoError(t, s.Sign(r, body))
+	return signedRequest{method: method, target: target, header: r.Header}
+}
+
+// request builds a fresh server request carrying the signed headers and body.
+func (s signedRequest) request(body []byte) *http.Request {
+	r := httptest.NewRequest(s.method, "http://api.example.com"+s.target, bytes.NewReader(body))
+	r.Header = s.header.Clone()
+	return r
+}
+
+func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return rec
+}
+
+func problemCode(t *testing.T, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	assert.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
+	var p replayguard.Problem
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &p), rec.Body.String())
+	assert.Equal(t, rec.Code, p.Status)
+	assert.Equal(t, replayguard.ProblemType+p.Code, p.Type)
+	return p.Code
+}
+
+func TestPluginUnderYaegi(t *testing.T) {
+	plugin := loadPlugin(t, pluginGoPath(t))
+	ctx := context.Background()
+	logs := captureLogs(t)
+
+	newHandler := func(t *testing.T) (http.Handler, *upstream) {
+		t.Helper()
+		up := &upstream{}
+		h, err := plugin.newHandler(ctx, up, pluginOptions(), "replayguard@file")
+		require.NoError(t, err)
+		return h, up
+	}
+
+	t.Run("signed request passes, replay and tampering are rejected", func(t *testing.T) {
+		h, up := newHandler(t)
+		body := []byte(`{"amount":100}`)
+		req := sign(t, http.MethodPost, "/v1/charges?currency=eur", body, time.Now())
+
+		rec := serve(h, req.request(body))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.Equal(t, "upstream", rec.Body.String())
+		assert.EqualValues(t, 1, up.hits.Load())
+		assert.Equal(t, body, up.body, "upstream receives the full body")
+		assert.Equal(t, keyID, up.key, "the verified key id reaches the next handler")
+
+		rec = serve(h, req.request(body))
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+		assert.Equal(t, "nonce_replayed", problemCode(t, rec))
+
+		tampered := sign(t, http.MethodPost, "/v1/charges?currency=eur", body, time.Now())
+		rec = serve(h, tampered.request([]byte(`{"amount":999}`)))
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+		assert.Equal(t, "signature_invalid", problemCode(t, rec))
+
+		assert.EqualValues(t, 1, up.hits.Load(), "no rejected request reaches the upstream")
+		assert.Empty(t, logs.take())
+	})
+
+	t.Run("idempotent retry gets the stored response", func(t *testing.T) {
+		h, up := newHandler(t)
+		body := []byte(`{"amount":100}`)
+		key := uuid.NewString()
+
+		rec := serve(h, signWithKey(t, http.MethodPost, "/v1/charges", body, time.Now(), key).request(body))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.Empty(t, rec.Header().Get(idempotency.ReplayedHeader))
+
+		rec = serve(h, signWithKey(t, http.MethodPost, "/v1/charges", body, time.Now(), key).request(body))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.Equal(t, "upstream", rec.Body.String())
+		assert.Equal(t, "true", rec.Header().Get(idempotency.ReplayedHeader))
+		assert.EqualValues(t, 1, up.hits.Load(), "the retry does not reach the upstream")
+
+		other := []byte(`{"amount":5}`)
+		rec = serve(h, signWithKey(t, http.MethodPost, "/v1/charges", other, time.Now(), key).request(other))
+		assert.Equal(t, http.StatusUnprocessableEntity, rec.Code)
+		assert.Equal(t, "idempotency_key_reused", problemCode(t, rec))
+
+		rec = serve(h, signWithKey(t, http.MethodPost, "/v1/charges", body, time.Now(), "").request(body))
+		assert.Equal(t, http.StatusBadRequest, rec.Code)
+		assert.Equal(t, "idempotency_key_missing", problemCode(t, rec))
+
+		assert.EqualValues(t, 1, up.hits.Load())
+		assert.Empty(t, logs.take())
+	})
+
+	t.Run("rejections", func(t *testing.T) {
+		h, up := newHandler(t)
+		now := time.Now()
+		tests := []struct {
+			name   string
+			req    func() *http.Request
+			status int
+			code   string
+		}{
+			{"unsigned", func() *http.Request {
+				return httptest.NewRequest(http.MethodGet, "http://api.example.com/v1/ping", nil)
+			}, http.StatusUnauthorized, "signature_missing"},
+			{"unknown key", func() *http.Request {
+				r := sign(t, http.MethodGet, "/v1/ping", nil, now).request(nil)
+				r.Header.Set(signature.DefaultKeyIDHeader, "someone-else")
+				return r
+			}, http.StatusUnauthorized, "key_unknown"},
+			{"expired", func() *http.Request {
+				return sign(t, http.MethodGet, "/v1/ping", nil, now.Add(-10*time.Minute)).request(nil)
+			}, http.StatusUnauthorized, "timestamp_expired"},
+			{"in the future", func() *http.Request {
+				return sign(t, http.MethodGet, "/v1/ping", nil, now.Add(10*time.Minute)).request(nil)
+			}, http.StatusUnauthorized, "timestamp_in_future"},
+			{"malformed nonce", func() *http.Request {
+				r := sign(t, http.MethodGet, "/v1/ping", nil, now).request(nil)
+				r.Header.Set(signature.DefaultNonceHeader, "short")
+				return r
+			}, http.StatusUnauthorized, "nonce_malformed"},
+			{"body over the limit", func() *http.Request {
+				body := bytes.Repeat([]byte("x"), 2048)
+				return sign(t, http.MethodPost, "/v1/upload", body, now).request(body)
+			}, http.StatusRequestEntityTooLarge, "body_too_large"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				rec := serve(h, tt.req())
+				assert.Equal(t, tt.status, rec.Code, rec.Body.String())
+				assert.Equal(t, tt.code, problemCode(t, rec))
+			})
+		}
+		assert.Zero(t, up.hits.Load())
+		assert.Empty(t, logs.take())
+	})
+
+	t.Run("concurrent requests: a replayed one passes once, distinct ones all pass", func(t *testing.T) {
+		h, up := newHandler(t)
+		body := []byte(`{"concurrent":true}`)
+		replayedReq := sign(t, http.MethodPost, "/v1/charges", body, time.Now())
+		const replays, distinct = 32, 64
+		reqs := make([]*http.Request, 0, replays+distinct)
+		for i := 0; i < replays; i++ {
+			reqs = append(reqs, replayedReq.request(body))
+		}
+		for i := 0; i < distinct; i++ {
+			reqs = append(reqs, sign(t, http.MethodPost, "/v1/charges", body, time.Now()).request(body))
+		}
+
+		codes := make([]string, len(reqs))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i, r := range reqs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				rec := serve(h, r)
+				codes[i] = strconv.Itoa(rec.Code)
+				if rec.Code != http.StatusOK {
+					var p replayguard.Problem
+					_ = json.Unmarshal(rec.Body.Bytes(), &p)
+					codes[i] += " " + p.Code
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+
+		count := map[string]int{}
+		for _, c := range codes[:replays] {
+			count[c]++
+		}
+		assert.Equal(t, map[string]int{"200": 1, "401 nonce_replayed": replays - 1}, count)
+		for i, c := range codes[replays:] {
+			assert.Equal(t, "200", c, "distinct request %d", i)
+		}
+		assert.EqualValues(t, 1+distinct, up.hits.Load())
+		assert.Empty(t, logs.take())
+	})
+
+	t.Run("invalid configuration fails New", func(t *testing.T) {
+		opts := pluginOptions()
+		opts["secret"] = ""
+		h, err := plugin.newHandler(ctx, &upstream{}, opts, "broken@file")
+		require.Error(t, err)
+		assert.Nil(t, h)
+		assert.Contains(t, err.Error(), "broken@file")
+		assert.Contains(t, err.Error(), "keys[0].secrets[0]")
+	})
+}
