@@ -24,6 +24,7 @@ const (
 	DefaultDeriveWindow      = 5 * time.Minute
 	DefaultRedisTimeout      = 200 * time.Millisecond
 	DefaultRedisKeyPrefix    = "rg"
+	DefaultPostgresTimeout   = time.Second
 )
 
 // Store and mode names.
@@ -172,7 +173,10 @@ type RedisConfig struct {
 
 // PostgresConfig is the PostgreSQL idempotency store.
 type PostgresConfig struct {
+	// DSN is a libpq connection string or URL.
 	DSN string `yaml:"dsn" json:"dsn,omitempty"`
+	// Timeout bounds each store call. Default 1s.
+	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
 }
 
 // WithDefaults returns c with every unset field at its default.
@@ -237,6 +241,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Redis.KeyPrefix == "" {
 		c.Redis.KeyPrefix = DefaultRedisKeyPrefix
+	}
+	if c.Postgres.Timeout == 0 {
+		c.Postgres.Timeout = Duration(DefaultPostgresTimeout)
 	}
 	if c.FailMode == "" {
 		c.FailMode = FailClosed
@@ -331,7 +338,7 @@ func (c Config) Validate() error {
 	durations := []struct {
 		field string
 		d     Duration
-	}{{"idempotency.ttl", id.TTL}, {"idempotency.lease", id.Lease}, {"idempotency.derive_window", id.DeriveWindow}, {"redis.timeout", c.Redis.Timeout}}
+	}{{"idempotency.ttl", id.TTL}, {"idempotency.lease", id.Lease}, {"idempotency.derive_window", id.DeriveWindow}, {"redis.timeout", c.Redis.Timeout}, {"postgres.timeout", c.Postgres.Timeout}}
 	for _, d := range durations {
 		if d.d < 0 {
 			add(fieldErr(d.field, "must be positive"))
