@@ -19,4 +19,3 @@ func (s *Set) openPostgres(ctx context.Context, cfg replayguard.Config) error {
 	s.closers = append(s.closers, func() error { st.Close(); return nil })
 	return nil
 }
-
