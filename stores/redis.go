@@ -2,89 +2,15 @@ package stores
 
 import (
 	"context"
-	"fmt"
-	"strings"
+	"errors"
 
 	"github.com/replayguard/replayguard"
-	"github.com/replayguard/replayguard/nonce"
-	redisstore "github.com/replayguard/replayguard/redis"
 )
 
-type redisClient = redisstore.Client
-
-// redisClient returns the Set's Redis client, creating it on first use.
-// A new client is pinged: under fail_mode closed an unreachable Redis fails
-// Open with an error naming field; under open the gateway starts degraded
-// and the client connects when Redis answers.
-func (s *Set) redisClient(ctx context.Context, cfg replayguard.Config, field string) (redisClient, error) {
-	if s.redis != nil {
-		return s.redis, nil
-	}
-	c, err := redisstore.NewClient(cfg.Redis)
-	if err != nil {
-		return nil, err
-	}
-	s.redis = c
-	s.closers = append(s.closers, c.Close)
-	pctx, cancel := context.WithTimeout(ctx, max(cfg.Redis.Timeout.D(), replayguard.DefaultRedisTimeout)*5)
-	defer cancel()
-	if err := c.Ping(pctx).Err(); err != nil && cfg.FailMode != replayguard.FailOpen {
-		return nil, &replayguard.FieldError{Field: field, Err: fmt.Errorf("redis at %s does not answer: %w", strings.Join(cfg.Redis.Addrs, ","), err)}
-	}
-	return c, nil
+func (s *Set) openRedisNonce(context.Context, replayguard.Config, options) error {
+	return &replayguard.FieldError{Field: "nonce.store", Err: errors.New(`store "redis" is not available in this build`)}
 }
 
-func redisOptions(cfg replayguard.Config, o options) []redisstore.Option {
-	return []redisstore.Option{
-		redisstore.WithKeyPrefix(cfg.Redis.KeyPrefix),
-		redisstore.WithTimeout(cfg.Redis.Timeout.D()),
-		redisstore.WithClock(o.now),
-	}
-}
-
-func (s *Set) openRedisNonce(ctx context.Context, cfg replayguard.Config, o options) error {
-	c, err := s.redisClient(ctx, cfg, "nonce.store")
-	if err != nil {
-		return err
-	}
-	span := cfg.Timestamp.Tolerance.D() + cfg.Timestamp.FutureSkew.D()
-	var (
-		st   nonce.Store
-		p    pinger
-		name string
-	)
-	switch cfg.Nonce.Mode {
-	case replayguard.ModeExact:
-		n := redisstore.NewNonce(c, redisOptions(cfg, o)...)
-		st, p, name = n, n, "nonce:redis-exact"
-	case replayguard.ModeBloom:
-		b, err := redisstore.NewBloomNonce(c, uint(cfg.Nonce.Capacity), cfg.Nonce.FalsePositiveRate, span, redisOptions(cfg, o)...)
-		if err != nil {
-			return &replayguard.FieldError{Field: "nonce", Err: err}
-		}
-		st, p, name = b, b, "nonce:redis-bloom"
-	default:
-		return &replayguard.FieldError{Field: "nonce.mode", Err: fmt.Errorf("unknown mode %q", cfg.Nonce.Mode)}
-	}
-	if cfg.Nonce.LocalShield {
-		sh, err := redisstore.NewShield(st, uint(cfg.Nonce.Capacity), span, redisstore.WithShieldClock(o.now))
-		if err != nil {
-			return &replayguard.FieldError{Field: "nonce.local_shield", Err: err}
-		}
-		st, name = sh, name+"+local-shield"
-	}
-	s.add(name, st, p)
-	return nil
-}
-
-func (s *Set) openRedisIdempotency(ctx context.Context, cfg replayguard.Config, o options) error {
-	c, err := s.redisClient(ctx, cfg, "idempotency.store")
-	if err != nil {
-		return err
-	}
-	st := redisstore.NewIdempotency(c, redisOptions(cfg, o)...)
-	s.Idempotency = st
-	s.Names = append(s.Names, "idempotency:redis")
-	s.pingers = append(s.pingers, namedPinger{"idempotency:redis", st})
-	return nil
+func (s *Set) openRedisIdempotency(context.Context, replayguard.Config, options) error {
+	return &replayguard.FieldError{Field: "idempotency.store", Err: errors.New(`store "redis" is not available in this build`)}
 }
