@@ -30,6 +30,7 @@ type Guard struct {
 	errorHandler func(http.ResponseWriter, *http.Request, error)
 	maxBody      int64
 	failOpen     bool
+	observer     Observer
 
 	failOpenPasses atomic.Uint64
 }
@@ -94,6 +95,9 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 		}
 		g.nonces = nonce.NewMemory(nonce.WithMaxEntries(cfg.Nonce.MaxEntries), nonce.WithClock(g.now))
 	}
+	if g.observer != nil {
+		g.nonces = observedNonces{s: g.nonces, o: g.observer}
+	}
 	if *cfg.Idempotency.Enabled {
 		if g.idemStore == nil {
 			if cfg.Idempotency.Store != StoreMemory {
@@ -102,7 +106,14 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 			g.idemStore = idempotency.NewMemory(idempotency.WithMemoryClock(g.now))
 		}
 		id := cfg.Idempotency
-		g.idem = idempotency.NewHandler(g.idemStore, idempotency.Options{
+		store := g.idemStore
+		var onEvent func(string)
+		if g.observer != nil {
+			store = observedIdempotency{s: store, o: g.observer}
+			onEvent = g.observer.ObserveIdempotency
+		}
+		g.idem = idempotency.NewHandler(store, idempotency.Options{
+			OnEvent: onEvent,
 			Methods: id.Methods, Required: *id.Required, TTL: id.TTL.D(), Lease: id.Lease.D(),
 			MaxResponseBytes: id.MaxResponseBytes, StoreServerErrors: id.StoreServerErrors,
 			FingerprintHeaders: id.FingerprintHeaders, FailOpen: cfg.FailMode == FailOpen, Logger: g.logger,
@@ -162,6 +173,9 @@ func (g *Guard) Verify(ctx context.Context, r *signature.Request) (signature.Ver
 		}
 		if g.failOpen {
 			g.failOpenPasses.Add(1)
+			if g.observer != nil {
+				g.observer.ObserveFailOpen("nonce")
+			}
 			g.logger.LogAttrs(ctx, slog.LevelWarn, "nonce store failed; passing under fail_mode open",
 				slog.String("key_id", v.KeyID), slog.String("error", err.Error()))
 			return v, nil
@@ -189,30 +203,74 @@ func VerifiedFrom(ctx context.Context) (signature.Verified, bool) {
 // identity; the original request is not modified.
 func (g *Guard) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var start time.Time
+		if g.observer != nil {
+			start = time.Now()
+		}
 		body, err := g.readBody(r)
 		if err != nil {
-			g.reject(w, r, err)
+			g.reject(w, r, err, start)
 			return
 		}
 		sr := signature.FromHTTP(r, body)
 		v, err := g.Verify(r.Context(), sr)
 		if err != nil {
-			g.reject(w, r, err)
+			g.reject(w, r, err, start)
 			return
 		}
 		r2 := withBody(r, body, &v)
 		if g.idem == nil || !g.idem.Covers(r.Method) {
+			g.observeAccepted(start)
 			next.ServeHTTP(w, r2)
 			return
 		}
-		err = g.idem.Serve(w, r2, idempotency.Request{Principal: v.Principal, Key: v.IdempotencyKey, Target: sr.Target, Body: body, Optional: v.IdempotencyOptional}, next)
-		if err != nil {
-			g.reject(w, r, err)
+		idemReq := idempotency.Request{Principal: v.Principal, Key: v.IdempotencyKey, Target: sr.Target, Body: body, Optional: v.IdempotencyOptional}
+		if g.observer == nil {
+			if err := g.idem.Serve(w, r2, idemReq, next); err != nil {
+				g.reject(w, r, err, start)
+			}
+			return
+		}
+		on := &observedNext{g: g, start: start, next: next}
+		if err := g.idem.Serve(w, r2, idemReq, on); err != nil {
+			g.reject(w, r, err, start)
+			return
+		}
+		if !on.called {
+			g.observer.ObserveRequest("idempotent_replay", time.Since(start))
 		}
 	})
 }
 
-func (g *Guard) reject(w http.ResponseWriter, r *http.Request, err error) {
+// observedNext reports a request as accepted when the dedupe step hands it
+// to the upstream.
+type observedNext struct {
+	g      *Guard
+	start  time.Time
+	next   http.Handler
+	called bool
+}
+
+func (o *observedNext) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o.called = true
+	o.g.observeAccepted(o.start)
+	o.next.ServeHTTP(w, r)
+}
+
+func (g *Guard) observeAccepted(start time.Time) {
+	if g.observer != nil {
+		g.observer.ObserveRequest("", time.Since(start))
+	}
+}
+
+func (g *Guard) reject(w http.ResponseWriter, r *http.Request, err error, start time.Time) {
+	if g.observer != nil {
+		code := "client_closed"
+		if r.Context().Err() == nil || !errors.Is(err, r.Context().Err()) {
+			code = ProblemFor(err).Code
+		}
+		g.observer.ObserveRequest(code, time.Since(start))
+	}
 	if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
 		// The client is gone; there is nobody to answer.
 		return

@@ -66,6 +66,10 @@ type Options struct {
 	FailOpen bool
 	// Logger receives warnings. Default slog.Default().
 	Logger *slog.Logger
+	// OnEvent, when set, is called for every event the Stats count:
+	// "executed", "replayed", "in_progress", "reused", "released",
+	// "store_error", "fail_open".
+	OnEvent func(event string)
 }
 
 // Handler is the HTTP dedupe step. It is safe for concurrent use.
@@ -106,6 +110,13 @@ func NewHandler(store Store, opts Options) *Handler {
 		h.methods[strings.ToUpper(m)] = true
 	}
 	return h
+}
+
+func (h *Handler) event(c *atomic.Uint64, name string) {
+	c.Add(1)
+	if h.opts.OnEvent != nil {
+		h.opts.OnEvent(name)
+	}
 }
 
 // Stats returns the handler's counters.
@@ -163,9 +174,9 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 		return ctx.Err()
 	}
 	if err != nil {
-		h.stats.StoreErrors.Add(1)
+		h.event(&h.stats.StoreErrors, "store_error")
 		if h.opts.FailOpen {
-			h.stats.FailOpenPasses.Add(1)
+			h.event(&h.stats.FailOpenPasses, "fail_open")
 			h.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency store failed; running without a record under fail_mode open",
 				slog.String("principal", req.Principal), slog.String("error", err.Error()))
 			next.ServeHTTP(w, r)
@@ -185,14 +196,14 @@ func (h *Handler) answerExisting(w http.ResponseWriter, rec *Record, fp Fingerpr
 		return fmt.Errorf("%w: claim returned no record", ErrUnavailable)
 	}
 	if rec.Fingerprint != fp {
-		h.stats.Reused.Add(1)
+		h.event(&h.stats.Reused, "reused")
 		return ErrKeyReused
 	}
 	if rec.State != StateCompleted || rec.Response == nil {
-		h.stats.InProgress.Add(1)
+		h.event(&h.stats.InProgress, "in_progress")
 		return ErrInProgress
 	}
-	h.stats.Replayed.Add(1)
+	h.event(&h.stats.Replayed, "replayed")
 	WriteResponse(w, rec.Response)
 	return nil
 }
@@ -214,7 +225,7 @@ func WriteResponse(w http.ResponseWriter, resp *Response) {
 
 // execute runs next while holding the lease, then stores or releases.
 func (h *Handler) execute(w http.ResponseWriter, r *http.Request, key, token string, ttl time.Duration, next http.Handler) {
-	h.stats.Executed.Add(1)
+	h.event(&h.stats.Executed, "executed")
 	rec := &recorder{w: w, max: h.opts.MaxResponseBytes}
 	storeCtx := context.WithoutCancel(r.Context())
 	stop := h.renewWhileRunning(storeCtx, key, token)
@@ -245,7 +256,7 @@ func (h *Handler) execute(w http.ResponseWriter, r *http.Request, key, token str
 		status = http.StatusOK
 	}
 	if reason := h.releaseReason(rec, status); reason != "" {
-		h.stats.Released.Add(1)
+		h.event(&h.stats.Released, "released")
 		if err := h.store.Release(storeCtx, key, token); err != nil {
 			h.logStoreErr(storeCtx, "release", err)
 		}
@@ -275,7 +286,7 @@ func (h *Handler) releaseReason(rec *recorder, status int) string {
 }
 
 func (h *Handler) logStoreErr(ctx context.Context, op string, err error) {
-	h.stats.StoreErrors.Add(1)
+	h.event(&h.stats.StoreErrors, "store_error")
 	level := slog.LevelError
 	if errors.Is(err, ErrLeaseLost) {
 		level = slog.LevelWarn

@@ -14,9 +14,15 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/bloom"
 	"github.com/replayguard/replayguard/config"
 	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/metrics"
 	"github.com/replayguard/replayguard/stores"
 )
 
@@ -57,7 +63,16 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 		return err
 	}
 	defer func() { _ = set.Close() }()
-	g, err := replayguard.New(cfg, append(set.Options(), replayguard.WithLogger(logger))...)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := metrics.New(reg)
+	if err != nil {
+		return err
+	}
+	if b, ok := set.Nonce.(*bloom.Memory); ok {
+		m.WatchBloom("nonce", b.Stats)
+	}
+	g, err := replayguard.New(cfg, append(set.Options(), replayguard.WithLogger(logger), replayguard.WithObserver(m))...)
 	if err != nil {
 		return err
 	}
@@ -102,7 +117,7 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 	servers := []*http.Server{newServer(g.Middleware(proxy), logger)}
 	lns := []net.Listener{ls.main}
 	if ls.admin != nil {
-		servers = append(servers, newServer(adminHandler(cfg, set), logger))
+		servers = append(servers, newServer(adminHandler(cfg, set, reg), logger))
 		lns = append(lns, ls.admin)
 	}
 	errc := make(chan error, len(servers))
@@ -156,9 +171,10 @@ func writeUpstreamError(w http.ResponseWriter) {
 	_, _ = w.Write(b)
 }
 
-// adminHandler serves /healthz, /readyz.
-func adminHandler(cfg replayguard.Config, set *stores.Set) http.Handler {
+// adminHandler serves /healthz, /readyz and /metrics.
+func adminHandler(cfg replayguard.Config, set *stores.Set, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")

@@ -1,0 +1,212 @@
+// Package metrics exports what replayguard does as Prometheus metrics. A
+// Metrics is a replayguard.Observer; the binary serves it on admin_listen
+// /metrics, and the library and the Caddy module register it on their own
+// registry.
+package metrics
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/bloom"
+)
+
+// Metrics implements replayguard.Observer.
+type Metrics struct {
+	requests      *prometheus.CounterVec
+	guardDuration prometheus.Histogram
+	storeDuration *prometheus.HistogramVec
+	storeErrors   *prometheus.CounterVec
+	failOpen      *prometheus.CounterVec
+	idempotency   *prometheus.CounterVec
+
+	mu     sync.Mutex
+	blooms map[string]func() []bloom.BucketStats
+	funcs  []funcMetric
+}
+
+var _ replayguard.Observer = (*Metrics)(nil)
+
+type funcMetric struct {
+	desc *prometheus.Desc
+	kind prometheus.ValueType
+	fn   func() float64
+}
+
+// New creates the collectors and registers them on reg. Collectors already
+// registered by an earlier Metrics on the same registry (a configuration
+// reload) are reused, so counters keep counting.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{blooms: map[string]func() []bloom.BucketStats{}}
+	var err error
+	if m.requests, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "replayguard_requests_total",
+		Help: "Requests finished by the guard, by outcome (accepted, rejected, idempotent_replay) and problem code.",
+	}, []string{"outcome", "code"})); err != nil {
+		return nil, err
+	}
+	if m.guardDuration, err = register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "replayguard_guard_duration_seconds",
+		Help:    "Time spent in the guard before the request is passed on or answered.",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	})); err != nil {
+		return nil, err
+	}
+	if m.storeDuration, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "replayguard_store_duration_seconds",
+		Help:    "Latency of store calls by store and operation.",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	}, []string{"store", "op"})); err != nil {
+		return nil, err
+	}
+	if m.storeErrors, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "replayguard_store_errors_total",
+		Help: "Store calls that failed, by store and operation.",
+	}, []string{"store", "op"})); err != nil {
+		return nil, err
+	}
+	if m.failOpen, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "replayguard_fail_open_total",
+		Help: "Requests let through because a store failed under fail_mode open.",
+	}, []string{"store"})); err != nil {
+		return nil, err
+	}
+	if m.idempotency, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "replayguard_idempotency_events_total",
+		Help: "Events of the idempotency step: executed, replayed, in_progress, reused, released, store_error, fail_open.",
+	}, []string{"event"})); err != nil {
+		return nil, err
+	}
+	// Pre-create the series so they read 0 before the first event.
+	for _, e := range []string{"executed", "replayed", "in_progress", "reused", "released", "store_error", "fail_open"} {
+		m.idempotency.WithLabelValues(e)
+	}
+	if err := reg.Register(m); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+		// A reload: the earlier Metrics keeps serving the gauges; move
+		// the watches here when they are registered again.
+		if prev, ok := are.ExistingCollector.(*Metrics); ok {
+			return prev.resetWatches(), nil
+		}
+	}
+	return m, nil
+}
+
+// resetWatches drops the watched stores of a configuration being replaced;
+// the new configuration watches its own.
+func (m *Metrics) resetWatches() *Metrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.blooms = map[string]func() []bloom.BucketStats{}
+	m.funcs = nil
+	return m
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
+}
+
+// ObserveRequest implements replayguard.Observer.
+func (m *Metrics) ObserveRequest(code string, d time.Duration) {
+	outcome := "rejected"
+	switch code {
+	case "":
+		outcome = "accepted"
+	case "idempotent_replay":
+		outcome, code = "idempotent_replay", ""
+	}
+	m.requests.WithLabelValues(outcome, code).Inc()
+	m.guardDuration.Observe(d.Seconds())
+}
+
+// ObserveStore implements replayguard.Observer.
+func (m *Metrics) ObserveStore(store, op string, d time.Duration, err error) {
+	m.storeDuration.WithLabelValues(store, op).Observe(d.Seconds())
+	if err != nil {
+		m.storeErrors.WithLabelValues(store, op).Inc()
+	}
+}
+
+// ObserveFailOpen implements replayguard.Observer.
+func (m *Metrics) ObserveFailOpen(store string) {
+	m.failOpen.WithLabelValues(store).Inc()
+}
+
+// ObserveIdempotency implements replayguard.Observer.
+func (m *Metrics) ObserveIdempotency(event string) {
+	m.idempotency.WithLabelValues(event).Inc()
+}
+
+var (
+	bloomFill = prometheus.NewDesc("replayguard_bloom_fill_ratio",
+		"Fraction of bits set in a Bloom bucket (by store and bucket start).", []string{"store", "bucket"}, nil)
+	bloomFPR = prometheus.NewDesc("replayguard_bloom_estimated_false_positive_rate",
+		"Estimated false-positive rate of a Bloom bucket, from its fill.", []string{"store", "bucket"}, nil)
+	bloomEntries = prometheus.NewDesc("replayguard_bloom_entries",
+		"Entries added to a Bloom bucket.", []string{"store", "bucket"}, nil)
+	bloomSubFilters = prometheus.NewDesc("replayguard_bloom_subfilters",
+		"Sub-filters of a Bloom bucket (more than the partitions means it grew).", []string{"store", "bucket"}, nil)
+)
+
+// WatchBloom exports the per-bucket statistics of a Bloom store under the
+// label store=name.
+func (m *Metrics) WatchBloom(name string, stats func() []bloom.BucketStats) {
+	m.mu.Lock()
+	m.blooms[name] = stats
+	m.mu.Unlock()
+}
+
+// WatchFunc exports fn as a gauge (counter when counter is true) named name.
+func (m *Metrics) WatchFunc(name, help string, counter bool, fn func() float64) {
+	kind := prometheus.GaugeValue
+	if counter {
+		kind = prometheus.CounterValue
+	}
+	m.mu.Lock()
+	m.funcs = append(m.funcs, funcMetric{desc: prometheus.NewDesc(name, help, nil, nil), kind: kind, fn: fn})
+	m.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector (unchecked: the watched series
+// come and go with buckets).
+func (m *Metrics) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector for the watched stores.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	blooms := make(map[string]func() []bloom.BucketStats, len(m.blooms))
+	for k, v := range m.blooms {
+		blooms[k] = v
+	}
+	funcs := append([]funcMetric(nil), m.funcs...)
+	m.mu.Unlock()
+	for name, stats := range blooms {
+		for _, b := range stats() {
+			bucket := strconv.FormatInt(b.Start.Unix(), 10)
+			ch <- prometheus.MustNewConstMetric(bloomFill, prometheus.GaugeValue, b.FillRatio, name, bucket)
+			ch <- prometheus.MustNewConstMetric(bloomFPR, prometheus.GaugeValue, b.FalsePositiveRate, name, bucket)
+			ch <- prometheus.MustNewConstMetric(bloomEntries, prometheus.GaugeValue, float64(b.Entries), name, bucket)
+			ch <- prometheus.MustNewConstMetric(bloomSubFilters, prometheus.GaugeValue, float64(b.SubFilters), name, bucket)
+		}
+	}
+	for _, f := range funcs {
+		ch <- prometheus.MustNewConstMetric(f.desc, f.kind, f.fn())
+	}
+}

@@ -1,0 +1,89 @@
+package replayguard
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/nonce"
+)
+
+// Observer receives what the pipeline does, for metrics. Package metrics
+// implements it with Prometheus; methods must be safe for concurrent use
+// and fast.
+type Observer interface {
+	// ObserveRequest reports one request the Guard finished: code is ""
+	// when it was passed on, else the problem code it was rejected with;
+	// d is the time spent in the Guard before the upstream.
+	ObserveRequest(code string, d time.Duration)
+	// ObserveStore reports one store call: store is "nonce" or
+	// "idempotency", op the operation ("add", "claim", "renew",
+	// "complete", "release").
+	ObserveStore(store, op string, d time.Duration, err error)
+	// ObserveFailOpen reports a request let through because store failed
+	// under fail_mode open.
+	ObserveFailOpen(store string)
+	// ObserveIdempotency reports an event of the dedupe step ("executed",
+	// "replayed", "in_progress", "reused", "released", "store_error",
+	// "fail_open").
+	ObserveIdempotency(event string)
+}
+
+// WithObserver sets the Observer. Default: none.
+func WithObserver(o Observer) Option {
+	return func(g *Guard) { g.observer = o }
+}
+
+// observedNonces measures every call of a nonce store.
+type observedNonces struct {
+	s nonce.Store
+	o Observer
+}
+
+func (n observedNonces) Add(ctx context.Context, e nonce.Entry) error {
+	start := time.Now()
+	err := n.s.Add(ctx, e)
+	rerr := err
+	if err != nil && isReplay(err) {
+		rerr = nil // a replay is an answer, not a store error
+	}
+	n.o.ObserveStore("nonce", "add", time.Since(start), rerr)
+	return err
+}
+
+func isReplay(err error) bool { return errors.Is(err, nonce.ErrReplayed) }
+
+// observedIdempotency measures every call of an idempotency store.
+type observedIdempotency struct {
+	s idempotency.Store
+	o Observer
+}
+
+func (i observedIdempotency) Claim(ctx context.Context, key string, fp idempotency.Fingerprint, lease time.Duration) (idempotency.Claim, error) {
+	start := time.Now()
+	c, err := i.s.Claim(ctx, key, fp, lease)
+	i.o.ObserveStore("idempotency", "claim", time.Since(start), err)
+	return c, err
+}
+
+func (i observedIdempotency) Renew(ctx context.Context, key, token string, lease time.Duration) error {
+	start := time.Now()
+	err := i.s.Renew(ctx, key, token, lease)
+	i.o.ObserveStore("idempotency", "renew", time.Since(start), err)
+	return err
+}
+
+func (i observedIdempotency) Complete(ctx context.Context, key, token string, resp *idempotency.Response, ttl time.Duration) error {
+	start := time.Now()
+	err := i.s.Complete(ctx, key, token, resp, ttl)
+	i.o.ObserveStore("idempotency", "complete", time.Since(start), err)
+	return err
+}
+
+func (i observedIdempotency) Release(ctx context.Context, key, token string) error {
+	start := time.Now()
+	err := i.s.Release(ctx, key, token)
+	i.o.ObserveStore("idempotency", "release", time.Since(start), err)
+	return err
+}
