@@ -30,6 +30,7 @@ Usage:
   replayguard demo    [--listen ADDR]        gateway + echo upstream, prints a signed curl
   replayguard sign    --config FILE --key-id ID [-X METHOD] [-d DATA|@FILE] [-H 'K: V'] [--curl] URL
   replayguard keygen  [--id ID]              prints a new random secret
+  replayguard load    --secret S --key-id ID [--rate R] [--duration D] [--concurrency C] [--replay-every N] URL
   replayguard version
 `
 
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
 	case "sign":
 		err = cmdSign(args[1:], stdout, stderr)
+	case "load":
+		err = cmdLoad(ctx, args[1:], stdout, stderr)
 	case "keygen":
 		err = cmdKeygen(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
