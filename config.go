@@ -95,26 +95,40 @@ type KeyConfig struct {
 
 // HMACConfig names the hmac scheme's headers; empty fields keep defaults.
 type HMACConfig struct {
-	KeyIDHeader     string `yaml:"key_id_header" json:"key_id_header,omitempty"`
+	// KeyIDHeader carries the key id. Default X-Key-Id.
+	KeyIDHeader string `yaml:"key_id_header" json:"key_id_header,omitempty"`
+	// TimestampHeader carries the unix timestamp. Default X-Timestamp.
 	TimestampHeader string `yaml:"timestamp_header" json:"timestamp_header,omitempty"`
-	NonceHeader     string `yaml:"nonce_header" json:"nonce_header,omitempty"`
+	// NonceHeader carries the nonce. Default X-Nonce.
+	NonceHeader string `yaml:"nonce_header" json:"nonce_header,omitempty"`
+	// SignatureHeader carries the v1= signatures. Default X-Signature.
 	SignatureHeader string `yaml:"signature_header" json:"signature_header,omitempty"`
 }
 
 // JWTConfig configures the jwt scheme.
 type JWTConfig struct {
-	Header   string   `yaml:"header" json:"header,omitempty"`
-	Prefix   string   `yaml:"prefix" json:"prefix,omitempty"`
-	JWKSURL  string   `yaml:"jwks_url" json:"jwks_url,omitempty"`
-	Issuer   string   `yaml:"issuer" json:"issuer,omitempty"`
-	Audience string   `yaml:"audience" json:"audience,omitempty"`
-	Leeway   Duration `yaml:"leeway" json:"leeway,omitempty"`
-	Bind     []string `yaml:"bind" json:"bind,omitempty"`
-	DPoP     bool     `yaml:"dpop" json:"dpop,omitempty"`
+	// Header carries the token. Default Authorization.
+	Header string `yaml:"header" json:"header,omitempty"`
+	// Prefix precedes the token in Header. Default Bearer.
+	Prefix string `yaml:"prefix" json:"prefix,omitempty"`
+	// JWKSURL is fetched for keys by kid (cached). Default none.
+	JWKSURL string `yaml:"jwks_url" json:"jwks_url,omitempty"`
+	// Issuer, when set, must equal the iss claim.
+	Issuer string `yaml:"issuer" json:"issuer,omitempty"`
+	// Audience, when set, must be in the aud claim.
+	Audience string `yaml:"audience" json:"audience,omitempty"`
+	// Leeway is allowed on exp and nbf. Default 30s.
+	Leeway Duration `yaml:"leeway" json:"leeway,omitempty"`
+	// Bind lists the request-binding claims required. Default htm, htu, bsh.
+	Bind []string `yaml:"bind" json:"bind,omitempty"`
+	// DPoP accepts and verifies RFC 9449 proofs. Default false.
+	DPoP bool `yaml:"dpop" json:"dpop,omitempty"`
 }
 
 // RFC9421Config configures the rfc9421 scheme.
 type RFC9421Config struct {
+	// RequiredComponents must all be covered by the signature. Default
+	// @method, @target-uri, and content-digest when a body is present.
 	RequiredComponents []string `yaml:"required_components" json:"required_components,omitempty"`
 }
 
@@ -146,29 +160,53 @@ type NonceConfig struct {
 
 // IdempotencyConfig configures the dedupe layer.
 type IdempotencyConfig struct {
-	Enabled            *bool    `yaml:"enabled" json:"enabled,omitempty"`
-	Required           *bool    `yaml:"required" json:"required,omitempty"`
-	Methods            []string `yaml:"methods" json:"methods,omitempty"`
-	TTL                Duration `yaml:"ttl" json:"ttl,omitempty"`
-	Lease              Duration `yaml:"lease" json:"lease,omitempty"`
-	MaxResponseBytes   int64    `yaml:"max_response_bytes" json:"max_response_bytes,omitempty"`
-	StoreServerErrors  bool     `yaml:"store_server_errors" json:"store_server_errors,omitempty"`
-	Store              string   `yaml:"store" json:"store,omitempty"`
-	DeriveKey          string   `yaml:"derive_key" json:"derive_key,omitempty"`
-	DeriveWindow       Duration `yaml:"derive_window" json:"derive_window,omitempty"`
+	// Enabled turns the dedupe step on. Default true.
+	Enabled *bool `yaml:"enabled" json:"enabled,omitempty"`
+	// Required answers 400 to a covered request without a key. Default true.
+	Required *bool `yaml:"required" json:"required,omitempty"`
+	// Methods are the covered methods. Default POST, PATCH.
+	Methods []string `yaml:"methods" json:"methods,omitempty"`
+	// TTL is how long a completed response is kept. Default 24h.
+	TTL Duration `yaml:"ttl" json:"ttl,omitempty"`
+	// Lease is how long a running request holds its key without a
+	// renewal; renewed while the upstream runs. Default 30s.
+	Lease Duration `yaml:"lease" json:"lease,omitempty"`
+	// MaxResponseBytes bounds a stored body; larger responses pass
+	// through unstored. Default 1 MiB.
+	MaxResponseBytes int64 `yaml:"max_response_bytes" json:"max_response_bytes,omitempty"`
+	// StoreServerErrors keeps 5xx responses (Stripe). Default false.
+	StoreServerErrors bool `yaml:"store_server_errors" json:"store_server_errors,omitempty"`
+	// Store is "memory" (default), "redis" or "postgres".
+	Store string `yaml:"store" json:"store,omitempty"`
+	// DeriveKey is "off" (default) or "fingerprint": derive a key from
+	// principal and fingerprint when a covered request has none.
+	DeriveKey string `yaml:"derive_key" json:"derive_key,omitempty"`
+	// DeriveWindow is how long a derived key's record lives. Default 5m.
+	DeriveWindow Duration `yaml:"derive_window" json:"derive_window,omitempty"`
+	// FingerprintHeaders are request headers that join method, target and
+	// body in the fingerprint. Default none.
 	FingerprintHeaders []string `yaml:"fingerprint_headers" json:"fingerprint_headers,omitempty"`
 }
 
 // RedisConfig is the shared Redis.
 type RedisConfig struct {
-	Addrs      []string `yaml:"addrs" json:"addrs,omitempty"`
-	MasterName string   `yaml:"master_name" json:"master_name,omitempty"`
-	Username   string   `yaml:"username" json:"username,omitempty"`
-	Password   string   `yaml:"password" json:"password,omitempty"`
-	DB         int      `yaml:"db" json:"db,omitempty"`
-	TLS        bool     `yaml:"tls" json:"tls,omitempty"`
-	Timeout    Duration `yaml:"timeout" json:"timeout,omitempty"`
-	KeyPrefix  string   `yaml:"key_prefix" json:"key_prefix,omitempty"`
+	// Addrs: one address is a standalone server, several a Cluster (or
+	// the Sentinels when MasterName is set).
+	Addrs []string `yaml:"addrs" json:"addrs,omitempty"`
+	// MasterName selects Sentinel mode. Default none.
+	MasterName string `yaml:"master_name" json:"master_name,omitempty"`
+	// Username for ACL auth. Default none.
+	Username string `yaml:"username" json:"username,omitempty"`
+	// Password for auth. Default none.
+	Password string `yaml:"password" json:"password,omitempty"`
+	// DB is the database number (standalone and Sentinel). Default 0.
+	DB int `yaml:"db" json:"db,omitempty"`
+	// TLS connects with TLS. Default false.
+	TLS bool `yaml:"tls" json:"tls,omitempty"`
+	// Timeout bounds each store call, retries included. Default 200ms.
+	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
+	// KeyPrefix starts every key. Default rg.
+	KeyPrefix string `yaml:"key_prefix" json:"key_prefix,omitempty"`
 }
 
 // PostgresConfig is the PostgreSQL idempotency store.
