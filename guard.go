@@ -83,7 +83,7 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 		if err := cfg.Validate(); err != nil {
 			return nil, err
 		}
-		s, err := NewScheme(cfg)
+		s, err := newScheme(cfg, g.now)
 		if err != nil {
 			return nil, err
 		}

@@ -93,6 +93,9 @@ func WriteProblem(w http.ResponseWriter, err error) {
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	h.Set("Cache-Control", "no-store")
+	if ch := signature.WWWAuthenticate(err); ch != "" {
+		h.Set("WWW-Authenticate", ch)
+	}
 	if p.Status == http.StatusServiceUnavailable || p.Status == http.StatusConflict {
 		h.Set("Retry-After", "1")
 	}

@@ -2,6 +2,7 @@ package replayguard
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/replayguard/replayguard/signature"
 )
@@ -20,7 +21,7 @@ func validateHMAC(c Config) []error {
 	return errs
 }
 
-func buildHMAC(c Config, keys []signature.Key) (signature.Scheme, error) {
+func buildHMAC(c Config, keys []signature.Key, _ func() time.Time) (signature.Scheme, error) {
 	return signature.NewHMAC(keys, signature.WithHMACHeaders(signature.HMACHeaders{
 		KeyID: c.HMAC.KeyIDHeader, Timestamp: c.HMAC.TimestampHeader,
 		Nonce: c.HMAC.NonceHeader, Signature: c.HMAC.SignatureHeader,

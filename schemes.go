@@ -3,6 +3,7 @@ package replayguard
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/replayguard/replayguard/signature"
 )
@@ -11,8 +12,9 @@ import (
 type schemeDef struct {
 	// validate returns the configuration problems specific to the scheme.
 	validate func(c Config) []error
-	// build constructs the scheme from a validated configuration.
-	build func(c Config, keys []signature.Key) (signature.Scheme, error)
+	// build constructs the scheme from a validated configuration, on the
+	// Guard's clock.
+	build func(c Config, keys []signature.Key, now func() time.Time) (signature.Scheme, error)
 }
 
 // schemes maps the `scheme` field to its definition. Each scheme's file
@@ -28,8 +30,10 @@ func schemeNames() []string {
 	return names
 }
 
-// NewScheme builds the signature scheme that cfg names.
-func NewScheme(cfg Config) (signature.Scheme, error) {
+// NewScheme builds the signature scheme that cfg names, on the real clock.
+func NewScheme(cfg Config) (signature.Scheme, error) { return newScheme(cfg, time.Now) }
+
+func newScheme(cfg Config, now func() time.Time) (signature.Scheme, error) {
 	name := cfg.Scheme
 	if name == "" {
 		name = DefaultScheme
@@ -42,7 +46,7 @@ func NewScheme(cfg Config) (signature.Scheme, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := def.build(cfg, keys)
+	s, err := def.build(cfg, keys, now)
 	if err != nil {
 		return nil, fmt.Errorf("config: scheme %s: %w", name, err)
 	}

@@ -24,6 +24,12 @@ func (h *headerFlags) String() string     { return strings.Join(*h, ", ") }
 func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
 
 func cmdSign(args []string, stdout, stderr io.Writer) error {
+	if handled, err := cmdSignRFC9421(args, stdout, stderr); handled {
+		return err
+	}
+	if handled, err := cmdSignJWT(args, stdout, stderr); handled {
+		return err
+	}
 	fs := flag.NewFlagSet("sign", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration file holding the key's secret")

@@ -28,6 +28,14 @@ var goals = []goal{
 	{"idempotent replay vs gofiber idempotency replay", "IdempotencyReplay/replayguard", "IdempotencyReplay/gofiber", "ns/op", 1.0},
 	{"middleware allocations per request, 1 KiB", "Middleware/1KiB", "", "allocs/op", 12},
 	{"middleware allocations per request, 64 KiB", "Middleware/64KiB", "", "allocs/op", 12},
+	{"redis bloom nonce memory at 1e-9 over 1M nonces", "RedisMemory/bloom", "", "B/nonce", 8},
+	{"redis exact nonce memory over 1M nonces", "RedisMemory/exact", "", "B/nonce", 0},
+	{"redis bloom vs exact, time per check at 64 goroutines (≥0.7× checks/s)", "RedisNonce/bloom", "RedisNonce/exact", "ns/op", 1 / 0.7},
+	{"redis exact vs raw go-redis SET NX, time per check at 64 goroutines (≥0.8×)", "RedisNonce/exact", "RedisNonce/setnx", "ns/op", 1 / 0.8},
+	{"redis round trips per nonce check, exact", "RedisRoundTrips/nonce-exact", "", "nonce-rt/req", 1},
+	{"redis round trips per nonce check, bloom", "RedisRoundTrips/nonce-bloom", "", "nonce-rt/req", 1},
+	{"redis round trips per idempotent first execution", "RedisRoundTrips/idempotent-first", "", "idem-rt/req", 2},
+	{"redis round trips per idempotent replay", "RedisRoundTrips/idempotent-replay", "", "idem-rt/req", 1},
 }
 
 var line = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+(.*)$`)

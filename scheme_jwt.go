@@ -1,0 +1,237 @@
+package replayguard
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/replayguard/replayguard/signature"
+)
+
+func init() {
+	schemes["jwt"] = schemeDef{validate: validateJWT, build: buildJWT}
+}
+
+func validateJWT(c Config) []error {
+	var errs []error
+	j := c.JWT
+	if j.Header != "" && !validToken(j.Header) {
+		errs = append(errs, fieldErr("jwt.header", "%q is not a header name", j.Header))
+	}
+	if strings.ContainsAny(j.Prefix, " \t") || (j.Prefix != "" && !validToken(j.Prefix)) {
+		errs = append(errs, fieldErr("jwt.prefix", "%q is not an authentication scheme name", j.Prefix))
+	}
+	if j.JWKSURL != "" {
+		if _, err := signature.NewJWKS(j.JWKSURL); err != nil {
+			errs = append(errs, fieldErr("jwt.jwks_url", "want an http:// or https:// URL, got %q", j.JWKSURL))
+		}
+	}
+	if j.DPoP && j.Prefix == "" && j.Header != "" && !strings.EqualFold(j.Header, signature.DefaultJWTHeader) {
+		errs = append(errs, fieldErr("jwt.dpop", "DPoP needs a jwt.prefix when the token travels in %q", j.Header))
+	}
+	if j.Leeway < 0 {
+		errs = append(errs, fieldErr("jwt.leeway", "must not be negative"))
+	}
+	seen := map[string]bool{}
+	for i, b := range j.Bind {
+		f := fmt.Sprintf("jwt.bind[%d]", i)
+		switch b {
+		case signature.ClaimHTM, signature.ClaimHTU, signature.ClaimBSH:
+			if seen[b] {
+				errs = append(errs, fieldErr(f, "%q listed twice", b))
+			}
+			seen[b] = true
+		default:
+			errs = append(errs, fieldErr(f, "%q is not one of %s, %s, %s", b, signature.ClaimHTM, signature.ClaimHTU, signature.ClaimBSH))
+		}
+	}
+	_, keyErrs := jwtKeys(c)
+	return append(errs, keyErrs...)
+}
+
+func buildJWT(c Config, _ []signature.Key, now func() time.Time) (signature.Scheme, error) {
+	s, err := newJWTScheme(c, now)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newJWTScheme builds the jwt scheme of c on the clock now, which checks exp
+// and nbf and ages the JWKS cache.
+func newJWTScheme(c Config, now func() time.Time) (*signature.JWT, error) {
+	keys, errs := jwtKeys(c)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	j := c.JWT
+	header, prefix := j.Header, j.Prefix
+	if header == "" {
+		header = signature.DefaultJWTHeader
+	}
+	if prefix == "" && strings.EqualFold(header, signature.DefaultJWTHeader) {
+		prefix = signature.DefaultJWTPrefix
+	}
+	opts := []signature.JWTOption{
+		signature.WithJWTClock(now),
+		signature.WithJWTHeader(header, prefix),
+		signature.WithJWTIssuer(j.Issuer),
+		signature.WithJWTAudience(j.Audience),
+		signature.WithDPoP(j.DPoP),
+	}
+	if j.Leeway > 0 {
+		opts = append(opts, signature.WithJWTLeeway(j.Leeway.D()))
+	}
+	if j.Bind != nil {
+		opts = append(opts, signature.WithJWTBind(j.Bind...))
+	}
+	if j.JWKSURL != "" {
+		set, err := signature.NewJWKS(j.JWKSURL, signature.WithJWKSClock(now))
+		if err != nil {
+			return nil, fieldErr("jwt.jwks_url", "%v", err)
+		}
+		opts = append(opts, signature.WithJWKS(set))
+	}
+	return signature.NewJWT(keys, opts...)
+}
+
+// jwtKeys loads the keys of the jwt scheme: secrets, a PEM public key file
+// or a JWK per key, each with its one algorithm. Every problem names its
+// field.
+func jwtKeys(c Config) ([]signature.Key, []error) {
+	var (
+		keys []signature.Key
+		errs []error
+	)
+	for i, k := range c.Keys {
+		f := fmt.Sprintf("keys[%d]", i)
+		sources := 0
+		if len(k.Secrets) > 0 {
+			sources++
+		}
+		if k.PublicKeyFile != "" {
+			sources++
+		}
+		if k.JWK != nil {
+			sources++
+		}
+		if sources != 1 {
+			errs = append(errs, fieldErr(f, "the jwt scheme needs exactly one of secrets, public_key_file or jwk for key %q", k.ID))
+			continue
+		}
+		if k.Algorithm != "" && !supportedJWTAlgorithm(k.Algorithm) {
+			errs = append(errs, fieldErr(f+".algorithm", "%q is not one of %s", k.Algorithm, strings.Join(signature.JWTAlgorithms(), ", ")))
+			continue
+		}
+		sk := signature.Key{ID: k.ID}
+		var err error
+		switch {
+		case len(k.Secrets) > 0:
+			sk.Algorithm, err = secretAlgorithm(k.Algorithm)
+			if err != nil {
+				errs = append(errs, fieldErr(f+".algorithm", "%v", err))
+				continue
+			}
+			for j, s := range k.Secrets {
+				b, err := signature.ParseSecret(s)
+				if err != nil {
+					// Config.Validate reports unparsable secrets.
+					continue
+				}
+				if _, err := signature.KeyAlgorithm(b, sk.Algorithm); err != nil {
+					errs = append(errs, fieldErr(fmt.Sprintf("%s.secrets[%d]", f, j), "%v", err))
+					continue
+				}
+				sk.Secrets = append(sk.Secrets, b)
+			}
+			if len(sk.Secrets) != len(k.Secrets) {
+				continue
+			}
+		case k.PublicKeyFile != "":
+			data, err := os.ReadFile(k.PublicKeyFile)
+			if err != nil {
+				errs = append(errs, fieldErr(f+".public_key_file", "%v", err))
+				continue
+			}
+			if sk.PublicKey, err = signature.ParsePublicKeyPEM(data); err != nil {
+				errs = append(errs, fieldErr(f+".public_key_file", "%v", err))
+				continue
+			}
+			if sk.Algorithm, err = signature.KeyAlgorithm(sk.PublicKey, k.Algorithm); err != nil {
+				errs = append(errs, fieldErr(f+".algorithm", "%v", err))
+				continue
+			}
+		default:
+			jk, err := signature.ParseJWK(k.JWK)
+			if err != nil {
+				errs = append(errs, fieldErr(f+".jwk", "%v", err))
+				continue
+			}
+			if jk.KeyID != "" && jk.KeyID != k.ID {
+				errs = append(errs, fieldErr(f+".jwk", "kid %q differs from the key id %q", jk.KeyID, k.ID))
+				continue
+			}
+			alg := k.Algorithm
+			if alg == "" {
+				alg = jk.Algorithm
+			} else if jk.Algorithm != "" && jk.Algorithm != alg {
+				errs = append(errs, fieldErr(f+".algorithm", "%q differs from the jwk's alg %q", alg, jk.Algorithm))
+				continue
+			}
+			if secret, ok := jk.Key.([]byte); ok {
+				if sk.Algorithm, err = secretAlgorithm(alg); err == nil {
+					_, err = signature.KeyAlgorithm(secret, sk.Algorithm)
+				}
+				sk.Secrets = [][]byte{secret}
+			} else {
+				sk.PublicKey = jk.Key
+				sk.Algorithm, err = signature.KeyAlgorithm(jk.Key, alg)
+			}
+			if err != nil {
+				errs = append(errs, fieldErr(f+".algorithm", "%v", err))
+				continue
+			}
+		}
+		keys = append(keys, sk)
+	}
+	return keys, errs
+}
+
+func secretAlgorithm(alg string) (string, error) {
+	switch alg {
+	case "":
+		return "HS256", nil
+	case "HS256", "HS384", "HS512":
+		return alg, nil
+	}
+	return "", fmt.Errorf("%q does not take a shared secret (want HS256, HS384 or HS512)", alg)
+}
+
+func supportedJWTAlgorithm(alg string) bool {
+	for _, a := range signature.JWTAlgorithms() {
+		if a == alg {
+			return true
+		}
+	}
+	return false
+}
+
+// validToken reports whether s is an RFC 9110 token (a header or
+// authentication scheme name).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

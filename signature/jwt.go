@@ -1,0 +1,863 @@
+package signature
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/replayguard/replayguard/nonce"
+	"github.com/replayguard/replayguard/timestamp"
+)
+
+// Request-binding claims of the jwt scheme (SPEC §3.2).
+const (
+	// ClaimHTM binds the request method.
+	ClaimHTM = "htm"
+	// ClaimHTU binds scheme://host/path, without the query.
+	ClaimHTU = "htu"
+	// ClaimBSH binds the body: base64url(SHA-256(body)) without padding.
+	ClaimBSH = "bsh"
+)
+
+// Defaults of the jwt scheme.
+const (
+	DefaultJWTHeader = "Authorization"
+	DefaultJWTPrefix = "Bearer"
+	// DefaultJWTLeeway is the clock skew allowed on exp and nbf.
+	DefaultJWTLeeway = 30 * time.Second
+	// DefaultJWTMaxTokenBytes bounds a token (and a DPoP proof); larger ones
+	// are rejected before any decoding.
+	DefaultJWTMaxTokenBytes = 8 << 10
+	// MaxJTIBytes bounds a jti; a longer one is nonce_malformed, so that
+	// replay records stay small (RFC 9449 §11.1).
+	MaxJTIBytes = 256
+)
+
+// DefaultJWTBind is the request binding in force when none is configured.
+func DefaultJWTBind() []string { return []string{ClaimHTM, ClaimHTU, ClaimBSH} }
+
+// jwtAlgorithms are the algorithms the jwt scheme verifies; never "none".
+var jwtAlgorithms = []string{
+	"HS256", "HS384", "HS512",
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512",
+	"EdDSA",
+}
+
+// dpopAlgorithms are the asymmetric algorithms a DPoP proof may use.
+var dpopAlgorithms = []string{
+	"ES256", "ES384", "ES512", "EdDSA",
+	"PS256", "PS384", "PS512",
+	"RS256", "RS384", "RS512",
+}
+
+// JWTAlgorithms returns the algorithms the jwt scheme supports.
+func JWTAlgorithms() []string { return append([]string(nil), jwtAlgorithms...) }
+
+type binding uint8
+
+const (
+	bindHTM binding = 1 << iota
+	bindHTU
+	bindBSH
+)
+
+func parseBind(claims []string) (binding, error) {
+	var b binding
+	for i, c := range claims {
+		var f binding
+		switch c {
+		case ClaimHTM:
+			f = bindHTM
+		case ClaimHTU:
+			f = bindHTU
+		case ClaimBSH:
+			f = bindBSH
+		default:
+			return 0, fmt.Errorf("signature: jwt: bind[%d]: %q is not one of %s, %s, %s", i, c, ClaimHTM, ClaimHTU, ClaimBSH)
+		}
+		if b&f != 0 {
+			return 0, fmt.Errorf("signature: jwt: bind[%d]: %q listed twice", i, c)
+		}
+		b |= f
+	}
+	return b, nil
+}
+
+// JWT is the jwt scheme: a JWT in a request header (default
+// "Authorization: Bearer <jwt>"), signed with the one algorithm of its key
+// (looked up by kid in the configured keys, then in a JWKS), bound to the
+// request by its htm, htu and bsh claims. Its jti is the replay key and its
+// iat the signed timestamp; exp and nbf are checked with a leeway, and iss,
+// aud and sub when configured. With DPoP on, "Authorization: DPoP <token>"
+// plus a DPoP proof header (RFC 9449) is accepted as well: the token must be
+// bound to the proof's key (cnf.jkt), and the proof's jti and iat are the
+// replay key and timestamp.
+//
+// Verify checks exp and nbf against its clock but leaves the window on iat
+// to the caller (Guard.Verify), as every scheme does.
+type JWT struct {
+	header   string
+	prefix   string
+	keys     map[string]*jwtKey
+	jwks     *JWKS
+	issuer   string
+	audience string
+	subject  string
+	leeway   time.Duration
+	bindList []string
+	bind     binding
+	dpop     bool
+	now      func() time.Time
+	maxToken int
+
+	parser      *jwt.Parser
+	proofParser *jwt.Parser
+	missing     string // challenge when no credentials are sent
+	dpopAlgs    string
+}
+
+var _ Scheme = (*JWT)(nil)
+
+// jwtKey is a verification key and the one algorithm it is used with.
+type jwtKey struct {
+	id     string
+	alg    string
+	verify any // public key, secret bytes, or jwt.VerificationKeySet of secrets
+}
+
+// JWTOption configures a JWT scheme.
+type JWTOption func(*JWT)
+
+// WithJWTHeader sets the header carrying the token and the authentication
+// scheme before it. An empty prefix takes the whole header value as the
+// token. Default "Authorization" and "Bearer".
+func WithJWTHeader(header, prefix string) JWTOption {
+	return func(s *JWT) { s.header, s.prefix = header, prefix }
+}
+
+// WithJWTIssuer requires the iss claim to equal iss.
+func WithJWTIssuer(iss string) JWTOption { return func(s *JWT) { s.issuer = iss } }
+
+// WithJWTAudience requires the aud claim to contain aud.
+func WithJWTAudience(aud string) JWTOption { return func(s *JWT) { s.audience = aud } }
+
+// WithJWTSubject requires the sub claim to equal sub.
+func WithJWTSubject(sub string) JWTOption { return func(s *JWT) { s.subject = sub } }
+
+// WithJWTLeeway sets the clock skew allowed on exp and nbf. Default
+// DefaultJWTLeeway; negative values count as zero.
+func WithJWTLeeway(d time.Duration) JWTOption { return func(s *JWT) { s.leeway = d } }
+
+// WithJWTBind sets the binding claims a token must carry, among ClaimHTM,
+// ClaimHTU and ClaimBSH. No claims turns the requirement off; a binding
+// claim a token carries anyway is still checked. Default DefaultJWTBind.
+func WithJWTBind(claims ...string) JWTOption {
+	return func(s *JWT) { s.bindList = append([]string{}, claims...) }
+}
+
+// WithJWTClock sets the clock exp and nbf are checked against. Default
+// time.Now.
+func WithJWTClock(now func() time.Time) JWTOption { return func(s *JWT) { s.now = now } }
+
+// WithJWTMaxTokenBytes bounds the size of a token and of a DPoP proof.
+// Default DefaultJWTMaxTokenBytes.
+func WithJWTMaxTokenBytes(n int) JWTOption { return func(s *JWT) { s.maxToken = n } }
+
+// WithJWKS adds a key set fetched from a URL; configured keys win over a
+// key of the same id in the set.
+func WithJWKS(j *JWKS) JWTOption { return func(s *JWT) { s.jwks = j } }
+
+// WithDPoP accepts DPoP-bound tokens with DPoP proofs (RFC 9449) besides
+// bearer tokens; it needs a header prefix. Default off.
+func WithDPoP(on bool) JWTOption { return func(s *JWT) { s.dpop = on } }
+
+// NewJWT returns the jwt scheme over keys. A key with secrets is an HMAC key
+// (algorithm HS256 unless set; each secret at least as long as the hash);
+// a key with a PublicKey is used with its Algorithm, which an ECDSA or
+// Ed25519 key implies when unset. Keys may be empty when a JWKS is given.
+func NewJWT(keys []Key, opts ...JWTOption) (*JWT, error) {
+	s := &JWT{
+		header: DefaultJWTHeader, prefix: DefaultJWTPrefix, leeway: DefaultJWTLeeway,
+		now: time.Now, maxToken: DefaultJWTMaxTokenBytes, keys: make(map[string]*jwtKey, len(keys)),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.header == "" {
+		return nil, errors.New("signature: jwt: empty header name")
+	}
+	s.header = textproto.CanonicalMIMEHeaderKey(s.header)
+	if strings.ContainsAny(s.prefix, " \t") {
+		return nil, fmt.Errorf("signature: jwt: prefix %q contains a space", s.prefix)
+	}
+	if s.dpop && s.prefix == "" {
+		return nil, errors.New("signature: jwt: DPoP needs a prefix: the token is told apart by its authentication scheme")
+	}
+	if s.leeway < 0 {
+		s.leeway = 0
+	}
+	if s.maxToken <= 0 {
+		s.maxToken = DefaultJWTMaxTokenBytes
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.bindList == nil {
+		s.bindList = DefaultJWTBind()
+	}
+	var err error
+	if s.bind, err = parseBind(s.bindList); err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 && s.jwks == nil {
+		return nil, errors.New("signature: jwt: no keys and no JWKS configured")
+	}
+	for i, k := range keys {
+		jk, err := newJWTKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("signature: jwt: keys[%d]: %w", i, err)
+		}
+		if _, dup := s.keys[k.ID]; dup {
+			return nil, fmt.Errorf("signature: jwt: keys[%d]: duplicate id %q", i, k.ID)
+		}
+		s.keys[k.ID] = jk
+	}
+	// The registered claims are checked by checkRegistered, not by the
+	// parser: golang-jwt joins claim errors in a type of its own, whose
+	// Unwrap Yaegi hides, so its errors could not be told apart there.
+	s.parser = jwt.NewParser(jwt.WithValidMethods(jwtAlgorithms), jwt.WithoutClaimsValidation(), jwt.WithStrictDecoding())
+	s.proofParser = jwt.NewParser(jwt.WithValidMethods(dpopAlgorithms), jwt.WithoutClaimsValidation(), jwt.WithStrictDecoding())
+	s.dpopAlgs = `algs="` + strings.Join(dpopAlgorithms, " ") + `"`
+	if s.prefix != "" && s.header == DefaultJWTHeader {
+		s.missing = s.prefix
+	}
+	if s.dpop {
+		if s.missing != "" {
+			s.missing += ", "
+		}
+		s.missing += DPoPPrefix + " " + s.dpopAlgs
+	}
+	return s, nil
+}
+
+// newJWTKey checks a configured key and fixes its algorithm.
+func newJWTKey(k Key) (*jwtKey, error) {
+	if k.ID == "" {
+		return nil, errors.New("empty id")
+	}
+	if len(k.Secrets) > 0 && k.PublicKey != nil {
+		return nil, fmt.Errorf("key %q has both secrets and a public key", k.ID)
+	}
+	if len(k.Secrets) == 0 {
+		if k.PublicKey == nil {
+			return nil, fmt.Errorf("key %q has neither secrets nor a public key", k.ID)
+		}
+		if err := checkPublicKey(k.PublicKey); err != nil {
+			return nil, fmt.Errorf("key %q: %w", k.ID, err)
+		}
+		alg, err := keyAlgorithm(k.PublicKey, k.Algorithm)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: %w", k.ID, err)
+		}
+		return &jwtKey{id: k.ID, alg: alg, verify: k.PublicKey}, nil
+	}
+	alg := k.Algorithm
+	if alg == "" {
+		alg = "HS256"
+	}
+	for i, sec := range k.Secrets {
+		if _, err := keyAlgorithm(sec, alg); err != nil {
+			return nil, fmt.Errorf("key %q: secrets[%d]: %w", k.ID, i, err)
+		}
+	}
+	if len(k.Secrets) == 1 {
+		return &jwtKey{id: k.ID, alg: alg, verify: append([]byte(nil), k.Secrets[0]...)}, nil
+	}
+	set := jwt.VerificationKeySet{}
+	for _, sec := range k.Secrets {
+		set.Keys = append(set.Keys, append([]byte(nil), sec...))
+	}
+	return &jwtKey{id: k.ID, alg: alg, verify: set}, nil
+}
+
+// keyAlgorithm returns the one algorithm key is used with: alg, checked
+// against the key's type and size, or the algorithm an ECDSA curve or an
+// Ed25519 key implies when alg is empty. Secrets are []byte.
+func keyAlgorithm(key any, alg string) (string, error) {
+	switch k := key.(type) {
+	case []byte:
+		need := 0
+		switch alg {
+		case "HS256":
+			need = 32
+		case "HS384":
+			need = 48
+		case "HS512":
+			need = 64
+		default:
+			return "", fmt.Errorf("algorithm %q does not take a shared secret (want HS256, HS384 or HS512)", alg)
+		}
+		if len(k) < need {
+			return "", fmt.Errorf("%s needs a secret of at least %d bytes (RFC 7518 §3.2), got %d", alg, need, len(k))
+		}
+		return alg, nil
+	case *rsa.PublicKey:
+		switch alg {
+		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
+			return alg, nil
+		case "":
+			return "", errors.New("an RSA key needs its algorithm (RS256, RS384, RS512, PS256, PS384 or PS512)")
+		}
+		return "", fmt.Errorf("algorithm %q does not take an RSA key", alg)
+	case *ecdsa.PublicKey:
+		want := ""
+		switch curveName(k.Curve) {
+		case "P-256":
+			want = "ES256"
+		case "P-384":
+			want = "ES384"
+		case "P-521":
+			want = "ES512"
+		default:
+			return "", errors.New("unsupported elliptic curve")
+		}
+		if alg != "" && alg != want {
+			return "", fmt.Errorf("algorithm %q does not take a %s key (want %s)", alg, curveName(k.Curve), want)
+		}
+		return want, nil
+	case ed25519.PublicKey:
+		if alg != "" && alg != "EdDSA" {
+			return "", fmt.Errorf("algorithm %q does not take an Ed25519 key (want EdDSA)", alg)
+		}
+		return "EdDSA", nil
+	}
+	return "", fmt.Errorf("unsupported key type %T", key)
+}
+
+// KeyAlgorithm returns the one algorithm the jwt scheme uses key with (see
+// NewJWT): alg checked against the key, or the algorithm the key implies.
+// Secrets are []byte.
+func KeyAlgorithm(key any, alg string) (string, error) {
+	a, err := keyAlgorithm(key, alg)
+	if err != nil {
+		return "", fmt.Errorf("signature: %w", err)
+	}
+	return a, nil
+}
+
+// challengeError carries the WWW-Authenticate challenge of a rejection
+// (RFC 6750 §3, RFC 9449 §7.1). It is joined to the rejection by
+// fmt.Errorf("%w%w"), so that the chain down to the sentinels is made of
+// fmt's own wrappers: Yaegi hides the Unwrap methods of interpreted error
+// types from errors.Is. Its own text is empty.
+type challengeError struct{ challenge string }
+
+func (e *challengeError) Error() string { return "" }
+
+// WWWAuthenticate returns the challenge.
+func (e *challengeError) WWWAuthenticate() string { return e.challenge }
+
+func withChallenge(err error, challenge string) error {
+	return fmt.Errorf("%w%w", err, &challengeError{challenge: challenge})
+}
+
+// WWWAuthenticate returns the WWW-Authenticate challenge a rejection of
+// the jwt scheme carries, or "". It walks the chain itself rather than
+// calling errors.As, which panics under Yaegi for an interface target.
+func WWWAuthenticate(err error) string {
+	for depth := 0; err != nil && depth < 32; depth++ {
+		if c, ok := err.(*challengeError); ok { //nolint:errorlint // this loop is the chain walk
+			return c.challenge
+		}
+		switch x := err.(type) { //nolint:errorlint // this loop is the chain walk
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				if ch := WWWAuthenticate(e); ch != "" {
+					return ch
+				}
+			}
+			return ""
+		case interface{ Unwrap() error }:
+			err = x.Unwrap()
+		default:
+			return ""
+		}
+	}
+	return ""
+}
+
+// quietError keeps an error in a chain without adding its text to the
+// message (the text of a fetch error names addresses).
+type quietError struct{ err error }
+
+func (e *quietError) Error() string { return "" }
+func (e *quietError) Unwrap() error { return e.err }
+
+// tokenClaims are the claims the jwt scheme reads, of a token or of a DPoP
+// proof. They are decoded as jwt.MapClaims, which Yaegi handles (a struct
+// behind the jwt.Claims interface is not filled by encoding/json there),
+// and read into this struct once the signature verified.
+type tokenClaims struct {
+	ID       string
+	IssuedAt *jwt.NumericDate
+	Subject  string
+	HTM      string
+	HTU      string
+	BSH      string
+	ATH      string
+	JKT      string
+	cnf      bool
+}
+
+// readClaims reads the claims of a verified token; a claim of the wrong
+// JSON type is malformed.
+func readClaims(m jwt.MapClaims, cl *tokenClaims, what string) error {
+	var err error
+	if cl.IssuedAt, err = m.GetIssuedAt(); err != nil {
+		return fmt.Errorf("%w: %s: iat is not a number", ErrMalformed, what)
+	}
+	names := [...]string{"jti", "sub", ClaimHTM, ClaimHTU, ClaimBSH, "ath"}
+	dst := [...]*string{&cl.ID, &cl.Subject, &cl.HTM, &cl.HTU, &cl.BSH, &cl.ATH}
+	for i, name := range names {
+		v, ok := m[name]
+		if !ok {
+			continue
+		}
+		str, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("%w: %s: %s is not a string", ErrMalformed, what, name)
+		}
+		*dst[i] = str
+	}
+	if v, ok := m["cnf"]; ok {
+		cnf, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%w: %s: cnf is not an object", ErrMalformed, what)
+		}
+		cl.cnf = true
+		if v, ok := cnf["jkt"]; ok {
+			if cl.JKT, ok = v.(string); !ok {
+				return fmt.Errorf("%w: %s: cnf.jkt is not a string", ErrMalformed, what)
+			}
+		}
+	}
+	return nil
+}
+
+// call is the state of one verification.
+type call struct {
+	s      *JWT
+	kid    string
+	keyErr error  // the key function's own rejection
+	jkt    string // thumbprint of a DPoP proof's key
+}
+
+// Verify implements Scheme.
+func (s *JWT) Verify(_ context.Context, r *Request) (Verified, error) {
+	raw, dpop, err := s.credentials(r.Header)
+	if err != nil {
+		return Verified{}, err
+	}
+	if dpop {
+		return s.verifyDPoP(raw, r)
+	}
+	c := &call{s: s}
+	var cl tokenClaims
+	if err := c.parseToken(raw, &cl); err != nil {
+		return Verified{}, s.bearerErr(err)
+	}
+	if cl.cnf {
+		return Verified{}, s.bearerErr(fmt.Errorf("%w: jwt: a DPoP-bound token (cnf.jkt) presented as a bearer token", ErrInvalid))
+	}
+	if err := checkBinding(&cl, r, s.bind, "jwt"); err != nil {
+		return Verified{}, s.bearerErr(err)
+	}
+	if cl.IssuedAt == nil {
+		return Verified{}, s.bearerErr(fmt.Errorf("%w: jwt: iat claim", timestamp.ErrMissing))
+	}
+	if err := checkJTI(cl.ID, "jwt"); err != nil {
+		return Verified{}, s.bearerErr(err)
+	}
+	return Verified{KeyID: c.kid, Principal: principal(cl.Subject, c.kid), Timestamp: cl.IssuedAt.Time, ReplayKey: cl.ID}, nil
+}
+
+func principal(sub, kid string) string {
+	if sub != "" {
+		return sub
+	}
+	return kid
+}
+
+func checkJTI(jti, what string) error {
+	if jti == "" {
+		return fmt.Errorf("%w: %s: jti claim", nonce.ErrMissing, what)
+	}
+	if len(jti) > MaxJTIBytes {
+		return fmt.Errorf("%w: %s: jti longer than %d bytes", nonce.ErrMalformed, what, MaxJTIBytes)
+	}
+	return nil
+}
+
+// credentials returns the token of the request and whether it is presented
+// under the DPoP authentication scheme.
+func (s *JWT) credentials(h http.Header) (string, bool, error) {
+	vals := h[s.header]
+	if len(vals) == 0 || vals[0] == "" {
+		return "", false, s.challenge(fmt.Errorf("%w: %s header", ErrMissing, s.header), s.missing)
+	}
+	if len(vals) > 1 {
+		return "", false, s.bearerErr(fmt.Errorf("%w: more than one %s header", ErrMalformed, s.header))
+	}
+	v := vals[0]
+	if s.prefix == "" {
+		return v, false, nil
+	}
+	scheme, rest, _ := strings.Cut(v, " ")
+	tok := strings.TrimLeft(rest, " ")
+	dpop := false
+	switch {
+	case strings.EqualFold(scheme, s.prefix):
+	case s.dpop && strings.EqualFold(scheme, DPoPPrefix):
+		dpop = true
+	default:
+		return "", false, s.challenge(fmt.Errorf("%w: no %s credentials in %s", ErrMissing, s.prefix, s.header), s.missing)
+	}
+	if tok == "" {
+		return "", false, s.challenge(fmt.Errorf("%w: empty %s credentials", ErrMissing, scheme), s.missing)
+	}
+	return tok, dpop, nil
+}
+
+func (s *JWT) challenge(err error, ch string) error {
+	if ch == "" {
+		return err
+	}
+	return withChallenge(err, ch)
+}
+
+// bearerErr attaches the Bearer invalid_token challenge when the token
+// travels in the Authorization header.
+func (s *JWT) bearerErr(err error) error {
+	if s.prefix == "" || s.header != DefaultJWTHeader {
+		return err
+	}
+	return withChallenge(err, s.prefix+` error="invalid_token"`)
+}
+
+// checkCompact rejects, without allocating, what cannot be a compact JWS of
+// at most max bytes: three base64url segments separated by dots.
+func checkCompact(tok string, max int, what string) error {
+	if len(tok) > max {
+		return fmt.Errorf("%w: %s longer than %d bytes", ErrMalformed, what, max)
+	}
+	dots := 0
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		if c == '.' {
+			dots++
+			continue
+		}
+		if !base64URLChar(c) {
+			return fmt.Errorf("%w: %s is not base64url segments", ErrMalformed, what)
+		}
+	}
+	if dots != 2 {
+		return fmt.Errorf("%w: %s does not have three segments", ErrMalformed, what)
+	}
+	return nil
+}
+
+// base64URLChar reports whether c belongs to the base64url alphabet. (A
+// tagless switch with several expressions per case is avoided here: Yaegi
+// evaluates it wrongly.)
+func base64URLChar(c byte) bool {
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'
+}
+
+// parseToken verifies a token's signature and registered claims.
+func (c *call) parseToken(raw string, cl *tokenClaims) error {
+	return c.parseTokenWith(raw, cl, c.tokenKey)
+}
+
+func (c *call) parseTokenWith(raw string, cl *tokenClaims, keyFunc jwt.Keyfunc) error {
+	if err := checkCompact(raw, c.s.maxToken, "jwt"); err != nil {
+		return err
+	}
+	m := jwt.MapClaims{}
+	tok, err := c.s.parser.ParseWithClaims(raw, m, keyFunc)
+	if err != nil {
+		return c.classify(tok, err, "jwt")
+	}
+	if !tok.Valid {
+		return fmt.Errorf("%w: jwt: token rejected", ErrInvalid)
+	}
+	if err := c.s.checkRegistered(m); err != nil {
+		return err
+	}
+	return readClaims(m, cl, "jwt")
+}
+
+// checkRegistered checks exp and nbf against the clock with the leeway, as
+// golang-jwt's validator does (valid while now < exp+leeway and
+// now >= nbf-leeway), and iss, aud and sub when configured.
+func (s *JWT) checkRegistered(m jwt.MapClaims) error {
+	now := s.now()
+	exp, err := m.GetExpirationTime()
+	if err != nil {
+		return fmt.Errorf("%w: jwt: exp is not a number", ErrMalformed)
+	}
+	if exp != nil && !now.Before(exp.Add(s.leeway)) {
+		return fmt.Errorf("%w: jwt: exp has passed", timestamp.ErrExpired)
+	}
+	nbf, err := m.GetNotBefore()
+	if err != nil {
+		return fmt.Errorf("%w: jwt: nbf is not a number", ErrMalformed)
+	}
+	if nbf != nil && now.Before(nbf.Add(-s.leeway)) {
+		return fmt.Errorf("%w: jwt: nbf is ahead", timestamp.ErrInFuture)
+	}
+	if s.issuer != "" {
+		iss, err := m.GetIssuer()
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w: jwt: iss is not a string", ErrMalformed)
+		case iss == "":
+			return fmt.Errorf("%w: jwt: iss claim", ErrMissing)
+		case iss != s.issuer:
+			return fmt.Errorf("%w: jwt: iss does not match", ErrInvalid)
+		}
+	}
+	if s.audience != "" {
+		aud, err := m.GetAudience()
+		if err != nil {
+			return fmt.Errorf("%w: jwt: aud is not a string or an array of strings", ErrMalformed)
+		}
+		if len(aud) == 0 {
+			return fmt.Errorf("%w: jwt: aud claim", ErrMissing)
+		}
+		found := false
+		for _, a := range aud {
+			if a == s.audience {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("%w: jwt: aud does not match", ErrInvalid)
+		}
+	}
+	if s.subject != "" {
+		sub, err := m.GetSubject()
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w: jwt: sub is not a string", ErrMalformed)
+		case sub == "":
+			return fmt.Errorf("%w: jwt: sub claim", ErrMissing)
+		case sub != s.subject:
+			return fmt.Errorf("%w: jwt: sub does not match", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// tokenKey is the key function of access tokens: it finds the key by kid
+// and holds the token to that key's one algorithm.
+func (c *call) tokenKey(t *jwt.Token) (any, error) {
+	if err := checkCrit(t.Header); err != nil {
+		c.keyErr = err
+		return nil, err
+	}
+	if typ, _ := t.Header["typ"].(string); strings.EqualFold(typ, dpopType) {
+		c.keyErr = fmt.Errorf("%w: jwt: a DPoP proof is not an access token", ErrInvalid)
+		return nil, c.keyErr
+	}
+	kidVal, ok := t.Header["kid"]
+	if !ok {
+		c.keyErr = fmt.Errorf("%w: jwt: kid header", ErrMissing)
+		return nil, c.keyErr
+	}
+	kid, ok := kidVal.(string)
+	if !ok {
+		c.keyErr = fmt.Errorf("%w: jwt: kid is not a string", ErrMalformed)
+		return nil, c.keyErr
+	}
+	if kid == "" {
+		c.keyErr = fmt.Errorf("%w: jwt: kid header", ErrMissing)
+		return nil, c.keyErr
+	}
+	k, err := c.s.key(kid)
+	if err != nil {
+		c.keyErr = err
+		return nil, err
+	}
+	if t.Method.Alg() != k.alg {
+		c.keyErr = fmt.Errorf("%w: jwt: key %q is used with %s only", ErrInvalid, kid, k.alg)
+		return nil, c.keyErr
+	}
+	c.kid = kid
+	return k.verify, nil
+}
+
+func (s *JWT) key(kid string) (*jwtKey, error) {
+	if k := s.keys[kid]; k != nil {
+		return k, nil
+	}
+	if s.jwks != nil {
+		return s.jwks.lookup(kid)
+	}
+	return nil, ErrKeyUnknown
+}
+
+// checkCrit rejects critical header extensions: the scheme understands
+// none (RFC 7515 §4.1.11).
+func checkCrit(h map[string]any) error {
+	if _, ok := h["crit"]; ok {
+		return fmt.Errorf("%w: jwt: unsupported critical header extensions", ErrInvalid)
+	}
+	return nil
+}
+
+// classify maps a golang-jwt parse error to the package sentinels. Any
+// error rejects the token; the mapping only picks the code
+// (CVE-2024-51744).
+func (c *call) classify(tok *jwt.Token, err error, what string) error {
+	if c.keyErr != nil {
+		return c.keyErr
+	}
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return fmt.Errorf("%w: %s: a segment does not decode to JSON", ErrMalformed, what)
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		if tok != nil {
+			if alg, _ := tok.Header["alg"].(string); alg != "" {
+				return fmt.Errorf("%w: %s: algorithm not allowed", ErrInvalid, what)
+			}
+		}
+		return fmt.Errorf("%w: %s: alg header missing", ErrMalformed, what)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		if tok != nil && tok.Method != nil && !c.allowed(tok.Method.Alg(), what) {
+			return fmt.Errorf("%w: %s: algorithm not allowed", ErrInvalid, what)
+		}
+		return fmt.Errorf("%w: %s: signature does not verify", ErrInvalid, what)
+	}
+	return fmt.Errorf("%w: %s: token rejected", ErrInvalid, what)
+}
+
+func (c *call) allowed(alg, what string) bool {
+	list := jwtAlgorithms
+	if what != "jwt" {
+		list = dpopAlgorithms
+	}
+	for _, a := range list {
+		if a == alg {
+			return true
+		}
+	}
+	return false
+}
+
+// checkBinding checks the binding claims of a token or proof against the
+// request: the claims in required must be present, and every binding claim
+// present must match.
+func checkBinding(cl *tokenClaims, r *Request, required binding, what string) error {
+	if cl.HTM == "" {
+		if required&bindHTM != 0 {
+			return fmt.Errorf("%w: %s: htm claim", ErrMissing, what)
+		}
+	} else if cl.HTM != r.Method {
+		return fmt.Errorf("%w: %s: htm does not match the request method", ErrInvalid, what)
+	}
+	if cl.HTU == "" {
+		if required&bindHTU != 0 {
+			return fmt.Errorf("%w: %s: htu claim", ErrMissing, what)
+		}
+	} else if !htuMatches(cl.HTU, r) {
+		return fmt.Errorf("%w: %s: htu does not match the request URI", ErrInvalid, what)
+	}
+	if cl.BSH == "" {
+		if required&bindBSH != 0 {
+			return fmt.Errorf("%w: %s: bsh claim", ErrMissing, what)
+		}
+	} else if !hashMatches(cl.BSH, r.Body) {
+		return fmt.Errorf("%w: %s: bsh does not match the request body", ErrInvalid, what)
+	}
+	return nil
+}
+
+// htuMatches compares an htu claim with the request's
+// scheme://host/path as an exact string: scheme, host lowercased, path
+// as sent, no query (SPEC §3.2).
+func htuMatches(htu string, r *Request) bool {
+	scheme := r.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	rest, ok := strings.CutPrefix(htu, scheme)
+	if !ok {
+		return false
+	}
+	if rest, ok = strings.CutPrefix(rest, "://"); !ok || len(rest) < len(r.Host) {
+		return false
+	}
+	for i := 0; i < len(r.Host); i++ {
+		c := r.Host[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if rest[i] != c {
+			return false
+		}
+	}
+	path := r.Target
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	return rest[len(r.Host):] == path
+}
+
+// HTU returns the htu of a request about to be sent: scheme, host as sent
+// in the Host header (lowercased) and path as sent, without the query.
+func HTU(req *http.Request) (string, error) {
+	if req.URL == nil {
+		return "", errors.New("signature: request has no URL")
+	}
+	host, err := wireHost(req)
+	if err != nil {
+		return "", err
+	}
+	path := req.URL.RequestURI()
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	return strings.ToLower(req.URL.Scheme) + "://" + strings.ToLower(host) + path, nil
+}
+
+// BodyHash returns the bsh of a body: base64url(SHA-256(body)), unpadded.
+func BodyHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// hashMatches reports whether claim is the unpadded base64url SHA-256 of b.
+func hashMatches(claim string, b []byte) bool {
+	if len(claim) != 43 {
+		return false
+	}
+	sum := sha256.Sum256(b)
+	var enc [43]byte
+	base64.RawURLEncoding.Encode(enc[:], sum[:])
+	return string(enc[:]) == claim
+}
