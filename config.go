@@ -330,7 +330,7 @@ func (c Config) Validate() error {
 	} else {
 		add(fieldErr("scheme", "unknown scheme %q (supported: %s)", c.Scheme, strings.Join(schemeNames(), ", ")))
 	}
-	if len(c.Keys) == 0 && !(c.Scheme == "jwt" && c.JWT.JWKSURL != "") {
+	if len(c.Keys) == 0 && (c.Scheme != "jwt" || c.JWT.JWKSURL == "") {
 		add(fieldErr("keys", "at least one key is required (or jwt.jwks_url with scheme jwt)"))
 	}
 	seen := map[string]bool{}
