@@ -7,14 +7,18 @@ GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 FUZZTIME ?= 30s
 BENCHCOUNT ?= 6
 # Nested modules with their own go.mod.
-MODULES := . bench plugin/traefik signature/jwtinterop signature/webhookinterop
+MODULES := . bench plugin/traefik plugin/caddy signature/jwtinterop signature/webhookinterop
 
-.PHONY: all build demo test test-short lint fmt vet fuzz bench deps tools clean
+.PHONY: all build caddy demo test test-short lint fmt vet fuzz bench deps tools clean
 
 all: build test
 
 build:
 	$(GO) build -o $(BIN)/replayguard ./cmd/replayguard
+
+## caddy: Caddy with its standard modules and the replayguard module (bin/caddy).
+caddy:
+	cd plugin/caddy && $(GO) build -o $(BIN)/caddy ./cmd/caddy
 
 ## demo: gateway + echo upstream on loopback; prints a signed curl and its replay.
 demo: build
@@ -46,7 +50,7 @@ lint: $(GOLANGCI_LINT)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do \
 		echo "== lint $$m"; \
-		(cd $$m && $(GO) vet ./... && $(GOLANGCI_LINT) run ./...); \
+		(cd $$m && $(GO) vet ./... && $(GOLANGCI_LINT) run --allow-parallel-runners ./...); \
 	done
 
 fmt:
