@@ -7,7 +7,7 @@ GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 FUZZTIME ?= 30s
 BENCHCOUNT ?= 6
 # Nested modules with their own go.mod.
-MODULES := . bench plugin/traefik signature/jwtinterop signature/webhookinterop
+MODULES := . bench plugin/traefik plugin/caddy signature/jwtinterop signature/webhookinterop
 
 .PHONY: all build caddy demo test test-short lint fmt vet fuzz bench deps tools clean
 

@@ -1,0 +1,349 @@
+package replayguardcaddy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/bloom"
+	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/metrics"
+	"github.com/replayguard/replayguard/stores"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Placeholders the handler sets for the handlers after it, once a request
+// has been verified: {http.vars.replayguard_principal} (the key id or JWT
+// sub that scopes replay keys and idempotency records) and
+// {http.vars.replayguard_key_id}.
+const (
+	VarPrincipal = "replayguard_principal"
+	VarKeyID     = "replayguard_key_id"
+)
+
+// Handler is the Caddy module http.handlers.replayguard. Its JSON fields
+// are those of replayguard.Config (the YAML configuration of the binary):
+// keys, scheme, timestamp, nonce, idempotency, redis, postgres, fail_mode
+// and the rest. The listener and upstream fields of the binary (listen,
+// upstream, admin_listen, auth_listen) are rejected: inside Caddy the site
+// is the listener and reverse_proxy the upstream.
+//
+// Secrets, public_key_file, jwt.jwks_url, redis.addrs, redis.username,
+// redis.password and postgres.dsn may hold Caddy's global placeholders
+// ({env.VAR}, {file.path}); they are replaced at provisioning, so the
+// values never appear in the configuration the admin API returns.
+type Handler struct {
+	replayguard.Config
+
+	guard   *replayguard.Guard
+	mw      http.Handler
+	poolKey string
+	shared  *sharedStores
+	reg     *prometheus.Registry
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.replayguard",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// MarshalJSON writes the configuration model, leaving out the sections
+// that are empty ("jwt": {} and the like), as Caddy's adapter and admin API
+// show it.
+func (h Handler) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(h.Config)
+	if err != nil {
+		return nil, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return nil, err
+	}
+	for k, v := range fields {
+		if string(v) == "{}" {
+			delete(fields, k)
+		}
+	}
+	return json.Marshal(fields)
+}
+
+// storePool holds the stores of every provisioned handler, keyed by a hash
+// of the configuration that shapes them. A reload provisions the new
+// handlers before it cleans up the old ones, so stores whose configuration
+// did not change are handed over with everything they recorded.
+var storePool = caddy.NewUsagePool()
+
+// sharedStores is one entry of storePool.
+type sharedStores struct {
+	set *stores.Set
+
+	mu      sync.Mutex
+	watched map[*prometheus.Registry]int
+}
+
+// Destruct closes the stores once no handler uses them.
+func (s *sharedStores) Destruct() error { return s.set.Close() }
+
+// watch reports whether reg is not watching these stores yet, and counts
+// one more watcher. Handlers sharing stores in one configuration export the
+// Bloom statistics once.
+func (s *sharedStores) watch(reg *prometheus.Registry) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watched[reg]++
+	return s.watched[reg] == 1
+}
+
+func (s *sharedStores) unwatch(reg *prometheus.Registry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watched[reg]--; s.watched[reg] <= 0 {
+		delete(s.watched, reg)
+	}
+}
+
+// Provision builds the Guard: it resolves placeholders, fills defaults,
+// validates, takes the stores from the pool (opening them the first time)
+// and registers the metrics on Caddy's registry.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if err := h.checkCaddyFields(); err != nil {
+		return err
+	}
+	cfg, err := resolvePlaceholders(h.Config)
+	if err != nil {
+		return err
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("replayguard: %w", err)
+	}
+
+	key, err := poolKey(cfg)
+	if err != nil {
+		return err
+	}
+	val, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		set, err := stores.Open(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &sharedStores{set: set, watched: map[*prometheus.Registry]int{}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("replayguard: opening stores: %w", err)
+	}
+	h.poolKey, h.shared = key, val.(*sharedStores)
+
+	opts := append(h.shared.set.Options(), replayguard.WithLogger(ctx.Slogger()))
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		m, err := metrics.New(reg)
+		if err != nil {
+			return fmt.Errorf("replayguard: metrics: %w", err)
+		}
+		if b, ok := h.shared.set.Nonce.(*bloom.Memory); ok {
+			h.reg = reg
+			if h.shared.watch(reg) {
+				m.WatchBloom("nonce-"+key[:12], b.Stats)
+			}
+		}
+		opts = append(opts, replayguard.WithObserver(m))
+	}
+	g, err := replayguard.New(cfg, opts...)
+	if err != nil {
+		return fmt.Errorf("replayguard: %w", err)
+	}
+	h.guard = g
+	h.mw = g.Middleware(http.HandlerFunc(forward))
+	h.logger.Info("provisioned",
+		zap.String("scheme", cfg.Scheme),
+		zap.Strings("stores", h.shared.set.Names),
+		zap.Bool("stores_carried_over", loaded),
+		zap.String("fail_mode", cfg.FailMode))
+	return nil
+}
+
+// checkCaddyFields rejects the fields of the binary that have no meaning
+// inside Caddy.
+func (h *Handler) checkCaddyFields() error {
+	var errs []error
+	if h.Listen != "" {
+		errs = append(errs, errors.New("replayguard: listen is not used inside Caddy: the site address is the listener"))
+	}
+	if h.Upstream != "" {
+		errs = append(errs, errors.New("replayguard: upstream is not used inside Caddy: put reverse_proxy (or any handler) after replayguard"))
+	}
+	if h.AdminListen != "" {
+		errs = append(errs, errors.New("replayguard: admin_listen is not used inside Caddy: metrics are on Caddy's registry (admin endpoint /metrics or the metrics handler)"))
+	}
+	if h.AuthListen != "" {
+		errs = append(errs, errors.New("replayguard: auth_listen is not used inside Caddy: replayguard runs in the route itself"))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports a configuration Caddy cannot run.
+func (h *Handler) Validate() error {
+	if err := h.checkCaddyFields(); err != nil {
+		return err
+	}
+	if h.guard == nil {
+		return errors.New("replayguard: not provisioned")
+	}
+	return nil
+}
+
+// Cleanup hands the stores back to the pool; the last handler using them
+// closes them.
+func (h *Handler) Cleanup() error {
+	if h.shared == nil {
+		return nil
+	}
+	if h.reg != nil {
+		h.shared.unwatch(h.reg)
+	}
+	_, err := storePool.Delete(h.poolKey)
+	h.shared = nil
+	return err
+}
+
+// ServeHTTP runs the pipeline. The signature is checked against the request
+// as the client sent it (method and request-target before Caddy's rewrites),
+// rejections are written as problem+json and end the chain without an
+// error, so handle_errors never sees them; the handlers after replayguard
+// get the rewritten request with the body the Guard read. An error of a
+// later handler is returned to Caddy, and an idempotency record the request
+// opened is released rather than stored.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	st := &chain{r: r, next: next}
+	view := r.WithContext(context.WithValue(r.Context(), chainKey{}, st))
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		view.Method = orig.Method
+		view.RequestURI = orig.RequestURI
+		view.URL = orig.URL
+	}
+	h.mw.ServeHTTP(w, view)
+	return st.err
+}
+
+type chainKey struct{}
+
+// chain carries, through the Guard, the request and handler Caddy passed
+// in and the error the handler returned.
+type chain struct {
+	r    *http.Request
+	next caddyhttp.Handler
+	err  error
+}
+
+// forward is the Guard's next handler: it continues Caddy's chain with the
+// rewritten request, given the verified context and the buffered body.
+func forward(w http.ResponseWriter, verified *http.Request) {
+	st, ok := verified.Context().Value(chainKey{}).(*chain)
+	if !ok {
+		http.Error(w, "replayguard: request outside a Caddy route", http.StatusInternalServerError)
+		return
+	}
+	r := st.r.WithContext(verified.Context())
+	r.Body, r.ContentLength, r.GetBody = verified.Body, verified.ContentLength, verified.GetBody
+	if v, ok := replayguard.VerifiedFrom(r.Context()); ok {
+		caddyhttp.SetVar(r.Context(), VarPrincipal, v.Principal)
+		caddyhttp.SetVar(r.Context(), VarKeyID, v.KeyID)
+	}
+	if err := st.next.ServeHTTP(w, r); err != nil {
+		// Caddy answers the error (handle_errors or its default); nothing
+		// of it belongs in an idempotency record.
+		idempotency.Abandon(w)
+		st.err = err
+	}
+}
+
+// poolKey hashes what shapes the stores: the nonce section, the
+// idempotency store, the Redis and PostgreSQL sections, and the window
+// span a Bloom store is sized for. Keys, schemes and the rest of the
+// configuration can change on a reload without losing any record.
+func poolKey(cfg replayguard.Config) (string, error) {
+	k := struct {
+		Nonce       replayguard.NonceConfig
+		IdemEnabled bool
+		IdemStore   string
+		Redis       replayguard.RedisConfig
+		Postgres    replayguard.PostgresConfig
+		BloomSpan   replayguard.Duration
+	}{
+		Nonce:       cfg.Nonce,
+		IdemEnabled: cfg.Idempotency.Enabled == nil || *cfg.Idempotency.Enabled,
+		IdemStore:   cfg.Idempotency.Store,
+		Redis:       cfg.Redis,
+		Postgres:    cfg.Postgres,
+	}
+	if cfg.Nonce.Mode == replayguard.ModeBloom {
+		k.BloomSpan = cfg.Timestamp.Tolerance + cfg.Timestamp.FutureSkew
+	}
+	b, err := json.Marshal(k)
+	if err != nil {
+		return "", fmt.Errorf("replayguard: store key: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// resolvePlaceholders returns a copy of cfg with Caddy's global
+// placeholders replaced in the fields that hold secrets and addresses.
+func resolvePlaceholders(cfg replayguard.Config) (replayguard.Config, error) {
+	repl := caddy.NewReplacer()
+	var errs []error
+	keys := make([]replayguard.KeyConfig, len(cfg.Keys))
+	for i, k := range cfg.Keys {
+		k.Secrets = append([]string(nil), k.Secrets...)
+		for j, s := range k.Secrets {
+			k.Secrets[j] = repl.ReplaceKnown(s, "")
+			if k.Secrets[j] == "" {
+				errs = append(errs, fmt.Errorf("replayguard: keys[%d].secrets[%d]: empty (after placeholders, if any, were replaced)", i, j))
+			}
+		}
+		k.PublicKeyFile = repl.ReplaceKnown(k.PublicKeyFile, "")
+		keys[i] = k
+	}
+	cfg.Keys = keys
+	cfg.JWT.JWKSURL = repl.ReplaceKnown(cfg.JWT.JWKSURL, "")
+	addrs := make([]string, 0, len(cfg.Redis.Addrs))
+	for _, a := range cfg.Redis.Addrs {
+		addrs = append(addrs, repl.ReplaceKnown(a, ""))
+	}
+	if cfg.Redis.Addrs != nil {
+		cfg.Redis.Addrs = addrs
+	}
+	cfg.Redis.Username = repl.ReplaceKnown(cfg.Redis.Username, "")
+	cfg.Redis.Password = repl.ReplaceKnown(cfg.Redis.Password, "")
+	cfg.Postgres.DSN = repl.ReplaceKnown(cfg.Postgres.DSN, "")
+	return cfg, errors.Join(errs...)
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+)
