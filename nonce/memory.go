@@ -12,13 +12,20 @@ import (
 // DefaultShards is the number of independently locked shards of Memory.
 const DefaultShards = 64
 
-// Memory is the embedded exact store: one record per scoped key, no false
-// positives. Records are reclaimed as they expire, so memory follows the
-// number of keys inside the window, never the total ever seen. It is safe for
-// concurrent use and sharded so that Adds do not serialise on one lock.
+// Memory is the embedded exact store: one record per scoped key. Records
+// are reclaimed as they expire, so memory follows the number of keys inside
+// the window, never the total ever seen. It is safe for concurrent use and
+// sharded so that Adds do not serialise on one lock.
+//
+// A record is keyed by a 128-bit keyed digest of the scoped key (two
+// maphash sums under random per-process seeds), so the store holds no
+// pointers for the garbage collector to scan and needs no allocation per
+// key; two distinct keys collide with probability 2^-128, far below one in
+// a billion even with billions of live records.
 type Memory struct {
 	shards     []memoryShard
 	seed       maphash.Seed
+	seed2      maphash.Seed
 	now        func() time.Time
 	maxEntries int64
 	count      atomic.Int64
@@ -28,7 +35,7 @@ var _ Store = (*Memory)(nil)
 
 type memoryShard struct {
 	mu      sync.Mutex
-	records map[string]int64 // scoped key -> expiry, unix nanoseconds
+	records map[digest]int64 // scoped key digest -> expiry, unix nanoseconds
 	expiry  expiryHeap
 	_       [40]byte // keep shards on separate cache lines
 }
@@ -62,7 +69,7 @@ func WithShards(n int) MemoryOption {
 
 // NewMemory returns an empty exact store.
 func NewMemory(opts ...MemoryOption) *Memory {
-	m := &Memory{now: time.Now, seed: maphash.MakeSeed()}
+	m := &Memory{now: time.Now, seed: maphash.MakeSeed(), seed2: maphash.MakeSeed()}
 	for _, o := range opts {
 		o(m)
 	}
@@ -70,7 +77,7 @@ func NewMemory(opts ...MemoryOption) *Memory {
 		m.shards = make([]memoryShard, DefaultShards)
 	}
 	for i := range m.shards {
-		m.shards[i].records = make(map[string]int64)
+		m.shards[i].records = make(map[digest]int64)
 	}
 	return m
 }
@@ -80,10 +87,10 @@ func (m *Memory) Add(ctx context.Context, e Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	key := ScopedKey(e.Scope, e.Key)
+	key := m.digest(e.Scope, e.Key)
 	now := m.now().UnixNano()
 	exp := e.Expires.UnixNano()
-	sh := &m.shards[maphash.String(m.seed, key)&uint64(len(m.shards)-1)]
+	sh := &m.shards[key[0]&uint64(len(m.shards)-1)]
 
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -140,6 +147,34 @@ func (m *Memory) Sweep() {
 // Ping reports the store healthy; it is in-process.
 func (m *Memory) Ping(context.Context) error { return nil }
 
+// digest is the 128-bit keyed digest of a scoped key.
+type digest [2]uint64
+
+func (m *Memory) digest(scope, key string) digest {
+	var h maphash.Hash
+	h.SetSeed(m.seed)
+	writeScoped(&h, scope, key)
+	var d digest
+	d[0] = h.Sum64()
+	h.SetSeed(m.seed2)
+	writeScoped(&h, scope, key)
+	d[1] = h.Sum64()
+	return d
+}
+
+// writeScoped writes scope and key length-prefixed, so no two pairs share
+// an encoding.
+func writeScoped(h *maphash.Hash, scope, key string) {
+	var n [8]byte
+	l := uint64(len(scope))
+	for i := 0; i < 8; i++ {
+		n[i] = byte(l >> (8 * i))
+	}
+	_, _ = h.Write(n[:])
+	_, _ = h.WriteString(scope)
+	_, _ = h.WriteString(key)
+}
+
 // ScopedKey joins scope and key unambiguously.
 func ScopedKey(scope, key string) string {
 	return scope + "\x00" + key
@@ -147,7 +182,7 @@ func ScopedKey(scope, key string) string {
 
 type expiryItem struct {
 	at  int64
-	key string
+	key digest
 }
 
 // expiryHeap is a min-heap on at, written out to avoid container/heap's
