@@ -2,15 +2,122 @@ package stores
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/bloom"
+	"github.com/replayguard/replayguard/nonce"
+	redisstore "github.com/replayguard/replayguard/redis"
 )
 
-func (s *Set) openRedisNonce(context.Context, replayguard.Config, options) error {
-	return &replayguard.FieldError{Field: "nonce.store", Err: errors.New(`store "redis" is not available in this build`)}
+type redisClient = redisstore.Client
+
+// redisClient returns the Set's Redis client, creating it on first use.
+// A new client is pinged: under fail_mode closed an unreachable Redis fails
+// Open with an error naming field; under open the gateway starts degraded
+// and the client connects when Redis answers.
+func (s *Set) redisClient(ctx context.Context, cfg replayguard.Config, field string) (redisClient, error) {
+	if s.redis != nil {
+		return s.redis, nil
+	}
+	c, err := redisstore.NewClient(cfg.Redis)
+	if err != nil {
+		return nil, err
+	}
+	s.redis = c
+	s.closers = append(s.closers, c.Close)
+	pctx, cancel := context.WithTimeout(ctx, max(cfg.Redis.Timeout.D(), replayguard.DefaultRedisTimeout)*5)
+	defer cancel()
+	if err := c.Ping(pctx).Err(); err != nil && cfg.FailMode != replayguard.FailOpen {
+		return nil, &replayguard.FieldError{Field: field, Err: fmt.Errorf("redis at %s does not answer: %w", strings.Join(cfg.Redis.Addrs, ","), err)}
+	}
+	return c, nil
 }
 
-func (s *Set) openRedisIdempotency(context.Context, replayguard.Config, options) error {
-	return &replayguard.FieldError{Field: "idempotency.store", Err: errors.New(`store "redis" is not available in this build`)}
+func redisOptions(cfg replayguard.Config, o options) []redisstore.Option {
+	return []redisstore.Option{
+		redisstore.WithKeyPrefix(cfg.Redis.KeyPrefix),
+		redisstore.WithTimeout(cfg.Redis.Timeout.D()),
+		redisstore.WithClock(o.now),
+	}
+}
+
+func (s *Set) openRedisNonce(ctx context.Context, cfg replayguard.Config, o options) error {
+	c, err := s.redisClient(ctx, cfg, "nonce.store")
+	if err != nil {
+		return err
+	}
+	span := cfg.Timestamp.Tolerance.D() + cfg.Timestamp.FutureSkew.D()
+	var (
+		st   nonce.Store
+		p    pinger
+		name string
+	)
+	switch cfg.Nonce.Mode {
+	case replayguard.ModeExact:
+		n := redisstore.NewNonce(c, redisOptions(cfg, o)...)
+		st, p, name = n, n, "nonce:redis-exact"
+	case replayguard.ModeBloom:
+		b, err := redisstore.NewBloomNonce(c, uint(cfg.Nonce.Capacity), cfg.Nonce.FalsePositiveRate, span, redisOptions(cfg, o)...)
+		if err != nil {
+			return &replayguard.FieldError{Field: "nonce", Err: err}
+		}
+		st, p, name = b, b, "nonce:redis-bloom"
+	default:
+		return &replayguard.FieldError{Field: "nonce.mode", Err: fmt.Errorf("unknown mode %q", cfg.Nonce.Mode)}
+	}
+	if cfg.Nonce.LocalShield {
+		sh, err := redisstore.NewShield(st, uint(cfg.Nonce.Capacity), span, redisstore.WithShieldClock(o.now))
+		if err != nil {
+			return &replayguard.FieldError{Field: "nonce.local_shield", Err: err}
+		}
+		st, name = sh, name+"+local-shield"
+	}
+	s.add(name, st, p)
+	return nil
+}
+
+func (s *Set) openRedisIdempotency(ctx context.Context, cfg replayguard.Config, o options) error {
+	c, err := s.redisClient(ctx, cfg, "idempotency.store")
+	if err != nil {
+		return err
+	}
+	st := redisstore.NewIdempotency(c, redisOptions(cfg, o)...)
+	s.Idempotency = st
+	s.Names = append(s.Names, "idempotency:redis")
+	s.pingers = append(s.pingers, namedPinger{"idempotency:redis", st})
+	return nil
+}
+
+// Watcher receives store statistics for metrics; *metrics.Metrics
+// implements it.
+type Watcher interface {
+	WatchBloom(name string, stats func() []bloom.BucketStats)
+	WatchFunc(name, help string, counter bool, fn func() float64)
+}
+
+// WatchRedis reports the Redis nonce store's statistics to w: for `mode:
+// bloom` the fill and estimated false-positive rate of every bucket this
+// instance has written to (read from Redis at each collection, within
+// redis.timeout per partition), and with `local_shield` the checks it
+// answered without a Redis call, as
+// replayguard_nonce_local_shield_saved_total.
+func (s *Set) WatchRedis(w Watcher) {
+	st := s.Nonce
+	if sh, ok := st.(*redisstore.Shield); ok {
+		w.WatchFunc("replayguard_nonce_local_shield_saved_total",
+			"Nonce checks the local shield answered without a shared-store call.", true,
+			func() float64 { return float64(sh.Saved()) })
+		st = sh.Next()
+	}
+	if b, ok := st.(*redisstore.BloomNonce); ok {
+		w.WatchBloom("nonce", func() []bloom.BucketStats {
+			stats, err := b.Stats(context.Background())
+			if err != nil {
+				return nil
+			}
+			return stats
+		})
+	}
 }

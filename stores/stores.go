@@ -28,6 +28,7 @@ type Set struct {
 
 	pingers []namedPinger
 	closers []func() error
+	redis   redisClient // shared by the Redis stores; nil until one opens
 }
 
 type namedPinger struct {

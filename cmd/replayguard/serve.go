@@ -72,6 +72,7 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 	if b, ok := set.Nonce.(*bloom.Memory); ok {
 		m.WatchBloom("nonce", b.Stats)
 	}
+	set.WatchRedis(m)
 	g, err := replayguard.New(cfg, append(set.Options(), replayguard.WithLogger(logger), replayguard.WithObserver(m))...)
 	if err != nil {
 		return err
