@@ -49,23 +49,37 @@ func cmdSign(args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	raw := fs.Arg(0)
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("sign: want an http(s) URL, got %q", raw)
+	if err := checkSignURL(raw); err != nil {
+		return err
 	}
 	sec, err := signingSecret(*cfgPath, *keyID, *secret)
 	if err != nil {
 		return err
 	}
+	return signAndPrint(stdout, &signature.HMACSigner{KeyID: *keyID, Secret: sec}, *method, raw, *data, headers, *asCurl)
+}
+
+func checkSignURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("sign: want an http(s) URL, got %q", raw)
+	}
+	return nil
+}
+
+// signAndPrint builds the request (data is the body, or @FILE), signs it
+// and prints its headers, or with asCurl a whole curl command.
+func signAndPrint(stdout io.Writer, s signature.Signer, method, raw, data string, headers []string, asCurl bool) error {
 	var body []byte
-	if strings.HasPrefix(*data, "@") {
-		if body, err = os.ReadFile((*data)[1:]); err != nil {
+	var err error
+	if strings.HasPrefix(data, "@") {
+		if body, err = os.ReadFile(data[1:]); err != nil {
 			return fmt.Errorf("sign: %w", err)
 		}
-	} else if *data != "" {
-		body = []byte(*data)
+	} else if data != "" {
+		body = []byte(data)
 	}
-	m := strings.ToUpper(*method)
+	m := strings.ToUpper(method)
 	if m == "" {
 		m = http.MethodGet
 		if body != nil {
@@ -83,12 +97,11 @@ func cmdSign(args []string, stdout, stderr io.Writer) error {
 		}
 		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
-	s := &signature.HMACSigner{KeyID: *keyID, Secret: sec}
 	if err := s.Sign(req, body); err != nil {
 		return err
 	}
-	if *asCurl {
-		fmt.Fprintln(stdout, curlLine(req, *data))
+	if asCurl {
+		fmt.Fprintln(stdout, curlLine(req, data))
 		return nil
 	}
 	names := make([]string, 0, len(req.Header))

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/replayguard/replayguard"
@@ -97,58 +93,14 @@ func cmdSignRFC9421(args []string, stdout, stderr io.Writer) (handled bool, err 
 		return true, errUsage
 	}
 	raw := f.fs.Arg(0)
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return true, fmt.Errorf("sign: want an http(s) URL, got %q", raw)
+	if err := checkSignURL(raw); err != nil {
+		return true, err
 	}
 	s, err := f.signer(cfg)
 	if err != nil {
 		return true, err
 	}
-	var body []byte
-	if strings.HasPrefix(*f.data, "@") {
-		if body, err = os.ReadFile((*f.data)[1:]); err != nil {
-			return true, fmt.Errorf("sign: %w", err)
-		}
-	} else if *f.data != "" {
-		body = []byte(*f.data)
-	}
-	m := strings.ToUpper(*f.method)
-	if m == "" {
-		m = http.MethodGet
-		if body != nil {
-			m = http.MethodPost
-		}
-	}
-	req, err := http.NewRequest(m, raw, bytes.NewReader(body))
-	if err != nil {
-		return true, fmt.Errorf("sign: %w", err)
-	}
-	for _, h := range f.headers {
-		k, v, ok := strings.Cut(h, ":")
-		if !ok {
-			return true, fmt.Errorf("sign: header %q: want 'Name: value'", h)
-		}
-		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
-	if err := s.Sign(req, body); err != nil {
-		return true, err
-	}
-	if *f.asCurl {
-		fmt.Fprintln(stdout, curlLine(req, *f.data))
-		return true, nil
-	}
-	names := make([]string, 0, len(req.Header))
-	for k := range req.Header {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		for _, v := range req.Header[k] {
-			fmt.Fprintf(stdout, "%s: %s\n", k, v)
-		}
-	}
-	return true, nil
+	return true, signAndPrint(stdout, s, *f.method, raw, *f.data, f.headers, *f.asCurl)
 }
 
 // signer returns the RFC9421Signer of the flags: a --private-key signs
