@@ -47,6 +47,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.Upstream == "" {
 		return &replayguard.FieldError{Field: "upstream", Err: errors.New("required by serve")}
 	}
+	if cfg.AuthListen != "" {
+		return &replayguard.FieldError{Field: "auth_listen", Err: errors.New("the forward-auth endpoint is not available in this version; leave it empty")}
+	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	return serve(ctx, cfg, logger, nil)
 }
