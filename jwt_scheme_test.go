@@ -188,7 +188,7 @@ func TestJWTSchemeFromConfig(t *testing.T) {
 	}
 }
 
-// TestJWTProblemCodes checks every rejection the issue lists, through the
+// TestJWTProblemCodes checks every documented jwt rejection, through the
 // Guard, by its problem code (SPEC §2, §3.2).
 func TestJWTProblemCodes(t *testing.T) {
 	f := newJWTFixture(t, "")
