@@ -1,13 +1,15 @@
 package postgres
 
 import (
-	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/http"
-	"sort"
+
+	"github.com/replayguard/replayguard/idempotency"
 )
 
-// headerFormat is the first byte of an encoded header.
+// headerFormat is the first byte of an encoded header; the rest is the
+// form idempotency.AppendHeader defines.
 const headerFormat = 1
 
 var errHeader = errors.New("malformed stored header")
@@ -19,29 +21,7 @@ func encodeHeader(h http.Header) []byte {
 	if h == nil {
 		return nil
 	}
-	names := make([]string, 0, len(h))
-	size := 1
-	for name, vs := range h {
-		names = append(names, name)
-		size += 2*binary.MaxVarintLen32 + len(name)
-		for _, v := range vs {
-			size += binary.MaxVarintLen32 + len(v)
-		}
-	}
-	sort.Strings(names)
-	b := make([]byte, 0, size)
-	b = append(b, headerFormat)
-	for _, name := range names {
-		vs := h[name]
-		b = binary.AppendUvarint(b, uint64(len(name)))
-		b = append(b, name...)
-		b = binary.AppendUvarint(b, uint64(len(vs)))
-		for _, v := range vs {
-			b = binary.AppendUvarint(b, uint64(len(v)))
-			b = append(b, v...)
-		}
-	}
-	return b
+	return idempotency.AppendHeader([]byte{headerFormat}, h)
 }
 
 // decodeHeader reads what encodeHeader wrote; nil for SQL NULL.
@@ -52,36 +32,9 @@ func decodeHeader(b []byte) (http.Header, error) {
 	if len(b) == 0 || b[0] != headerFormat {
 		return nil, errHeader
 	}
-	b = b[1:]
-	h := http.Header{}
-	next := func() (string, bool) {
-		n, k := binary.Uvarint(b)
-		if k <= 0 || n > uint64(len(b)-k) {
-			return "", false
-		}
-		s := string(b[k : k+int(n)])
-		b = b[k+int(n):]
-		return s, true
-	}
-	for len(b) > 0 {
-		name, ok := next()
-		if !ok {
-			return nil, errHeader
-		}
-		count, k := binary.Uvarint(b)
-		if k <= 0 || count > uint64(len(b)-k) {
-			return nil, errHeader
-		}
-		b = b[k:]
-		vs := make([]string, 0, count)
-		for range count {
-			v, ok := next()
-			if !ok {
-				return nil, errHeader
-			}
-			vs = append(vs, v)
-		}
-		h[name] = vs
+	h, err := idempotency.ParseHeader(b[1:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errHeader, err)
 	}
 	return h, nil
 }
