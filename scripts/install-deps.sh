@@ -10,6 +10,10 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
 	need+=(postgresql)
 fi
+# The client-interop tests run the documented shell and Python clients.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
 fi
