@@ -32,6 +32,8 @@ type Guard struct {
 	failOpen     bool
 	observer     Observer
 
+	streamUnknownLength bool
+
 	failOpenPasses atomic.Uint64
 }
 
@@ -63,6 +65,14 @@ func WithScheme(s signature.Scheme) Option {
 // WithLogger sets the structured logger. Default slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return func(g *Guard) { g.logger = l }
+}
+
+// WithStreamUnknownLength makes the dedupe step pass responses without a
+// Content-Length through unrecorded, as it does text/event-stream (see
+// idempotency.Options.StreamUnknownLength). For adapters in front of a
+// proxy, such as the Traefik plugin.
+func WithStreamUnknownLength() Option {
+	return func(g *Guard) { g.streamUnknownLength = true }
 }
 
 // WithErrorHandler replaces how rejections are written. Default WriteProblem.
@@ -118,6 +128,7 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 			MaxResponseBytes: id.MaxResponseBytes, StoreServerErrors: id.StoreServerErrors,
 			FingerprintHeaders: id.FingerprintHeaders, FailOpen: cfg.FailMode == FailOpen, Logger: g.logger,
 			DeriveKey: id.DeriveKey == "fingerprint", DeriveWindow: id.DeriveWindow.D(),
+			StreamUnknownLength: g.streamUnknownLength,
 		})
 	}
 	g.window = timestamp.New(cfg.Timestamp.Tolerance.D(), cfg.Timestamp.FutureSkew.D())

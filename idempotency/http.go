@@ -64,6 +64,13 @@ type Options struct {
 	// FailOpen lets a request run without a record when the store fails
 	// (default: 503).
 	FailOpen bool
+	// StreamUnknownLength treats a response without a Content-Length
+	// header (chunked, streamed) like text/event-stream: it passes through
+	// unrecorded and the key is released. Default false records such a
+	// response up to MaxResponseBytes. Set it where the handler in front
+	// of which the step runs is a proxy that keeps the upstream's framing,
+	// so long-lived streams are never buffered for storage.
+	StreamUnknownLength bool
 	// Logger receives warnings. Default slog.Default().
 	Logger *slog.Logger
 	// OnEvent, when set, is called for every event the Stats count:
@@ -226,7 +233,7 @@ func WriteResponse(w http.ResponseWriter, resp *Response) {
 // execute runs next while holding the lease, then stores or releases.
 func (h *Handler) execute(w http.ResponseWriter, r *http.Request, key, token string, ttl time.Duration, next http.Handler) {
 	h.event(&h.stats.Executed, "executed")
-	rec := &recorder{w: w, max: h.opts.MaxResponseBytes}
+	rec := &recorder{w: w, max: h.opts.MaxResponseBytes, unknownLengthStreams: h.opts.StreamUnknownLength}
 	storeCtx := context.WithoutCancel(r.Context())
 	stop := h.renewWhileRunning(storeCtx, key, token)
 	completed := false
@@ -377,6 +384,9 @@ type recorder struct {
 	overflow  bool
 	streaming bool
 	abandoned atomic.Bool
+	// unknownLengthStreams marks a response without Content-Length as
+	// streaming.
+	unknownLengthStreams bool
 }
 
 func (r *recorder) Header() http.Header { return r.w.Header() }
@@ -392,6 +402,9 @@ func (r *recorder) WriteHeader(code int) {
 	r.status = code
 	r.header = storableHeader(r.w.Header())
 	if mt := r.w.Header().Get("Content-Type"); strings.HasPrefix(strings.ToLower(mt), "text/event-stream") {
+		r.streaming = true
+	}
+	if r.unknownLengthStreams && r.w.Header().Get("Content-Length") == "" {
 		r.streaming = true
 	}
 	r.w.WriteHeader(code)

@@ -584,6 +584,42 @@ func TestServeEventStreamNotStored(t *testing.T) {
 	}
 }
 
+func TestServeStreamUnknownLength(t *testing.T) {
+	chunked := func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("part 1;"))
+		_, _ = w.Write([]byte("part 2"))
+	}
+	sized := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "13")
+		_, _ = w.Write([]byte("part 1;part 2"))
+	}
+	tests := []struct {
+		name    string
+		opt     bool
+		fn      http.HandlerFunc
+		calls   int64
+		records int
+	}{
+		{"without the option a response of unknown length is stored", false, chunked, 1, 1},
+		{"with the option a response of unknown length passes unrecorded", true, chunked, 2, 0},
+		{"with the option a response with Content-Length is stored", true, sized, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := idempotency.NewMemory()
+			h := newHandler(s, idempotency.Options{Required: true, StreamUnknownLength: tt.opt})
+			up := &upstream{fn: tt.fn}
+			for i := 0; i < 2; i++ {
+				w, err := charge.do(h, up)
+				require.NoError(t, err)
+				assert.Equal(t, "part 1;part 2", w.Body.String())
+			}
+			assert.Equal(t, tt.calls, up.calls.Load())
+			assert.Equal(t, tt.records, s.Len())
+		})
+	}
+}
+
 func TestServeStoredHeaders(t *testing.T) {
 	s := idempotency.NewMemory()
 	h := newHandler(s, idempotency.Options{Required: true})
