@@ -50,8 +50,13 @@ type Config struct {
 	Upstream string `yaml:"upstream" json:"upstream,omitempty"`
 	// AdminListen serves /healthz, /readyz and /metrics when set.
 	AdminListen string `yaml:"admin_listen" json:"admin_listen,omitempty"`
-	// AuthListen serves the forward-auth endpoint when set.
+	// AuthListen serves the forward-auth endpoint (Traefik ForwardAuth,
+	// nginx auth_request) when set. Default: off.
 	AuthListen string `yaml:"auth_listen" json:"auth_listen,omitempty"`
+	// TrustedProxies are the peers (CIDR or IP) whose X-Forwarded-* headers
+	// the forward-auth endpoint takes as the request to verify; any other
+	// peer is refused. Default loopback: 127.0.0.0/8 and ::1/128.
+	TrustedProxies []string `yaml:"trusted_proxies" json:"trusted_proxies,omitempty"`
 	// MaxBodyBytes bounds the request body. Default 1 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes,omitempty"`
 	// Scheme selects the signature scheme. Default "hmac".
@@ -222,6 +227,9 @@ func (c Config) WithDefaults() Config {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8080"
 	}
+	if len(c.TrustedProxies) == 0 {
+		c.TrustedProxies = DefaultTrustedProxies()
+	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -322,6 +330,12 @@ func (c Config) Validate() error {
 	add(validAddr("listen", c.Listen))
 	add(validAddr("admin_listen", c.AdminListen))
 	add(validAddr("auth_listen", c.AuthListen))
+	if c.AuthListen != "" && dedupeOnly(c.Scheme) {
+		add(fieldErr("auth_listen", "the %s preset signs no timestamp, so only the idempotency record stops a replayed delivery, and forward-auth cannot keep one; serve it as a reverse proxy (upstream)", c.Scheme))
+	}
+	if _, err := c.TrustedProxyNets(); err != nil {
+		add(err)
+	}
 	if c.MaxBodyBytes < 0 {
 		add(fieldErr("max_body_bytes", "must be positive"))
 	}
@@ -413,6 +427,46 @@ func validAddr(field, addr string) error {
 		return fieldErr(field, "want host:port, got %q", addr)
 	}
 	return nil
+}
+
+// DefaultTrustedProxies returns the default of trusted_proxies: loopback.
+func DefaultTrustedProxies() []string { return []string{"127.0.0.0/8", "::1/128"} }
+
+// TrustedProxyNets parses trusted_proxies: each entry is a CIDR, or an IP
+// standing for itself alone. Empty means DefaultTrustedProxies.
+func (c Config) TrustedProxyNets() ([]*net.IPNet, error) {
+	entries := c.TrustedProxies
+	if len(entries) == 0 {
+		entries = DefaultTrustedProxies()
+	}
+	nets := make([]*net.IPNet, 0, len(entries))
+	var errs []error
+	for i, e := range entries {
+		s := strings.TrimSpace(e)
+		if strings.Contains(s, "/") {
+			_, n, err := net.ParseCIDR(s)
+			if err != nil {
+				errs = append(errs, fieldErr(fmt.Sprintf("trusted_proxies[%d]", i), "want a CIDR or an IP address, got %q", e))
+				continue
+			}
+			nets = append(nets, n)
+			continue
+		}
+		ip := net.ParseIP(s)
+		if ip == nil {
+			errs = append(errs, fieldErr(fmt.Sprintf("trusted_proxies[%d]", i), "want a CIDR or an IP address, got %q", e))
+			continue
+		}
+		bits := 8 * net.IPv6len
+		if v4 := ip.To4(); v4 != nil {
+			ip, bits = v4, 8*net.IPv4len
+		}
+		nets = append(nets, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return nets, nil
 }
 
 // SignatureKeys converts the configured keys for the signature package.

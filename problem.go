@@ -21,6 +21,12 @@ var (
 	ErrBodyUnreadable = errors.New("replayguard: body unreadable")
 	// ErrStoreUnavailable reports a store that failed under fail_mode closed.
 	ErrStoreUnavailable = errors.New("replayguard: store unavailable")
+	// ErrForwardedUntrusted reports a forward-auth request from a peer
+	// outside trusted_proxies: it may not name the request to verify.
+	ErrForwardedUntrusted = errors.New("replayguard: forwarded request from an untrusted peer")
+	// ErrForwardedInvalid reports a forward-auth request from a trusted
+	// peer whose X-Forwarded-* headers do not describe a request.
+	ErrForwardedInvalid = errors.New("replayguard: forwarded request invalid")
 )
 
 // ProblemType prefixes the RFC 9457 type URI of every problem code.
@@ -48,6 +54,8 @@ var classes = []problemClass{
 	{ErrBodyTooLarge, http.StatusRequestEntityTooLarge, "body_too_large", "Request body too large"},
 	{ErrBodyUnreadable, http.StatusBadRequest, "body_unreadable", "Request body could not be read"},
 	{ErrStoreUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
+	{ErrForwardedUntrusted, http.StatusForbidden, "forwarded_untrusted", "Forwarded request from an untrusted peer"},
+	{ErrForwardedInvalid, http.StatusBadRequest, "forwarded_invalid", "Forwarded request invalid"},
 	{nonce.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{idempotency.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{signature.ErrMissing, http.StatusUnauthorized, "signature_missing", "Signature missing"},

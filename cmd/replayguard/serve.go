@@ -44,11 +44,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if cfg.Upstream == "" {
-		return &replayguard.FieldError{Field: "upstream", Err: errors.New("required by serve")}
-	}
-	if cfg.AuthListen != "" {
-		return &replayguard.FieldError{Field: "auth_listen", Err: errors.New("the forward-auth endpoint is not available in this version; leave it empty")}
+	if cfg.Upstream == "" && cfg.AuthListen == "" {
+		return errUpstreamRequired()
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	return serve(ctx, cfg, logger, nil)
@@ -56,10 +53,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // listeners lets callers (demo, tests) hand in already-bound listeners.
 type listeners struct {
-	main, admin net.Listener
+	main, admin, auth net.Listener
 }
 
-// serve runs the gateway until ctx is done, then shuts down gracefully.
+// serve runs the gateway until ctx is done, then shuts down gracefully: the
+// reverse proxy on listen when upstream is set, the forward-auth endpoint
+// on auth_listen when that is set, the admin endpoints on admin_listen.
 func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls *listeners) error {
 	set, err := stores.Open(ctx, cfg)
 	if err != nil {
@@ -80,46 +79,50 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 	if err != nil {
 		return err
 	}
-	up, err := url.Parse(cfg.Upstream)
-	if err != nil {
-		return &replayguard.FieldError{Field: "upstream", Err: err}
-	}
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(up)
-			pr.SetXForwarded()
-			pr.Out.Host = pr.In.Host
-			// The upstream learns who signed; a client cannot claim it.
-			pr.Out.Header.Del(keyIDHeader)
-			if v, ok := replayguard.VerifiedFrom(pr.In.Context()); ok {
-				pr.Out.Header.Set(keyIDHeader, v.Principal)
-			}
-		},
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			logger.LogAttrs(r.Context(), slog.LevelError, "upstream failed", slog.String("error", err.Error()))
-			// The upstream was not reached or did not answer: nothing to
-			// store, so a retry with the same key runs again.
-			idempotency.Abandon(w)
-			writeUpstreamError(w)
-		},
-	}
 	if ls == nil {
 		ls = &listeners{}
 	}
-	if ls.main == nil {
-		if ls.main, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return fmt.Errorf("listen: %w", err)
+	var (
+		servers []*http.Server
+		lns     []net.Listener
+		attrs   []any
+	)
+	if cfg.Upstream != "" {
+		proxy, err := newProxy(cfg, logger)
+		if err != nil {
+			return err
 		}
+		if ls.main == nil {
+			if ls.main, err = net.Listen("tcp", cfg.Listen); err != nil {
+				return fmt.Errorf("listen: %w", err)
+			}
+		}
+		servers = append(servers, newServer(g.Middleware(proxy), logger))
+		lns = append(lns, ls.main)
+		attrs = append(attrs, slog.String("listen", ls.main.Addr().String()), slog.String("upstream", cfg.Upstream))
+	}
+	if cfg.AuthListen != "" {
+		fa, err := newForwardAuth(g, m, logger)
+		if err != nil {
+			return err
+		}
+		if ls.auth == nil {
+			if ls.auth, err = net.Listen("tcp", cfg.AuthListen); err != nil {
+				return fmt.Errorf("auth_listen: %w", err)
+			}
+		}
+		servers = append(servers, newServer(fa, logger))
+		lns = append(lns, ls.auth)
+		attrs = append(attrs, slog.String("auth_listen", ls.auth.Addr().String()), slog.Any("trusted_proxies", cfg.TrustedProxies))
+	}
+	if len(servers) == 0 {
+		return errUpstreamRequired()
 	}
 	if ls.admin == nil && cfg.AdminListen != "" {
 		if ls.admin, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 			return fmt.Errorf("admin_listen: %w", err)
 		}
 	}
-
-	servers := []*http.Server{newServer(g.Middleware(proxy), logger)}
-	lns := []net.Listener{ls.main}
 	if ls.admin != nil {
 		servers = append(servers, newServer(adminHandler(cfg, set, reg), logger))
 		lns = append(lns, ls.admin)
@@ -132,9 +135,8 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 			}
 		}(servers[i], lns[i])
 	}
-	attrs := []any{slog.String("listen", ls.main.Addr().String()), slog.String("upstream", cfg.Upstream),
-		slog.String("scheme", cfg.Scheme), slog.String("nonce_store", cfg.Nonce.Store), slog.String("nonce_mode", cfg.Nonce.Mode),
-		slog.String("fail_mode", cfg.FailMode), slog.String("version", versionString())}
+	attrs = append(attrs, slog.String("scheme", cfg.Scheme), slog.String("nonce_store", cfg.Nonce.Store), slog.String("nonce_mode", cfg.Nonce.Mode),
+		slog.String("fail_mode", cfg.FailMode), slog.String("version", versionString()))
 	if ls.admin != nil {
 		attrs = append(attrs, slog.String("admin_listen", ls.admin.Addr().String()))
 	}
@@ -153,6 +155,38 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 		errs = append(errs, s.Shutdown(sctx))
 	}
 	return errors.Join(errs...)
+}
+
+// newProxy is the reverse proxy to upstream behind the Guard's middleware.
+func newProxy(cfg replayguard.Config, logger *slog.Logger) (*httputil.ReverseProxy, error) {
+	up, err := url.Parse(cfg.Upstream)
+	if err != nil {
+		return nil, &replayguard.FieldError{Field: "upstream", Err: err}
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(up)
+			pr.SetXForwarded()
+			pr.Out.Host = pr.In.Host
+			// The upstream learns who signed; a client cannot claim it.
+			pr.Out.Header.Del(keyIDHeader)
+			if v, ok := replayguard.VerifiedFrom(pr.In.Context()); ok {
+				pr.Out.Header.Set(keyIDHeader, v.Principal)
+			}
+		},
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			logger.LogAttrs(r.Context(), slog.LevelError, "upstream failed", slog.String("error", err.Error()))
+			// The upstream was not reached or did not answer: nothing to
+			// store, so a retry with the same key runs again.
+			idempotency.Abandon(w)
+			writeUpstreamError(w)
+		},
+	}, nil
+}
+
+func errUpstreamRequired() error {
+	return &replayguard.FieldError{Field: "upstream", Err: errors.New("required by serve, unless auth_listen is set for a forward-auth-only deployment")}
 }
 
 func newServer(h http.Handler, logger *slog.Logger) *http.Server {
