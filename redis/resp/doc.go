@@ -1,0 +1,43 @@
+// Package resp is a small Redis client built on the standard library alone,
+// and the exact nonce and idempotency stores on it. It exists for the
+// Traefik plugin: Traefik runs plugins in the Yaegi interpreter, which
+// cannot load go-redis. The stores use the keys, values and Lua scripts of
+// package layout, byte for byte as package redisstore does on go-redis, so
+// that a plugin and the replayguard binary share one Redis: a nonce
+// accepted by one is a replay for the other, and an idempotency record
+// written by one is replayed by the other.
+//
+// # Client
+//
+// Client speaks RESP2 (no HELLO, no push messages) over TCP or TLS, with
+// AUTH and SELECT on every new connection, a bounded pool, a deadline on
+// every command (Options.Timeout, 200 ms by default, or the context's
+// earlier one) and no state that outlives a broken connection: after any
+// I/O or protocol error the connection is closed and the next call dials
+// again, so a Redis restart heals without a new Client. Client.Do sends any
+// command; Script runs a Lua script by EVALSHA, falling back to EVAL. Error
+// replies are values of type Error, whose Prefix is the Redis error code.
+// Against a Redis Cluster the Client follows MOVED and ASK redirects and
+// remembers slot owners, so single-slot commands (every store call is one)
+// work there too.
+//
+// The reply parser reads untrusted network input: lines are bounded by the
+// read buffer (16 KiB), arrays nest at most 16 deep, and the bulk strings
+// and array elements of one reply by Options.MaxReplyBytes; memory is only
+// reserved as the announced bytes arrive.
+//
+// # Stores
+//
+// Nonce implements nonce.Store (`nonce.mode: exact`) and Idempotency
+// implements idempotency.Store, with the behaviour, key options and error
+// wrapping of their redisstore counterparts (see there). The Bloom mode and
+// the local shield are not provided.
+//
+// # The Yaegi subset
+//
+// The package imports only the standard library and replayguard's nonce,
+// idempotency and redis/layout packages (a test checks it), and keeps to
+// the Go that Yaegi runs: no generics, no min, max or clear, no iterators,
+// no errors.As, no method sets borrowed from embedded standard library
+// types.
+package resp

@@ -1,0 +1,81 @@
+package resp
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"runtime"
+	"time"
+)
+
+// Defaults of Options.
+const (
+	// DefaultTimeout is the default Options.Timeout, equal to the
+	// gateway's default redis.timeout (replayguard.DefaultRedisTimeout).
+	DefaultTimeout = 200 * time.Millisecond
+	// DefaultMaxReplyBytes is the default Options.MaxReplyBytes: Redis's
+	// own default limit on a bulk string (proto-max-bulk-len).
+	DefaultMaxReplyBytes = 512 << 20
+	// PoolSizePerCPU is the default Options.PoolSize per GOMAXPROCS, as in
+	// go-redis.
+	PoolSizePerCPU = 10
+)
+
+// Options configures a Client. The zero value of every field but Addr is a
+// usable default.
+type Options struct {
+	// Addr is the server's host:port. In a Redis Cluster it is the node
+	// asked first; the others are learned from its MOVED and ASK replies.
+	// Required.
+	Addr string
+	// Username authenticates with AUTH <username> <password> (Redis 6
+	// ACLs). Default "": AUTH <password> when Password is set.
+	Username string
+	// Password authenticates every new connection. Default "": no AUTH.
+	Password string
+	// DB is the database selected on every new connection (SELECT), not
+	// in a Cluster. Default 0.
+	DB int
+	// TLS, when set, wraps every connection in TLS with this
+	// configuration; its ServerName defaults to Addr's host. Default nil:
+	// plain TCP.
+	TLS *tls.Config
+	// DialTimeout bounds connecting a new connection, the TLS handshake,
+	// AUTH and SELECT. Default Timeout.
+	DialTimeout time.Duration
+	// Timeout is the deadline of each command's write and read (the
+	// context's deadline applies when it is earlier), and the longest a
+	// call waits for a free connection when PoolSize are in use. Default
+	// DefaultTimeout (200 ms, redis.timeout's default).
+	Timeout time.Duration
+	// PoolSize bounds the connections in use at once, and the idle ones
+	// kept. Default PoolSizePerCPU × GOMAXPROCS.
+	PoolSize int
+	// MaxReplyBytes bounds one reply: the sum of its bulk string lengths
+	// plus 16 bytes per array element. A longer reply is an ErrProtocol
+	// and its connection is discarded. Default DefaultMaxReplyBytes.
+	MaxReplyBytes int64
+}
+
+// withDefaults validates o and fills in its defaults.
+func (o Options) withDefaults() (Options, error) {
+	if _, _, err := net.SplitHostPort(o.Addr); err != nil || o.Addr == "" {
+		return o, fmt.Errorf("resp: Addr: want host:port, got %q", o.Addr)
+	}
+	if o.DB < 0 {
+		return o, fmt.Errorf("resp: DB: %d is negative", o.DB)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = o.Timeout
+	}
+	if o.PoolSize <= 0 {
+		o.PoolSize = PoolSizePerCPU * runtime.GOMAXPROCS(0)
+	}
+	if o.MaxReplyBytes <= 0 {
+		o.MaxReplyBytes = DefaultMaxReplyBytes
+	}
+	return o, nil
+}

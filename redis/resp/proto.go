@@ -1,0 +1,302 @@
+package resp
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// ErrProtocol reports a reply that is not well-formed RESP2, or that
+// exceeds the client's limits (Options.MaxReplyBytes, maxDepth, the line
+// length). The connection it came from is discarded.
+var ErrProtocol = errors.New("resp: protocol error")
+
+// Error is an error reply from the server, such as
+// "WRONGTYPE Operation against a key holding the wrong kind of value" or
+// "MOVED 3999 10.0.0.2:6379": the text after the leading '-', as sent. Do
+// and Script.Run return it as their error; inside an array reply it is an
+// element of type Error. It never discards a connection.
+type Error string
+
+// Error returns the reply prefixed with "resp: ".
+func (e Error) Error() string { return "resp: " + string(e) }
+
+// Prefix returns the reply's first word, its error code by Redis
+// convention: "ERR", "WRONGTYPE", "NOSCRIPT", "MOVED", "ASK", "LOADING",
+// "READONLY", "NOAUTH", …
+func (e Error) Prefix() string {
+	s := string(e)
+	if i := strings.IndexByte(s, ' '); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// Reply parsing limits.
+const (
+	// maxDepth bounds the nesting of arrays in a reply.
+	maxDepth = 16
+	// readBufSize is the size of a connection's read buffer, and so the
+	// longest status, error, integer or length line accepted.
+	readBufSize = 16 << 10
+	// growStep is the most a bulk string or an array reserves ahead of the
+	// bytes actually received: a length announced by the server is never
+	// trusted with an allocation of its own.
+	growStep = 64 << 10
+	// elemCost is what each array element counts against the reply budget
+	// (the size of an interface value), besides its own bytes.
+	elemCost = 16
+)
+
+// reader parses RESP2 replies.
+type reader struct {
+	br *bufio.Reader
+	// budget is what the rest of the current reply may still take: bulk
+	// bytes, plus elemCost per array element.
+	budget int64
+}
+
+// read parses one reply (see Client.Do for the Go types). An error reply is
+// returned as a value of type Error, not as an error: the error result is
+// for I/O errors and ErrProtocol only, after which the stream is unusable.
+func (r *reader) read(limit int64) (any, error) {
+	r.budget = limit
+	return r.value(0)
+}
+
+func (r *reader) value(depth int) (any, error) {
+	line, err := r.line()
+	if err != nil {
+		return nil, err
+	}
+	switch line[0] {
+	case '+':
+		return string(line[1:]), nil
+	case '-':
+		return Error(line[1:]), nil
+	case ':':
+		n, ok := parseInt(line[1:])
+		if !ok {
+			return nil, fmt.Errorf("%w: integer %q", ErrProtocol, line[1:])
+		}
+		return n, nil
+	case '$':
+		n, err := r.length(line)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		return r.bulk(n)
+	case '*':
+		n, err := r.length(line)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		if depth >= maxDepth {
+			return nil, fmt.Errorf("%w: arrays nested deeper than %d", ErrProtocol, maxDepth)
+		}
+		if n > r.budget/elemCost {
+			return nil, fmt.Errorf("%w: array of %d elements exceeds the reply limit", ErrProtocol, n)
+		}
+		r.budget -= n * elemCost
+		c := n
+		if c > growStep/elemCost {
+			c = growStep / elemCost
+		}
+		a := make([]any, 0, c)
+		for i := int64(0); i < n; i++ {
+			v, err := r.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			a = append(a, v)
+		}
+		return a, nil
+	}
+	return nil, fmt.Errorf("%w: unknown reply type %q", ErrProtocol, line[0])
+}
+
+// line returns the next line without its CRLF, never empty. It is only
+// valid until the next read.
+func (r *reader) line() ([]byte, error) {
+	b, err := r.br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, r.br.Size())
+		}
+		return nil, unexpectedEOF(err)
+	}
+	if len(b) < 3 || b[len(b)-2] != '\r' {
+		return nil, fmt.Errorf("%w: malformed line %q", ErrProtocol, b)
+	}
+	return b[:len(b)-2], nil
+}
+
+// length parses the length of a bulk string or array: -1 (null) or a
+// non-negative count.
+func (r *reader) length(line []byte) (int64, error) {
+	n, ok := parseInt(line[1:])
+	if !ok || n < -1 {
+		return 0, fmt.Errorf("%w: length %q", ErrProtocol, line[1:])
+	}
+	return n, nil
+}
+
+// bulk reads a bulk string of n bytes and its CRLF. Its buffer grows with
+// the bytes received, so that a huge announced length costs nothing until
+// the bytes arrive.
+func (r *reader) bulk(n int64) (string, error) {
+	if n > r.budget {
+		return "", fmt.Errorf("%w: bulk string of %d bytes exceeds the reply limit", ErrProtocol, n)
+	}
+	r.budget -= n
+	var sb strings.Builder
+	g := n
+	if g > growStep {
+		g = growStep
+	}
+	sb.Grow(int(g))
+	size := int64(r.br.Size())
+	for rem := n; rem > 0; {
+		k := rem
+		if k > size {
+			k = size
+		}
+		p, err := r.br.Peek(int(k))
+		if err != nil {
+			return "", unexpectedEOF(err)
+		}
+		sb.Write(p)
+		_, _ = r.br.Discard(len(p))
+		rem -= k
+	}
+	crlf, err := r.br.Peek(2)
+	if err != nil {
+		return "", unexpectedEOF(err)
+	}
+	if crlf[0] != '\r' || crlf[1] != '\n' {
+		return "", fmt.Errorf("%w: bulk string not terminated by CRLF", ErrProtocol)
+	}
+	_, _ = r.br.Discard(2)
+	return sb.String(), nil
+}
+
+// unexpectedEOF turns an EOF in the middle of a reply into
+// io.ErrUnexpectedEOF.
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// parseInt parses a decimal int64 with an optional '-' sign, nothing else
+// (no '+', spaces or leading zeros are checked: Redis never sends them but
+// they parse as their value).
+func parseInt(b []byte) (int64, bool) {
+	neg := false
+	if len(b) > 0 && b[0] == '-' {
+		neg = true
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var u uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		u = u*10 + uint64(c-'0')
+	}
+	if neg {
+		if u > 1<<63 {
+			return 0, false
+		}
+		return -int64(u), true
+	}
+	if u > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(u), true
+}
+
+// appendCommand appends args as a RESP2 array of bulk strings.
+func appendCommand(b []byte, args []any) ([]byte, error) {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = append(b, '\r', '\n')
+	for i, a := range args {
+		var err error
+		if b, err = appendArg(b, a); err != nil {
+			return nil, fmt.Errorf("resp: argument %d: %w", i, err)
+		}
+	}
+	return b, nil
+}
+
+// errArgType reports an argument of a type Do does not send.
+var errArgType = errors.New("unsupported type")
+
+// appendArg appends one argument as a bulk string.
+func appendArg(b []byte, a any) ([]byte, error) {
+	switch v := a.(type) {
+	case string:
+		return appendBulk(b, v), nil
+	case []byte:
+		b = appendLen(b, len(v))
+		b = append(b, v...)
+		return append(b, '\r', '\n'), nil
+	case int:
+		return appendBulkInt(b, int64(v)), nil
+	case int64:
+		return appendBulkInt(b, v), nil
+	case int32:
+		return appendBulkInt(b, int64(v)), nil
+	case uint:
+		return appendBulkUint(b, uint64(v)), nil
+	case uint64:
+		return appendBulkUint(b, v), nil
+	case uint32:
+		return appendBulkUint(b, uint64(v)), nil
+	case float64:
+		return appendBulk(b, strconv.FormatFloat(v, 'f', -1, 64)), nil
+	case bool:
+		if v {
+			return appendBulk(b, "1"), nil
+		}
+		return appendBulk(b, "0"), nil
+	}
+	return nil, fmt.Errorf("%w %T", errArgType, a)
+}
+
+func appendLen(b []byte, n int) []byte {
+	b = append(b, '$')
+	b = strconv.AppendInt(b, int64(n), 10)
+	return append(b, '\r', '\n')
+}
+
+func appendBulk(b []byte, s string) []byte {
+	b = appendLen(b, len(s))
+	b = append(b, s...)
+	return append(b, '\r', '\n')
+}
+
+func appendBulkInt(b []byte, n int64) []byte {
+	var tmp [20]byte
+	d := strconv.AppendInt(tmp[:0], n, 10)
+	b = appendLen(b, len(d))
+	b = append(b, d...)
+	return append(b, '\r', '\n')
+}
+
+func appendBulkUint(b []byte, n uint64) []byte {
+	var tmp [20]byte
+	d := strconv.AppendUint(tmp[:0], n, 10)
+	b = appendLen(b, len(d))
+	b = append(b, d...)
+	return append(b, '\r', '\n')
+}
