@@ -11,6 +11,7 @@ require (
 	github.com/replayguard/replayguard v0.0.0-00010101000000-000000000000
 	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1
 	github.com/stripe/stripe-go/v85 v85.0.0
+	github.com/svix/svix-webhooks v1.44.0
 	github.com/valyala/fasthttp v1.51.0
 )
 
@@ -33,6 +34,7 @@ require (
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/perf v0.0.0-20260908200009-22c9c6c9d4da // indirect
 	golang.org/x/sys v0.48.0 // indirect
+	gopkg.in/validator.v2 v2.0.1 // indirect
 )
 
 tool golang.org/x/perf/cmd/benchstat
