@@ -1,0 +1,44 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestTable(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"base.json": `{"sent":100,"seconds":1,"requests_per_second":100,"outcomes":{"200":100},"p50_ms":0.2,"p99_ms":0.5}`,
+		"mem.json":  `{"sent":100,"seconds":1,"requests_per_second":99.6,"outcomes":{"200":97,"401 nonce_replayed":2,"error: EOF":1},"p50_ms":0.3,"p99_ms":0.75}`,
+	}
+	var args []string
+	for _, a := range [][2]string{{"no-op upstream alone", "base.json"}, {"memory", "mem.json"}} {
+		p := filepath.Join(dir, a[1])
+		if err := os.WriteFile(p, []byte(files[a[1]]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, a[0], "100 req/s", p)
+	}
+	rows, err := readRows(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := write(&out, rows, "no-op upstream alone"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| no-op upstream alone | 100 req/s | 100 | 0.200 | 0.500 | — | 100 | 0 | 0 |",
+		"| memory | 100 req/s | 100 | 0.300 | 0.750 | +0.250 ms | 97 | 2 | 1 |",
+		"- memory, 100 req/s: 401 nonce_replayed: 2, error: EOF: 1",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %q in\n%s", want, out.String())
+		}
+	}
+	if _, err := readRows(args[:2]); err == nil {
+		t.Error("an incomplete triple was accepted")
+	}
+}
