@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -228,4 +231,20 @@ keys: [{id: client-a, secrets: ["%s"]}]
 	assert.Equal(t, http.StatusUnauthorized, r.status)
 	assert.Equal(t, "nonce_replayed", r.code)
 	assert.Zero(t, up.hits.Load())
+}
+
+// TestBinaryServeNeedsAListener: without upstream and auth_listen there is
+// nothing to serve; the error names both ways out. A bad trusted_proxies
+// entry is named too.
+func TestBinaryServeNeedsAListener(t *testing.T) {
+	for doc, want := range map[string]string{
+		"keys: [{id: a, secrets: [x]}]\n": "upstream: required by serve, unless auth_listen is set",
+		"auth_listen: 127.0.0.1:0\ntrusted_proxies: [10.0.0.0/8, proxy.internal]\nkeys: [{id: a, secrets: [x]}]\n": "trusted_proxies[1]",
+	} {
+		path := filepath.Join(t.TempDir(), "rg.yaml")
+		require.NoError(t, os.WriteFile(path, []byte(doc), 0o600))
+		out, err := exec.Command(binary(t), "serve", "--config", path).CombinedOutput()
+		require.Error(t, err, doc)
+		assert.Contains(t, string(out), want)
+	}
 }
