@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,10 +36,13 @@ const maxRedirects = 3
 // slot. A node it learned that stops answering is forgotten and the slot
 // asked of Options.Addr again.
 //
-// The Client never resends a command it may have sent, except for the
-// stores' commands that are safe to repeat (a nonce check, an idempotency
-// Claim or Renew, PING): those are sent once more, on a new connection, when
-// a pooled connection fails under them.
+// An idle connection is checked for a close by the server before its
+// reuse when it has been idle for a second, or when another connection to
+// the same node has just failed, so that a call after a restart rarely
+// meets a dead connection. The Client never resends a command it may have
+// sent, except for the stores' commands that are safe to repeat (a nonce
+// check, an idempotency Claim or Renew, PING): those are sent once more, on
+// a new connection, when a pooled connection fails under them.
 type Client struct {
 	opts Options
 	// sem holds a token per connection in use.
@@ -180,6 +184,11 @@ func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 	for {
 		v, t, err := c.roundTrip(ctx, addr, asking, fresh, cmd)
 		if err != nil {
+			if t.reused && !errors.Is(err, os.ErrDeadlineExceeded) {
+				// The server closed a pooled connection: it may have
+				// closed the others too (a restart).
+				c.suspect(addr)
+			}
 			if addr != c.opts.Addr {
 				c.forget(addr)
 				if t.unreachable && !fellBack {
@@ -195,7 +204,7 @@ func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 				fresh = true
 				continue
 			}
-			return nil, err
+			return nil, withContext(ctx, err)
 		}
 		e, ok := v.(Error)
 		if !ok || redirects >= maxRedirects {
@@ -216,6 +225,18 @@ func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 		}
 		addr = to
 	}
+}
+
+// withContext adds context.DeadlineExceeded to the chain of an I/O timeout
+// at ctx's deadline.
+func withContext(ctx context.Context, err error) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
+	}
+	return err
 }
 
 // trip describes how a round trip went.
@@ -354,6 +375,18 @@ func (c *Client) put(cn *conn) {
 func (c *Client) discard(cn *conn) {
 	_ = cn.nc.Close()
 	c.release()
+}
+
+// suspect makes the idle connections to addr be checked before their next
+// use.
+func (c *Client) suspect(addr string) {
+	c.mu.Lock()
+	for _, cn := range c.idle {
+		if cn.addr == addr {
+			cn.idleSince = time.Time{}
+		}
+	}
+	c.mu.Unlock()
 }
 
 // route returns the node for cl: the one serving its key's slot, when
