@@ -86,7 +86,18 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 		servers []*http.Server
 		lns     []net.Listener
 		attrs   []any
+		serving bool
 	)
+	defer func() {
+		// A listener bound before a later one failed is not left open.
+		if !serving {
+			for _, l := range []net.Listener{ls.main, ls.auth, ls.admin} {
+				if l != nil {
+					_ = l.Close()
+				}
+			}
+		}
+	}()
 	if cfg.Upstream != "" {
 		proxy, err := newProxy(cfg, logger)
 		if err != nil {
@@ -127,6 +138,7 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 		servers = append(servers, newServer(adminHandler(cfg, set, reg), logger))
 		lns = append(lns, ls.admin)
 	}
+	serving = true
 	errc := make(chan error, len(servers))
 	for i := range servers {
 		go func(s *http.Server, l net.Listener) {
