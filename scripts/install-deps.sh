@@ -14,6 +14,8 @@ fi
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The forward-auth example runs in a real nginx (auth_request).
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
 fi
@@ -35,3 +37,4 @@ $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 # The test suite starts its own servers on free loopback ports; the
 # packaged services are not needed.
 $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+$sudo systemctl disable --now nginx >/dev/null 2>&1 || true

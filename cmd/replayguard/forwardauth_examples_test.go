@@ -146,7 +146,14 @@ func readYAML(t *testing.T, path string, v any) {
 func TestNginxAuthRequest(t *testing.T) {
 	nginx, err := exec.LookPath("nginx")
 	if err != nil {
-		t.Skip("nginx not installed (apt-get install -y nginx)")
+		// Debian installs it outside a non-root user's PATH.
+		nginx, err = exec.LookPath("/usr/sbin/nginx")
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("nginx not installed: make deps installs it")
+		}
+		t.Skip("nginx not installed (apt-get install -y nginx, or make deps)")
 	}
 	up := newUpstream(t)
 	g := startGateway(t, faAuthOnlyConfig)
