@@ -1,0 +1,184 @@
+package resp_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/nonce"
+	redisstore "github.com/replayguard/replayguard/redis"
+	"github.com/replayguard/replayguard/redis/layout"
+	"github.com/replayguard/replayguard/redis/redistest"
+	"github.com/replayguard/replayguard/redis/resp"
+)
+
+// TestCluster runs the Cluster tests on one 3+3 cluster, the resp Client
+// given a single master's address: a slot migration (ASK), learned
+// redirects (MOVED), the conformance suites, the stores shared with go-redis's
+// Cluster client, then a master failover.
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	cl := redistest.StartCluster(t)
+	t.Logf("cluster of 3 masters and 3 replicas ready in %v", time.Since(start).Round(time.Millisecond))
+	seed := cl.Masters()[0]
+	rc := newClient(t, resp.Options{Addr: seed.Addr()})
+	gc := newGoRedis(t, cl.Addrs()...)
+
+	t.Run("Ask", func(t *testing.T) { ask(t, cl, rc, gc) })
+	t.Run("MovedIsLearned", func(t *testing.T) { movedIsLearned(t, cl, seed, rc) })
+	t.Run("Conformance", func(t *testing.T) { conformance(t, rc) })
+	t.Run("AcrossTransports", func(t *testing.T) { across(t, rc, gc) })
+	t.Run("Failover", func(t *testing.T) { failover(t, cl, seed, rc) })
+}
+
+// ask migrates the slot of a nonce key from one master to another while
+// both stores use it: during the migration new keys are created on the
+// importing node by ASK redirects (ASKING first), and both transports see
+// them; once the slot has moved, MOVED leads there.
+func ask(t *testing.T, cl *redistest.Cluster, rc *resp.Client, gc redisstore.Client) {
+	ctx := context.Background()
+	prefix := uniquePrefix()
+	keys := layout.Keys{Prefix: prefix}
+	e := entry("migrating")
+	key := keys.Nonce(e.Scope, e.Key)
+	slot := resp.Slot(key)
+	src := cl.MasterOfSlot(slot)
+	var dst *redistest.Server
+	for _, m := range cl.Masters() {
+		if m != src {
+			dst = m
+			break
+		}
+	}
+	require.NotNil(t, dst)
+	id := func(s *redistest.Server) string {
+		v, err := s.Do("CLUSTER", "MYID")
+		require.NoError(t, err)
+		return v
+	}
+	srcID, dstID := id(src), id(dst)
+	s := strconv.Itoa(slot)
+	_, err := dst.Do("CLUSTER", "SETSLOT", s, "IMPORTING", srcID)
+	require.NoError(t, err)
+	_, err = src.Do("CLUSTER", "SETSLOT", s, "MIGRATING", dstID)
+	require.NoError(t, err)
+
+	rn := resp.NewNonce(rc, resp.WithKeyPrefix(prefix), resp.WithTimeout(slow))
+	gn := redisstore.NewNonce(gc, redisstore.WithKeyPrefix(prefix), redisstore.WithTimeout(slow))
+	require.NoError(t, rn.Add(ctx, e), "created on the importing node after ASK")
+	_, err = src.Do("EXISTS", key)
+	require.EqualError(t, err, "ASK "+s+" "+dst.Addr(), "absent from the migrating node, which redirects")
+	require.ErrorIs(t, rn.Add(ctx, e), nonce.ErrReplayed)
+	require.ErrorIs(t, gn.Add(ctx, e), nonce.ErrReplayed, "go-redis follows the same ASK")
+
+	// A script on a key of the migrating slot: ASK, then NOSCRIPT on the
+	// importing node, then EVAL there.
+	ri := resp.NewIdempotency(rc, resp.WithKeyPrefix(prefix), resp.WithTimeout(slow))
+	var ik string
+	for i := 0; ik == ""; i++ {
+		k := "p\x00" + strconv.Itoa(i)
+		if resp.Slot(keys.Idempotency(k)) == slot {
+			ik = k
+		}
+		require.Less(t, i, 1<<22, "no idempotency key in slot %d", slot)
+	}
+	fp := sha256.Sum256([]byte("r"))
+	c, err := ri.Claim(ctx, ik, fp, time.Minute)
+	require.NoError(t, err)
+	require.True(t, c.Acquired)
+	require.NoError(t, ri.Complete(ctx, ik, c.Token, &idempotency.Response{Status: 202, Body: []byte("moved")}, time.Minute))
+
+	for _, m := range cl.Masters() {
+		_, err := m.Do("CLUSTER", "SETSLOT", s, "NODE", dstID)
+		require.NoError(t, err, m.Addr())
+	}
+	require.ErrorIs(t, rn.Add(ctx, e), nonce.ErrReplayed, "MOVED to the new owner")
+	gi := redisstore.NewIdempotency(gc, redisstore.WithKeyPrefix(prefix), redisstore.WithTimeout(slow))
+	require.Eventually(t, func() bool {
+		c, err := gi.Claim(ctx, ik, fp, time.Minute)
+		return err == nil && !c.Acquired && c.Existing.Response != nil && string(c.Existing.Response.Body) == "moved"
+	}, 5*time.Second, 20*time.Millisecond, "go-redis reads the record on the new owner")
+	c, err = ri.Claim(ctx, ik, fp, time.Minute)
+	require.NoError(t, err)
+	require.False(t, c.Acquired)
+	assert.Equal(t, 202, c.Existing.Response.Status)
+}
+
+// After one MOVED the Client sends a slot's commands straight to its node.
+func movedIsLearned(t *testing.T, cl *redistest.Cluster, seed *redistest.Server, rc *resp.Client) {
+	ctx := context.Background()
+	var key string
+	for i := 0; key == ""; i++ {
+		k := "learn-" + strconv.Itoa(i)
+		if cl.MasterOf(k) != seed {
+			key = k
+		}
+	}
+	moved := func() int {
+		info, err := seed.Do("INFO", "errorstats")
+		require.NoError(t, err)
+		n, _ := strconv.Atoi(strings.TrimPrefix(redistest.InfoField(info, "errorstat_MOVED"), "count="))
+		return n
+	}
+	before := moved()
+	for i := 0; i < 50; i++ {
+		_, err := rc.Do(ctx, "SET", key, i)
+		require.NoError(t, err)
+	}
+	v, err := rc.Do(ctx, "GET", key)
+	require.NoError(t, err)
+	assert.Equal(t, "49", v)
+	assert.Equal(t, 1, moved()-before, "one MOVED, then straight to the owner")
+}
+
+// A master other than the seed is killed; once its replica is promoted
+// the same Client serves its slots again, through the seed's MOVED.
+func failover(t *testing.T, cl *redistest.Cluster, seed *redistest.Server, rc *resp.Client) {
+	ctx := context.Background()
+	prefix := uniquePrefix()
+	keys := layout.Keys{Prefix: prefix}
+	n := resp.NewNonce(rc, resp.WithKeyPrefix(prefix), resp.WithTimeout(500*time.Millisecond))
+	var victim *redistest.Server
+	for _, m := range cl.Masters() {
+		if m != seed && len(cl.Replicas(m)) > 0 {
+			victim = m
+			break
+		}
+	}
+	require.NotNil(t, victim)
+	ranges := cl.Slots(victim)
+	onVictim := func() nonce.Entry {
+		for {
+			e := entry(uuid.NewString())
+			s := resp.Slot(keys.Nonce(e.Scope, e.Key))
+			for _, r := range ranges {
+				if s >= r[0] && s <= r[1] {
+					return e
+				}
+			}
+		}
+	}
+	e := onVictim()
+	require.NoError(t, n.Add(ctx, e))
+	victim.Kill()
+	start := time.Now()
+	var err error
+	for time.Since(start) < 30*time.Second {
+		if err = n.Add(ctx, onVictim()); err == nil {
+			break
+		}
+		require.ErrorIs(t, err, nonce.ErrUnavailable)
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.NoError(t, err, "the promoted replica serves the dead master's slots")
+	t.Logf("served again %v after the kill", time.Since(start).Round(time.Millisecond))
+}
