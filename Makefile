@@ -9,7 +9,7 @@ BENCHCOUNT ?= 6
 # Nested modules with their own go.mod.
 MODULES := . bench plugin/traefik plugin/caddy signature/jwtinterop signature/webhookinterop
 
-.PHONY: all build caddy demo test test-short lint fmt vet fuzz bench deps tools clean
+.PHONY: all build caddy traefik-plugin demo test test-short lint fmt vet fuzz bench deps tools clean
 
 all: build test
 
@@ -19,6 +19,10 @@ build:
 ## caddy: Caddy with its standard modules and the replayguard module (bin/caddy).
 caddy:
 	cd plugin/caddy && $(GO) build -o $(BIN)/caddy ./cmd/caddy
+
+## traefik-plugin: the Traefik local-plugin tree (plugins-local/src/<module>, vendored).
+traefik-plugin:
+	cd plugin/traefik && $(GO) run ./cmd/assemble -o $(CURDIR)/plugins-local
 
 ## demo: gateway + echo upstream on loopback; prints a signed curl and its replay.
 demo: build

@@ -10,9 +10,7 @@ require (
 	github.com/replayguard/replayguard v0.0.0-00010101000000-000000000000
 	github.com/stretchr/testify v1.12.1
 	github.com/traefik/yaegi v0.16.1
+	go.yaml.in/yaml/v3 v3.0.6
 )
 
-require (
-	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
-	go.yaml.in/yaml/v3 v3.0.6 // indirect
-)
+require github.com/golang-jwt/jwt/v5 v5.3.1 // indirect

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"reflect"
@@ -28,18 +27,15 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/plugin/traefik/internal/tree"
 	"github.com/replayguard/replayguard/signature"
 )
 
 const (
-	// moduleName is the plugin's module, as named in Traefik's
-	// experimental.localPlugins.<name>.moduleName.
-	moduleName = "github.com/replayguard/replayguard/plugin/traefik"
-	// pluginImport is the manifest's import.
-	pluginImport = moduleName
 	// coreModule is the module whose packages the plugin vendors.
 	coreModule = "github.com/replayguard/replayguard"
 
@@ -50,84 +46,27 @@ const (
 // vendored package has to load under Yaegi.
 var corePackages = []string{
 	coreModule,
+	coreModule + "/idempotency",
 	coreModule + "/nonce",
 	coreModule + "/signature",
 	coreModule + "/timestamp",
 }
 
-// pluginGoPath lays out a Traefik local-plugin tree in a temporary GOPATH:
-//
-//	<gopath>/src/<moduleName>/plugin.go
-//	<gopath>/src/<moduleName>/vendor/<import path>/*.go
-//
-// The vendor directory holds the non-test Go files of every non-standard
-// package the core module's root package depends on, as go mod vendor
-// would, which is how a nested plugin module ships its dependencies to
-// Traefik (Yaegi has no module support).
+// pluginGoPath assembles the plugin's local-plugin tree, as make
+// traefik-plugin does, in a temporary directory that serves as Traefik's
+// plugins-local (the interpreter's GOPATH).
 func pluginGoPath(t *testing.T) string {
 	t.Helper()
 	gopath := t.TempDir()
-	pluginDir := filepath.Join(gopath, "src", filepath.FromSlash(moduleName))
-	require.NoError(t, os.MkdirAll(pluginDir, 0o755))
-
-	src, err := os.ReadFile(filepath.Join("testdata", "plugin", "plugin.go.txt"))
+	dir, err := tree.Assemble(gopath)
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(pluginDir, "plugin.go"), src, 0o644))
-
-	vendored := map[string]bool{}
-	for importPath, dir := range nonStandardDeps(t, coreModule) {
-		dst := filepath.Join(pluginDir, "vendor", filepath.FromSlash(importPath))
-		copyPackage(t, dir, dst)
-		vendored[importPath] = true
+	for _, f := range []string{tree.Manifest, "go.mod", "plugin.go", filepath.Join("vendor", "modules.txt")} {
+		require.FileExists(t, filepath.Join(dir, f))
 	}
 	for _, p := range corePackages {
-		require.True(t, vendored[p], "%s is not among the dependencies of %s", p, coreModule)
+		require.DirExists(t, filepath.Join(dir, "vendor", filepath.FromSlash(p)), "%s is not vendored", p)
 	}
 	return gopath
-}
-
-// nonStandardDeps maps every non-standard package pkg depends on, pkg
-// included, to its source directory.
-func nonStandardDeps(t *testing.T, pkg string) map[string]string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	require.NoError(t, err, "the go command is needed to locate the plugin's dependencies")
-	var stderr bytes.Buffer
-	cmd := exec.Command(goBin, "list", "-deps", "-f", `{{if not .Standard}}{{.ImportPath}}{{"\t"}}{{.Dir}}{{end}}`, pkg)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	require.NoError(t, err, "go list: %s", stderr.String())
-	deps := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if line == "" {
-			continue
-		}
-		importPath, dir, ok := strings.Cut(line, "\t")
-		require.True(t, ok, "go list line %q", line)
-		require.NotEmpty(t, dir, "go list gave no directory for %s", importPath)
-		deps[importPath] = dir
-	}
-	return deps
-}
-
-// copyPackage copies the non-test Go files of the package in dir to dst.
-func copyPackage(t *testing.T, dir, dst string) {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	require.NoError(t, os.MkdirAll(dst, 0o755))
-	n := 0
-	for _, e := range entries {
-		name := e.Name()
-		if !e.Type().IsRegular() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dst, name), b, 0o644))
-		n++
-	}
-	require.NotZero(t, n, "no Go files in %s", dir)
 }
 
 // yaegiPlugin holds New and CreateConfig of a plugin loaded the way
@@ -137,8 +76,37 @@ type yaegiPlugin struct {
 	fnCreateConfig reflect.Value
 }
 
+// manifest is the part of .traefik.yml Traefik checks before loading.
+type manifest struct {
+	DisplayName string         `yaml:"displayName"`
+	Type        string         `yaml:"type"`
+	Import      string         `yaml:"import"`
+	Summary     string         `yaml:"summary"`
+	TestData    map[string]any `yaml:"testData"`
+}
+
+func readManifest(t *testing.T, gopath string) manifest {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(gopath, "src", filepath.FromSlash(tree.Module), tree.Manifest))
+	require.NoError(t, err)
+	var m manifest
+	require.NoError(t, yaml.Unmarshal(b, &m))
+	return m
+}
+
+// loadPlugin loads the plugin the way Traefik's Yaegi middleware builder
+// does: the manifest's import evaluated in an interpreter whose GOPATH is
+// the plugins-local directory, with the standard library's symbols and
+// nothing else (no unsafe, no syscall beyond the standard symbols).
 func loadPlugin(t *testing.T, gopath string) *yaegiPlugin {
 	t.Helper()
+	m := readManifest(t, gopath)
+	require.Equal(t, "middleware", m.Type)
+	require.NotEmpty(t, m.DisplayName)
+	require.NotEmpty(t, m.Summary)
+	require.NotEmpty(t, m.TestData, "Traefik requires testData for a middleware")
+	pluginImport := m.Import
+	require.Equal(t, tree.Module, pluginImport)
 	i := interp.New(interp.Options{GoPath: gopath, Env: os.Environ()})
 	require.NoError(t, i.Use(stdlib.Symbols))
 	_, err := i.Eval(fmt.Sprintf("import %q", pluginImport))
@@ -243,6 +211,9 @@ func (c *logCapture) take() []string {
 
 // upstream records what reaches the next handler.
 type upstream struct {
+	// chunked answers without a Content-Length, as a proxied stream would.
+	chunked bool
+
 	hits atomic.Int64
 	mu   sync.Mutex
 	body []byte
@@ -259,6 +230,10 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.mu.Lock()
 	u.body, u.key = b, r.Header.Get(verifiedKeyHeader)
 	u.mu.Unlock()
+	if !u.chunked {
+		// What Traefik's proxy passes on from an upstream that sent it.
+		w.Header().Set("Content-Length", "8")
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("upstream"))
 }
@@ -268,12 +243,15 @@ const (
 	secret = "0123456789abcdef0123456789abcdef"
 )
 
+// pluginOptions are options as Traefik hands them to the plugin: nested
+// maps and slices from the dynamic configuration, numbers as strings.
 func pluginOptions() map[string]any {
 	return map[string]any{
-		"keyId":        keyID,
-		"secret":       "base64:" + base64.StdEncoding.EncodeToString([]byte(secret)),
-		"tolerance":    "5m",
-		"futureSkew":   "1m",
+		"keys": []any{map[string]any{
+			"id":      keyID,
+			"secrets": []any{"base64:" + base64.StdEncoding.EncodeToString([]byte(secret))},
+		}},
+		"timestamp":    map[string]any{"tolerance": "5m", "futureSkew": "1m"},
 		"maxBodyBytes": "1024",
 	}
 }
@@ -329,7 +307,8 @@ func problemCode(t *testing.T, rec *httptest.ResponseRecorder) string {
 }
 
 func TestPluginUnderYaegi(t *testing.T) {
-	plugin := loadPlugin(t, pluginGoPath(t))
+	gopath := pluginGoPath(t)
+	plugin := loadPlugin(t, gopath)
 	ctx := context.Background()
 	logs := captureLogs(t)
 
@@ -483,9 +462,110 @@ func TestPluginUnderYaegi(t *testing.T) {
 		assert.Empty(t, logs.take())
 	})
 
+	t.Run("instances with the same stores share them: a replay through another router or after a reload is caught", func(t *testing.T) {
+		opts := pluginOptions()
+		opts["nonce"] = map[string]any{"maxEntries": "4096"} // stores of their own, apart from the other subtests
+		up := &upstream{}
+		first, err := plugin.newHandler(ctx, up, opts, "shared@file")
+		require.NoError(t, err)
+		opts["timestamp"] = map[string]any{"tolerance": "10m", "futureSkew": "1m"} // a reload changing the window
+		second, err := plugin.newHandler(ctx, up, opts, "shared@file")
+		require.NoError(t, err)
+
+		body := []byte(`{"amount":1}`)
+		key := uuid.NewString()
+		req := signWithKey(t, http.MethodPost, "/v1/charges", body, time.Now(), key)
+		rec := serve(first, req.request(body))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		rec = serve(second, req.request(body))
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+		assert.Equal(t, "nonce_replayed", problemCode(t, rec))
+
+		rec = serve(second, signWithKey(t, http.MethodPost, "/v1/charges", body, time.Now(), key).request(body))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.Equal(t, "true", rec.Header().Get(idempotency.ReplayedHeader), "the record written through the first instance answers the second")
+		assert.EqualValues(t, 1, up.hits.Load())
+		assert.Empty(t, logs.take())
+	})
+
+	t.Run("a response without Content-Length streams through unrecorded", func(t *testing.T) {
+		up := &upstream{chunked: true}
+		h, err := plugin.newHandler(ctx, up, pluginOptions(), "stream@file")
+		require.NoError(t, err)
+		body := []byte(`{"stream":true}`)
+		key := uuid.NewString()
+		for i := 0; i < 2; i++ {
+			rec := serve(h, signWithKey(t, http.MethodPost, "/v1/events", body, time.Now(), key).request(body))
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			assert.Equal(t, "upstream", rec.Body.String())
+			assert.Empty(t, rec.Header().Get(idempotency.ReplayedHeader))
+		}
+		assert.EqualValues(t, 2, up.hits.Load(), "nothing was stored, so the retry runs again")
+		assert.Empty(t, logs.take())
+	})
+
+	t.Run("a client cannot claim a verified key id", func(t *testing.T) {
+		h, up := newHandler(t)
+		r := sign(t, http.MethodGet, "/v1/ping", nil, time.Now()).request(nil)
+		r.Header.Set(verifiedKeyHeader, "admin")
+		rec := serve(h, r)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.Equal(t, keyID, up.key)
+
+		r = httptest.NewRequest(http.MethodGet, "http://api.example.com/v1/ping", nil)
+		r.Header.Set(verifiedKeyHeader, "admin")
+		rec = serve(h, r)
+		assert.Equal(t, "signature_missing", problemCode(t, rec))
+		assert.EqualValues(t, 1, up.hits.Load())
+	})
+
+	t.Run("the manifest's testData builds the middleware", func(t *testing.T) {
+		_, err := plugin.newHandler(ctx, &upstream{}, readManifest(t, gopath).TestData, "testdata@file")
+		require.NoError(t, err)
+	})
+
+	t.Run("configuration errors name the plugin's options", func(t *testing.T) {
+		tests := []struct {
+			name string
+			set  func(map[string]any)
+			want []string
+		}{
+			{"bad duration", func(o map[string]any) {
+				o["timestamp"] = map[string]any{"futureSkew": "soon"}
+			}, []string{"timestamp.futureSkew"}},
+			{"model validation", func(o map[string]any) {
+				o["idempotency"] = map[string]any{"maxResponseBytes": "-1", "deriveKey": "always"}
+			}, []string{"idempotency.maxResponseBytes", "idempotency.deriveKey"}},
+			{"bloom", func(o map[string]any) {
+				o["nonce"] = map[string]any{"mode": "bloom"}
+			}, []string{"nonce.mode", "exact"}},
+			{"local shield", func(o map[string]any) {
+				o["nonce"] = map[string]any{"localShield": "true"}
+			}, []string{"nonce.localShield"}},
+			{"postgres", func(o map[string]any) {
+				o["idempotency"] = map[string]any{"store": "postgres"}
+			}, []string{"idempotency.store"}},
+			{"redis without addresses", func(o map[string]any) {
+				o["nonce"] = map[string]any{"store": "redis"}
+			}, []string{"redis.addrs"}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				opts := pluginOptions()
+				tt.set(opts)
+				h, err := plugin.newHandler(ctx, &upstream{}, opts, "bad@file")
+				require.Error(t, err)
+				assert.Nil(t, h)
+				for _, w := range tt.want {
+					assert.Contains(t, err.Error(), w)
+				}
+			})
+		}
+	})
+
 	t.Run("invalid configuration fails New", func(t *testing.T) {
 		opts := pluginOptions()
-		opts["secret"] = ""
+		opts["keys"] = []any{map[string]any{"id": keyID, "secrets": []any{""}}}
 		h, err := plugin.newHandler(ctx, &upstream{}, opts, "broken@file")
 		require.Error(t, err)
 		assert.Nil(t, h)

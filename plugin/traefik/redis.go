@@ -1,0 +1,51 @@
+package traefik
+
+import (
+	"context"
+	"crypto/tls"
+
+	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/nonce"
+	"github.com/replayguard/replayguard/redis/resp"
+)
+
+// redisConn is the plugin's Redis: a standard-library RESP client running
+// the same commands, keys and scripts as the binary's go-redis stores.
+type redisConn struct {
+	client *resp.Client
+	opts   []resp.StoreOption
+}
+
+// dialRedis builds the client from cfg.redis. It connects lazily, so a
+// Redis that is down at start does not fail the middleware: its requests
+// follow fail_mode until Redis answers. With several addresses (a Cluster)
+// the first is asked first and the others are learned from its MOVED and
+// ASK replies.
+func dialRedis(_ context.Context, cfg replayguard.Config) (*redisConn, error) {
+	r := cfg.Redis
+	o := resp.Options{
+		Addr:     r.Addrs[0],
+		Username: r.Username,
+		Password: r.Password,
+		DB:       r.DB,
+		Timeout:  r.Timeout.D(),
+	}
+	if r.TLS {
+		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	c, err := resp.New(o)
+	if err != nil {
+		return nil, err
+	}
+	return &redisConn{client: c, opts: []resp.StoreOption{
+		resp.WithKeyPrefix(r.KeyPrefix),
+		resp.WithTimeout(r.Timeout.D()),
+	}}, nil
+}
+
+func (rc *redisConn) nonces() nonce.Store { return resp.NewNonce(rc.client, rc.opts...) }
+
+func (rc *redisConn) idempotency() idempotency.Store {
+	return resp.NewIdempotency(rc.client, rc.opts...)
+}
