@@ -14,6 +14,8 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -559,6 +561,67 @@ func TestPluginUnderYaegi(t *testing.T) {
 				for _, w := range tt.want {
 					assert.Contains(t, err.Error(), w)
 				}
+			})
+		}
+	})
+
+	t.Run("the example configurations build the middleware", func(t *testing.T) {
+		const dir = "../../examples/traefik/plugin"
+		var static struct {
+			Experimental struct {
+				LocalPlugins map[string]struct {
+					ModuleName string `yaml:"moduleName"`
+				} `yaml:"localPlugins"`
+			} `yaml:"experimental"`
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "traefik.yml"))
+		require.NoError(t, err)
+		require.NoError(t, yaml.Unmarshal(b, &static))
+		require.Len(t, static.Experimental.LocalPlugins, 1)
+		var pluginName string
+		for name, lp := range static.Experimental.LocalPlugins {
+			pluginName = name
+			assert.Equal(t, tree.Module, lp.ModuleName)
+		}
+
+		files, err := filepath.Glob(filepath.Join(dir, "dynamic*.yml"))
+		require.NoError(t, err)
+		require.NotEmpty(t, files)
+		env := regexp.MustCompile(`\{\{ env "[A-Z_]+" \}\}`)
+		for _, f := range files {
+			t.Run(filepath.Base(f), func(t *testing.T) {
+				b, err := os.ReadFile(f)
+				require.NoError(t, err)
+				// Traefik renders the file provider's templates; a test secret stands in.
+				b = env.ReplaceAll(b, []byte(secret))
+				var dyn struct {
+					HTTP struct {
+						Routers map[string]struct {
+							Middlewares []string `yaml:"middlewares"`
+						} `yaml:"routers"`
+						Middlewares map[string]struct {
+							Plugin map[string]map[string]any `yaml:"plugin"`
+						} `yaml:"middlewares"`
+					} `yaml:"http"`
+				}
+				require.NoError(t, yaml.Unmarshal(b, &dyn))
+				n := 0
+				for name, mw := range dyn.HTTP.Middlewares {
+					opts, ok := mw.Plugin[pluginName]
+					if !ok {
+						continue
+					}
+					n++
+					h, err := plugin.newHandler(ctx, &upstream{}, opts, name+"@file")
+					require.NoError(t, err)
+					assert.NotNil(t, h)
+					used := false
+					for _, r := range dyn.HTTP.Routers {
+						used = used || slices.Contains(r.Middlewares, name)
+					}
+					assert.True(t, used, "a router uses middleware %s", name)
+				}
+				assert.Equal(t, 1, n, "one replayguard middleware")
 			})
 		}
 	})
