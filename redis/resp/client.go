@@ -90,9 +90,9 @@ func (c *Client) Close() error {
 //	bulk string     string (binary-safe, as go-redis's Cmd.Val)
 //	integer         int64
 //	null bulk/array nil
-//	array           []any of these, an error element as an Error
+//	array           []any of these, an error element as an *Error
 //
-// An error reply is returned as an error of type Error. I/O errors, the
+// An error reply is returned as an error of type *Error. I/O errors, the
 // context's and ErrProtocol are wrapped with their cause.
 //
 // In a Cluster the command is routed by the slot of its first argument (of
@@ -114,7 +114,7 @@ func reply(v any, err error) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e, ok := v.(Error); ok {
+	if e, ok := v.(*Error); ok {
 		return nil, e
 	}
 	return v, nil
@@ -206,7 +206,7 @@ func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 			}
 			return nil, withContext(ctx, err)
 		}
-		e, ok := v.(Error)
+		e, ok := v.(*Error)
 		if !ok || redirects >= maxRedirects {
 			return v, nil
 		}
@@ -435,8 +435,8 @@ func (c *Client) forget(addr string) {
 
 // redirect parses "MOVED <slot> <host:port>" or "ASK <slot> <host:port>";
 // an empty host means the host of the node that replied.
-func redirect(e Error, from string) (int, string, bool) {
-	f := strings.Fields(string(e))
+func redirect(e *Error, from string) (int, string, bool) {
+	f := strings.Fields(e.Message)
 	if len(f) != 3 {
 		return 0, "", false
 	}

@@ -79,10 +79,10 @@ func TestServerErrorsAreTyped(t *testing.T) {
 	_, err = c.Do(ctx, "SET", "str", "x")
 	require.NoError(t, err)
 	_, err = c.Do(ctx, "LPUSH", "str", "y")
-	var e resp.Error
+	var e *resp.Error
 	require.ErrorAs(t, err, &e)
 	assert.Equal(t, "WRONGTYPE", e.Prefix())
-	assert.Equal(t, "WRONGTYPE Operation against a key holding the wrong kind of value", string(e))
+	assert.Equal(t, "WRONGTYPE Operation against a key holding the wrong kind of value", e.Message)
 	assert.Equal(t, "resp: WRONGTYPE Operation against a key holding the wrong kind of value", err.Error())
 
 	_, err = c.Do(ctx, "NOSUCHCOMMAND")
@@ -92,7 +92,7 @@ func TestServerErrorsAreTyped(t *testing.T) {
 	// A Lua error inside an array is an element, not a failure.
 	v, err := c.Do(ctx, "EVAL", "return {1, redis.error_reply('LOADING not yet')}", 0)
 	require.NoError(t, err)
-	assert.Equal(t, []any{int64(1), resp.Error("LOADING not yet")}, v)
+	assert.Equal(t, []any{int64(1), &resp.Error{Message: "LOADING not yet"}}, v)
 
 	again, err := c.Do(ctx, "CLIENT", "ID")
 	require.NoError(t, err)
@@ -130,9 +130,9 @@ func TestScriptFallsBackToEval(t *testing.T) {
 	_, err = resp.NewScript("return redis.call('LPUSH', KEYS[1], 'x')").Run(ctx, c, []string{"str"})
 	require.NoError(t, err)
 	_, err = resp.NewScript("return redis.call('GET', KEYS[1])").Run(ctx, c, []string{"str"})
-	var e resp.Error
+	var e *resp.Error
 	require.ErrorAs(t, err, &e, "a script's error is the error reply")
-	assert.Contains(t, string(e), "WRONGTYPE")
+	assert.Contains(t, e.Message, "WRONGTYPE")
 }
 
 // Concurrent callers share at most PoolSize connections and each gets its
@@ -325,7 +325,7 @@ func TestAuthSelectTLS(t *testing.T) {
 
 	wrong := newClient(t, resp.Options{Addr: srv.Addr(), TLS: cfg, Password: "wrong"})
 	_, err = wrong.Do(ctx, "PING")
-	var e resp.Error
+	var e *resp.Error
 	require.ErrorAs(t, err, &e)
 	assert.Equal(t, "WRONGPASS", e.Prefix())
 	assert.Contains(t, err.Error(), "AUTH on "+srv.Addr())

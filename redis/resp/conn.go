@@ -89,7 +89,7 @@ func (c *Client) hello(ctx context.Context, cn *conn) error {
 	if err != nil {
 		return fmt.Errorf("resp: %s on %s: %w", strings.Join(names, " and "), cn.addr, err)
 	}
-	if e, ok := v.(Error); ok {
+	if e, ok := v.(*Error); ok {
 		return fmt.Errorf("%w (%s on %s)", e, strings.Join(names, " and "), cn.addr)
 	}
 	return nil
@@ -111,7 +111,7 @@ func (cn *conn) exchange(deadline time.Time, b []byte, n int, limit int64) (any,
 		if err != nil {
 			return nil, fmt.Errorf("resp: read from %s: %w", cn.addr, err)
 		}
-		if _, ok := first.(Error); !ok {
+		if _, ok := first.(*Error); !ok {
 			first = v
 		}
 	}

@@ -16,7 +16,7 @@
 // I/O or protocol error the connection is closed and the next call dials
 // again, so a Redis restart heals without a new Client. Client.Do sends any
 // command; Script runs a Lua script by EVALSHA, falling back to EVAL. Error
-// replies are values of type Error, whose Prefix is the Redis error code.
+// replies are values of type *Error, whose Prefix is the Redis error code.
 // Against a Redis Cluster the Client follows MOVED and ASK redirects and
 // remembers slot owners, so single-slot commands (every store call is one)
 // work there too.

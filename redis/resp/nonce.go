@@ -62,7 +62,7 @@ func (n *Nonce) set(ctx context.Context, key, token string, expires time.Time) (
 		key:  key, keyed: true, retry: true,
 	})
 	if err == nil {
-		if e, ok := v.(Error); ok {
+		if e, ok := v.(*Error); ok {
 			err = e
 		}
 	}
@@ -109,7 +109,7 @@ func ping(ctx context.Context, c *Client, timeout time.Duration, sentinel error)
 	defer cancel()
 	v, err := c.exec(ctx, call{args: []any{"ping"}, retry: true})
 	if err == nil {
-		if e, ok := v.(Error); ok {
+		if e, ok := v.(*Error); ok {
 			err = e
 		}
 	}

@@ -17,19 +17,27 @@ var ErrProtocol = errors.New("resp: protocol error")
 
 // Error is an error reply from the server, such as
 // "WRONGTYPE Operation against a key holding the wrong kind of value" or
-// "MOVED 3999 10.0.0.2:6379": the text after the leading '-', as sent. Do
-// and Script.Run return it as their error; inside an array reply it is an
-// element of type Error. It never discards a connection.
-type Error string
+// "MOVED 3999 10.0.0.2:6379". Do and Script.Run return it as their error;
+// inside an array reply it is an element of type *Error. It never discards
+// a connection.
+//
+// It is a pointer to a struct rather than a named string because Yaegi
+// cannot tell a named string type from string in a type assertion, nor
+// find a value type behind an error interface; errors.As finds it in
+// compiled code, a type assertion err.(*resp.Error) under Yaegi.
+type Error struct {
+	// Message is the reply after its leading '-', as sent.
+	Message string
+}
 
-// Error returns the reply prefixed with "resp: ".
-func (e Error) Error() string { return "resp: " + string(e) }
+// Error returns the message prefixed with "resp: ".
+func (e *Error) Error() string { return "resp: " + e.Message }
 
-// Prefix returns the reply's first word, its error code by Redis
+// Prefix returns the message's first word, its error code by Redis
 // convention: "ERR", "WRONGTYPE", "NOSCRIPT", "MOVED", "ASK", "LOADING",
 // "READONLY", "NOAUTH", …
-func (e Error) Prefix() string {
-	s := string(e)
+func (e *Error) Prefix() string {
+	s := e.Message
 	if i := strings.IndexByte(s, ' '); i >= 0 {
 		return s[:i]
 	}
@@ -61,7 +69,7 @@ type reader struct {
 }
 
 // read parses one reply (see Client.Do for the Go types). An error reply is
-// returned as a value of type Error, not as an error: the error result is
+// returned as a value of type *Error, not as an error: the error result is
 // for I/O errors and ErrProtocol only, after which the stream is unusable.
 func (r *reader) read(limit int64) (any, error) {
 	r.budget = limit
@@ -77,7 +85,7 @@ func (r *reader) value(depth int) (any, error) {
 	case '+':
 		return string(line[1:]), nil
 	case '-':
-		return Error(line[1:]), nil
+		return &Error{Message: string(line[1:])}, nil
 	case ':':
 		n, ok := parseInt(line[1:])
 		if !ok {

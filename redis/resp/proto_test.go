@@ -29,7 +29,7 @@ func TestReadReplies(t *testing.T) {
 		want any
 	}{
 		{"+OK\r\n", "OK"},
-		{"-ERR unknown command\r\n", Error("ERR unknown command")},
+		{"-ERR unknown command\r\n", &Error{Message: "ERR unknown command"}},
 		{":0\r\n", int64(0)},
 		{":-42\r\n", int64(-42)},
 		{":9223372036854775807\r\n", int64(math.MaxInt64)},
@@ -40,7 +40,7 @@ func TestReadReplies(t *testing.T) {
 		{"*0\r\n", []any{}},
 		{"$5\r\nhe\r\no\r\n", "he\r\no"},
 		{"$3\r\n\x00\xff\n\r\n", "\x00\xff\n"},
-		{"*3\r\n$1\r\na\r\n*2\r\n:1\r\n$-1\r\n-WRONGTYPE x\r\n", []any{"a", []any{int64(1), nil}, Error("WRONGTYPE x")}},
+		{"*3\r\n$1\r\na\r\n*2\r\n:1\r\n$-1\r\n-WRONGTYPE x\r\n", []any{"a", []any{int64(1), nil}, &Error{Message: "WRONGTYPE x"}}},
 		// Longer than the 64-byte read buffer: read in pieces.
 		{"$200\r\n" + strings.Repeat("0123456789", 20) + "\r\n", strings.Repeat("0123456789", 20)},
 	} {
@@ -111,10 +111,10 @@ func (m *runtimeMem) read() {
 }
 
 func TestErrorPrefix(t *testing.T) {
-	assert.Equal(t, "WRONGTYPE", Error("WRONGTYPE Operation against a key holding the wrong kind of value").Prefix())
-	assert.Equal(t, "NOSCRIPT", Error("NOSCRIPT No matching script. Please use EVAL.").Prefix())
-	assert.Equal(t, "LOADING", Error("LOADING").Prefix())
-	assert.Equal(t, "resp: ERR x", Error("ERR x").Error())
+	assert.Equal(t, "WRONGTYPE", (&Error{Message: "WRONGTYPE Operation against a key holding the wrong kind of value"}).Prefix())
+	assert.Equal(t, "NOSCRIPT", (&Error{Message: "NOSCRIPT No matching script. Please use EVAL."}).Prefix())
+	assert.Equal(t, "LOADING", (&Error{Message: "LOADING"}).Prefix())
+	assert.Equal(t, "resp: ERR x", (&Error{Message: "ERR x"}).Error())
 }
 
 func TestAppendCommand(t *testing.T) {
@@ -128,7 +128,7 @@ func TestAppendCommand(t *testing.T) {
 
 func TestRedirect(t *testing.T) {
 	for _, tc := range []struct {
-		e    Error
+		e    string
 		slot int
 		addr string
 		ok   bool
@@ -142,11 +142,11 @@ func TestRedirect(t *testing.T) {
 		{"MOVED 1 127.0.0.1", 0, "", false},
 		{"MOVED 1", 0, "", false},
 	} {
-		slot, addr, ok := redirect(tc.e, "127.0.0.9:6379")
-		assert.Equal(t, tc.ok, ok, string(tc.e))
+		slot, addr, ok := redirect(&Error{Message: tc.e}, "127.0.0.9:6379")
+		assert.Equal(t, tc.ok, ok, tc.e)
 		if tc.ok {
-			assert.Equal(t, tc.slot, slot, string(tc.e))
-			assert.Equal(t, tc.addr, addr, string(tc.e))
+			assert.Equal(t, tc.slot, slot, tc.e)
+			assert.Equal(t, tc.addr, addr, tc.e)
 		}
 	}
 }
@@ -186,8 +186,8 @@ func writeReply(b *bytes.Buffer, v any) {
 		b.WriteString("$-1\r\n")
 	case string:
 		fmt.Fprintf(b, "$%d\r\n%s\r\n", len(v), v)
-	case Error:
-		fmt.Fprintf(b, "-%s\r\n", string(v))
+	case *Error:
+		fmt.Fprintf(b, "-%s\r\n", v.Message)
 	case int64:
 		b.WriteString(":" + strconv.FormatInt(v, 10) + "\r\n")
 	case []any:

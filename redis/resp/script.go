@@ -25,7 +25,7 @@ func (s *Script) Hash() string { return s.hash }
 // Run runs the script on c with keys and args (typed as for Client.Do): one
 // round trip, two after a NOSCRIPT. In a Cluster it is routed by keys[0];
 // every key must share its slot. The reply decodes as for Client.Do, an
-// error reply (a Lua error included) as an error of type Error.
+// error reply (a Lua error included) as an error of type *Error.
 func (s *Script) Run(ctx context.Context, c *Client, keys []string, args ...any) (any, error) {
 	return s.run(ctx, c, false, keys, args)
 }
@@ -44,7 +44,7 @@ func (s *Script) run(ctx context.Context, c *Client, retry bool, keys []string, 
 		cl.key, cl.keyed = keys[0], true
 	}
 	v, err := c.exec(ctx, cl)
-	if e, ok := v.(Error); ok && err == nil && e.Prefix() == "NOSCRIPT" {
+	if e, ok := v.(*Error); ok && err == nil && e.Prefix() == "NOSCRIPT" {
 		a[0], a[1] = "eval", s.src
 		v, err = c.exec(ctx, cl)
 	}

@@ -306,7 +306,7 @@ func TestStoresOnWrongType(t *testing.T) {
 	require.NoError(t, err)
 	err = n.Add(ctx, e)
 	require.ErrorIs(t, err, nonce.ErrUnavailable)
-	var re resp.Error
+	var re *resp.Error
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, "WRONGTYPE", re.Prefix())
 
@@ -315,7 +315,7 @@ func TestStoresOnWrongType(t *testing.T) {
 	_, err = s.Claim(ctx, "p\x00k", sha256.Sum256(nil), time.Minute)
 	require.ErrorIs(t, err, idempotency.ErrUnavailable)
 	require.ErrorAs(t, err, &re)
-	assert.Contains(t, string(re), "WRONGTYPE")
+	assert.Contains(t, re.Message, "WRONGTYPE")
 
 	// A record that does not decode is unavailable, not a crash.
 	key := s.Keys().Idempotency("p\x00bad")

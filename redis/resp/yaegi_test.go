@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"path/filepath"
@@ -43,4 +44,71 @@ func TestImportsOnlyTheStandardLibrary(t *testing.T) {
 		}
 	}
 	assert.Positive(t, n)
+}
+
+// The code keeps to the Go that Yaegi v0.16.1 runs (the plugin's own test
+// loads it through Yaegi): no generics, no min, max or clear, no errors.As
+// (it panics on interpreted types), no sync.OnceValue or OnceFunc, no
+// tagless switch case with several expressions, and no type switch or
+// assertion to a named non-pointer type of this package (Yaegi confuses a
+// named string with string, and loses value types behind interfaces).
+func TestYaegiSubset(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		require.NoError(t, err)
+		local := map[string]bool{}
+		for _, d := range f.Decls {
+			if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.TYPE {
+				for _, s := range g.Specs {
+					local[s.(*ast.TypeSpec).Name.Name] = true
+				}
+			}
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			at := func() string { return fset.Position(n.Pos()).String() }
+			switch n := n.(type) {
+			case *ast.FuncDecl:
+				assert.Nil(t, n.Type.TypeParams, "%s: generic function", at())
+			case *ast.TypeSpec:
+				assert.Nil(t, n.TypeParams, "%s: generic type", at())
+			case *ast.CallExpr:
+				if id, ok := n.Fun.(*ast.Ident); ok {
+					assert.NotContains(t, []string{"min", "max", "clear"}, id.Name, "%s: builtin", at())
+				}
+			case *ast.SelectorExpr:
+				if x, ok := n.X.(*ast.Ident); ok {
+					sel := x.Name + "." + n.Sel.Name
+					assert.NotContains(t, []string{"errors.As", "sync.OnceValue", "sync.OnceValues", "sync.OnceFunc"}, sel, "%s", at())
+				}
+			case *ast.SwitchStmt:
+				if n.Tag == nil {
+					for _, c := range n.Body.List {
+						assert.LessOrEqual(t, len(c.(*ast.CaseClause).List), 1, "%s: tagless case with several expressions", at())
+					}
+				}
+			case *ast.TypeAssertExpr:
+				if id, ok := n.Type.(*ast.Ident); ok {
+					assert.False(t, local[id.Name], "%s: assertion to value type %s", at(), id.Name)
+				}
+			case *ast.TypeSwitchStmt:
+				for _, c := range n.Body.List {
+					for _, e := range c.(*ast.CaseClause).List {
+						if star, ok := e.(*ast.StarExpr); ok {
+							e = star.X
+						}
+						if id, ok := e.(*ast.Ident); ok {
+							assert.False(t, local[id.Name], "%s: type switch on %s", at(), id.Name)
+						}
+					}
+				}
+			}
+			return true
+		})
+	}
 }
