@@ -33,8 +33,9 @@ const maxRedirects = 3
 // Against a Redis Cluster it follows MOVED and ASK redirects (ASKING before
 // the retried command) and remembers each slot's node from MOVED replies,
 // routing later commands by the slot of their key; commands must touch one
-// slot. A node it learned that stops answering is forgotten and the slot
-// asked of Options.Addr again.
+// slot. A node that cannot be reached is forgotten and the command, not yet
+// sent, goes to another: Options.Addr, Options.ClusterAddrs, then the other
+// nodes learned, whose MOVED replies lead to the slot's new owner.
 //
 // An idle connection is checked for a close by the server before its
 // reuse when it has been idle for a second, or when another connection to
@@ -179,7 +180,8 @@ func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 		return nil, err
 	}
 	addr := c.route(cl)
-	asking, fresh, fellBack := false, false, false
+	asking, fresh := false, false
+	tried := []string{addr}
 	redirects := 0
 	for {
 		v, t, err := c.roundTrip(ctx, addr, asking, fresh, cmd)
@@ -189,12 +191,13 @@ func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 				// closed the others too (a restart).
 				c.suspect(addr)
 			}
-			if addr != c.opts.Addr {
-				c.forget(addr)
-				if t.unreachable && !fellBack {
-					// A node learned from a redirect is gone (failed
-					// over, removed): ask the configured one.
-					fellBack, asking, addr = true, false, c.opts.Addr
+			c.forget(addr)
+			if t.unreachable {
+				// Nothing was sent: a node that is gone (failed over,
+				// removed) leaves the slot to be asked of another.
+				if next := c.nextNode(tried); next != "" {
+					tried = append(tried, next)
+					asking, addr = false, next
 					continue
 				}
 			}
@@ -409,6 +412,36 @@ func (c *Client) route(cl call) string {
 		return c.opts.Addr
 	}
 	return addr
+}
+
+// nextNode returns a node to ask when the nodes tried cannot be reached:
+// Options.Addr, then Options.ClusterAddrs, then the nodes learned from
+// redirects; "" when every one has been tried.
+func (c *Client) nextNode(tried []string) string {
+	isTried := func(a string) bool {
+		for _, t := range tried {
+			if t == a {
+				return true
+			}
+		}
+		return false
+	}
+	if !isTried(c.opts.Addr) {
+		return c.opts.Addr
+	}
+	for _, a := range c.opts.ClusterAddrs {
+		if !isTried(a) {
+			return a
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range c.slots {
+		if !isTried(a) {
+			return a
+		}
+	}
+	return ""
 }
 
 // learn records the node of a slot from a MOVED reply.

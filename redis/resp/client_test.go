@@ -26,7 +26,7 @@ func TestDefaultsMatchTheGateway(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	for _, o := range []resp.Options{{}, {Addr: "localhost"}, {Addr: "127.0.0.1:6379", DB: -1}} {
+	for _, o := range []resp.Options{{}, {Addr: "localhost"}, {Addr: "127.0.0.1:6379", DB: -1}, {Addr: "127.0.0.1:6379", ClusterAddrs: []string{"x"}}} {
 		_, err := resp.New(o)
 		require.Error(t, err, "%+v", o)
 		assert.True(t, strings.HasPrefix(err.Error(), "resp: "), err.Error())

@@ -37,6 +37,19 @@ func TestCluster(t *testing.T) {
 	t.Run("MovedIsLearned", func(t *testing.T) { movedIsLearned(t, cl, seed, rc) })
 	t.Run("Conformance", func(t *testing.T) { conformance(t, rc) })
 	t.Run("AcrossTransports", func(t *testing.T) { across(t, rc, gc) })
+	t.Run("UnreachableAddr", func(t *testing.T) {
+		// A seed that is down: the next of ClusterAddrs is asked.
+		dead := redistest.Start(t)
+		deadAddr := dead.Addr()
+		dead.Kill()
+		c := newClient(t, resp.Options{Addr: deadAddr, ClusterAddrs: cl.Addrs()})
+		n := resp.NewNonce(c, resp.WithKeyPrefix(uniquePrefix()), resp.WithTimeout(slow))
+		for i := 0; i < 50; i++ {
+			e := entry(uuid.NewString())
+			require.NoError(t, n.Add(context.Background(), e))
+			require.ErrorIs(t, n.Add(context.Background(), e), nonce.ErrReplayed)
+		}
+	})
 	t.Run("Failover", func(t *testing.T) { failover(t, cl, seed, rc) })
 }
 
@@ -167,18 +180,24 @@ func failover(t *testing.T, cl *redistest.Cluster, seed *redistest.Server, rc *r
 			}
 		}
 	}
+	// A second Client whose Addr is the master about to die.
+	seededAtVictim := newClient(t, resp.Options{Addr: victim.Addr(), ClusterAddrs: cl.Addrs()})
+	n2 := resp.NewNonce(seededAtVictim, resp.WithKeyPrefix(prefix), resp.WithTimeout(500*time.Millisecond))
 	e := onVictim()
 	require.NoError(t, n.Add(ctx, e))
+	require.ErrorIs(t, n2.Add(ctx, e), nonce.ErrReplayed)
 	victim.Kill()
 	start := time.Now()
-	var err error
-	for time.Since(start) < 30*time.Second {
-		if err = n.Add(ctx, onVictim()); err == nil {
-			break
+	for _, s := range []*resp.Nonce{n, n2} {
+		var err error
+		for time.Since(start) < 30*time.Second {
+			if err = s.Add(ctx, onVictim()); err == nil {
+				break
+			}
+			require.ErrorIs(t, err, nonce.ErrUnavailable)
+			time.Sleep(50 * time.Millisecond)
 		}
-		require.ErrorIs(t, err, nonce.ErrUnavailable)
-		time.Sleep(50 * time.Millisecond)
+		require.NoError(t, err, "the promoted replica serves the dead master's slots")
+		t.Logf("served again %v after the kill", time.Since(start).Round(time.Millisecond))
 	}
-	require.NoError(t, err, "the promoted replica serves the dead master's slots")
-	t.Logf("served again %v after the kill", time.Since(start).Round(time.Millisecond))
 }

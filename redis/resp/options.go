@@ -28,6 +28,9 @@ type Options struct {
 	// asked first; the others are learned from its MOVED and ASK replies.
 	// Required.
 	Addr string
+	// ClusterAddrs are further nodes of a Redis Cluster (host:port), asked
+	// in turn when Addr cannot be reached. Default none.
+	ClusterAddrs []string
 	// Username authenticates with AUTH <username> <password> (Redis 6
 	// ACLs). Default "": AUTH <password> when Password is set.
 	Username string
@@ -62,6 +65,12 @@ func (o Options) withDefaults() (Options, error) {
 	if _, _, err := net.SplitHostPort(o.Addr); err != nil || o.Addr == "" {
 		return o, fmt.Errorf("resp: Addr: want host:port, got %q", o.Addr)
 	}
+	for i, a := range o.ClusterAddrs {
+		if _, _, err := net.SplitHostPort(a); err != nil || a == "" {
+			return o, fmt.Errorf("resp: ClusterAddrs[%d]: want host:port, got %q", i, a)
+		}
+	}
+	o.ClusterAddrs = append([]string(nil), o.ClusterAddrs...)
 	if o.DB < 0 {
 		return o, fmt.Errorf("resp: DB: %d is negative", o.DB)
 	}
