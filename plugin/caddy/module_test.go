@@ -202,6 +202,7 @@ func TestProvisionRejectsBinaryOnlyFields(t *testing.T) {
 		{"upstream", func(c *replayguard.Config) { c.Upstream = "http://127.0.0.1:9000" }, "upstream is not used inside Caddy"},
 		{"admin_listen", func(c *replayguard.Config) { c.AdminListen = "127.0.0.1:9090" }, "admin_listen is not used inside Caddy"},
 		{"auth_listen", func(c *replayguard.Config) { c.AuthListen = "127.0.0.1:9091" }, "auth_listen is not used inside Caddy"},
+		{"trusted_proxies", func(c *replayguard.Config) { c.TrustedProxies = []string{"10.0.0.0/8"} }, "trusted_proxies is not used inside Caddy"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()
