@@ -232,79 +232,55 @@ func parseInt(b []byte) (int64, bool) {
 	return int64(u), true
 }
 
-// appendCommand appends args as a RESP2 array of bulk strings.
+// appendCommand appends args as a RESP2 array of bulk strings. It leaves
+// the assembly to strings.Join: under Yaegi every interpreted append costs
+// more than the copy.
 func appendCommand(b []byte, args []any) ([]byte, error) {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(len(args)), 10)
-	b = append(b, '\r', '\n')
+	parts := make([]string, 0, 2*len(args)+2)
+	parts = append(parts, "*"+strconv.Itoa(len(args)))
 	for i, a := range args {
-		var err error
-		if b, err = appendArg(b, a); err != nil {
-			return nil, fmt.Errorf("resp: argument %d: %w", i, err)
+		s, ok := argText(a)
+		if !ok {
+			return nil, fmt.Errorf("resp: argument %d: %w %T", i, errArgType, a)
 		}
+		parts = append(parts, "$"+strconv.Itoa(len(s)), s)
 	}
-	return b, nil
+	parts = append(parts, "")
+	return append(b, strings.Join(parts, "\r\n")...), nil
 }
 
 // errArgType reports an argument of a type Do does not send.
 var errArgType = errors.New("unsupported type")
 
-// appendArg appends one argument as a bulk string.
-func appendArg(b []byte, a any) ([]byte, error) {
+// argText returns the bytes an argument is sent as, the common types
+// first.
+func argText(a any) (string, bool) {
+	if s, ok := a.(string); ok {
+		return s, true
+	}
+	if n, ok := a.(int64); ok {
+		return strconv.FormatInt(n, 10), true
+	}
 	switch v := a.(type) {
-	case string:
-		return appendBulk(b, v), nil
 	case []byte:
-		b = appendLen(b, len(v))
-		b = append(b, v...)
-		return append(b, '\r', '\n'), nil
+		return string(v), true
 	case int:
-		return appendBulkInt(b, int64(v)), nil
-	case int64:
-		return appendBulkInt(b, v), nil
+		return strconv.Itoa(v), true
 	case int32:
-		return appendBulkInt(b, int64(v)), nil
+		return strconv.FormatInt(int64(v), 10), true
 	case uint:
-		return appendBulkUint(b, uint64(v)), nil
+		return strconv.FormatUint(uint64(v), 10), true
 	case uint64:
-		return appendBulkUint(b, v), nil
+		return strconv.FormatUint(v, 10), true
 	case uint32:
-		return appendBulkUint(b, uint64(v)), nil
+		return strconv.FormatUint(uint64(v), 10), true
 	case float64:
-		return appendBulk(b, strconv.FormatFloat(v, 'f', -1, 64)), nil
+		return strconv.FormatFloat(v, 'f', -1, 64), true
 	case bool:
 		if v {
-			return appendBulk(b, "1"), nil
+			return "1", true
 		}
-		return appendBulk(b, "0"), nil
+		return "0", true
 	}
-	return nil, fmt.Errorf("%w %T", errArgType, a)
-}
-
-func appendLen(b []byte, n int) []byte {
-	b = append(b, '$')
-	b = strconv.AppendInt(b, int64(n), 10)
-	return append(b, '\r', '\n')
-}
-
-func appendBulk(b []byte, s string) []byte {
-	b = appendLen(b, len(s))
-	b = append(b, s...)
-	return append(b, '\r', '\n')
-}
-
-func appendBulkInt(b []byte, n int64) []byte {
-	var tmp [20]byte
-	d := strconv.AppendInt(tmp[:0], n, 10)
-	b = appendLen(b, len(d))
-	b = append(b, d...)
-	return append(b, '\r', '\n')
-}
-
-func appendBulkUint(b []byte, n uint64) []byte {
-	var tmp [20]byte
-	d := strconv.AppendUint(tmp[:0], n, 10)
-	b = appendLen(b, len(d))
-	b = append(b, d...)
-	return append(b, '\r', '\n')
+	return "", false
 }
