@@ -20,16 +20,17 @@ type redisConn struct {
 // dialRedis builds the client from cfg.redis. It connects lazily, so a
 // Redis that is down at start does not fail the middleware: its requests
 // follow fail_mode until Redis answers. With several addresses (a Cluster)
-// the first is asked first and the others are learned from its MOVED and
-// ASK replies.
+// the first is asked first, the others when it cannot be reached, and the
+// slot owners are learned from MOVED and ASK replies.
 func dialRedis(_ context.Context, cfg replayguard.Config) (*redisConn, error) {
 	r := cfg.Redis
 	o := resp.Options{
-		Addr:     r.Addrs[0],
-		Username: r.Username,
-		Password: r.Password,
-		DB:       r.DB,
-		Timeout:  r.Timeout.D(),
+		Addr:         r.Addrs[0],
+		ClusterAddrs: r.Addrs[1:],
+		Username:     r.Username,
+		Password:     r.Password,
+		DB:           r.DB,
+		Timeout:      r.Timeout.D(),
 	}
 	if r.TLS {
 		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
