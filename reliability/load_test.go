@@ -39,6 +39,7 @@ type result struct {
 	replayed   bool   // Idempotent-Replayed: true
 	body       string // kept for POSTs (compared byte for byte)
 	header     string // X-Execution, kept for POSTs
+	retryAfter string // Retry-After of a 503
 	err        string // transport error
 }
 
@@ -272,6 +273,9 @@ func (d *driver) send(op string, s *signedReq, gw int) *result {
 	r.replayed = resp.Header.Get("Idempotent-Replayed") == "true"
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
 		r.code = problemCode(b)
+	}
+	if r.status == http.StatusServiceUnavailable {
+		r.retryAfter = resp.Header.Get("Retry-After")
 	}
 	if s.method == http.MethodPost && d.keepBodies {
 		r.body, r.header = string(b), resp.Header.Get("X-Execution")

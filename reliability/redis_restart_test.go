@@ -3,6 +3,7 @@ package reliability
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +78,14 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 				}
 				window = last.Sub(first)
 			}
+			// 503s outside the outage: Redis too slow before the kill, or
+			// a gateway not yet reconnected after the restart.
+			early := only(unavailable, func(r *result) bool { return r.end.Before(killAt) })
+			late := only(unavailable, func(r *result) bool { return !r.start.Before(restarted) })
+			var lastLate time.Duration
+			for _, r := range late {
+				lastLate = max(lastLate, r.end.Sub(restarted))
+			}
 			// Recovery: until every gateway has answered a request sent
 			// after Redis was back with a live 2xx.
 			var recovery time.Duration
@@ -96,21 +105,26 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 				requests: c.requests, accepted: c.accepted, replayed: c.replayedResponses, rejected: c.rejected,
 				faults: fmt.Sprintf("SIGKILL, down %s (restart took %s); %d answered 503 over %s",
 					seconds(restartAt.Sub(killAt)), seconds(restarted.Sub(restartAt)), len(unavailable), seconds(window)),
-				recovery:        seconds(recovery),
+				recovery:        recoveryCell(recovery, len(late), lastLate),
 				replaysAccepted: max(extraNonces, c.replaysAccepted),
 				recordsLost:     fmt.Sprintf("%d of %d", lost, checked),
 				peakHeap:        peak(samples, time.Time{}, time.Now(), func(s sample) float64 { return s.heap }),
 				goroutines:      goroutineCells(before, after),
 			})
 			t.Logf("outage: %d requests sent and answered while Redis was down: %s; %d live answers in flight at the kill; "+
+				"503s before the kill %d, sent after the restart %d (the last ending %s after it; Redis forks since the restart %s); "+
 				"verification: %d pre-crash requests re-sent, %d pre-crash records retried",
-				len(outage), codes(count(outage).byLabel), len(inFlight),
+				len(outage), codes(count(outage).byLabel), len(inFlight), len(early), len(late), seconds(lastLate), srv.Info("total_forks"),
 				len(only(d.snapshot(), func(r *result) bool { return r.op == opVerifyNonce })), checked)
+			for _, g := range gws {
+				if n := g.countLog(`"level":"ERROR"`); n > 0 {
+					t.Logf("%s: %d errors logged, the last: %s", g.name, n, lastLine(g.logs.String(), `"level":"ERROR"`))
+				}
+			}
 
 			require.NotEmpty(t, outage, "requests were sent during the outage")
-			for _, r := range outage {
-				assert.Equal(t, "503 store_unavailable", r.label(), "answered while Redis was down")
-			}
+			assert.Equal(t, map[string]int{"503 store_unavailable": len(outage)}, count(outage).byLabel, "answers while Redis was down")
+			assert.Zero(t, len(only(unavailable, func(r *result) bool { return r.retryAfter != "1" })), "503s without Retry-After: 1")
 			assert.Zero(t, c.errors, "transport errors")
 			assert.Zero(t, replays, "requests accepted before the crash, accepted again after it")
 			assert.Zero(t, extraNonces, "nonces the upstream saw more than once")
@@ -139,4 +153,24 @@ func maxTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// recoveryCell reports how long after the restart every gateway served
+// again, and when the last 503 of a request sent after the restart came.
+func recoveryCell(recovery time.Duration, late int, lastLate time.Duration) string {
+	if late == 0 {
+		return seconds(recovery) + ", no 503 after the restart"
+	}
+	return fmt.Sprintf("%s, %d 503s after the restart (the last at +%s)", seconds(recovery), late, seconds(lastLate))
+}
+
+// lastLine returns the last line of logs containing s.
+func lastLine(logs, s string) string {
+	lines := strings.Split(logs, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], s) {
+			return lines[i]
+		}
+	}
+	return ""
 }

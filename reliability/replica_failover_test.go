@@ -105,6 +105,7 @@ func TestClusterFailoverUnderLoad(t *testing.T) {
 		seconds(killAt.Sub(pauseAt)), codes(count(afterKill).byLabel))
 
 	assert.Positive(t, len(unavailable), "requests on the dead master's slots were refused")
+	assert.Zero(t, len(only(unavailable, func(r *result) bool { return r.retryAfter != "1" })), "503s without Retry-After: 1")
 	assert.Zero(t, c.errors, "transport errors")
 	assert.Zero(t, replays, "requests accepted before the kill, accepted again after it")
 	assert.Zero(t, extraNonces, "nonces the upstream saw more than once")
@@ -114,12 +115,16 @@ func TestClusterFailoverUnderLoad(t *testing.T) {
 	assert.Zero(t, c.mismatched, "answers to a key that differ from its first")
 	assert.Positive(t, checked, "records completed before the kill")
 	assert.LessOrEqual(t, window, p.failoverBound, "503 window after the kill")
-	// Recovered: the last 503 came well before the load stopped, and every
-	// gateway answered live after it.
-	assert.Less(t, lastUnavailable, phaseEnd.Add(-2*time.Second), "the 503s ended before the load did")
+	// Recovered: in the last two seconds of the load every gateway answered
+	// live and (but for a stray store timeout on a loaded machine) nothing
+	// was refused; a slot range left without a master would refuse about a
+	// third of the requests.
+	tail := only(afterKill, func(r *result) bool { return r.start.After(phaseEnd.Add(-2 * time.Second)) })
+	refused := len(only(tail, func(r *result) bool { return r.code == "store_unavailable" }))
+	assert.LessOrEqual(t, refused*100, len(tail), "503s among the %d requests of the last two seconds", len(tail))
 	for i, g := range gws {
-		served := only(afterKill, func(r *result) bool { return r.gw == i && r.live() && r.start.After(lastUnavailable) })
-		assert.NotEmpty(t, served, "%s served after the failover", g.name)
+		served := only(tail, func(r *result) bool { return r.gw == i && r.live() })
+		assert.NotEmpty(t, served, "%s served in the last two seconds", g.name)
 	}
 	for label := range c.byLabel {
 		assert.Contains(t, []string{"200", "201", "201 replayed", "401 nonce_replayed", "409 idempotency_in_progress", "503 store_unavailable"}, label)

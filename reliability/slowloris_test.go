@@ -25,11 +25,10 @@ const (
 
 // slowConn is one connection that sends a byte at a time.
 type slowConn struct {
-	kind     string // "header" or "body"
-	opened   time.Time
-	closed   time.Time // zero: not cut within the bound
-	answer   string    // first line the server sent, if any
-	sentByte int
+	kind   string // "header" or "body"
+	opened time.Time
+	closed time.Time // zero: not cut within the bound
+	answer string    // first line the server sent, if any
 }
 
 // Many connections send their headers, or their body, one byte at a time.
@@ -181,9 +180,7 @@ func (sc *slowConn) run(c net.Conn, prefix, trickle []byte, bound time.Duration)
 		case <-limit.C:
 			return
 		case <-tick.C:
-			if _, err := c.Write(trickle[i%len(trickle) : i%len(trickle)+1]); err == nil {
-				sc.sentByte++
-			}
+			_, _ = c.Write(trickle[i%len(trickle) : i%len(trickle)+1])
 		}
 	}
 }
