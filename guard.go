@@ -33,6 +33,7 @@ type Guard struct {
 	observer     Observer
 
 	streamUnknownLength bool
+	requestScheme       func(*http.Request) string
 
 	failOpenPasses atomic.Uint64
 }
@@ -73,6 +74,15 @@ func WithLogger(l *slog.Logger) Option {
 // proxy, such as the Traefik plugin.
 func WithStreamUnknownLength() Option {
 	return func(g *Guard) { g.streamUnknownLength = true }
+}
+
+// WithRequestScheme sets how the Middleware learns the scheme the client
+// used ("http" or "https"), which the jwt binding (htu) and RFC 9421's
+// @scheme and @target-uri cover. f returning "" keeps the default: "https"
+// when the request arrived over TLS. Set it behind a TLS-terminating proxy,
+// trusting X-Forwarded-Proto only from that proxy.
+func WithRequestScheme(f func(r *http.Request) string) Option {
+	return func(g *Guard) { g.requestScheme = f }
 }
 
 // WithErrorHandler replaces how rejections are written. Default WriteProblem.
@@ -224,6 +234,11 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		sr := signature.FromHTTP(r, body)
+		if g.requestScheme != nil {
+			if s := g.requestScheme(r); s != "" {
+				sr.Scheme = s
+			}
+		}
 		v, err := g.Verify(r.Context(), sr)
 		if err != nil {
 			g.reject(w, r, err, start)

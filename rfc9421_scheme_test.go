@@ -267,3 +267,36 @@ func withBodyString(r *http.Request, body string) *http.Request {
 	c.Header = r.Header.Clone()
 	return c
 }
+
+// Behind a TLS-terminating proxy the gateway sees plain HTTP while the
+// client signed https://…: WithRequestScheme supplies the client's scheme,
+// and "" keeps the default taken from the connection.
+func TestRequestSchemeBehindATLSProxy(t *testing.T) {
+	signer := &signature.RFC9421Signer{KeyID: "c", Secret: []byte("s3cret"), Components: []string{"@method", "@target-uri"}}
+	signedOverHTTPS := func() *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "https://api.example.com/v1/things?x=1", nil)
+		require.NoError(t, signer.Sign(r, nil))
+		r.TLS = nil // the proxy terminated TLS
+		return r
+	}
+	tests := []struct {
+		name   string
+		opts   []replayguard.Option
+		status int
+	}{
+		{"scheme from the connection", nil, http.StatusUnauthorized},
+		{"scheme from the option", []replayguard.Option{replayguard.WithRequestScheme(func(*http.Request) string { return "https" })}, http.StatusOK},
+		{"empty keeps the default", []replayguard.Option{replayguard.WithRequestScheme(func(*http.Request) string { return "" })}, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := replayguard.New(replayguard.Config{Scheme: "rfc9421", Keys: []replayguard.KeyConfig{{ID: "c", Secrets: []string{"s3cret"}}}}, tt.opts...)
+			require.NoError(t, err)
+			rec := whServe(g.Middleware(&whUpstream{}), signedOverHTTPS())
+			require.Equal(t, tt.status, rec.Code, rec.Body.String())
+			if tt.status != http.StatusOK {
+				assert.Equal(t, "signature_invalid", whCode(t, rec))
+			}
+		})
+	}
+}

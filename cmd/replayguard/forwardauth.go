@@ -95,6 +95,12 @@ func (fa *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // trustedPeer reports the IP of the TCP peer and whether trusted_proxies
 // holds it.
 func (fa *forwardAuth) trustedPeer(remoteAddr string) (string, bool) {
+	return trustedPeer(fa.trusted, remoteAddr)
+}
+
+// trustedPeer reports the IP of the TCP peer remoteAddr and whether one of
+// nets holds it.
+func trustedPeer(nets []*net.IPNet, remoteAddr string) (string, bool) {
 	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
 		host = remoteAddr
@@ -105,12 +111,32 @@ func (fa *forwardAuth) trustedPeer(remoteAddr string) (string, bool) {
 	if ip == nil {
 		return host, false
 	}
-	for _, n := range fa.trusted {
+	for _, n := range nets {
 		if n.Contains(ip) {
 			return host, true
 		}
 	}
 	return host, false
+}
+
+// forwardedScheme returns the scheme a client used to reach a
+// TLS-terminating proxy in front of the gateway: X-Forwarded-Proto, when
+// the peer is one of nets and the value is http or https; "" otherwise
+// (the default then applies: https only over TLS).
+func forwardedScheme(nets []*net.IPNet) func(r *http.Request) string {
+	return func(r *http.Request) string {
+		if r.TLS != nil {
+			return ""
+		}
+		proto := strings.ToLower(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")))
+		if proto != "http" && proto != "https" {
+			return ""
+		}
+		if _, ok := trustedPeer(nets, r.RemoteAddr); !ok {
+			return ""
+		}
+		return proto
+	}
 }
 
 // reject writes err as the gateway's problem, counting it like the

@@ -301,3 +301,33 @@ func TestForwardAuthHandler(t *testing.T) {
 		})
 	}
 }
+
+// On the proxy listener X-Forwarded-Proto names the client's scheme only
+// when a trusted proxy sent it over plain HTTP.
+func TestForwardedScheme(t *testing.T) {
+	nets, err := replayguard.Config{TrustedProxies: []string{"10.0.0.0/8"}}.TrustedProxyNets()
+	require.NoError(t, err)
+	scheme := forwardedScheme(nets)
+	tests := []struct {
+		name, url, peer, proto, want string
+	}{
+		{"trusted proxy, https", "http://api.example.com/", "10.1.2.3:5000", "https", "https"},
+		{"trusted proxy, upper case", "http://api.example.com/", "10.1.2.3:5000", " HTTPS ", "https"},
+		{"trusted proxy, http", "http://api.example.com/", "10.1.2.3:5000", "http", "http"},
+		{"trusted proxy, other value", "http://api.example.com/", "10.1.2.3:5000", "wss", ""},
+		{"trusted proxy, no header", "http://api.example.com/", "10.1.2.3:5000", "", ""},
+		{"untrusted peer", "http://api.example.com/", "192.0.2.9:5000", "https", ""},
+		{"IPv4-mapped trusted peer", "http://api.example.com/", "[::ffff:10.1.2.3]:5000", "https", "https"},
+		{"arrived over TLS", "https://api.example.com/", "10.1.2.3:5000", "http", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, tt.url, nil)
+			r.RemoteAddr = tt.peer
+			if tt.proto != "" {
+				r.Header.Set("X-Forwarded-Proto", tt.proto)
+			}
+			assert.Equal(t, tt.want, scheme(r))
+		})
+	}
+}

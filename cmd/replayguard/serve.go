@@ -75,7 +75,12 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 		m.WatchBloom("nonce", b.Stats)
 	}
 	set.WatchRedis(m)
-	g, err := replayguard.New(cfg, append(set.Options(), replayguard.WithLogger(logger), replayguard.WithObserver(m))...)
+	nets, err := cfg.TrustedProxyNets()
+	if err != nil {
+		return err
+	}
+	g, err := replayguard.New(cfg, append(set.Options(), replayguard.WithLogger(logger), replayguard.WithObserver(m),
+		replayguard.WithRequestScheme(forwardedScheme(nets)))...)
 	if err != nil {
 		return err
 	}
