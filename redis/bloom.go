@@ -187,7 +187,7 @@ func (b *BloomNonce) Add(ctx context.Context, e nonce.Entry) error {
 	data := []byte(layout.ScopedKey(e.Scope, e.Key))
 	id := partID{bucket: layout.BucketIndex(ts, b.opts.width), part: layout.Partition(data, b.opts.partitions)}
 	st := b.state(id, now)
-	expMs := expiryGrid(ceilMilli(e.Expires), now)
+	expMs := expiryGrid(layout.UnixMilliCeil(e.Expires), now)
 
 	ctx, cancel := context.WithTimeout(ctx, b.opts.timeout)
 	defer cancel()

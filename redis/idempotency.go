@@ -2,8 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/replayguard/replayguard/idempotency"
@@ -51,107 +49,41 @@ func (s *Idempotency) Claim(ctx context.Context, key string, fp idempotency.Fing
 	ctx, cancel := context.WithTimeout(ctx, s.opts.timeout)
 	defer cancel()
 	token := idempotency.NewToken()
-	v, err := claimScript.run(ctx, s.c, true, []string{s.opts.keys.Idempotency(key)}, token, fp[:], millis(lease))
+	v, err := claimScript.run(ctx, s.c, true, []string{s.opts.keys.Idempotency(key)}, layout.ClaimArgs(token, fp, lease)...)
 	if err != nil {
 		return idempotency.Claim{}, unavailable(idempotency.ErrUnavailable, err)
 	}
-	r, ok := v.([]any)
-	if !ok || len(r) == 0 {
-		return idempotency.Claim{}, corrupt("claim reply %T", v)
-	}
-	if acquired, _ := r[0].(int64); acquired == 1 {
-		return idempotency.Claim{Acquired: true, Token: token}, nil
-	}
-	rec, err := decodeRecord(r[1:])
-	if err != nil {
-		return idempotency.Claim{}, err
-	}
-	return idempotency.Claim{Existing: rec}, nil
+	return layout.DecodeClaim(v, token)
 }
 
 // Renew implements idempotency.Store.
 func (s *Idempotency) Renew(ctx context.Context, key, token string, lease time.Duration) error {
-	return s.transition(ctx, renewScript, true, key, token, millis(lease))
+	return s.transition(ctx, renewScript, true, key, layout.RenewArgs(token, lease))
 }
 
 // Complete implements idempotency.Store.
 func (s *Idempotency) Complete(ctx context.Context, key, token string, resp *idempotency.Response, ttl time.Duration) error {
-	return s.transition(ctx, completeScript, false, key, token,
-		strconv.Itoa(resp.Status), layout.EncodeHeader(resp.Header), resp.Body, millis(ttl))
+	return s.transition(ctx, completeScript, false, key, layout.CompleteArgs(token, resp, ttl))
 }
 
 // Release implements idempotency.Store.
 func (s *Idempotency) Release(ctx context.Context, key, token string) error {
-	return s.transition(ctx, releaseScript, false, key, token)
+	return s.transition(ctx, releaseScript, false, key, layout.ReleaseArgs(token))
 }
 
 // transition runs a script answering 1 (done) or 0 (the token no longer
 // holds the record).
-func (s *Idempotency) transition(ctx context.Context, sc *script, retry bool, key, token string, args ...any) error {
+func (s *Idempotency) transition(ctx context.Context, sc *script, retry bool, key string, args []any) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.timeout)
 	defer cancel()
-	v, err := sc.run(ctx, s.c, retry, []string{s.opts.keys.Idempotency(key)}, append([]any{token}, args...)...)
+	v, err := sc.run(ctx, s.c, retry, []string{s.opts.keys.Idempotency(key)}, args...)
 	if err != nil {
 		return unavailable(idempotency.ErrUnavailable, err)
 	}
-	switch v {
-	case int64(1):
-		return nil
-	case int64(0):
-		return idempotency.ErrLeaseLost
-	}
-	return corrupt("transition reply %v", v)
+	return layout.DecodeTransition(v)
 }
 
 // Ping reports whether Redis answers within the timeout.
 func (s *Idempotency) Ping(ctx context.Context) error {
 	return ping(ctx, s.c, s.opts.timeout, idempotency.ErrUnavailable)
-}
-
-// decodeRecord decodes {state, fingerprint, status, header, body}.
-func decodeRecord(r []any) (*idempotency.Record, error) {
-	if len(r) != 5 {
-		return nil, corrupt("record of %d fields", len(r))
-	}
-	f := make([]string, len(r))
-	for i, x := range r {
-		s, ok := x.(string)
-		if !ok {
-			return nil, corrupt("record field %d is %T", i, x)
-		}
-		f[i] = s
-	}
-	rec := &idempotency.Record{}
-	if len(f[1]) != len(rec.Fingerprint) {
-		return nil, corrupt("fingerprint of %d bytes", len(f[1]))
-	}
-	copy(rec.Fingerprint[:], f[1])
-	switch f[0] {
-	case layout.StateInProgress:
-		rec.State = idempotency.StateInProgress
-	case layout.StateCompleted:
-		rec.State = idempotency.StateCompleted
-		status, err := strconv.Atoi(f[2])
-		if err != nil {
-			return nil, corrupt("status %q", f[2])
-		}
-		h, err := layout.DecodeHeader([]byte(f[3]))
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", idempotency.ErrUnavailable, err)
-		}
-		rec.Response = &idempotency.Response{Status: status, Header: h, Body: []byte(f[4])}
-	default:
-		return nil, corrupt("state %q", f[0])
-	}
-	return rec, nil
-}
-
-func corrupt(format string, args ...any) error {
-	return fmt.Errorf("%w: redis: unexpected "+format, append([]any{idempotency.ErrUnavailable}, args...)...)
-}
-
-// millis returns d in whole milliseconds, at least 1.
-func millis(d time.Duration) int64 {
-	ms := int64((d + time.Millisecond - 1) / time.Millisecond)
-	return max(ms, 1)
 }

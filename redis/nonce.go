@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"strconv"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -54,7 +52,7 @@ func (n *Nonce) Add(ctx context.Context, e nonce.Entry) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.timeout)
 	defer cancel()
-	token := newToken()
+	token := layout.NewNonceToken()
 	_, err := n.set(ctx, n.opts.keys.Nonce(e.Scope, e.Key), token, e.Expires)
 	return err
 }
@@ -63,7 +61,7 @@ func (n *Nonce) Add(ctx context.Context, e nonce.Entry) error {
 // reports whether the reply was the caller's own token.
 func (n *Nonce) set(ctx context.Context, key, token string, expires time.Time) (own bool, err error) {
 	// Pointers box without an allocation each.
-	ms := ceilMilli(expires)
+	ms := layout.UnixMilliCeil(expires)
 	cmd := goredis.NewCmd(ctx, "set", &key, &token, "nx", "get", "pxat", &ms)
 	err = n.c.Process(ctx, cmd)
 	switch {
@@ -72,7 +70,7 @@ func (n *Nonce) set(ctx context.Context, key, token string, expires time.Time) (
 	case err != nil:
 		return false, unavailable(nonce.ErrUnavailable, err)
 	}
-	if v, ok := cmd.Val().(string); ok && v == token {
+	if layout.NonceFresh(cmd.Val(), token) {
 		return true, nil
 	}
 	return false, nonce.ErrReplayed
@@ -85,24 +83,6 @@ func (n *Nonce) Ping(ctx context.Context) error {
 
 // Keys returns the key layout in force.
 func (n *Nonce) Keys() layout.Keys { return n.opts.keys }
-
-// newToken returns a random non-negative 63-bit integer in decimal: Redis
-// stores such a value as an integer in the key's object (no separate string
-// allocation) and returns it byte for byte.
-func newToken() string {
-	return strconv.FormatInt(rand.Int64(), 10)
-}
-
-// ceilMilli returns t in unix milliseconds, rounded up so that a key never
-// expires before t.
-func ceilMilli(t time.Time) int64 {
-	ns := t.UnixNano()
-	ms := ns / int64(time.Millisecond)
-	if ns%int64(time.Millisecond) > 0 {
-		ms++
-	}
-	return ms
-}
 
 func ping(ctx context.Context, c Client, timeout time.Duration, sentinel error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)

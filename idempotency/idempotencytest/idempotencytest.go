@@ -172,11 +172,13 @@ func Run(t *testing.T, newStore func(t *testing.T) idempotency.Store) {
 	t.Run("RenewExtendsTheLease", func(t *testing.T) {
 		s := newStore(t)
 		k := key()
-		c, err := s.Claim(ctx, k, fpA, 400*time.Millisecond)
+		// The renewal comes 400ms into a 1.2s lease: a margin for a busy
+		// machine; the claim after 1.2s finds the renewed lease.
+		c, err := s.Claim(ctx, k, fpA, 1200*time.Millisecond)
 		require.NoError(t, err)
-		time.Sleep(200 * time.Millisecond)
-		require.NoError(t, s.Renew(ctx, k, c.Token, 2*time.Second))
 		time.Sleep(400 * time.Millisecond)
+		require.NoError(t, s.Renew(ctx, k, c.Token, 5*time.Second))
+		time.Sleep(1200 * time.Millisecond)
 		c2, err := s.Claim(ctx, k, fpA, time.Minute)
 		require.NoError(t, err)
 		assert.False(t, c2.Acquired, "the renewed lease still holds")

@@ -2,8 +2,6 @@ package resp
 
 import (
 	"context"
-	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/replayguard/replayguard/nonce"
@@ -50,7 +48,7 @@ func (n *Nonce) Add(ctx context.Context, e nonce.Entry) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.timeout)
 	defer cancel()
-	_, err := n.set(ctx, n.opts.keys.Nonce(e.Scope, e.Key), newToken(), e.Expires)
+	_, err := n.set(ctx, n.opts.keys.Nonce(e.Scope, e.Key), layout.NewNonceToken(), e.Expires)
 	return err
 }
 
@@ -58,7 +56,7 @@ func (n *Nonce) Add(ctx context.Context, e nonce.Entry) error {
 // reports whether the reply was the caller's own token.
 func (n *Nonce) set(ctx context.Context, key, token string, expires time.Time) (bool, error) {
 	v, err := n.c.exec(ctx, call{
-		args: []any{"set", key, token, "nx", "get", "pxat", ceilMilli(expires)},
+		args: []any{"set", key, token, "nx", "get", "pxat", layout.UnixMilliCeil(expires)},
 		key:  key, keyed: true, retry: true,
 	})
 	if err == nil {
@@ -72,7 +70,7 @@ func (n *Nonce) set(ctx context.Context, key, token string, expires time.Time) (
 	if v == nil {
 		return false, nil
 	}
-	if s, ok := v.(string); ok && s == token {
+	if layout.NonceFresh(v, token) {
 		return true, nil
 	}
 	return false, nonce.ErrReplayed
@@ -85,23 +83,6 @@ func (n *Nonce) Ping(ctx context.Context) error {
 
 // Keys returns the key layout in force.
 func (n *Nonce) Keys() layout.Keys { return n.opts.keys }
-
-// newToken returns a random non-negative 63-bit integer in decimal, as
-// package redisstore does: Redis keeps such a value as an integer.
-func newToken() string {
-	return strconv.FormatInt(rand.Int64(), 10)
-}
-
-// ceilMilli returns t in unix milliseconds, rounded up so that a key never
-// expires before t.
-func ceilMilli(t time.Time) int64 {
-	ns := t.UnixNano()
-	ms := ns / int64(time.Millisecond)
-	if ns%int64(time.Millisecond) > 0 {
-		ms++
-	}
-	return ms
-}
 
 // ping sends PING within timeout.
 func ping(ctx context.Context, c *Client, timeout time.Duration, sentinel error) error {
