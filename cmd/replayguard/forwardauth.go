@@ -150,9 +150,9 @@ func (fa *forwardAuth) reject(w http.ResponseWriter, r *http.Request, err error,
 		}
 		fa.observer.ObserveRequest(code, time.Since(start))
 	}
-	if gone {
-		return
-	}
+	// The status is the decision: even when the proxy looks gone (its
+	// context cancelled, say after a half-close), a failed check must never
+	// end as net/http's implicit 200.
 	if errors.Is(err, replayguard.ErrBodyTooLarge) {
 		w.Header().Set("Connection", "close")
 	}

@@ -213,6 +213,17 @@ func TestForwardAuthHandler(t *testing.T) {
 		assert.Equal(t, []string{"", "nonce_replayed"}, f.observer.codes)
 	})
 
+	t.Run("a proxy that looks gone still gets a refusal, never the implicit 200", func(t *testing.T) {
+		f := newFAFixture(t)
+		o := signOriginal(t, http.MethodGet, "http://api.example.com/v1/things", "")
+		require.Equal(t, http.StatusOK, f.do(t, o.authRequest(t, trustedPeer, false)).status)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		res := f.do(t, o.authRequest(t, trustedPeer, false).WithContext(ctx))
+		assert.GreaterOrEqual(t, res.status, 400, "the replay was cancelled, not approved: %s", res.body)
+		assert.Empty(t, res.header.Get(keyIDHeader))
+	})
+
 	t.Run("untrusted peer never reaches a store", func(t *testing.T) {
 		f := newFAFixture(t)
 		o := signOriginal(t, http.MethodPost, "https://api.example.com/v1/charges", `{"amount":100}`)
