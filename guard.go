@@ -297,10 +297,9 @@ func (g *Guard) reject(w http.ResponseWriter, r *http.Request, err error, start 
 		}
 		g.observer.ObserveRequest(code, time.Since(start))
 	}
-	if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
-		// The client is gone; there is nobody to answer.
-		return
-	}
+	// Answer even when the request's context is cancelled: a client that
+	// half-closed its connection still reads the reply, and without one
+	// net/http would send an implicit 200 for a request that never ran.
 	if errors.Is(err, ErrBodyTooLarge) {
 		// The rest of an oversized body is not worth draining.
 		w.Header().Set("Connection", "close")

@@ -207,6 +207,23 @@ func TestReplayRejectedAndUpstreamSeesBody(t *testing.T) {
 	assert.Equal(t, int64(1), up.hits.Load())
 }
 
+// A request whose context is cancelled (a client that half-closed its
+// connection still reads the reply) is refused with a status, never left to
+// net/http's implicit 200 as if it had run.
+func TestCancelledRequestIsAnswered(t *testing.T) {
+	up := &upstream{}
+	h := newGuard(t, testConfig()).Middleware(up)
+	body := []byte(`{"a":1}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow).WithContext(ctx)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	assert.GreaterOrEqual(t, rec.Code, 400, rec.Body.String())
+	assert.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
+	assert.Zero(t, up.hits.Load())
+}
+
 func TestSameNonceUnderTwoKeysIsTwoEntries(t *testing.T) {
 	up := &upstream{}
 	h := newGuard(t, testConfig()).Middleware(up)
