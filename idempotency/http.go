@@ -404,7 +404,9 @@ func (r *recorder) WriteHeader(code int) {
 	if mt := r.w.Header().Get("Content-Type"); strings.HasPrefix(strings.ToLower(mt), "text/event-stream") {
 		r.streaming = true
 	}
-	if r.unknownLengthStreams && r.w.Header().Get("Content-Length") == "" {
+	// 204 and 304 carry no body, hence no Content-Length: nothing streams.
+	if r.unknownLengthStreams && code != http.StatusNoContent && code != http.StatusNotModified &&
+		r.w.Header().Get("Content-Length") == "" {
 		r.streaming = true
 	}
 	r.w.WriteHeader(code)

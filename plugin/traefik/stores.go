@@ -11,72 +11,93 @@ import (
 	"github.com/replayguard/replayguard/nonce"
 )
 
-// storeSet is the stores one store configuration uses.
+// storeSet is the stores one middleware instance uses.
 type storeSet struct {
 	nonces nonce.Store
 	idem   idempotency.Store
 }
 
-// registry keeps store sets alive across New calls. Traefik builds the
+// registry keeps stores alive across New calls. Traefik builds the
 // middleware once per router that uses it and again on every dynamic
 // configuration reload; a memory store rebuilt each time would forget the
 // nonces it saw (a replay through another router, or after a reload, would
 // pass), and a Redis client rebuilt each time would leak its connections.
-// Sets are keyed by everything that chooses a store, so instances whose
-// stores are configured alike share them.
+//
+// The nonce store, the idempotency store and the Redis client are each
+// keyed by only the options that choose them, so that instances differing
+// in anything else (keys, window, the other store) still share them: every
+// instance with a memory nonce store shares the one memory nonce store, and
+// every instance with a Redis nonce store on the same Redis shares its
+// client. A memory store's cap (nonce.maxEntries) is the one of the
+// instance that created it.
 var registry = struct {
-	mu   sync.Mutex
-	sets map[string]*storeSet
-}{sets: map[string]*storeSet{}}
+	mu     sync.Mutex
+	nonces map[string]nonce.Store
+	idem   map[string]idempotency.Store
+	redis  map[string]*redisConn
+}{nonces: map[string]nonce.Store{}, idem: map[string]idempotency.Store{}, redis: map[string]*redisConn{}}
 
-// storeKey identifies the stores cfg selects.
-func storeKey(cfg replayguard.Config) string {
+// redisKey identifies the Redis cfg names, and how its keys are named.
+func redisKey(cfg replayguard.Config) string {
 	r := cfg.Redis
-	parts := []string{
-		"nonce", cfg.Nonce.Store, cfg.Nonce.Mode, fmt.Sprint(cfg.Nonce.MaxEntries),
-		"idempotency", cfg.Idempotency.Store,
-	}
-	if cfg.Nonce.Store == replayguard.StoreRedis || cfg.Idempotency.Store == replayguard.StoreRedis {
-		parts = append(parts, "redis", strings.Join(r.Addrs, ","), r.Username, r.Password,
-			fmt.Sprint(r.DB), fmt.Sprint(r.TLS), r.Timeout.String(), r.KeyPrefix)
-	}
-	return strings.Join(parts, "\x00")
+	return strings.Join([]string{strings.Join(r.Addrs, ","), r.Username, r.Password,
+		fmt.Sprint(r.DB), fmt.Sprint(r.TLS), r.Timeout.String(), r.KeyPrefix}, "\x00")
 }
 
-// sharedStores returns the store set of cfg, building it on first use.
+// sharedStores returns the stores of cfg, building those not built yet.
 func sharedStores(ctx context.Context, cfg replayguard.Config) (*storeSet, error) {
-	key := storeKey(cfg)
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
-	if s, ok := registry.sets[key]; ok {
-		return s, nil
-	}
-	s, err := openStores(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	registry.sets[key] = s
-	return s, nil
-}
-
-func openStores(ctx context.Context, cfg replayguard.Config) (*storeSet, error) {
-	s := &storeSet{}
-	var rc *redisConn
-	if cfg.Nonce.Store == replayguard.StoreRedis || cfg.Idempotency.Store == replayguard.StoreRedis {
-		var err error
-		if rc, err = dialRedis(ctx, cfg); err != nil {
+	rc := func() (*redisConn, error) {
+		k := redisKey(cfg)
+		if c, ok := registry.redis[k]; ok {
+			return c, nil
+		}
+		c, err := dialRedis(ctx, cfg)
+		if err != nil {
 			return nil, err
 		}
+		registry.redis[k] = c
+		return c, nil
 	}
+	s := &storeSet{}
+
+	nk := cfg.Nonce.Store + "\x00" + cfg.Nonce.Mode
 	if cfg.Nonce.Store == replayguard.StoreRedis {
-		s.nonces = rc.nonces()
-	} else {
-		s.nonces = nonce.NewMemory(nonce.WithMaxEntries(cfg.Nonce.MaxEntries))
+		nk += "\x00" + redisKey(cfg)
 	}
-	if cfg.Idempotency.Store == replayguard.StoreRedis {
-		s.idem = rc.idempotency()
+	if ns, ok := registry.nonces[nk]; ok {
+		s.nonces = ns
 	} else {
-		s.idem = idempotency.NewMemory()
+		if cfg.Nonce.Store == replayguard.StoreRedis {
+			c, err := rc()
+			if err != nil {
+				return nil, err
+			}
+			s.nonces = c.nonces()
+		} else {
+			s.nonces = nonce.NewMemory(nonce.WithMaxEntries(cfg.Nonce.MaxEntries))
+		}
+		registry.nonces[nk] = s.nonces
+	}
+
+	ik := cfg.Idempotency.Store
+	if cfg.Idempotency.Store == replayguard.StoreRedis {
+		ik += "\x00" + redisKey(cfg)
+	}
+	if is, ok := registry.idem[ik]; ok {
+		s.idem = is
+	} else {
+		if cfg.Idempotency.Store == replayguard.StoreRedis {
+			c, err := rc()
+			if err != nil {
+				return nil, err
+			}
+			s.idem = c.idempotency()
+		} else {
+			s.idem = idempotency.NewMemory()
+		}
+		registry.idem[ik] = s.idem
 	}
 	return s, nil
 }

@@ -464,29 +464,40 @@ func TestPluginUnderYaegi(t *testing.T) {
 		assert.Empty(t, logs.take())
 	})
 
-	t.Run("instances with the same stores share them: a replay through another router or after a reload is caught", func(t *testing.T) {
-		opts := pluginOptions()
-		opts["nonce"] = map[string]any{"maxEntries": "4096"} // stores of their own, apart from the other subtests
+	t.Run("instances share their stores: a replay through another router or after a reload is caught", func(t *testing.T) {
 		up := &upstream{}
-		first, err := plugin.newHandler(ctx, up, opts, "shared@file")
+		first, err := plugin.newHandler(ctx, up, pluginOptions(), "first@file")
 		require.NoError(t, err)
-		opts["timestamp"] = map[string]any{"tolerance": "10m", "futureSkew": "1m"} // a reload changing the window
-		second, err := plugin.newHandler(ctx, up, opts, "shared@file")
+		// A reload, or another middleware, that changes the window, the
+		// memory store's cap and the idempotency store still shares the
+		// memory nonce store.
+		opts := pluginOptions()
+		opts["timestamp"] = map[string]any{"tolerance": "10m", "futureSkew": "1m"}
+		opts["nonce"] = map[string]any{"maxEntries": "1000"}
+		opts["idempotency"] = map[string]any{"store": "redis"}
+		opts["redis"] = map[string]any{"addrs": []any{"127.0.0.1:1"}}
+		second, err := plugin.newHandler(ctx, up, opts, "second@file")
 		require.NoError(t, err)
+		third, err := plugin.newHandler(ctx, up, pluginOptions(), "first@file")
+		require.NoError(t, err)
+
+		req := sign(t, http.MethodGet, "/v1/ping", nil, time.Now())
+		rec := serve(first, req.request(nil))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		for _, h := range []http.Handler{second, third} {
+			rec = serve(h, req.request(nil))
+			assert.Equal(t, http.StatusUnauthorized, rec.Code)
+			assert.Equal(t, "nonce_replayed", problemCode(t, rec))
+		}
 
 		body := []byte(`{"amount":1}`)
 		key := uuid.NewString()
-		req := signWithKey(t, http.MethodPost, "/v1/charges", body, time.Now(), key)
-		rec := serve(first, req.request(body))
+		rec = serve(first, signWithKey(t, http.MethodPost, "/v1/charges", body, time.Now(), key).request(body))
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
-		rec = serve(second, req.request(body))
-		assert.Equal(t, http.StatusUnauthorized, rec.Code)
-		assert.Equal(t, "nonce_replayed", problemCode(t, rec))
-
-		rec = serve(second, signWithKey(t, http.MethodPost, "/v1/charges", body, time.Now(), key).request(body))
+		rec = serve(third, signWithKey(t, http.MethodPost, "/v1/charges", body, time.Now(), key).request(body))
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
-		assert.Equal(t, "true", rec.Header().Get(idempotency.ReplayedHeader), "the record written through the first instance answers the second")
-		assert.EqualValues(t, 1, up.hits.Load())
+		assert.Equal(t, "true", rec.Header().Get(idempotency.ReplayedHeader), "the record written through the first instance answers the reloaded one")
+		assert.EqualValues(t, 2, up.hits.Load())
 		assert.Empty(t, logs.take())
 	})
 
