@@ -57,7 +57,7 @@ var corePackages = []string{
 // pluginGoPath assembles the plugin's local-plugin tree, as make
 // traefik-plugin does, in a temporary directory that serves as Traefik's
 // plugins-local (the interpreter's GOPATH).
-func pluginGoPath(t *testing.T) string {
+func pluginGoPath(t testing.TB) string {
 	t.Helper()
 	gopath := t.TempDir()
 	dir, err := tree.Assemble(gopath)
@@ -87,7 +87,7 @@ type manifest struct {
 	TestData    map[string]any `yaml:"testData"`
 }
 
-func readManifest(t *testing.T, gopath string) manifest {
+func readManifest(t testing.TB, gopath string) manifest {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(gopath, "src", filepath.FromSlash(tree.Module), tree.Manifest))
 	require.NoError(t, err)
@@ -100,7 +100,7 @@ func readManifest(t *testing.T, gopath string) manifest {
 // does: the manifest's import evaluated in an interpreter whose GOPATH is
 // the plugins-local directory, with the standard library's symbols and
 // nothing else (no unsafe, no syscall beyond the standard symbols).
-func loadPlugin(t *testing.T, gopath string) *yaegiPlugin {
+func loadPlugin(t testing.TB, gopath string) *yaegiPlugin {
 	t.Helper()
 	m := readManifest(t, gopath)
 	require.Equal(t, "middleware", m.Type)
@@ -264,7 +264,7 @@ type signedRequest struct {
 }
 
 // sign signs a request; a POST gets a fresh Idempotency-Key.
-func sign(t *testing.T, method, target string, body []byte, at time.Time) signedRequest {
+func sign(t testing.TB, method, target string, body []byte, at time.Time) signedRequest {
 	t.Helper()
 	key := ""
 	if method == http.MethodPost {
@@ -274,7 +274,7 @@ func sign(t *testing.T, method, target string, body []byte, at time.Time) signed
 }
 
 // signWithKey signs a request carrying the Idempotency-Key key, if not empty.
-func signWithKey(t *testing.T, method, target string, body []byte, at time.Time, key string) signedRequest {
+func signWithKey(t testing.TB, method, target string, body []byte, at time.Time, key string) signedRequest {
 	t.Helper()
 	r := httptest.NewRequest(method, "http://api.example.com"+target, bytes.NewReader(body))
 	if key != "" {
