@@ -39,8 +39,8 @@
 //
 // # Running
 //
-//	go test -race ./reliability/                     # short form, a few minutes on 2 cores
-//	RELIABILITY=full go test -race -timeout 30m ./reliability/
+//	go test -race ./reliability/                                # short form, about 90 s on 2 cores
+//	RELIABILITY=full go test -race -timeout 40m ./reliability/  # about ten minutes
 //	RELIABILITY_REPORT=/tmp/reliability.md go test ./reliability/
 //
 // The short form is the default (fewer gateways, shorter phases, lower

@@ -353,6 +353,29 @@ func goroutinesByGateway(t *testing.T, gws []*gateway) []int {
 	return out
 }
 
+// idleGoroutines returns each gateway's goroutine count once it holds
+// still (three equal readings 200ms apart, within five seconds): just after
+// start the servers' goroutines may not all be running yet.
+func idleGoroutines(t *testing.T, gws []*gateway) []int {
+	t.Helper()
+	out := make([]int, len(gws))
+	for i, g := range gws {
+		deadline := time.Now().Add(5 * time.Second)
+		last, same := g.goroutines(t), 0
+		for same < 2 && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+			n := g.goroutines(t)
+			if n == last {
+				same++
+			} else {
+				last, same = n, 0
+			}
+		}
+		out[i] = last
+	}
+	return out
+}
+
 // settleGoroutines waits (up to limit) until every gateway's goroutine
 // count is at most its baseline plus slack, then up to three more seconds
 // for the baseline itself (connections still closing), and returns the

@@ -38,7 +38,7 @@ func TestOversizedInput(t *testing.T) {
 	gws := startGateways(t, 1, gatewayConfig{upstream: up.URL, nonceStore: "redis", idemStore: "redis",
 		redisAddrs: []string{srv.Addr()}, maxBodyBytes: maxBody})
 	g := gws[0]
-	before := goroutinesByGateway(t, gws)
+	before := idleGoroutines(t, gws)
 	mon := startMonitor(gws, time.Second)
 	writesBefore := redisWrites(t, srv)
 

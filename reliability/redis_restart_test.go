@@ -35,7 +35,7 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 			up := newUpstream(t)
 			gws := startGateways(t, p.gateways, gatewayConfig{upstream: up.URL, nonceStore: "redis", nonceMode: mode,
 				idemStore: "redis", redisAddrs: []string{srv.Addr()}, redisTimeout: "500ms"})
-			before := goroutinesByGateway(t, gws)
+			before := idleGoroutines(t, gws)
 			mon := startMonitor(gws, time.Second)
 			d := newDriver(gws, p.inFlight)
 

@@ -43,7 +43,7 @@ func TestSlowClients(t *testing.T) {
 	up := newUpstream(t)
 	gws := startGateways(t, 1, gatewayConfig{upstream: up.URL})
 	g := gws[0]
-	before := goroutinesByGateway(t, gws)
+	before := idleGoroutines(t, gws)
 	mon := startMonitor(gws, time.Second)
 
 	// Signed traffic for as long as the slow connections live.

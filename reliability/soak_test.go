@@ -28,7 +28,7 @@ func TestSoak(t *testing.T) {
 	gws := startGateways(t, 1, gatewayConfig{upstream: up.URL, maxEntries: p.soakMaxEntries,
 		tolerance: p.soakTolerance, idemTTL: p.soakTTL, lease: "10s"})
 	g := gws[0]
-	before := goroutinesByGateway(t, gws)
+	before := idleGoroutines(t, gws)
 	mon := startMonitor(gws, time.Second)
 	d := newDriver(gws, p.inFlight)
 	d.retryWithin = ttl / 2
