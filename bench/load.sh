@@ -119,7 +119,17 @@ drive() {
 		"$tmp/replayguard" load --secret "$secret" --key-id "$key_id" -d "@$tmp/body" \
 			--rate "$rate" --duration "$DURATION" --concurrency "$CONCURRENCY" \
 			--replay-every "$REPLAY_EVERY" --json "$url/v1/charges" \
-			>"$tmp/$slug-$load.json" 2>"$tmp/$slug-$load.log"
+			>"$tmp/$slug-$load.json" 2>"$tmp/$slug-$load.log" &
+		local pid=$!
+		pids+=("$pid")
+		# A signal interrupts wait (not a foreground child), so the traps
+		# clean up at once.
+		if ! wait "$pid"; then
+			log "replayguard load failed:"
+			cat "$tmp/$slug-$load.log" >&2
+			exit 1
+		fi
+		stop "$pid"
 		rows+=("$name" "$label" "$tmp/$slug-$load.json")
 	done
 }
@@ -187,7 +197,11 @@ fi
 uptime_after="$(uptime)"
 
 echo
-echo "Load: $DURATION per run, $CONCURRENCY requests in flight at most, POST with a $BODY_BYTES-byte body and a fresh Idempotency-Key, replay every ${REPLAY_EVERY} (0: none)."
+replays="no replays"
+if ((REPLAY_EVERY > 0)); then
+	replays="every ${REPLAY_EVERY}th request a replay of the one before"
+fi
+echo "Load: $DURATION per run, $CONCURRENCY requests in flight at most, POST with a $BODY_BYTES-byte body and a fresh Idempotency-Key, $replays."
 echo "uptime before: $uptime_before"
 echo "uptime after:  $uptime_after"
 echo

@@ -1,11 +1,14 @@
 // Command ratios reads `go test -bench` output on stdin and prints each goal
 // ratio (medians over -count runs, both sides from the same run) and whether
-// it is met.
+// it is met; with -markdown, as the Markdown table of BENCHMARKS.md.
 package main
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"regexp"
 	"sort"
@@ -43,8 +46,20 @@ var goals = []goal{
 var line = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
 
 func main() {
+	markdown := flag.Bool("markdown", false, "print the goals as a Markdown table (the one in BENCHMARKS.md)")
+	flag.Parse()
+	rs := evaluate(parse(os.Stdin))
+	if *markdown {
+		writeMarkdown(os.Stdout, rs)
+		return
+	}
+	writeText(os.Stdout, rs)
+}
+
+// parse collects every sample of every metric of every benchmark.
+func parse(r io.Reader) map[string]map[string][]float64 {
 	samples := map[string]map[string][]float64{}
-	sc := bufio.NewScanner(os.Stdin)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		m := line.FindStringSubmatch(sc.Text())
 		if m == nil {
@@ -62,37 +77,87 @@ func main() {
 			samples[m[1]][fields[i+1]] = append(samples[m[1]][fields[i+1]], v)
 		}
 	}
-	fmt.Println("\nGoals (medians; ratio = benchmark / baseline from the same run)")
-	failed := 0
+	return samples
+}
+
+// result is a goal's outcome: Missing names what was not measured, else
+// Value is in Unit and Verdict is "met", "NOT MET" or "info".
+type result struct {
+	goal
+	Value   float64
+	Unit    string
+	Verdict string
+	Missing string
+}
+
+func evaluate(samples map[string]map[string][]float64) []result {
+	rs := make([]result, 0, len(goals))
 	for _, g := range goals {
+		r := result{goal: g}
 		v, ok := median(samples, g.Bench, g.Metric)
 		if !ok {
-			fmt.Printf("  %-58s  not measured\n", g.Name)
+			r.Missing = "not measured"
+			rs = append(rs, r)
 			continue
 		}
-		got, unit := v, g.Metric
+		r.Value, r.Unit = v, g.Metric
 		if g.Base != "" {
 			base, ok := median(samples, g.Base, g.Metric)
 			if !ok || base == 0 {
-				fmt.Printf("  %-58s  baseline not measured\n", g.Name)
+				r.Missing = "baseline not measured"
+				rs = append(rs, r)
 				continue
 			}
-			got, unit = v/base, "×"
+			r.Value, r.Unit = v/base, "×"
 		}
-		verdict := "info"
+		r.Verdict = "info"
 		if g.Max > 0 {
-			verdict = "met"
-			if got > g.Max {
-				verdict = "NOT MET"
+			r.Verdict = "met"
+			if r.Value > g.Max {
+				r.Verdict = "NOT MET"
+			}
+		}
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+func writeText(w io.Writer, rs []result) {
+	fmt.Fprintln(w, "\nGoals (medians; ratio = benchmark / baseline from the same run)")
+	failed := 0
+	for _, r := range rs {
+		switch {
+		case r.Missing != "":
+			fmt.Fprintf(w, "  %-58s  %s\n", r.Name, r.Missing)
+		case r.Max > 0:
+			if r.Verdict != "met" {
 				failed++
 			}
-			fmt.Printf("  %-58s  %8.2f %-9s goal ≤ %g  %s\n", g.Name, got, unit, g.Max, verdict)
-			continue
+			fmt.Fprintf(w, "  %-58s  %8.2f %-9s goal ≤ %g  %s\n", r.Name, r.Value, r.Unit, r.Max, r.Verdict)
+		default:
+			fmt.Fprintf(w, "  %-58s  %8.2f %-9s %s\n", r.Name, r.Value, r.Unit, r.Verdict)
 		}
-		fmt.Printf("  %-58s  %8.2f %-9s %s\n", g.Name, got, unit, verdict)
 	}
 	if failed > 0 {
-		fmt.Printf("%d goal(s) not met\n", failed)
+		fmt.Fprintf(w, "%d goal(s) not met\n", failed)
+	}
+}
+
+// writeMarkdown prints one row per goal, the goal's name in the first cell.
+func writeMarkdown(w io.Writer, rs []result) {
+	fmt.Fprintln(w, "| goal | measured | limit | verdict |")
+	fmt.Fprintln(w, "|---|---:|---:|---|")
+	for _, r := range rs {
+		limit := limitCell(r.Max)
+		if r.Missing != "" {
+			fmt.Fprintf(w, "| %s | — | %s | %s |\n", r.Name, limit, r.Missing)
+			continue
+		}
+		verdict := r.Verdict
+		if verdict == "NOT MET" {
+			verdict = "**not met**"
+		}
+		fmt.Fprintf(w, "| %s | %.2f %s | %s | %s |\n", r.Name, r.Value, r.Unit, limit, verdict)
 	}
 }
 
@@ -106,4 +171,17 @@ func median(s map[string]map[string][]float64, name, metric string) (float64, bo
 		return v[len(v)/2], true
 	}
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2, true
+}
+
+// limitCell is a goal's limit as the Markdown table shows it: empty for an
+// information-only ratio.
+func limitCell(limit float64) string {
+	switch {
+	case limit <= 0:
+		return ""
+	case limit == math.Trunc(limit):
+		return fmt.Sprintf("≤ %.0f", limit)
+	default:
+		return fmt.Sprintf("≤ %.3g", limit)
+	}
 }
