@@ -9,7 +9,7 @@ BENCHCOUNT ?= 6
 # Nested modules with their own go.mod.
 MODULES := . bench plugin/traefik plugin/caddy signature/jwtinterop signature/webhookinterop
 
-.PHONY: all build caddy traefik-plugin demo test test-short lint fmt vet fuzz bench deps tools clean
+.PHONY: all build caddy traefik-plugin load reliability demo test test-short lint fmt vet fuzz bench deps tools clean
 
 all: build test
 
@@ -73,6 +73,10 @@ fuzz:
 ## bench: the benchmark suite against its baselines, summarised by benchstat.
 bench:
 	@cd bench && ./run.sh $(BENCHCOUNT)
+
+## load: the binary under load (memory, Redis exact, Redis Bloom) against a no-op upstream.
+load:
+	@bench/load.sh
 
 clean:
 	rm -rf $(BIN)

@@ -138,30 +138,40 @@ func runLoad(ctx context.Context, o loadOptions, progress io.Writer) (*loadSumma
 	}
 	go func() {
 		defer close(jobs)
-		var tick <-chan time.Time
-		if o.rate > 0 {
-			interval := time.Duration(float64(time.Second) / o.rate)
-			if interval <= 0 {
-				interval = time.Nanosecond
-			}
-			t := time.NewTicker(interval)
-			defer t.Stop()
-			tick = t.C
-		}
-		for n := 1; ; n++ {
-			if tick != nil {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick:
-				}
-			} else if ctx.Err() != nil {
-				return
-			}
+		send := func(n int) bool {
 			select {
 			case jobs <- n:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		if o.rate <= 0 {
+			for n := 1; send(n); n++ {
+			}
+			return
+		}
+		// Requests are due by the clock, not by ticks: a tick lost to a
+		// starved CPU is made up at the next one, so the rate achieved is
+		// the rate asked for whenever the gateway keeps up.
+		interval := time.Duration(float64(time.Second) / o.rate)
+		if interval < time.Millisecond {
+			interval = time.Millisecond
+		}
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		begin := time.Now()
+		for n := 1; ; {
+			select {
 			case <-ctx.Done():
 				return
+			case <-t.C:
+			}
+			due := int(time.Since(begin).Seconds() * o.rate)
+			for ; n <= due; n++ {
+				if !send(n) {
+					return
+				}
 			}
 		}
 	}()

@@ -180,7 +180,13 @@ func newProxy(cfg replayguard.Config, logger *slog.Logger) (*httputil.ReversePro
 	if err != nil {
 		return nil, &replayguard.FieldError{Field: "upstream", Err: err}
 	}
+	// The default transport keeps 2 idle connections per host: under
+	// concurrency most requests would dial the upstream anew.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 1024
+	tr.MaxIdleConnsPerHost = 512
 	return &httputil.ReverseProxy{
+		Transport: tr,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
 			pr.SetXForwarded()
