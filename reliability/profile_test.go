@@ -17,26 +17,32 @@ type profile struct {
 	name     string
 	gateways int
 	rate     float64 // signed requests per second, over all gateways
-	inFlight int
+	inFlight int     // requests in flight at most
 
-	sharedFor time.Duration // each nonce mode of the shared-Redis scenario
+	sharedFor time.Duration // load per nonce mode with gateways sharing one Redis
 
-	restartModes                          []string
-	restartBefore, outage, restartAfter   time.Duration
-	failoverBefore, failoverAfter         time.Duration
-	slowHeaderConns, slowBodyConns        int
-	slowRate                              float64
-	oversizedEach                         int
-	soakRate                              float64
-	soakWarmup, soakFor                   time.Duration
-	soakTolerance, soakTTL                string
-	soakMaxEntries                        int
-	soakHeapFactor                        float64
-	soakHeapSlack                         float64 // bytes
-	goroutineSlack                        int
-	restartRecoveryBound, failoverBound   time.Duration
-	cutSlack                              time.Duration // past the server's timeout, a slow connection must be cut
-	settleGoroutinesFor, replicationSlack time.Duration
+	restartModes                        []string      // nonce modes of the Redis restart
+	restartBefore, outage, restartAfter time.Duration // load before the kill, down time, load after the restart
+	failoverBefore, failoverAfter       time.Duration // load before and after a Cluster master is killed
+
+	slowHeaderConns, slowBodyConns int
+	slowRate                       float64       // signed requests per second next to the slow connections
+	cutSlack                       time.Duration // past the server's timeout, a slow connection must be cut
+
+	oversizedEach int // requests of each oversized kind
+
+	soakRate               float64
+	soakWarmup, soakFor    time.Duration
+	soakTolerance, soakTTL string // freshness window and idempotency TTL, short so that records turn over
+	soakMaxEntries         int
+	soakHeapFactor         float64 // heap at the end ≤ factor × heap after warm-up + slack
+	soakHeapSlack          float64 // bytes
+
+	goroutineSlack       int // goroutines above the idle count still taken as settled
+	settleGoroutinesFor  time.Duration
+	restartRecoveryBound time.Duration // generous bounds, not latency goals
+	failoverBound        time.Duration
+	replicationSlack     time.Duration // time for replicas to catch up before the kill
 }
 
 var shortProfile = profile{
