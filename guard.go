@@ -333,6 +333,10 @@ func (b *replayBody) Read(p []byte) (int, error) { return b.Reader.Read(p) }
 
 func (*replayBody) Close() error { return nil }
 
+// eagerBodyBytes is the largest body buffer allocated at its declared
+// Content-Length before any of it arrives.
+const eagerBodyBytes = 64 << 10
+
 // readBody reads the whole body, up to the limit.
 func (g *Guard) readBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
@@ -342,11 +346,34 @@ func (g *Guard) readBody(r *http.Request) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBodyTooLarge, r.ContentLength, g.maxBody)
 	}
 	if r.ContentLength >= 0 {
-		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBodyUnreadable, err)
+		// Up to eagerBodyBytes the buffer is the declared size; past it,
+		// it grows (doubling) as bytes arrive, so a client declaring a
+		// large body and sending it slowly holds memory in proportion to
+		// what it sent, not to what it declared.
+		n := r.ContentLength
+		size := n
+		if size > eagerBodyBytes {
+			size = eagerBodyBytes
 		}
-		return buf, nil
+		buf := make([]byte, size)
+		read := 0
+		for {
+			m, err := io.ReadFull(r.Body, buf[read:])
+			read += m
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrBodyUnreadable, err)
+			}
+			if int64(read) == n {
+				return buf, nil
+			}
+			next := 2 * int64(len(buf))
+			if next > n {
+				next = n
+			}
+			grown := make([]byte, next)
+			copy(grown, buf)
+			buf = grown
+		}
 	}
 	// Unknown length (chunked): read up to one byte past the limit.
 	buf := make([]byte, 0, 4096)

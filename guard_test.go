@@ -224,6 +224,54 @@ func TestCancelledRequestIsAnswered(t *testing.T) {
 	assert.Zero(t, up.hits.Load())
 }
 
+// trickle is a request body that records the largest buffer it was asked
+// to fill, delivering at most step bytes per Read.
+type trickle struct {
+	data    []byte
+	step    int
+	maxRead int
+}
+
+func (b *trickle) Read(p []byte) (int, error) {
+	if len(p) > b.maxRead {
+		b.maxRead = len(p)
+	}
+	if len(b.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), b.step)], b.data)
+	b.data = b.data[n:]
+	return n, nil
+}
+
+func (b *trickle) Close() error { return nil }
+
+// A large declared body is read into a buffer that grows with what has
+// arrived: a slow client cannot make the gateway hold its declared size.
+func TestLargeBodyBufferGrowsAsItArrives(t *testing.T) {
+	up := &upstream{}
+	cfg := testConfig()
+	cfg.MaxBodyBytes = 4 << 20
+	h := newGuard(t, cfg).Middleware(up)
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	req := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow)
+	tr := &trickle{data: body, step: 4096}
+	req.Body, req.ContentLength = tr, int64(len(body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, 200, rec.Code, rec.Body.String())
+	assert.Equal(t, body, up.last, "the upstream gets the whole body")
+	assert.LessOrEqual(t, tr.maxRead, 512<<10, "never more than twice what had arrived was allocated")
+
+	// A body that stops short is unreadable, whatever it declared.
+	short := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow)
+	short.Body, short.ContentLength = &trickle{data: body[:100_000], step: 4096}, int64(len(body))
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, short)
+	assert.Equal(t, http.StatusBadRequest, rec.Code)
+	assert.Equal(t, "body_unreadable", decodeProblem(t, rec).Code)
+}
+
 func TestSameNonceUnderTwoKeysIsTwoEntries(t *testing.T) {
 	up := &upstream{}
 	h := newGuard(t, testConfig()).Middleware(up)
