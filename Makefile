@@ -74,6 +74,14 @@ fuzz:
 bench:
 	@cd bench && ./run.sh $(BENCHCOUNT)
 
+RELIABILITY_REPORT ?= $(BIN)/reliability.md
+
+## reliability: the reliability suite, full form (about ten minutes); its figures go to RELIABILITY_REPORT.
+## make test runs its short form (about two minutes).
+reliability: deps
+	@mkdir -p $(BIN); rm -f $(RELIABILITY_REPORT)
+	RELIABILITY=full RELIABILITY_REPORT=$(RELIABILITY_REPORT) $(GO) test -race -count=1 -timeout 40m -v ./reliability/
+
 ## load: the binary under load (memory, Redis exact, Redis Bloom) against a no-op upstream.
 load:
 	@bench/load.sh

@@ -81,7 +81,34 @@ type Config struct {
 	Postgres PostgresConfig `yaml:"postgres" json:"postgres,omitempty"`
 	// FailMode is "closed" (default: 503 when a store fails) or "open".
 	FailMode string `yaml:"fail_mode" json:"fail_mode,omitempty"`
+	// Server tunes the binary's HTTP servers on listen and auth_listen.
+	Server ServerConfig `yaml:"server" json:"server,omitempty"`
 }
+
+// ServerConfig bounds what one connection of the binary may hold: slow or
+// idle clients are cut, oversized headers refused.
+type ServerConfig struct {
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout" json:"read_header_timeout,omitempty"`
+	// ReadTimeout bounds reading a whole request, body included. Default 30s.
+	ReadTimeout Duration `yaml:"read_timeout" json:"read_timeout,omitempty"`
+	// WriteTimeout bounds writing a response, from the end of the
+	// request's headers. Default 0: none (an upstream may answer slowly).
+	WriteTimeout Duration `yaml:"write_timeout" json:"write_timeout,omitempty"`
+	// IdleTimeout closes a keep-alive connection idle this long. Default 120s.
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
+	// MaxHeaderBytes bounds a request's header block; larger → 431.
+	// Default 65536.
+	MaxHeaderBytes int `yaml:"max_header_bytes" json:"max_header_bytes,omitempty"`
+}
+
+// Defaults of ServerConfig.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+)
 
 // KeyConfig is one key.
 type KeyConfig struct {
@@ -294,6 +321,19 @@ func (c Config) WithDefaults() Config {
 	if c.FailMode == "" {
 		c.FailMode = FailClosed
 	}
+	sv := &c.Server
+	if sv.ReadHeaderTimeout == 0 {
+		sv.ReadHeaderTimeout = Duration(DefaultReadHeaderTimeout)
+	}
+	if sv.ReadTimeout == 0 {
+		sv.ReadTimeout = Duration(DefaultReadTimeout)
+	}
+	if sv.IdleTimeout == 0 {
+		sv.IdleTimeout = Duration(DefaultIdleTimeout)
+	}
+	if sv.MaxHeaderBytes == 0 {
+		sv.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
 	return c
 }
 
@@ -390,11 +430,16 @@ func (c Config) Validate() error {
 	durations := []struct {
 		field string
 		d     Duration
-	}{{"idempotency.ttl", id.TTL}, {"idempotency.lease", id.Lease}, {"idempotency.derive_window", id.DeriveWindow}, {"redis.timeout", c.Redis.Timeout}, {"postgres.timeout", c.Postgres.Timeout}}
+	}{{"idempotency.ttl", id.TTL}, {"idempotency.lease", id.Lease}, {"idempotency.derive_window", id.DeriveWindow}, {"redis.timeout", c.Redis.Timeout}, {"postgres.timeout", c.Postgres.Timeout},
+		{"server.read_header_timeout", c.Server.ReadHeaderTimeout}, {"server.read_timeout", c.Server.ReadTimeout},
+		{"server.write_timeout", c.Server.WriteTimeout}, {"server.idle_timeout", c.Server.IdleTimeout}}
 	for _, d := range durations {
 		if d.d < 0 {
 			add(fieldErr(d.field, "must be positive"))
 		}
+	}
+	if c.Server.MaxHeaderBytes < 0 {
+		add(fieldErr("server.max_header_bytes", "must be positive"))
 	}
 	if id.MaxResponseBytes < 0 {
 		add(fieldErr("idempotency.max_response_bytes", "must be positive"))

@@ -101,3 +101,22 @@ func TestParseTrustedProxies(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "trusted_proxies[0]")
 }
+
+func TestServerSection(t *testing.T) {
+	c := validBase().WithDefaults()
+	assert.Equal(t, replayguard.ServerConfig{
+		ReadHeaderTimeout: replayguard.Duration(replayguard.DefaultReadHeaderTimeout),
+		ReadTimeout:       replayguard.Duration(replayguard.DefaultReadTimeout),
+		IdleTimeout:       replayguard.Duration(replayguard.DefaultIdleTimeout),
+		MaxHeaderBytes:    replayguard.DefaultMaxHeaderBytes,
+	}, c.Server, "write_timeout stays off")
+	require.NoError(t, c.Validate())
+
+	bad := validBase()
+	bad.Server = replayguard.ServerConfig{ReadTimeout: -1, WriteTimeout: -1, MaxHeaderBytes: -1}
+	err := bad.WithDefaults().Validate()
+	require.Error(t, err)
+	for _, f := range []string{"server.read_timeout", "server.write_timeout", "server.max_header_bytes"} {
+		assert.Contains(t, err.Error(), f)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -335,6 +336,32 @@ func TestBinaryEndToEnd(t *testing.T) {
 		}
 		assert.Contains(t, g.logs.String(), "shutting down")
 	})
+}
+
+// The server section bounds the binary's connections: a header block over
+// max_header_bytes is refused before anything else runs.
+func TestBinaryServerLimits(t *testing.T) {
+	up := newUpstream(t)
+	g := startGateway(t, fmt.Sprintf(e2eConfig+"server: {max_header_bytes: 2048, read_header_timeout: 2s}\n", up.URL), "E2E_SECRET_A=x")
+	req, err := http.NewRequest(http.MethodGet, "http://"+g.addr+"/v1/x", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Padding", strings.Repeat("p", 8<<10))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
+
+	// A client that never finishes its headers is cut after the configured
+	// read_header_timeout (2s), well before the default (10s) would.
+	c, err := net.Dial("tcp", g.addr)
+	require.NoError(t, err)
+	defer func() { _ = c.Close() }()
+	_, err = c.Write([]byte("GET /v1/x HTTP/1.1\r\nHost: x\r\n"))
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(6*time.Second)))
+	_, err = io.ReadAll(c)
+	require.NoError(t, err, "the gateway closed the connection before the client's deadline")
+	assert.Zero(t, up.hits.Load())
 }
 
 func TestBinaryRejectsBadConfig(t *testing.T) {

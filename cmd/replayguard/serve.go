@@ -113,7 +113,7 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 				return fmt.Errorf("listen: %w", err)
 			}
 		}
-		servers = append(servers, newServer(g.Middleware(proxy), logger))
+		servers = append(servers, newServer(cfg, g.Middleware(proxy), logger))
 		lns = append(lns, ls.main)
 		attrs = append(attrs, slog.String("listen", ls.main.Addr().String()), slog.String("upstream", cfg.Upstream))
 	}
@@ -127,7 +127,7 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 				return fmt.Errorf("auth_listen: %w", err)
 			}
 		}
-		servers = append(servers, newServer(fa, logger))
+		servers = append(servers, newServer(cfg, fa, logger))
 		lns = append(lns, ls.auth)
 		attrs = append(attrs, slog.String("auth_listen", ls.auth.Addr().String()), slog.Any("trusted_proxies", cfg.TrustedProxies))
 	}
@@ -140,7 +140,7 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 		}
 	}
 	if ls.admin != nil {
-		servers = append(servers, newServer(adminHandler(cfg, set, reg), logger))
+		servers = append(servers, newServer(cfg, adminHandler(cfg, set, reg), logger))
 		lns = append(lns, ls.admin)
 	}
 	serving = true
@@ -212,13 +212,16 @@ func errUpstreamRequired() error {
 	return &replayguard.FieldError{Field: "upstream", Err: errors.New("required by serve, unless auth_listen is set for a forward-auth-only deployment")}
 }
 
-func newServer(h http.Handler, logger *slog.Logger) *http.Server {
+// newServer is an HTTP server bounded by the server section of cfg.
+func newServer(cfg replayguard.Config, h http.Handler, logger *slog.Logger) *http.Server {
+	sv := cfg.WithDefaults().Server
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: sv.ReadHeaderTimeout.D(),
+		ReadTimeout:       sv.ReadTimeout.D(),
+		WriteTimeout:      sv.WriteTimeout.D(),
+		IdleTimeout:       sv.IdleTimeout.D(),
+		MaxHeaderBytes:    sv.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 }

@@ -198,6 +198,9 @@ func (h *Handler) checkCaddyFields() error {
 	if h.AuthListen != "" {
 		errs = append(errs, errors.New("replayguard: auth_listen is not used inside Caddy: replayguard runs in the route itself"))
 	}
+	if h.Server != (replayguard.ServerConfig{}) {
+		errs = append(errs, errors.New("replayguard: server is not used inside Caddy: Caddy's own server options (timeouts, max_header_size) govern its connections"))
+	}
 	if len(h.TrustedProxies) > 0 {
 		errs = append(errs, errors.New("replayguard: trusted_proxies is not used inside Caddy: it belongs to the binary's forward-auth endpoint (Caddy's own trusted_proxies server option governs client addresses)"))
 	}

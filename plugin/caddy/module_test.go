@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -203,6 +204,7 @@ func TestProvisionRejectsBinaryOnlyFields(t *testing.T) {
 		{"admin_listen", func(c *replayguard.Config) { c.AdminListen = "127.0.0.1:9090" }, "admin_listen is not used inside Caddy"},
 		{"auth_listen", func(c *replayguard.Config) { c.AuthListen = "127.0.0.1:9091" }, "auth_listen is not used inside Caddy"},
 		{"trusted_proxies", func(c *replayguard.Config) { c.TrustedProxies = []string{"10.0.0.0/8"} }, "trusted_proxies is not used inside Caddy"},
+		{"server", func(c *replayguard.Config) { c.Server.ReadTimeout = replayguard.Duration(time.Minute) }, "server is not used inside Caddy"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()

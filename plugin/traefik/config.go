@@ -16,8 +16,8 @@ import (
 // to field names without regard to case.
 //
 // The fields of the model that describe the binary's listeners (listen,
-// upstream, admin_listen, auth_listen, trusted_proxies) have no meaning
-// inside Traefik and are absent; so is postgres, which the plugin cannot
+// upstream, admin_listen, auth_listen, trusted_proxies, server) have no
+// meaning inside Traefik and are absent; so is postgres, which the plugin cannot
 // reach (its driver does not run in Traefik's interpreter).
 type Config struct {
 	// MaxBodyBytes bounds the request body. Default 1 MiB.

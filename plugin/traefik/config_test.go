@@ -16,7 +16,7 @@ import (
 // notInPlugin are the model's fields that have no meaning inside Traefik.
 var notInPlugin = map[string]bool{
 	"listen": true, "upstream": true, "admin_listen": true, "auth_listen": true,
-	"trusted_proxies": true, "postgres": true,
+	"trusted_proxies": true, "server": true, "postgres": true,
 }
 
 // fieldPaths lists the dotted paths of t's fields, named by the tag key
