@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,33 +24,62 @@ const maxRedirects = 3
 
 // Client is a RESP2 client of one Redis server or Redis Cluster, safe for
 // concurrent use. It keeps a pool of connections: at most Options.PoolSize
-// in use at once, idle ones reused newest first. Any I/O or protocol error
-// discards the connection it happened on, and a later call dials again, so
-// the Client heals by itself after a Redis restart or failover.
+// in use at once, and as many idle ones, reused newest first and closed
+// after Options.MaxIdleTime unused. Any I/O or protocol error discards the
+// connection it happened on, and a later call dials again, so the Client
+// heals by itself after a Redis restart or failover.
 //
-// Against a Redis Cluster it follows MOVED and ASK redirects (ASKING before
-// the retried command) and remembers each slot's node from MOVED replies,
-// routing later commands by the slot of their key; commands must touch one
-// slot. A node that cannot be reached is forgotten and the command, not yet
-// sent, goes to another: Options.Addr, Options.ClusterAddrs, then the other
-// nodes learned, whose MOVED replies lead to the slot's new owner.
+// On its first call the Client asks Options.Addr, in the background, for
+// the Cluster's slot map (CLUSTER SLOTS). A standalone server answers that
+// it has no Cluster support, and from then on every command goes to it
+// with no further question. In a Cluster every command is routed by the
+// slot of its key to the slot's master in the map (commands must touch one
+// slot); MOVED and ASK redirects are followed (ASKING before the retried
+// command), a MOVED overriding the map for its slot until the map, which
+// it makes stale, is loaded again. An error or timeout on a node marks it
+// failing for a while: its idle connections are closed, and the map is
+// loaded again, at most every 200 ms, from a node that is not failing
+// (Options.Addr, Options.ClusterAddrs or a node of the last map), so that
+// the promotion of a replica is followed even when the old master still
+// accepts connections but never answers. A map ten seconds old is also
+// loaded again. A node that cannot be reached is left for another, the
+// command not having been sent: Options.Addr, Options.ClusterAddrs, then
+// the nodes of the map, those not failing first, whose MOVED replies lead
+// to the slot's owner. When another node could take the command, a dial
+// gets at most half of what is left of the command's time, and a node
+// that could not be reached is not dialled again in the same call.
 //
 // An idle connection is checked for a close by the server before its
-// reuse when it has been idle for a second, or when another connection to
-// the same node has just failed, so that a call after a restart rarely
-// meets a dead connection. The Client never resends a command it may have
-// sent, except for the stores' commands that are safe to repeat (a nonce
-// check, an idempotency Claim or Renew, PING): those are sent once more, on
-// a new connection, when a pooled connection fails under them.
+// reuse when it has been idle for a second, and an error on a node closes
+// its other idle connections, so that a call after a restart rarely meets
+// a dead connection. The Client never resends a command it
+// may have sent, except for the stores' commands that are safe to repeat
+// (a nonce check, an idempotency Claim or Renew, PING): those are sent
+// once more, on a new connection to the slot's node as known by then, when
+// a pooled connection fails under them.
 type Client struct {
 	opts Options
 	// sem holds a token per connection in use.
 	sem chan struct{}
 
 	mu     sync.Mutex
-	idle   []*conn        // newest last
-	slots  map[int]string // Cluster slot → node address, learned from MOVED
+	idle   []*conn // longest idle first
 	closed bool
+
+	// The topology, see cluster.go.
+	mode   int
+	ranges []slotRange // the slot map, sorted by first slot
+	nodes  []string    // every node of the slot map, masters first
+	// moved holds the nodes named by MOVED replies since the map was
+	// loaded, by slot.
+	moved map[int]string
+	// failing holds when nodes last failed, until they answer again.
+	failing  map[string]time.Time
+	loadedAt time.Time // when the map was loaded
+	lastLoad time.Time // when the last load started
+	loading  bool      // a load is under way
+	stale    bool      // a MOVED or an error since the last load started
+	loads    int       // loads started, to vary the node asked first
 }
 
 // New returns a Client for o. It connects lazily: the first call dials.
@@ -61,7 +88,12 @@ func New(o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{opts: o, sem: make(chan struct{}, o.PoolSize), slots: map[int]string{}}, nil
+	return &Client{
+		opts:    o,
+		sem:     make(chan struct{}, o.PoolSize),
+		moved:   map[int]string{},
+		failing: map[string]time.Time{},
+	}, nil
 }
 
 // Close closes the idle connections and makes every later call fail with
@@ -167,7 +199,7 @@ func argString(a any) (string, bool) {
 }
 
 // exec runs cl and returns its reply, an error reply as a value of type
-// Error.
+// *Error.
 func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 	if len(cl.args) == 0 {
 		return nil, errors.New("resp: empty command")
@@ -181,18 +213,21 @@ func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 	}
 	addr := c.route(cl)
 	asking, fresh := false, false
+	// tried holds the nodes this call was sent or redirected to; down,
+	// those of them it could not reach, with their errors.
 	tried := []string{addr}
+	var down []string
+	var downErrs []error
 	redirects := 0
 	for {
 		v, t, err := c.roundTrip(ctx, addr, asking, fresh, cmd)
 		if err != nil {
-			if t.reused && !errors.Is(err, os.ErrDeadlineExceeded) {
-				// The server closed a pooled connection: it may have
-				// closed the others too (a restart).
-				c.suspect(addr)
+			if t.failed {
+				c.fail(addr)
 			}
-			c.forget(addr)
 			if t.unreachable {
+				down = append(down, addr)
+				downErrs = append(downErrs, err)
 				// Nothing was sent: a node that is gone (failed over,
 				// removed) leaves the slot to be asked of another.
 				if next := c.nextNode(tried); next != "" {
@@ -203,8 +238,17 @@ func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 			}
 			if t.reused && cl.retry && !fresh && ctx.Err() == nil {
 				// A pooled connection failed under the command: once
-				// more, on a new one.
+				// more, on a new one, to the slot's node as known now
+				// (the map may have been loaded again since).
 				fresh = true
+				if !asking {
+					if next := c.route(cl); !contains(down, next) {
+						addr = next
+					}
+				}
+				if !contains(tried, addr) {
+					tried = append(tried, addr)
+				}
 				continue
 			}
 			return nil, withContext(ctx, err)
@@ -225,6 +269,15 @@ func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 		asking = prefix == "ASK"
 		if !asking {
 			c.learn(slot, to)
+		}
+		for i, a := range down {
+			if a == to {
+				// The slot's node could not be reached a moment ago.
+				return nil, withContext(ctx, downErrs[i])
+			}
+		}
+		if !contains(tried, to) {
+			tried = append(tried, to)
 		}
 		addr = to
 	}
@@ -249,6 +302,10 @@ type trip struct {
 	// unreachable is set when no connection could be made: nothing was
 	// sent.
 	unreachable bool
+	// failed is set when the error came from the node or the network: a
+	// dial, a write or a read that failed or timed out, not the pool, nor
+	// a reply over the limits.
+	failed bool
 }
 
 // roundTrip sends cmd (after ASKING when asking) to addr and reads its
@@ -266,6 +323,7 @@ func (c *Client) roundTrip(ctx context.Context, addr string, asking, fresh bool,
 	v, err := cn.exchange(c.deadline(ctx), b, n, c.opts.MaxReplyBytes)
 	if err != nil {
 		c.discard(cn)
+		t.failed = !errors.Is(err, ErrProtocol)
 		return nil, t, err
 	}
 	c.put(cn)
@@ -305,13 +363,30 @@ func (c *Client) get(ctx context.Context, addr string, fresh bool) (*conn, trip,
 		}
 		_ = cn.nc.Close()
 	}
-	cn, err := c.dial(ctx, addr)
+	cn, err := c.dial(ctx, addr, c.dialLimit(ctx))
 	if err != nil {
 		c.release()
 		t.unreachable = true
+		t.failed = true
 		return nil, t, err
 	}
 	return cn, t, nil
+}
+
+// dialLimit returns how long a dial may take: Options.DialTimeout, and at
+// most half of what is left of the command's time when another node could
+// take it.
+func (c *Client) dialLimit(ctx context.Context) time.Duration {
+	d := c.opts.DialTimeout
+	c.mu.Lock()
+	share := c.mode == modeCluster || c.mode == modeUnknown && len(c.opts.ClusterAddrs) > 0
+	c.mu.Unlock()
+	if share {
+		if half := time.Until(c.deadline(ctx)) / 2; half < d {
+			d = half
+		}
+	}
+	return d
 }
 
 // acquire takes a connection slot, waiting at most Options.Timeout.
@@ -338,39 +413,54 @@ func (c *Client) release() { <-c.sem }
 // takeIdle removes and returns the newest idle connection to addr, nil when
 // there is none or take is false. It fails when the Client is closed.
 func (c *Client) takeIdle(addr string, take bool) (*conn, error) {
+	now := time.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if !take {
-		return nil, nil
-	}
-	for i := len(c.idle) - 1; i >= 0; i-- {
-		cn := c.idle[i]
-		if cn.addr != addr {
+	old := c.expire(now)
+	var cn *conn
+	for i := len(c.idle) - 1; take && i >= 0; i-- {
+		if c.idle[i].addr != addr {
 			continue
 		}
+		cn = c.idle[i]
 		copy(c.idle[i:], c.idle[i+1:])
 		c.idle[len(c.idle)-1] = nil
 		c.idle = c.idle[:len(c.idle)-1]
-		return cn, nil
-	}
-	return nil, nil
-}
-
-// put returns a healthy connection to the pool.
-func (c *Client) put(cn *conn) {
-	cn.idleSince = time.Now()
-	c.mu.Lock()
-	keep := !c.closed && len(c.idle) < c.opts.PoolSize
-	if keep {
-		c.idle = append(c.idle, cn)
+		break
 	}
 	c.mu.Unlock()
-	if !keep {
-		_ = cn.nc.Close()
+	closeAll(old)
+	return cn, nil
+}
+
+// put returns a healthy connection to the pool, its node no longer
+// failing. When PoolSize connections are idle already, the one idle the
+// longest is closed: likely to a node no longer used.
+func (c *Client) put(cn *conn) {
+	now := time.Now()
+	c.mu.Lock()
+	var drop []*conn
+	if c.closed {
+		drop = append(drop, cn)
+	} else {
+		if len(c.failing) > 0 {
+			delete(c.failing, cn.addr)
+		}
+		cn.idleSince = now
+		c.idle = append(c.idle, cn)
+		drop = c.expire(now)
+		if len(c.idle) > c.opts.PoolSize {
+			drop = append(drop, c.idle[0])
+			copy(c.idle, c.idle[1:])
+			c.idle[len(c.idle)-1] = nil
+			c.idle = c.idle[:len(c.idle)-1]
+		}
 	}
+	c.mu.Unlock()
+	closeAll(drop)
 	c.release()
 }
 
@@ -380,111 +470,46 @@ func (c *Client) discard(cn *conn) {
 	c.release()
 }
 
-// suspect makes the idle connections to addr be checked before their next
-// use.
-func (c *Client) suspect(addr string) {
-	c.mu.Lock()
-	for _, cn := range c.idle {
-		if cn.addr == addr {
-			cn.idleSince = time.Time{}
-		}
+// expire removes and returns the idle connections unused for
+// Options.MaxIdleTime. c.mu is held.
+func (c *Client) expire(now time.Time) []*conn {
+	n := 0
+	for n < len(c.idle) && now.Sub(c.idle[n].idleSince) >= c.opts.MaxIdleTime {
+		n++
 	}
-	c.mu.Unlock()
-}
-
-// route returns the node for cl: the one serving its key's slot, when
-// known, else Options.Addr.
-func (c *Client) route(cl call) string {
-	if !cl.keyed {
-		return c.opts.Addr
-	}
-	c.mu.Lock()
-	n := len(c.slots)
-	c.mu.Unlock()
 	if n == 0 {
-		return c.opts.Addr
+		return nil
 	}
-	s := Slot(cl.key)
-	c.mu.Lock()
-	addr, ok := c.slots[s]
-	c.mu.Unlock()
-	if !ok {
-		return c.opts.Addr
+	old := append([]*conn(nil), c.idle[:n]...)
+	m := copy(c.idle, c.idle[n:])
+	for i := m; i < len(c.idle); i++ {
+		c.idle[i] = nil
 	}
-	return addr
+	c.idle = c.idle[:m]
+	return old
 }
 
-// nextNode returns a node to ask when the nodes tried cannot be reached:
-// Options.Addr, then Options.ClusterAddrs, then the nodes learned from
-// redirects; "" when every one has been tried.
-func (c *Client) nextNode(tried []string) string {
-	isTried := func(a string) bool {
-		for _, t := range tried {
-			if t == a {
-				return true
-			}
-		}
-		return false
-	}
-	if !isTried(c.opts.Addr) {
-		return c.opts.Addr
-	}
-	for _, a := range c.opts.ClusterAddrs {
-		if !isTried(a) {
-			return a
+// removeIdle removes and returns the idle connections drop selects. c.mu
+// is held.
+func (c *Client) removeIdle(drop func(*conn) bool) []*conn {
+	var out []*conn
+	kept := c.idle[:0]
+	for _, cn := range c.idle {
+		if drop(cn) {
+			out = append(out, cn)
+		} else {
+			kept = append(kept, cn)
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, a := range c.slots {
-		if !isTried(a) {
-			return a
-		}
+	for i := len(kept); i < len(c.idle); i++ {
+		c.idle[i] = nil
 	}
-	return ""
+	c.idle = kept
+	return out
 }
 
-// learn records the node of a slot from a MOVED reply.
-func (c *Client) learn(slot int, addr string) {
-	c.mu.Lock()
-	if addr == c.opts.Addr {
-		delete(c.slots, slot)
-	} else {
-		c.slots[slot] = addr
+func closeAll(conns []*conn) {
+	for _, cn := range conns {
+		_ = cn.nc.Close()
 	}
-	c.mu.Unlock()
-}
-
-// forget drops every slot learned for addr, after an error there.
-func (c *Client) forget(addr string) {
-	c.mu.Lock()
-	for s, a := range c.slots {
-		if a == addr {
-			delete(c.slots, s)
-		}
-	}
-	c.mu.Unlock()
-}
-
-// redirect parses "MOVED <slot> <host:port>" or "ASK <slot> <host:port>";
-// an empty host means the host of the node that replied.
-func redirect(e *Error, from string) (int, string, bool) {
-	f := strings.Fields(e.Message)
-	if len(f) != 3 {
-		return 0, "", false
-	}
-	slot, err := strconv.Atoi(f[1])
-	if err != nil || slot < 0 || slot >= Slots {
-		return 0, "", false
-	}
-	i := strings.LastIndexByte(f[2], ':')
-	if i < 0 || i == len(f[2])-1 {
-		return 0, "", false
-	}
-	host, port := f[2][:i], f[2][i+1:]
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if host == "" {
-		host, _, _ = net.SplitHostPort(from)
-	}
-	return slot, net.JoinHostPort(host, port), true
 }

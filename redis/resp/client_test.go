@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -299,6 +300,65 @@ func TestServerClosedIdleConnections(t *testing.T) {
 		_, err := c.Do(ctx, "PING")
 		require.NoError(t, err, "one failure condemns the other idle connections")
 	}
+}
+
+// Connections idle for MaxIdleTime are closed on the next use of the
+// pool.
+func TestIdleConnectionsExpire(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, resp.Options{Addr: srv.Addr(), PoolSize: 4, MaxIdleTime: 300 * time.Millisecond})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Do(ctx, "BLPOP", "empty", "0.05")
+			assert.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	idle, err := strconv.Atoi(srv.Info("connected_clients"))
+	require.NoError(t, err)
+	require.Greater(t, idle, 2, "idle connections, and INFO's own")
+	time.Sleep(400 * time.Millisecond)
+	_, err = c.Do(ctx, "PING")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return srv.Info("connected_clients") == "2" }, 3*time.Second, 10*time.Millisecond,
+		"the expired ones closed, PING's new one kept")
+}
+
+// A standalone server is asked for a slot map once: it has no Cluster
+// support, and every later call, across a restart too, is one round trip.
+func TestStandaloneAskedForSlotsOnce(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, resp.Options{Addr: srv.Addr(), Timeout: 100 * time.Millisecond})
+	n := resp.NewNonce(c, resp.WithKeyPrefix(uniquePrefix()), resp.WithTimeout(slow))
+	ctx := context.Background()
+	calls := func() map[string]int64 { return redistest.CommandCalls(mustInfo(t, srv)) }
+	_, err := c.Do(ctx, "PING")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return calls()["cluster|slots"] == 1 }, 3*time.Second, 10*time.Millisecond)
+	for i := 0; i < 100; i++ {
+		require.NoError(t, n.Add(ctx, entry(uuid.NewString())))
+	}
+	got := calls()
+	assert.Equal(t, int64(1), got["cluster|slots"])
+	assert.Equal(t, int64(100), got["set"])
+
+	srv.Restart()
+	for i := 0; i < 3; i++ {
+		_, _ = c.Do(ctx, "PING") // a dead pooled connection may fail one
+	}
+	for i := 0; i < 20; i++ {
+		require.NoError(t, n.Add(ctx, entry(uuid.NewString())))
+	}
+	time.Sleep(300 * time.Millisecond)
+	got = calls()
+	assert.Zero(t, got["cluster|slots"], "not asked again after the restart")
+	assert.Equal(t, int64(20), got["set"])
 }
 
 func TestAuthSelectTLS(t *testing.T) {

@@ -21,9 +21,9 @@ import (
 )
 
 // TestCluster runs the Cluster tests on one 3+3 cluster, the resp Client
-// given a single master's address: a slot migration (ASK), learned
-// redirects (MOVED), the conformance suites, the stores shared with go-redis's
-// Cluster client, then a master failover.
+// given a single master's address: a slot migration (ASK, then MOVED),
+// routing by the slot map, the conformance suites, the stores shared with
+// go-redis's Cluster client, then a master failover.
 func TestCluster(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
@@ -34,7 +34,7 @@ func TestCluster(t *testing.T) {
 	gc := newGoRedis(t, cl.Addrs()...)
 
 	t.Run("Ask", func(t *testing.T) { ask(t, cl, rc, gc) })
-	t.Run("MovedIsLearned", func(t *testing.T) { movedIsLearned(t, cl, seed, rc) })
+	t.Run("RoutedBySlotMap", func(t *testing.T) { routedBySlotMap(t, cl, seed) })
 	t.Run("Conformance", func(t *testing.T) { conformance(t, rc) })
 	t.Run("AcrossTransports", func(t *testing.T) { across(t, rc, gc) })
 	t.Run("UnreachableAddr", func(t *testing.T) {
@@ -126,14 +126,17 @@ func ask(t *testing.T, cl *redistest.Cluster, rc *resp.Client, gc redisstore.Cli
 	assert.Equal(t, 202, c.Existing.Response.Status)
 }
 
-// After one MOVED the Client sends a slot's commands straight to its node.
-func movedIsLearned(t *testing.T, cl *redistest.Cluster, seed *redistest.Server, rc *resp.Client) {
+// The Client routes by the slot map it loads from the seed: after at
+// most one MOVED before the map is in, commands for keys of many slots go
+// straight to their masters.
+func routedBySlotMap(t *testing.T, cl *redistest.Cluster, seed *redistest.Server) {
 	ctx := context.Background()
-	var key string
-	for i := 0; key == ""; i++ {
-		k := "learn-" + strconv.Itoa(i)
+	c := newClient(t, resp.Options{Addr: seed.Addr()})
+	var keys []string
+	for i := 0; len(keys) < 50; i++ {
+		k := "route-" + strconv.Itoa(i)
 		if cl.MasterOf(k) != seed {
-			key = k
+			keys = append(keys, k)
 		}
 	}
 	moved := func() int {
@@ -143,14 +146,24 @@ func movedIsLearned(t *testing.T, cl *redistest.Cluster, seed *redistest.Server,
 		return n
 	}
 	before := moved()
-	for i := 0; i < 50; i++ {
-		_, err := rc.Do(ctx, "SET", key, i)
-		require.NoError(t, err)
-	}
-	v, err := rc.Do(ctx, "GET", key)
+	_, err := c.Do(ctx, "SET", keys[0], "first")
 	require.NoError(t, err)
-	assert.Equal(t, "49", v)
-	assert.Equal(t, 1, moved()-before, "one MOVED, then straight to the owner")
+	assert.LessOrEqual(t, moved()-before, 1, "the first call, sent before the map is in")
+	require.Eventually(t, func() bool {
+		return redistest.CommandCalls(mustInfo(t, seed))["cluster|slots"] > 0
+	}, 5*time.Second, 10*time.Millisecond, "the map is asked of the seed")
+	// The map is installed right after the reply; a MOVED before that
+	// would be the last.
+	time.Sleep(50 * time.Millisecond)
+	before = moved()
+	for i, k := range keys {
+		_, err := c.Do(ctx, "SET", k, i)
+		require.NoError(t, err)
+		v, err := c.Do(ctx, "GET", k)
+		require.NoError(t, err)
+		assert.Equal(t, strconv.Itoa(i), v)
+	}
+	assert.Equal(t, 0, moved()-before, "every key straight to its master, %d slots", len(keys))
 }
 
 // A master other than the seed is killed; once its replica is promoted

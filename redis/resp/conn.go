@@ -33,10 +33,9 @@ type conn struct {
 	idleSince time.Time
 }
 
-// dial connects to addr and authenticates, within Options.DialTimeout and
-// ctx.
-func (c *Client) dial(ctx context.Context, addr string) (*conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
+// dial connects to addr and authenticates, within limit and ctx.
+func (c *Client) dial(ctx context.Context, addr string, limit time.Duration) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", addr)

@@ -17,9 +17,12 @@
 // again, so a Redis restart heals without a new Client. Client.Do sends any
 // command; Script runs a Lua script by EVALSHA, falling back to EVAL. Error
 // replies are values of type *Error, whose Prefix is the Redis error code.
-// Against a Redis Cluster the Client follows MOVED and ASK redirects and
-// remembers slot owners, so single-slot commands (every store call is one)
-// work there too.
+// Against a Redis Cluster the Client routes by the slot map it loads with
+// CLUSTER SLOTS (a standalone server, which has no Cluster support, is
+// asked once), follows MOVED and ASK redirects, and loads the map again
+// after a MOVED or a failing node, so single-slot commands (every store
+// call is one) work there too, and go to a promoted replica once it
+// serves the slots of a master that died or stalled.
 //
 // The reply parser reads untrusted network input: lines are bounded by the
 // read buffer (16 KiB), arrays nest at most 16 deep, and the bulk strings
@@ -39,5 +42,5 @@
 // idempotency and redis/layout packages (a test checks it), and keeps to
 // the Go that Yaegi runs: no generics, no min, max or clear, no iterators,
 // no errors.As, no method sets borrowed from embedded standard library
-// types.
+// types, no nil among the values of a multiple assignment.
 package resp

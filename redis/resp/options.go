@@ -19,17 +19,22 @@ const (
 	// PoolSizePerCPU is the default Options.PoolSize per GOMAXPROCS, as in
 	// go-redis.
 	PoolSizePerCPU = 10
+	// DefaultMaxIdleTime is the default Options.MaxIdleTime, below the
+	// idle timeouts of common load balancers (4 minutes on Azure, 350 s
+	// on AWS's NLB).
+	DefaultMaxIdleTime = time.Minute
 )
 
 // Options configures a Client. The zero value of every field but Addr is a
 // usable default.
 type Options struct {
 	// Addr is the server's host:port. In a Redis Cluster it is the node
-	// asked first; the others are learned from its MOVED and ASK replies.
-	// Required.
+	// asked first for the slot map (CLUSTER SLOTS), which names the
+	// others. Required.
 	Addr string
-	// ClusterAddrs are further nodes of a Redis Cluster (host:port), asked
-	// in turn when Addr cannot be reached. Default none.
+	// ClusterAddrs are further nodes of a Redis Cluster (host:port): asked
+	// for the slot map when Addr is failing or cannot be reached, and
+	// given a command when its node cannot be reached. Default none.
 	ClusterAddrs []string
 	// Username authenticates with AUTH <username> <password> (Redis 6
 	// ACLs). Default "": AUTH <password> when Password is set.
@@ -44,7 +49,9 @@ type Options struct {
 	// plain TCP.
 	TLS *tls.Config
 	// DialTimeout bounds connecting a new connection, the TLS handshake,
-	// AUTH and SELECT. Default Timeout.
+	// AUTH and SELECT; in a Cluster, or with ClusterAddrs, a dial also
+	// gets at most half of what is left of its command's time, so that
+	// another node can still be asked. Default Timeout.
 	DialTimeout time.Duration
 	// Timeout is the deadline of each command's write and read (the
 	// context's deadline applies when it is earlier), and the longest a
@@ -52,8 +59,12 @@ type Options struct {
 	// DefaultTimeout (200 ms, redis.timeout's default).
 	Timeout time.Duration
 	// PoolSize bounds the connections in use at once, and the idle ones
-	// kept. Default PoolSizePerCPU × GOMAXPROCS.
+	// kept (when it is reached, the connection idle the longest is
+	// closed). Default PoolSizePerCPU × GOMAXPROCS.
 	PoolSize int
+	// MaxIdleTime is how long a connection may stay idle in the pool
+	// before it is closed. Default DefaultMaxIdleTime (one minute).
+	MaxIdleTime time.Duration
 	// MaxReplyBytes bounds one reply: the sum of its bulk string lengths
 	// plus 16 bytes per array element. A longer reply is an ErrProtocol
 	// and its connection is discarded. Default DefaultMaxReplyBytes.
@@ -82,6 +93,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.PoolSize <= 0 {
 		o.PoolSize = PoolSizePerCPU * runtime.GOMAXPROCS(0)
+	}
+	if o.MaxIdleTime <= 0 {
+		o.MaxIdleTime = DefaultMaxIdleTime
 	}
 	if o.MaxReplyBytes <= 0 {
 		o.MaxReplyBytes = DefaultMaxReplyBytes

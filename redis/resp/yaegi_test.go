@@ -49,9 +49,11 @@ func TestImportsOnlyTheStandardLibrary(t *testing.T) {
 // The code keeps to the Go that Yaegi v0.16.1 runs (the plugin's own test
 // loads it through Yaegi): no generics, no min, max or clear, no errors.As
 // (it panics on interpreted types), no sync.OnceValue or OnceFunc, no
-// tagless switch case with several expressions, and no type switch or
-// assertion to a named non-pointer type of this package (Yaegi confuses a
-// named string with string, and loses value types behind interfaces).
+// tagless switch case with several expressions, no nil among the values
+// of a multiple assignment (Yaegi panics with reflect.New(nil)), and no
+// type switch or assertion to a named non-pointer type of this package
+// (Yaegi confuses a named string with string, and loses value types behind
+// interfaces).
 func TestYaegiSubset(t *testing.T) {
 	files, err := filepath.Glob("*.go")
 	require.NoError(t, err)
@@ -90,6 +92,14 @@ func TestYaegiSubset(t *testing.T) {
 				if n.Tag == nil {
 					for _, c := range n.Body.List {
 						assert.LessOrEqual(t, len(c.(*ast.CaseClause).List), 1, "%s: tagless case with several expressions", at())
+					}
+				}
+			case *ast.AssignStmt:
+				if len(n.Lhs) > 1 && len(n.Rhs) == len(n.Lhs) {
+					for _, r := range n.Rhs {
+						if id, ok := r.(*ast.Ident); ok {
+							assert.NotEqual(t, "nil", id.Name, "%s: nil in a multiple assignment", at())
+						}
 					}
 				}
 			case *ast.TypeAssertExpr:
