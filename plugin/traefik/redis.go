@@ -20,8 +20,9 @@ type redisConn struct {
 // dialRedis builds the client from cfg.redis. It connects lazily, so a
 // Redis that is down at start does not fail the middleware: its requests
 // follow fail_mode until Redis answers. With several addresses (a Cluster)
-// the first is asked first, the others when it cannot be reached, and the
-// slot owners are learned from MOVED and ASK replies.
+// the client loads the slot map (CLUSTER SLOTS) from any of them and routes
+// each key to its slot's master, following MOVED and ASK and reloading the
+// map after a failover.
 func dialRedis(_ context.Context, cfg replayguard.Config) (*redisConn, error) {
 	r := cfg.Redis
 	o := resp.Options{
