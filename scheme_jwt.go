@@ -17,10 +17,10 @@ func init() {
 func validateJWT(c Config) []error {
 	var errs []error
 	j := c.JWT
-	if j.Header != "" && !validToken(j.Header) {
+	if j.Header != "" && !signature.IsToken(j.Header) {
 		errs = append(errs, fieldErr("jwt.header", "%q is not a header name", j.Header))
 	}
-	if strings.ContainsAny(j.Prefix, " \t") || (j.Prefix != "" && !validToken(j.Prefix)) {
+	if strings.ContainsAny(j.Prefix, " \t") || (j.Prefix != "" && !signature.IsToken(j.Prefix)) {
 		errs = append(errs, fieldErr("jwt.prefix", "%q is not an authentication scheme name", j.Prefix))
 	}
 	if j.JWKSURL != "" {
@@ -216,22 +216,4 @@ func supportedJWTAlgorithm(alg string) bool {
 		}
 	}
 	return false
-}
-
-// validToken reports whether s is an RFC 9110 token (a header or
-// authentication scheme name).
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -136,3 +136,21 @@ func ParseSecret(s string) ([]byte, error) {
 	}
 	return []byte(s), nil
 }
+
+// IsToken reports whether s is an HTTP token (RFC 9110 §5.6.2): the syntax
+// of a method, a header name or an authentication scheme.
+func IsToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') {
+			continue
+		}
+		if strings.IndexByte("!#$%&'*+-.^_`|~", c) < 0 {
+			return false
+		}
+	}
+	return true
+}

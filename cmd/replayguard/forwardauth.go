@@ -201,7 +201,7 @@ func forwardedRequest(r *http.Request, body []byte) (*signature.Request, error) 
 		return nil, err
 	}
 	method := r.Header.Get(xForwardedMethod)
-	if !isToken(method) {
+	if !signature.IsToken(method) {
 		return nil, fmt.Errorf("%w: %s is not a method", replayguard.ErrForwardedInvalid, xForwardedMethod)
 	}
 	target := r.Header.Get(xForwardedURI)
@@ -237,22 +237,4 @@ func forwardedRequest(r *http.Request, body []byte) (*signature.Request, error) 
 		h.Del(name)
 	}
 	return &signature.Request{Method: method, Scheme: scheme, Host: host, Target: target, Header: h, Body: body}, nil
-}
-
-// isToken reports whether s is an HTTP token (RFC 9110 §5.6.2), the syntax
-// of a method.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
