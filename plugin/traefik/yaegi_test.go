@@ -637,6 +637,52 @@ func TestPluginUnderYaegi(t *testing.T) {
 		}
 	})
 
+	t.Run("every signature scheme runs under the interpreter", func(t *testing.T) {
+		secretOpt := "base64:" + base64.StdEncoding.EncodeToString([]byte(secret))
+		tests := []struct {
+			scheme string
+			signer signature.Signer
+			body   string
+		}{
+			{"jwt", &signature.JWTSigner{KeyID: keyID, Key: []byte(secret)}, `{"amount":1}`},
+			{"rfc9421", &signature.RFC9421Signer{KeyID: keyID, Secret: []byte(secret)}, `{"amount":2}`},
+			{signature.PresetStripe, &signature.WebhookSigner{Preset: signature.PresetStripe, Secret: []byte(secret)}, `{"id":"evt_1","type":"charge.succeeded"}`},
+			{signature.PresetStandardWebhooks, &signature.WebhookSigner{Preset: signature.PresetStandardWebhooks, Secret: []byte(secret)}, `{"type":"invoice.paid"}`},
+			{signature.PresetSlack, &signature.WebhookSigner{Preset: signature.PresetSlack, Secret: []byte(secret)}, `token=x&team_id=T1`},
+		}
+		for _, tt := range tests {
+			t.Run(tt.scheme, func(t *testing.T) {
+				up := &upstream{}
+				opts := map[string]any{
+					"scheme": tt.scheme,
+					"keys":   []any{map[string]any{"id": keyID, "secrets": []any{secretOpt}}},
+				}
+				h, err := plugin.newHandler(ctx, up, opts, tt.scheme+"@file")
+				require.NoError(t, err)
+				body := []byte(tt.body)
+				r := httptest.NewRequest(http.MethodPost, "http://api.example.com/v1/hooks", bytes.NewReader(body))
+				r.Header.Set(signature.IdempotencyKeyHeader, uuid.NewString())
+				require.NoError(t, tt.signer.Sign(r, body))
+				req := signedRequest{method: http.MethodPost, target: "/v1/hooks", header: r.Header}
+
+				rec := serve(h, req.request(body))
+				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+				assert.Equal(t, keyID, up.key)
+				assert.Equal(t, body, up.body)
+
+				rec = serve(h, req.request(body))
+				assert.Equal(t, http.StatusUnauthorized, rec.Code)
+				assert.Equal(t, "nonce_replayed", problemCode(t, rec))
+
+				rec = serve(h, req.request([]byte(tt.body+" ")))
+				assert.Equal(t, http.StatusUnauthorized, rec.Code)
+				assert.Equal(t, "signature_invalid", problemCode(t, rec))
+				assert.EqualValues(t, 1, up.hits.Load())
+				assert.Empty(t, logs.take())
+			})
+		}
+	})
+
 	t.Run("invalid configuration fails New", func(t *testing.T) {
 		opts := pluginOptions()
 		opts["keys"] = []any{map[string]any{"id": keyID, "secrets": []any{""}}}
