@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -358,42 +360,54 @@ func KeyAlgorithm(key any, alg string) (string, error) {
 	return a, nil
 }
 
-// challengeError carries the WWW-Authenticate challenge of a rejection
-// (RFC 6750 §3, RFC 9449 §7.1). It is joined to the rejection by
-// fmt.Errorf("%w%w"), so that the chain down to the sentinels is made of
-// fmt's own wrappers: Yaegi hides the Unwrap methods of interpreted error
-// types from errors.Is. Its own text is empty.
-type challengeError struct{ challenge string }
+// A rejection carries its WWW-Authenticate challenge (RFC 6750 §3, RFC
+// 9449 §7.1) as a marker joined to it by fmt.Errorf("%w%w"): an error with
+// empty text from errors.New, one per distinct challenge, found again with
+// errors.Is. Every link of the chain is thus a standard-library value. An
+// error type of this package would not do under the Yaegi interpreter (the
+// Traefik plugin), which hands compiled code a wrapper of its own in place
+// of an interpreted value, so a type assertion on the way back fails.
+// Challenges come from the scheme's configuration, so the set stays small.
+var challenges struct {
+	mu   sync.Mutex
+	list []challenge
+}
 
-func (e *challengeError) Error() string { return "" }
+// challenge is a marker and the challenge it stands for.
+type challenge struct {
+	marker error
+	text   string
+}
 
-// WWWAuthenticate returns the challenge.
-func (e *challengeError) WWWAuthenticate() string { return e.challenge }
-
-func withChallenge(err error, challenge string) error {
-	return fmt.Errorf("%w%w", err, &challengeError{challenge: challenge})
+func withChallenge(err error, text string) error {
+	challenges.mu.Lock()
+	var m error
+	for _, c := range challenges.list {
+		if c.text == text {
+			m = c.marker
+			break
+		}
+	}
+	if m == nil {
+		m = errors.New("")
+		challenges.list = append(challenges.list, challenge{marker: m, text: text})
+	}
+	challenges.mu.Unlock()
+	return fmt.Errorf("%w%w", err, m)
 }
 
 // WWWAuthenticate returns the WWW-Authenticate challenge a rejection of
-// the jwt scheme carries, or "". It walks the chain itself rather than
-// calling errors.As, which panics under Yaegi for an interface target.
+// the jwt scheme carries, or "": errors.Is against each marker, the one
+// check that sees through the interpreter's wrappers.
 func WWWAuthenticate(err error) string {
-	for depth := 0; err != nil && depth < 32; depth++ {
-		if c, ok := err.(*challengeError); ok { //nolint:errorlint // this loop is the chain walk
-			return c.challenge
-		}
-		switch x := err.(type) { //nolint:errorlint // this loop is the chain walk
-		case interface{ Unwrap() []error }:
-			for _, e := range x.Unwrap() {
-				if ch := WWWAuthenticate(e); ch != "" {
-					return ch
-				}
-			}
-			return ""
-		case interface{ Unwrap() error }:
-			err = x.Unwrap()
-		default:
-			return ""
+	if err == nil {
+		return ""
+	}
+	challenges.mu.Lock()
+	defer challenges.mu.Unlock()
+	for _, c := range challenges.list {
+		if errors.Is(err, c.marker) {
+			return c.text
 		}
 	}
 	return ""

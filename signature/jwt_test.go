@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -437,9 +438,9 @@ func TestJWTChallenges(t *testing.T) {
 	_, err = s.Verify(context.Background(), r)
 	assert.Equal(t, `Bearer error="invalid_token"`, signature.WWWAuthenticate(err))
 
-	var ch interface{ WWWAuthenticate() string }
-	require.ErrorAs(t, err, &ch, "the challenge is reachable with errors.As")
-	assert.Equal(t, `Bearer error="invalid_token"`, ch.WWWAuthenticate())
+	assert.ErrorIs(t, err, signature.ErrMalformed)
+	wrapped := fmt.Errorf("gateway: %w", errors.Join(errors.New("other"), err))
+	assert.Equal(t, `Bearer error="invalid_token"`, signature.WWWAuthenticate(wrapped), "found through further wrapping")
 	assert.True(t, strings.HasPrefix(err.Error(), "signature: malformed: "), err.Error())
 
 	d := newJWTScheme(t, signature.WithDPoP(true))

@@ -677,6 +677,18 @@ func TestPluginUnderYaegi(t *testing.T) {
 				rec = serve(h, req.request([]byte(tt.body+" ")))
 				assert.Equal(t, http.StatusUnauthorized, rec.Code)
 				assert.Equal(t, "signature_invalid", problemCode(t, rec))
+				if tt.scheme == "jwt" {
+					bad := req.request(body)
+					bad.Header.Set("Authorization", "Bearer a.b.c")
+					rec = serve(h, bad)
+					assert.Equal(t, "signature_malformed", problemCode(t, rec))
+					assert.Equal(t, `Bearer error="invalid_token"`, rec.Header().Get("WWW-Authenticate"), "the challenge survives the interpreter")
+					bad = req.request(body)
+					bad.Header.Del("Authorization")
+					rec = serve(h, bad)
+					assert.Equal(t, "signature_missing", problemCode(t, rec))
+					assert.Equal(t, "Bearer", rec.Header().Get("WWW-Authenticate"))
+				}
 				assert.EqualValues(t, 1, up.hits.Load())
 				assert.Empty(t, logs.take())
 			})
