@@ -29,8 +29,9 @@ const maxRedirects = 3
 // connection it happened on, and a later call dials again, so the Client
 // heals by itself after a Redis restart or failover.
 //
-// On its first call the Client asks Options.Addr, in the background, for
-// the Cluster's slot map (CLUSTER SLOTS). A standalone server answers that
+// On its first call the Client asks Options.Addr, before the call's own
+// command, for the Cluster's slot map (CLUSTER SLOTS); later loads run in
+// the background. A standalone server answers that
 // it has no Cluster support, and from then on every command goes to it
 // with no further question. In a Cluster every command is routed by the
 // slot of its key to the slot's master in the map (commands must touch one

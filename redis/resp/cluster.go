@@ -54,7 +54,18 @@ func (c *Client) route(cl call) string {
 	}
 	now := time.Now()
 	c.mu.Lock()
-	if c.mode != modeSingle && (c.mode == modeUnknown || c.stale || now.Sub(c.loadedAt) >= reloadAfter) {
+	if c.mode == modeUnknown && c.lastLoad.IsZero() && !c.loading && !c.closed {
+		// The first load runs in the calling goroutine: one round trip
+		// once, and no interpreted code (the Traefik plugin) runs for the
+		// first time in two goroutines at once, which races inside Yaegi.
+		c.loading = true
+		c.stale = false
+		c.lastLoad = now
+		c.mu.Unlock()
+		c.reload()
+		now = time.Now()
+		c.mu.Lock()
+	} else if c.mode != modeSingle && (c.mode == modeUnknown || c.stale || now.Sub(c.loadedAt) >= reloadAfter) {
 		c.startReload(now)
 	}
 	addr := ""
