@@ -74,32 +74,12 @@ func cmdSignJWT(args []string, stdout, stderr io.Writer) (handled bool, err erro
 	if probe.fs.Parse(reorderFlags(args, probe.fs)) != nil {
 		return false, nil
 	}
-	want := *probe.scheme == "jwt"
-	if *probe.scheme != "" && !want {
-		return false, nil
-	}
-	var cfg *replayguard.Config
-	if *probe.cfgPath != "" {
-		c, err := config.Load(*probe.cfgPath)
-		if err != nil {
-			if want {
-				return true, err
-			}
-			return false, nil
-		}
-		cfg = &c
-		want = want || c.Scheme == "jwt"
-	} else if !want {
-		probe.fs.Visit(func(fl *flag.Flag) {
-			for _, name := range jwtOnlyFlags {
-				if fl.Name == name {
-					want = true
-				}
-			}
-		})
-	}
+	want, cfg, err := schemeAsked("jwt", probe.fs, *probe.scheme, *probe.cfgPath, jwtOnlyFlags)
 	if !want {
 		return false, nil
+	}
+	if err != nil {
+		return true, err
 	}
 
 	f := newJWTSignFlags(stderr)
@@ -217,4 +197,34 @@ func readPrivateKey(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("a %T cannot sign", key)
 	}
 	return s, nil
+}
+
+// schemeAsked decides whether a `replayguard sign` invocation is for
+// scheme: --scheme names it; else the configuration (cfgPath) has it; else,
+// without either, one of onlyFlags was given (flags only that scheme has).
+// A configuration that does not load is the caller's error only when the
+// scheme was asked for by --scheme; otherwise the invocation is not
+// scheme's. fs has parsed the arguments.
+func schemeAsked(scheme string, fs *flag.FlagSet, flagScheme, cfgPath string, onlyFlags []string) (bool, *replayguard.Config, error) {
+	want := flagScheme == scheme
+	if flagScheme != "" && !want {
+		return false, nil, nil
+	}
+	if cfgPath != "" {
+		c, err := config.Load(cfgPath)
+		if err != nil {
+			return want, nil, err
+		}
+		return want || c.Scheme == scheme, &c, nil
+	}
+	if !want {
+		fs.Visit(func(fl *flag.Flag) {
+			for _, name := range onlyFlags {
+				if fl.Name == name {
+					want = true
+				}
+			}
+		})
+	}
+	return want, nil, nil
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/replayguard/replayguard"
-	"github.com/replayguard/replayguard/config"
 	"github.com/replayguard/replayguard/signature"
 )
 
@@ -63,24 +62,12 @@ func cmdSignRFC9421(args []string, stdout, stderr io.Writer) (handled bool, err 
 	if probe.fs.Parse(reorderFlags(args, probe.fs)) != nil {
 		return false, nil
 	}
-	want := *probe.scheme == "rfc9421"
-	if *probe.scheme != "" && !want {
-		return false, nil
-	}
-	var cfg *replayguard.Config
-	if *probe.cfgPath != "" {
-		c, err := config.Load(*probe.cfgPath)
-		if err != nil {
-			if want {
-				return true, err
-			}
-			return false, nil
-		}
-		cfg = &c
-		want = want || c.Scheme == "rfc9421"
-	}
+	want, cfg, err := schemeAsked("rfc9421", probe.fs, *probe.scheme, *probe.cfgPath, nil)
 	if !want {
 		return false, nil
+	}
+	if err != nil {
+		return true, err
 	}
 
 	f := newRFC9421SignFlags(stderr)
