@@ -49,27 +49,8 @@ func BenchmarkWebhookVerify(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, sz := range sizes {
-		body := whBody(sz.n)
-		now := time.Now()
-		ts := strconv.FormatInt(now.Unix(), 10)
-
-		lib, err := standardwebhooks.NewWebhook(whSecret)
-		if err != nil {
-			b.Fatal(err)
-		}
-		libSig, err := lib.Sign(whID, now, body)
-		if err != nil {
-			b.Fatal(err)
-		}
-		h := http.Header{}
-		h.Set("webhook-id", whID)
-		h.Set("webhook-timestamp", ts)
-		h.Set("webhook-signature", libSig)
-		sh := svixHeader(h)
-		svixLib, err := svix.NewWebhook(whSecret)
-		if err != nil {
-			b.Fatal(err)
-		}
+		d := newDelivery(b, sz.n)
+		body, now, ts, lib, libSig, h, sh, svixLib := d.body, d.now, d.ts, d.lib, d.sig, d.h, d.sh, d.svixLib
 
 		b.Run("floor/"+sz.name, func(b *testing.B) {
 			want, _ := base64.StdEncoding.DecodeString(libSig[3:])
@@ -172,26 +153,8 @@ func BenchmarkWebhookVerifyInterleaved(b *testing.B) {
 	}
 	for _, sz := range sizes {
 		b.Run(sz.name, func(b *testing.B) {
-			body := whBody(sz.n)
-			now := time.Now()
-			ts := strconv.FormatInt(now.Unix(), 10)
-			lib, err := standardwebhooks.NewWebhook(whSecret)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sig, err := lib.Sign(whID, now, body)
-			if err != nil {
-				b.Fatal(err)
-			}
-			h := http.Header{}
-			h.Set("webhook-id", whID)
-			h.Set("webhook-timestamp", ts)
-			h.Set("webhook-signature", sig)
-			sh := svixHeader(h)
-			svixLib, err := svix.NewWebhook(whSecret)
-			if err != nil {
-				b.Fatal(err)
-			}
+			d := newDelivery(b, sz.n)
+			body, now, ts, lib, sig, h, sh, svixLib := d.body, d.now, d.ts, d.lib, d.sig, d.h, d.sh, d.svixLib
 			want, _ := base64.StdEncoding.DecodeString(sig[3:])
 			prefix := []byte(whID + "." + ts + ".")
 			m := hmac.New(sha256.New, key)
@@ -249,6 +212,40 @@ func BenchmarkWebhookVerifyInterleaved(b *testing.B) {
 			}
 		})
 	}
+}
+
+// delivery is one Standard Webhooks delivery of n bytes as every verifier
+// under comparison receives it.
+type delivery struct {
+	body    []byte
+	now     time.Time
+	ts      string
+	lib     *standardwebhooks.Webhook
+	sig     string
+	h, sh   http.Header // webhook-* headers; the same under svix-* names
+	svixLib *svix.Webhook
+}
+
+func newDelivery(b *testing.B, n int) delivery {
+	b.Helper()
+	d := delivery{body: whBody(n), now: time.Now()}
+	d.ts = strconv.FormatInt(d.now.Unix(), 10)
+	var err error
+	if d.lib, err = standardwebhooks.NewWebhook(whSecret); err != nil {
+		b.Fatal(err)
+	}
+	if d.sig, err = d.lib.Sign(whID, d.now, d.body); err != nil {
+		b.Fatal(err)
+	}
+	d.h = http.Header{}
+	d.h.Set("webhook-id", whID)
+	d.h.Set("webhook-timestamp", d.ts)
+	d.h.Set("webhook-signature", d.sig)
+	d.sh = svixHeader(d.h)
+	if d.svixLib, err = svix.NewWebhook(whSecret); err != nil {
+		b.Fatal(err)
+	}
+	return d
 }
 
 // svixHeader is the Standard Webhooks delivery h under the svix-* header
