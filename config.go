@@ -145,6 +145,10 @@ type JWTConfig struct {
 	Prefix string `yaml:"prefix" json:"prefix,omitempty"`
 	// JWKSURL is fetched for keys by kid (cached). Default none.
 	JWKSURL string `yaml:"jwks_url" json:"jwks_url,omitempty"`
+	// JWKSID is the identity of every token verified with a key fetched
+	// from JWKSURL: the key set is one key entry, whatever kid a token
+	// names. Default "jwks".
+	JWKSID string `yaml:"jwks_id" json:"jwks_id,omitempty"`
 	// Issuer, when set, must equal the iss claim.
 	Issuer string `yaml:"issuer" json:"issuer,omitempty"`
 	// Audience, when set, must be in the aud claim.

@@ -165,6 +165,9 @@ func (g *Guard) FailOpenPasses() uint64 { return g.failOpenPasses.Load() }
 // touched only after the signature verified and the timestamp is in the
 // window.
 func (g *Guard) Verify(ctx context.Context, r *signature.Request) (signature.Verified, error) {
+	if err := r.Check(); err != nil {
+		return signature.Verified{}, err
+	}
 	v, err := g.scheme.Verify(ctx, r)
 	if err != nil {
 		return signature.Verified{}, err
@@ -179,7 +182,7 @@ func (g *Guard) Verify(ctx context.Context, r *signature.Request) (signature.Ver
 	if v.ReplayKey == "" {
 		return v, nil
 	}
-	e := nonce.Entry{Scope: v.KeyID, Key: v.ReplayKey, Timestamp: ts, Expires: g.window.Expiry(ts)}
+	e := nonce.Entry{Scope: v.Scope(), Key: v.ReplayKey, Timestamp: ts, Expires: g.window.Expiry(ts)}
 	if ts.IsZero() {
 		e.Timestamp = now
 		e.Expires = now.Add(g.window.Span())
@@ -250,7 +253,7 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r2)
 			return
 		}
-		idemReq := idempotency.Request{Principal: v.Principal, Key: v.IdempotencyKey, Target: sr.Target, Body: body, Optional: v.IdempotencyOptional}
+		idemReq := idempotency.Request{Principal: v.Scope(), Key: v.IdempotencyKey, Target: sr.Target, Body: body, Optional: v.IdempotencyOptional}
 		if g.observer == nil {
 			if err := g.idem.Serve(w, r2, idemReq, next); err != nil {
 				g.reject(w, r, err, start)
@@ -308,9 +311,15 @@ func (g *Guard) reject(w http.ResponseWriter, r *http.Request, err error, start 
 }
 
 // withBody returns a shallow copy of r whose body replays body and whose
-// context carries v.
+// context carries v. The copy holds no header that could pose as the
+// gateway's (IsGatewayHeader) and no trailers: nothing signs them.
 func withBody(r *http.Request, body []byte, v *signature.Verified) *http.Request {
 	r2 := r.WithContext(context.WithValue(r.Context(), verifiedKey{}, v))
+	r2.Trailer = nil
+	if hasGatewayHeader(r.Header) {
+		r2.Header = r.Header.Clone()
+		StripGatewayHeaders(r2.Header)
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		rb := &replayBody{}
 		rb.Reset(body)

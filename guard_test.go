@@ -374,7 +374,7 @@ func TestVerifyWithoutHTTP(t *testing.T) {
 	req := &signature.Request{Method: "POST", Host: "api.example.com", Target: "/queue/orders", Header: r.Header, Body: msg}
 	v, err := g.Verify(context.Background(), req)
 	require.NoError(t, err)
-	assert.Equal(t, "client-a", v.Principal)
+	assert.Equal(t, "client-a", v.KeyID)
 	_, err = g.Verify(context.Background(), req)
 	require.ErrorIs(t, err, nonce.ErrReplayed)
 }

@@ -183,7 +183,7 @@ func TestJWTSchemeFromConfig(t *testing.T) {
 			v, err := g.Verify(context.Background(), signature.FromHTTP(r, body))
 			require.NoError(t, err)
 			assert.Equal(t, kid, v.KeyID)
-			assert.Equal(t, "user-"+kid, v.Principal)
+			assert.Equal(t, "user-"+kid, v.Subject)
 		})
 	}
 }
@@ -325,7 +325,7 @@ func TestJWTMiddlewareEndToEnd(t *testing.T) {
 	assert.EqualValues(t, 1, up.hits.Load())
 	up.mu.Lock()
 	assert.Equal(t, body, up.last)
-	assert.Equal(t, "user-ed", up.lastV.Principal)
+	assert.Equal(t, "user-ed", up.lastV.Subject)
 	up.mu.Unlock()
 
 	tests := []struct {
@@ -406,7 +406,7 @@ func TestJWTDPoPThroughGuard(t *testing.T) {
 	r := jwtHTTPRequest(t, sg, http.MethodPost, "/v1/charges", body)
 	v, err := g.Verify(context.Background(), signature.FromHTTP(r, body))
 	require.NoError(t, err)
-	assert.Equal(t, "alice", v.Principal)
+	assert.Equal(t, "alice", v.Subject)
 	assert.Equal(t, "es", v.KeyID)
 
 	_, err = g.Verify(context.Background(), signature.FromHTTP(r, body))
@@ -476,7 +476,7 @@ func TestJWTConfigBindAndHeader(t *testing.T) {
 	}, nil))
 	v, err := g.Verify(context.Background(), signature.FromHTTP(r, nil))
 	require.NoError(t, err, "bind: [] turns binding off; another header takes the bare token")
-	assert.Equal(t, "hs", v.Principal)
+	assert.Equal(t, "hs", v.KeyID)
 }
 
 func TestJWTConfigWithJWKS(t *testing.T) {
@@ -496,5 +496,5 @@ func TestJWTConfigWithJWKS(t *testing.T) {
 	r := jwtHTTPRequest(t, &signature.JWTSigner{KeyID: "idp-1", Key: k, Issuer: jwtIssuer, Audience: jwtAudience}, http.MethodPost, "/v1/x", body)
 	v, err := g.Verify(context.Background(), signature.FromHTTP(r, body))
 	require.NoError(t, err)
-	assert.Equal(t, "idp-1", v.KeyID)
+	assert.Equal(t, "jwks", v.KeyID, "the key set is one entry: a token's kid is never the identity")
 }

@@ -21,6 +21,9 @@ var (
 	ErrBodyUnreadable = errors.New("replayguard: body unreadable")
 	// ErrStoreUnavailable reports a store that failed under fail_mode closed.
 	ErrStoreUnavailable = errors.New("replayguard: store unavailable")
+	// ErrTargetUnforwardable reports a request-target that the request
+	// passed on could not carry byte for byte as it was verified.
+	ErrTargetUnforwardable = errors.New("replayguard: request-target cannot be forwarded as verified")
 	// ErrForwardedUntrusted reports a forward-auth request from a peer
 	// outside trusted_proxies: it may not name the request to verify.
 	ErrForwardedUntrusted = errors.New("replayguard: forwarded request from an untrusted peer")
@@ -58,6 +61,8 @@ var classes = []problemClass{
 	{ErrForwardedInvalid, http.StatusBadRequest, "forwarded_invalid", "Forwarded request invalid"},
 	{nonce.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{idempotency.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
+	{signature.ErrMethodInvalid, http.StatusBadRequest, "method_invalid", "Method invalid"},
+	{ErrTargetUnforwardable, http.StatusBadRequest, "target_unforwardable", "Request-target cannot be forwarded"},
 	{signature.ErrMissing, http.StatusUnauthorized, "signature_missing", "Signature missing"},
 	{signature.ErrMalformed, http.StatusUnauthorized, "signature_malformed", "Signature malformed"},
 	{signature.ErrKeyUnknown, http.StatusUnauthorized, "key_unknown", "Key unknown"},

@@ -89,7 +89,7 @@ func TestRFC9421AppendixBThroughGuard(t *testing.T) {
 			r := &signature.Request{Method: v.Method, Scheme: "https", Host: v.Host, Target: v.Target, Header: h, Body: []byte(v.Body)}
 			got, err := g.Verify(context.Background(), r)
 			require.NoError(t, err)
-			assert.Equal(t, v.Key, got.Principal)
+			assert.Equal(t, v.Key, got.KeyID)
 			_, err = g.Verify(context.Background(), r)
 			assert.Equal(t, "nonce_replayed", replayguard.ProblemFor(err).Code)
 		})

@@ -27,6 +27,15 @@ func validateJWT(c Config) []error {
 		if _, err := signature.NewJWKS(j.JWKSURL); err != nil {
 			errs = append(errs, fieldErr("jwt.jwks_url", "want an http:// or https:// URL, got %q", j.JWKSURL))
 		}
+		id := jwksID(j)
+		if signature.HasControl(id) {
+			errs = append(errs, fieldErr("jwt.jwks_id", "%q contains a control byte", id))
+		}
+		for i, k := range c.Keys {
+			if k.ID == id {
+				errs = append(errs, fieldErr("jwt.jwks_id", "%q is also the id of keys[%d]; the key set is an entry of its own", id, i))
+			}
+		}
 	}
 	if j.DPoP && j.Prefix == "" && j.Header != "" && !strings.EqualFold(j.Header, signature.DefaultJWTHeader) {
 		errs = append(errs, fieldErr("jwt.dpop", "DPoP needs a jwt.prefix when the token travels in %q", j.Header))
@@ -88,13 +97,21 @@ func newJWTScheme(c Config, now func() time.Time) (*signature.JWT, error) {
 		opts = append(opts, signature.WithJWTBind(j.Bind...))
 	}
 	if j.JWKSURL != "" {
-		set, err := signature.NewJWKS(j.JWKSURL, signature.WithJWKSClock(now))
+		set, err := signature.NewJWKS(j.JWKSURL, signature.WithJWKSClock(now), signature.WithJWKSID(jwksID(j)))
 		if err != nil {
 			return nil, fieldErr("jwt.jwks_url", "%v", err)
 		}
 		opts = append(opts, signature.WithJWKS(set))
 	}
 	return signature.NewJWT(keys, opts...)
+}
+
+// jwksID is the identity of tokens verified with a key of the JWKS.
+func jwksID(j JWTConfig) string {
+	if j.JWKSID == "" {
+		return signature.DefaultJWKSID
+	}
+	return j.JWKSID
 }
 
 // jwtKeys loads the keys of the jwt scheme: secrets, a PEM public key file

@@ -38,7 +38,7 @@ func (u *whUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if u.status != 0 {
 		w.WriteHeader(u.status)
 	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"delivery": n, "principal": v.Principal})
+	_ = json.NewEncoder(w).Encode(map[string]any{"delivery": n, "principal": v.KeyID})
 }
 
 func whGuard(t *testing.T, preset string, secrets ...string) *replayguard.Guard {

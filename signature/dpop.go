@@ -83,7 +83,10 @@ func (s *JWT) verifyDPoP(raw string, r *Request) (Verified, error) {
 	if err := checkJTI(pcl.ID, "dpop"); err != nil {
 		return Verified{}, s.proofErr(err)
 	}
-	return Verified{KeyID: tc.kid, Principal: principal(cl.Subject, tc.kid), Timestamp: pcl.IssuedAt.Time, ReplayKey: pcl.ID}, nil
+	if err := checkSubject(cl.Subject, "jwt"); err != nil {
+		return Verified{}, s.dpopTokenErr(err)
+	}
+	return Verified{KeyID: tc.kid, Subject: cl.Subject, Timestamp: pcl.IssuedAt.Time, ReplayKey: pcl.ID}, nil
 }
 
 func (s *JWT) proofErr(err error) error {

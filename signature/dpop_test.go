@@ -120,7 +120,7 @@ func TestDPoPSignerVerifies(t *testing.T) {
 			v, err := s.Verify(context.Background(), r)
 			require.NoError(t, err)
 			assert.Equal(t, "es", v.KeyID)
-			assert.Equal(t, "user-1", v.Principal)
+			assert.Equal(t, "user-1", v.Subject)
 			assert.Equal(t, jwtNow, v.Timestamp, "the proof's iat is the signed timestamp")
 			assert.NotEmpty(t, v.ReplayKey)
 
@@ -326,5 +326,5 @@ func TestDPoPSignerMintsBoundTokens(t *testing.T) {
 	r.Header = req.Header
 	v, err := s.Verify(context.Background(), r)
 	require.NoError(t, err)
-	assert.Equal(t, "svc", v.Principal)
+	assert.Equal(t, "svc", v.Subject)
 }

@@ -134,7 +134,7 @@ func FuzzHMACVerify(f *testing.F) {
 			if !wellFormed || !hasCorrect {
 				t.Fatalf("accepted without a correct MAC: key=%q ts=%q nonce=%q sig=%q", keyID, ts, nonceVal, lines)
 			}
-			if got.KeyID != keyID || got.Principal != keyID || got.ReplayKey != nonceVal {
+			if got.KeyID != keyID || got.Subject != "" || got.ReplayKey != nonceVal {
 				t.Fatalf("verified fields %+v for key %q nonce %q", got, keyID, nonceVal)
 			}
 			return

@@ -205,7 +205,7 @@ func (s *HMAC) Verify(_ context.Context, r *Request) (Verified, error) {
 		sec.put(mac)
 		for i := 0; i < n; i++ {
 			if hmac.Equal(sc.sigs[i][:], sc.mac[:]) {
-				return Verified{KeyID: keyID, Principal: keyID, Timestamp: ts, ReplayKey: nonceVal}, nil
+				return Verified{KeyID: keyID, Timestamp: ts, ReplayKey: nonceVal}, nil
 			}
 		}
 	}

@@ -240,7 +240,7 @@ func TestHMACVerify(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.Equal(t, testKeyID, got.KeyID)
-			assert.Equal(t, testKeyID, got.Principal)
+			assert.Equal(t, testKeyID, got.KeyID)
 			assert.Equal(t, v.nonce, got.ReplayKey)
 			assert.True(t, wantTS.Equal(got.Timestamp), "timestamp %v", got.Timestamp)
 			assert.Empty(t, got.IdempotencyKey)
@@ -616,7 +616,7 @@ func ExampleHMACSigner() {
 		fmt.Println("verify:", err)
 		return
 	}
-	fmt.Println("verified:", v.Principal, v.Timestamp.Unix(), v.ReplayKey)
+	fmt.Println("verified:", v.KeyID, v.Timestamp.Unix(), v.ReplayKey)
 
 	received.Body = []byte(`{"amount":9000}`)
 	_, err = verifier.Verify(context.Background(), received)

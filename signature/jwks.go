@@ -24,6 +24,9 @@ const (
 	// DefaultJWKSRefresh is the age after which a cached key set is
 	// refreshed in the background while it goes on serving.
 	DefaultJWKSRefresh = time.Hour
+	// DefaultJWKSID is the identity of every token verified with a key of
+	// the set: the set is one key entry, whatever kid a token names.
+	DefaultJWKSID = "jwks"
 	// DefaultJWKSMinRefresh is the shortest interval between two fetches
 	// caused by unknown key ids: a flood of tokens with invented kids costs
 	// at most one fetch per interval.
@@ -43,6 +46,7 @@ var ErrJWKSFetch = errors.New("signature: jwks: fetch failed")
 // the one its curve implies (ES256, ES384, ES512, EdDSA), else RS256 for an
 // RSA key. It is safe for concurrent use.
 type JWKS struct {
+	id         string
 	url        string
 	client     *http.Client
 	timeout    time.Duration
@@ -91,6 +95,12 @@ func WithJWKSMinRefresh(d time.Duration) JWKSOption {
 	return func(j *JWKS) { j.minRefresh = d }
 }
 
+// WithJWKSID sets the identity (Verified.KeyID) of tokens verified with a
+// key of the set. Default DefaultJWKSID.
+func WithJWKSID(id string) JWKSOption {
+	return func(j *JWKS) { j.id = id }
+}
+
 // WithJWKSClock sets the clock of the cache ages. Default time.Now.
 func WithJWKSClock(now func() time.Time) JWKSOption {
 	return func(j *JWKS) { j.now = now }
@@ -104,7 +114,7 @@ func NewJWKS(rawURL string, opts ...JWKSOption) (*JWKS, error) {
 		return nil, fmt.Errorf("signature: jwks: want an http(s) URL, got %q", rawURL)
 	}
 	j := &JWKS{
-		url: rawURL, timeout: DefaultJWKSTimeout, maxBytes: DefaultJWKSMaxBytes,
+		id: DefaultJWKSID, url: rawURL, timeout: DefaultJWKSTimeout, maxBytes: DefaultJWKSMaxBytes,
 		refresh: DefaultJWKSRefresh, minRefresh: DefaultJWKSMinRefresh, now: time.Now,
 	}
 	for _, o := range opts {

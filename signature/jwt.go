@@ -505,14 +505,10 @@ func (s *JWT) Verify(_ context.Context, r *Request) (Verified, error) {
 	if err := checkJTI(cl.ID, "jwt"); err != nil {
 		return Verified{}, s.bearerErr(err)
 	}
-	return Verified{KeyID: c.kid, Principal: principal(cl.Subject, c.kid), Timestamp: cl.IssuedAt.Time, ReplayKey: cl.ID}, nil
-}
-
-func principal(sub, kid string) string {
-	if sub != "" {
-		return sub
+	if err := checkSubject(cl.Subject, "jwt"); err != nil {
+		return Verified{}, s.bearerErr(err)
 	}
-	return kid
+	return Verified{KeyID: c.kid, Subject: cl.Subject, Timestamp: cl.IssuedAt.Time, ReplayKey: cl.ID}, nil
 }
 
 func checkJTI(jti, what string) error {
@@ -521,6 +517,21 @@ func checkJTI(jti, what string) error {
 	}
 	if len(jti) > MaxJTIBytes {
 		return fmt.Errorf("%w: %s: jti longer than %d bytes", nonce.ErrMalformed, what, MaxJTIBytes)
+	}
+	if HasControl(jti) {
+		return fmt.Errorf("%w: %s: jti contains a control byte", nonce.ErrMalformed, what)
+	}
+	return nil
+}
+
+// checkSubject holds a token's sub to what may scope records and travel to
+// the upstream in a header.
+func checkSubject(sub, what string) error {
+	if len(sub) > MaxSubjectBytes {
+		return fmt.Errorf("%w: %s: sub longer than %d bytes", ErrMalformed, what, MaxSubjectBytes)
+	}
+	if HasControl(sub) {
+		return fmt.Errorf("%w: %s: sub contains a control byte", ErrMalformed, what)
 	}
 	return nil
 }
@@ -721,7 +732,7 @@ func (c *call) tokenKey(t *jwt.Token) (any, error) {
 		c.keyErr = fmt.Errorf("%w: jwt: key %q is used with %s only", ErrInvalid, kid, k.alg)
 		return nil, c.keyErr
 	}
-	c.kid = kid
+	c.kid = c.s.entryID(kid)
 	return k.verify, nil
 }
 
@@ -733,6 +744,16 @@ func (s *JWT) key(kid string) (*jwtKey, error) {
 		return s.jwks.lookup(kid)
 	}
 	return nil, ErrKeyUnknown
+}
+
+// entryID returns the identity of a token verified with the key named
+// kid: the configured key's id, or the id of the key set's entry for a key
+// fetched from the JWKS, never the token's own choice of kid.
+func (s *JWT) entryID(kid string) string {
+	if s.keys[kid] != nil || s.jwks == nil {
+		return kid
+	}
+	return s.jwks.id
 }
 
 // checkCrit rejects critical header extensions: the scheme understands

@@ -36,7 +36,7 @@ func ExampleJWT() {
 	r := &signature.Request{Method: http.MethodPost, Scheme: "https", Host: "api.example.com",
 		Target: "/v1/charges?currency=eur", Header: req.Header, Body: body}
 	v, err := scheme.Verify(context.Background(), r)
-	fmt.Println(v.KeyID, v.Principal, v.ReplayKey, v.Timestamp.Unix(), err)
+	fmt.Println(v.KeyID, v.Subject, v.ReplayKey, v.Timestamp.Unix(), err)
 
 	r.Target = "/v1/refunds"
 	_, err = scheme.Verify(context.Background(), r)

@@ -44,7 +44,7 @@ func TestJWTSignerRoundTrip(t *testing.T) {
 			r.Header = req.Header
 			v, err := s.Verify(context.Background(), r)
 			require.NoError(t, err)
-			assert.Equal(t, "svc-"+tt.name, v.Principal)
+			assert.Equal(t, "svc-"+tt.name, v.Subject)
 			assert.Equal(t, tt.sg.KeyID, v.KeyID)
 			assert.Equal(t, jwtNow, v.Timestamp)
 			assert.Len(t, v.ReplayKey, 36, "a UUID jti")

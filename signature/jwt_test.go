@@ -30,21 +30,22 @@ func TestJWTVerifiesEveryAlgorithm(t *testing.T) {
 			v, err := s.Verify(context.Background(), withBearer(r, mintJWT(t, sg, cl, nil)))
 			require.NoError(t, err)
 			assert.Equal(t, signature.Verified{
-				KeyID: sg.kid, Principal: "user-1", Timestamp: jwtNow, ReplayKey: cl["jti"].(string),
+				KeyID: sg.kid, Subject: "user-1", Timestamp: jwtNow, ReplayKey: cl["jti"].(string),
 			}, v)
 		})
 	}
 }
 
-func TestJWTPrincipalIsKidWithoutSub(t *testing.T) {
+func TestJWTWithoutSubIsTheKeyAlone(t *testing.T) {
 	s := newJWTScheme(t)
 	r := jwtRequest()
 	cl := jwtClaimsFor(r)
 	delete(cl, "sub")
 	v, err := s.Verify(context.Background(), withBearer(r, mintJWT(t, jwtSigners(t)["ES256"], cl, nil)))
 	require.NoError(t, err)
-	assert.Equal(t, "es", v.Principal)
 	assert.Equal(t, "es", v.KeyID)
+	assert.Empty(t, v.Subject)
+	assert.Equal(t, "es", v.Scope())
 }
 
 // TestJWTRejections covers every rejection of a bearer token with the

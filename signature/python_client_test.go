@@ -171,7 +171,7 @@ func TestExampleClientsPrintHeaders(t *testing.T) {
 						Method: tt.method, Host: tt.host, Target: tt.target, Header: h, Body: tt.body,
 					})
 					require.NoError(t, err)
-					assert.Equal(t, testKeyID, v.Principal)
+					assert.Equal(t, testKeyID, v.KeyID)
 					assert.Equal(t, h.Get("X-Nonce"), v.ReplayKey)
 					assert.NoError(t, timestamp.New(time.Minute, time.Minute).Check(v.Timestamp, before))
 				})
@@ -199,7 +199,7 @@ func TestExampleClientsSend(t *testing.T) {
 			return
 		}
 		w.WriteHeader(http.StatusCreated)
-		_, _ = fmt.Fprintf(w, "created for %s", v.Principal)
+		_, _ = fmt.Fprintf(w, "created for %s", v.KeyID)
 	}))
 	defer srv.Close()
 

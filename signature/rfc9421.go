@@ -267,7 +267,7 @@ func (s *RFC9421) Verify(_ context.Context, r *Request) (Verified, error) {
 		sum := sha256.Sum256(canonicalSignature(ch.key.alg, ch.key.pub, ch.sig))
 		replayKey = "s:" + base64.RawURLEncoding.EncodeToString(sum[:])
 	}
-	return Verified{KeyID: ch.key.id, Principal: ch.key.id, Timestamp: created, ReplayKey: replayKey}, nil
+	return Verified{KeyID: ch.key.id, Timestamp: created, ReplayKey: replayKey}, nil
 }
 
 // choose parses the signature fields and picks the signature to verify.

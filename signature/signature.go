@@ -21,6 +21,9 @@ var (
 	// ErrInvalid reports a signature that does not verify with any secret
 	// of its key.
 	ErrInvalid = errors.New("signature: invalid")
+	// ErrMethodInvalid reports a request method that is not an HTTP token:
+	// no string to sign may hold it.
+	ErrMethodInvalid = errors.New("signature: method invalid")
 )
 
 // Request is what a scheme verifies: the parts of an HTTP request (or of a
@@ -53,6 +56,36 @@ func FromHTTP(r *http.Request, body []byte) *Request {
 	return &Request{Method: r.Method, Scheme: scheme, Host: r.Host, Target: target, Header: r.Header, Body: body}
 }
 
+// Check refuses a request that no string to sign may stand for: a method
+// that is not an HTTP token, or a control byte (CR, LF, NUL, …) in the
+// host, the request-target or a header. A server built on net/http never
+// hands such a request over; one built by hand may, and a CR/LF in a
+// signed line would let one signature verify another request.
+func (r *Request) Check() error {
+	if !IsToken(r.Method) {
+		return fmt.Errorf("%w: %q is not a method", ErrMethodInvalid, r.Method)
+	}
+	if HasControl(r.Host) || strings.ContainsAny(r.Host, " \t") {
+		return fmt.Errorf("%w: the host contains a control byte or a space", ErrMalformed)
+	}
+	if HasControl(r.Target) || strings.ContainsAny(r.Target, " \t") {
+		return fmt.Errorf("%w: the request-target contains a control byte or a space", ErrMalformed)
+	}
+	for name, vs := range r.Header {
+		if !IsToken(name) {
+			return fmt.Errorf("%w: a header name is not a token", ErrMalformed)
+		}
+		for _, v := range vs {
+			for i := 0; i < len(v); i++ {
+				if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+					return fmt.Errorf("%w: header %s contains a control byte", ErrMalformed, name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // OriginForm returns the path and raw query of a request-target as sent:
 // an origin-form target ("/p?q") is returned unchanged, an absolute-form one
 // ("http://host/p?q", as sent to proxies) loses its scheme and authority.
@@ -77,11 +110,13 @@ func OriginForm(target string) string {
 
 // Verified is what a scheme establishes about a request whose signature verified.
 type Verified struct {
-	// KeyID is the id of the key that verified the signature.
+	// KeyID is the identity: the id of the configured key entry whose key
+	// verified the signature (for keys fetched from a JWKS, the id of that
+	// key set's entry). A signer never chooses it.
 	KeyID string
-	// Principal is the authenticated identity that scopes replay keys and
-	// idempotency records (the key id, or a JWT sub).
-	Principal string
+	// Subject is a subject within that key (a JWT's sub), chosen by
+	// whoever holds the key; empty when the scheme carries none.
+	Subject string
 	// Timestamp is the signed timestamp; zero when the scheme signs none.
 	Timestamp time.Time
 	// ReplayKey is the value recorded by the nonce store; empty when the
@@ -95,6 +130,32 @@ type Verified struct {
 	// covered request without one passes without a record even when keys
 	// are required. A client-sent Idempotency-Key is still honoured.
 	IdempotencyOptional bool
+}
+
+// Scope returns what replay keys and idempotency records are scoped by:
+// the key id, followed by a zero byte and the subject when there is one.
+// A subject never contains control bytes, so no two (key id, subject)
+// pairs share a scope.
+func (v Verified) Scope() string {
+	if v.Subject == "" {
+		return v.KeyID
+	}
+	return v.KeyID + "\x00" + v.Subject
+}
+
+// MaxSubjectBytes bounds a subject (a JWT's sub).
+const MaxSubjectBytes = 255
+
+// HasControl reports whether s contains a control byte (below 0x20, or
+// DEL): such bytes would let one string to sign, log line or header stand
+// for another.
+func HasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // Scheme verifies the signature of a request.

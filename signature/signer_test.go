@@ -72,7 +72,7 @@ func TestHMACSignerSign(t *testing.T) {
 				Method: tt.method, Host: tt.wantHost, Target: tt.wantTarget, Header: req.Header, Body: tt.body,
 			})
 			require.NoError(t, err)
-			assert.Equal(t, testKeyID, got.Principal)
+			assert.Equal(t, testKeyID, got.KeyID)
 			assert.Equal(t, testNonce, got.ReplayKey)
 		})
 	}
@@ -250,7 +250,7 @@ func requireVerified(t *testing.T, attempts []attempt) {
 	nonces := map[string]bool{}
 	for i, a := range attempts {
 		require.NoError(t, a.verifyErr, "attempt %d", i+1)
-		assert.Equal(t, testKeyID, a.verified.Principal)
+		assert.Equal(t, testKeyID, a.verified.KeyID)
 		assert.NoError(t, window.Check(a.verified.Timestamp, time.Now()), "attempt %d", i+1)
 		assert.False(t, nonces[a.nonce], "attempt %d reuses nonce %s", i+1, a.nonce)
 		nonces[a.nonce] = true

@@ -288,7 +288,7 @@ func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
 		}
 		return Verified{}, ErrInvalid
 	}
-	return Verified{KeyID: key.id, Principal: key.id, Timestamp: ts, ReplayKey: id + ":" + tsRaw, IdempotencyKey: id}, nil
+	return Verified{KeyID: key.id, Timestamp: ts, ReplayKey: id + ":" + tsRaw, IdempotencyKey: id}, nil
 }
 
 // parseStandardSignatures decodes the space-delimited "v1,<base64>" and
@@ -382,7 +382,7 @@ func (w *Webhook) verifyStripe(sc *whScratch, r *Request) (Verified, error) {
 		}
 		return Verified{}, ErrInvalid
 	}
-	v := Verified{KeyID: key.id, Principal: key.id, Timestamp: ts, ReplayKey: "sig:" + hex.EncodeToString(sc.sum)}
+	v := Verified{KeyID: key.id, Timestamp: ts, ReplayKey: "sig:" + hex.EncodeToString(sc.sum)}
 	id, err := stripeEventID(r.Body)
 	if err != nil {
 		return Verified{}, err
@@ -456,7 +456,7 @@ func (w *Webhook) verifySlack(sc *whScratch, r *Request) (Verified, error) {
 	if key == nil {
 		return Verified{}, ErrInvalid
 	}
-	return Verified{KeyID: key.id, Principal: key.id, Timestamp: ts, ReplayKey: "sig:" + hex.EncodeToString(sc.sum), IdempotencyOptional: true}, nil
+	return Verified{KeyID: key.id, Timestamp: ts, ReplayKey: "sig:" + hex.EncodeToString(sc.sum), IdempotencyOptional: true}, nil
 }
 
 // verifyBodyMAC verifies the presets that sign the body alone (GitHub:
@@ -488,7 +488,7 @@ func (w *Webhook) verifyBodyMAC(sc *whScratch, r *Request, sigHeader, idHeader s
 	if key == nil {
 		return Verified{}, ErrInvalid
 	}
-	return Verified{KeyID: key.id, Principal: key.id, IdempotencyKey: id}, nil
+	return Verified{KeyID: key.id, IdempotencyKey: id}, nil
 }
 
 // matchMAC computes HMAC-SHA256(prefix || body) under every secret of

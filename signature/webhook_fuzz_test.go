@@ -76,7 +76,7 @@ func FuzzWebhookVerify(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !strings.Contains(sig, mac) || v.Principal != "k" {
+		if !strings.Contains(sig, mac) || v.KeyID != "k" {
 			t.Fatalf("%s verified %q without its MAC %q: %+v", preset, sig, mac, v)
 		}
 		switch preset {

@@ -83,7 +83,7 @@ func TestWebhookPublishedVectors(t *testing.T) {
 			got, err := w.Verify(context.Background(), webhookRequest(v.Headers, v.Body))
 			require.NoError(t, err)
 			assert.Equal(t, "provider", got.KeyID)
-			assert.Equal(t, "provider", got.Principal)
+			assert.Equal(t, "provider", got.KeyID)
 			assert.Equal(t, v.IdempotencyKey, got.IdempotencyKey)
 			assert.Equal(t, v.ReplayKey, got.ReplayKey)
 			if v.Timestamp == 0 {
@@ -289,7 +289,7 @@ func TestWebhookStandardV1a(t *testing.T) {
 	r := &signature.Request{Method: http.MethodPost, Header: req.Header, Body: body}
 	v, err := w.Verify(context.Background(), r)
 	require.NoError(t, err)
-	assert.Equal(t, "asym", v.Principal)
+	assert.Equal(t, "asym", v.KeyID)
 	assert.Equal(t, "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W:1674087231", v.ReplayKey)
 	r.Body = []byte(`{"type":"contact.deleted"}`)
 	_, err = w.Verify(context.Background(), r)

@@ -87,7 +87,7 @@ func echoHandler(w http.ResponseWriter, r *http.Request) {
 	b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"method": r.Method, "path": r.URL.RequestURI(), "key_id": r.Header.Get(keyIDHeader),
+		"method": r.Method, "path": r.URL.RequestURI(), "key_id": r.Header.Get(replayguard.HeaderKeyID),
 		"body": string(b), "received_at": time.Now().UTC().Format(time.RFC3339),
 	})
 }

@@ -86,7 +86,7 @@ func (fa *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fa.observer.ObserveRequest("", time.Since(start))
 	}
 	h := w.Header()
-	h.Set(keyIDHeader, v.Principal)
+	replayguard.SetIdentityHeaders(h, v)
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
@@ -199,6 +199,16 @@ func forwardedComplete(h http.Header) error {
 func forwardedRequest(r *http.Request, body []byte) (*signature.Request, error) {
 	if err := forwardedComplete(r.Header); err != nil {
 		return nil, err
+	}
+	for name := range r.Header {
+		// The proxy in front replaces X-Replayguard-Key-Id and
+		// X-Replayguard-Subject with this endpoint's answer (Traefik's
+		// authResponseHeaders, nginx's proxy_set_header); any other name
+		// that could pose as the gateway's would reach the upstream as the
+		// client wrote it.
+		if replayguard.IsGatewayHeader(name) && name != replayguard.HeaderKeyID && name != replayguard.HeaderSubject {
+			return nil, fmt.Errorf("%w: the request carries %q, a header only the gateway may set", replayguard.ErrForwardedInvalid, name)
+		}
 	}
 	method := r.Header.Get(xForwardedMethod)
 	if !signature.IsToken(method) {

@@ -204,12 +204,12 @@ func TestForwardAuthHandler(t *testing.T) {
 		o := signOriginal(t, http.MethodPost, "https://api.example.com/v1/charges?currency=eur", `{"amount":100}`)
 		res := f.do(t, o.authRequest(t, trustedPeer, true))
 		require.Equal(t, http.StatusOK, res.status, res.body)
-		assert.Equal(t, "client-a", res.header.Get(keyIDHeader))
+		assert.Equal(t, "client-a", res.header.Get(replayguard.HeaderKeyID))
 		assert.Empty(t, res.body)
 		res = f.do(t, o.authRequest(t, trustedPeer, true))
 		assert.Equal(t, http.StatusUnauthorized, res.status)
 		assert.Equal(t, "nonce_replayed", res.code)
-		assert.Empty(t, res.header.Get(keyIDHeader))
+		assert.Empty(t, res.header.Get(replayguard.HeaderKeyID))
 		assert.Equal(t, []string{"", "nonce_replayed"}, f.observer.codes)
 	})
 
@@ -221,7 +221,7 @@ func TestForwardAuthHandler(t *testing.T) {
 		cancel()
 		res := f.do(t, o.authRequest(t, trustedPeer, false).WithContext(ctx))
 		assert.GreaterOrEqual(t, res.status, 400, "the replay was cancelled, not approved: %s", res.body)
-		assert.Empty(t, res.header.Get(keyIDHeader))
+		assert.Empty(t, res.header.Get(replayguard.HeaderKeyID))
 	})
 
 	t.Run("untrusted peer never reaches a store", func(t *testing.T) {
@@ -306,7 +306,7 @@ func TestForwardAuthHandler(t *testing.T) {
 			res := f.do(t, tc.build(t))
 			assert.Equal(t, tc.status, res.status, res.body)
 			assert.Equal(t, tc.code, res.code)
-			assert.Empty(t, res.header.Get(keyIDHeader))
+			assert.Empty(t, res.header.Get(replayguard.HeaderKeyID))
 			assert.Zero(t, f.nonces.adds.Load(), "a request that did not verify writes nothing")
 			assert.Equal(t, []string{tc.code}, f.observer.codes)
 		})

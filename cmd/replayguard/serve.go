@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,13 +24,11 @@ import (
 	"github.com/replayguard/replayguard/config"
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/metrics"
+	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/stores"
 )
 
 var errUsage = errors.New("usage")
-
-// keyIDHeader tells the upstream which principal signed the request.
-const keyIDHeader = "X-Replayguard-Key-Id"
 
 const shutdownGrace = 30 * time.Second
 
@@ -113,7 +112,7 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 				return fmt.Errorf("listen: %w", err)
 			}
 		}
-		servers = append(servers, newServer(cfg, g.Middleware(proxy), logger))
+		servers = append(servers, newServer(cfg, forwardable(proxy.base, g.Middleware(proxy)), logger))
 		lns = append(lns, ls.main)
 		attrs = append(attrs, slog.String("listen", ls.main.Addr().String()), slog.String("upstream", cfg.Upstream))
 	}
@@ -174,8 +173,18 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 	return errors.Join(errs...)
 }
 
-// newProxy is the reverse proxy to upstream behind the Guard's middleware.
-func newProxy(cfg replayguard.Config, logger *slog.Logger) (*httputil.ReverseProxy, error) {
+// upstreamProxy is the reverse proxy to the upstream behind the Guard's
+// middleware.
+type upstreamProxy struct {
+	*httputil.ReverseProxy
+	base *url.URL // the upstream URL
+}
+
+// newProxy is the reverse proxy to upstream. The upstream runs the
+// request that was verified: the request-target byte for byte (joined to
+// the upstream URL's path), the identity in the gateway's headers, no
+// header of the client's that could pose as one of them, no trailers.
+func newProxy(cfg replayguard.Config, logger *slog.Logger) (*upstreamProxy, error) {
 	up, err := url.Parse(cfg.Upstream)
 	if err != nil {
 		return nil, &replayguard.FieldError{Field: "upstream", Err: err}
@@ -185,16 +194,24 @@ func newProxy(cfg replayguard.Config, logger *slog.Logger) (*httputil.ReversePro
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 1024
 	tr.MaxIdleConnsPerHost = 512
-	return &httputil.ReverseProxy{
+	return &upstreamProxy{base: up, ReverseProxy: &httputil.ReverseProxy{
 		Transport: tr,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
 			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host
+			// net/http's proxy re-encodes a query it cannot parse (one
+			// with ';' or a bad %-escape) and may re-escape the path:
+			// send the target as it was verified instead. forwardable
+			// refused, before verification, what cannot be sent so.
+			if t, err := forwardTarget(up, pr.In.RequestURI); err == nil {
+				pr.Out.URL.Opaque, pr.Out.URL.RawQuery, pr.Out.URL.ForceQuery = t.opaque, t.rawQuery, t.forceQuery
+			}
+			pr.Out.Trailer = nil
 			// The upstream learns who signed; a client cannot claim it.
-			pr.Out.Header.Del(keyIDHeader)
+			replayguard.StripGatewayHeaders(pr.Out.Header)
 			if v, ok := replayguard.VerifiedFrom(pr.In.Context()); ok {
-				pr.Out.Header.Set(keyIDHeader, v.Principal)
+				replayguard.SetIdentityHeaders(pr.Out.Header, v)
 			}
 		},
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -205,7 +222,54 @@ func newProxy(cfg replayguard.Config, logger *slog.Logger) (*httputil.ReversePro
 			idempotency.Abandon(w)
 			writeUpstreamError(w)
 		},
-	}, nil
+	}}, nil
+}
+
+// outTarget is how the request line to the upstream is built: Opaque is
+// the path sent as is, then "?" and the raw query.
+type outTarget struct {
+	opaque     string
+	rawQuery   string
+	forceQuery bool
+}
+
+// forwardTarget joins the request-target a client sent (requestURI, origin
+// or absolute form) to the upstream URL's path, keeping every byte of the
+// client's path and query. It fails for a target that cannot travel so:
+// one that is not a path ("*"), or a path that would read as an authority
+// ("//host/…" with an upstream URL without a path).
+func forwardTarget(up *url.URL, requestURI string) (outTarget, error) {
+	target := signature.OriginForm(requestURI)
+	if target == "" || target[0] != '/' {
+		return outTarget{}, fmt.Errorf("%w: %q is not a path", replayguard.ErrTargetUnforwardable, target)
+	}
+	path, query, hasQuery := strings.Cut(target, "?")
+	base := strings.TrimSuffix(up.EscapedPath(), "/")
+	joined := base + path
+	if strings.HasPrefix(joined, "//") {
+		return outTarget{}, fmt.Errorf("%w: a path starting with // would name a host", replayguard.ErrTargetUnforwardable)
+	}
+	t := outTarget{opaque: joined, rawQuery: query, forceQuery: hasQuery && query == ""}
+	if up.RawQuery != "" {
+		t.rawQuery = up.RawQuery
+		if query != "" {
+			t.rawQuery += "&" + query
+		}
+		t.forceQuery = false
+	}
+	return t, nil
+}
+
+// forwardable refuses, before anything is verified or stored, a request
+// whose target the proxy could not send to the upstream as it is verified.
+func forwardable(up *url.URL, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := forwardTarget(up, r.RequestURI); err != nil {
+			replayguard.WriteProblem(w, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func errUpstreamRequired() error {

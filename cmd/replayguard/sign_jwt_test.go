@@ -83,7 +83,7 @@ func TestSignJWTWithSecret(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(out, "Authorization: Bearer "), out)
 	v := verifyPrinted(t, s, out, http.MethodPost, "/v1/x?y=1", []byte(`{"a":1}`))
-	assert.Equal(t, "alice", v.Principal)
+	assert.Equal(t, "alice", v.Subject)
 
 	_, out, err = runSignJWT(t, "--scheme", "jwt", "--key-id", "hs", "--secret", signJWTSecret, "--curl", "https://api.example.com/")
 	require.NoError(t, err)

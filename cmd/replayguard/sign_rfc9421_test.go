@@ -56,7 +56,7 @@ func TestSignRFC9421WithSecret(t *testing.T) {
 	assert.Contains(t, out, "Content-Digest: sha-256=:")
 	cfg := replayguard.Config{Scheme: "rfc9421", Keys: []replayguard.KeyConfig{{ID: "client-a", Secrets: []string{"base64:c2VjcmV0LWJ5dGVz"}}}}
 	v := rfcSignVerify(t, cfg, out, http.MethodPost, "/v1/charges?x=1", []byte(`{"amount":100}`))
-	assert.Equal(t, "client-a", v.Principal)
+	assert.Equal(t, "client-a", v.KeyID)
 }
 
 func TestSignRFC9421FromConfigWithPrivateKey(t *testing.T) {

@@ -44,7 +44,7 @@ func newAPI() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Location", fmt.Sprintf("/v1/orders/%d", id))
 		w.WriteHeader(http.StatusCreated)
-		_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "sku": in.SKU, "customer": v.Principal})
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "sku": in.SKU, "customer": v.KeyID})
 	})
 	mux.HandleFunc("GET /v1/orders", func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()

@@ -108,7 +108,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.handled++
 	n := rc.handled
 	rc.mu.Unlock()
-	fmt.Fprintf(rc.out, "delivery %d from %s: %d bytes\n", n, v.Principal, len(body))
+	fmt.Fprintf(rc.out, "delivery %d from %s: %d bytes\n", n, v.KeyID, len(body))
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]int{"handled": n})
 }

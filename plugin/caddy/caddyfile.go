@@ -53,6 +53,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			header   <name>
 //			prefix   <prefix>
 //			jwks_url <url>
+//			jwks_id  <id>
 //			issuer   <iss>
 //			audience <aud>
 //			leeway   <duration>
@@ -134,6 +135,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"header":   func() (err error) { j.Header, err = stringArg(d); return },
 				"prefix":   func() (err error) { j.Prefix, err = stringArg(d); return },
 				"jwks_url": func() (err error) { j.JWKSURL, err = stringArg(d); return },
+				"jwks_id":  func() (err error) { j.JWKSID, err = stringArg(d); return },
 				"issuer":   func() (err error) { j.Issuer, err = stringArg(d); return },
 				"audience": func() (err error) { j.Audience, err = stringArg(d); return },
 				"leeway":   func() (err error) { j.Leeway, err = durationArg(d); return },

@@ -46,9 +46,7 @@ http://localhost:%d {
 	uri strip_prefix /api
 	@down path /down/*
 	reverse_proxy @down 127.0.0.1:%d
-	reverse_proxy %s {
-		header_up X-Replayguard-Key-Id {http.vars.replayguard_principal}
-	}
+	reverse_proxy %s
 	handle_errors {
 		respond "handle_errors {err.status_code}" {err.status_code}
 	}

@@ -28,12 +28,14 @@ func init() {
 }
 
 // Placeholders the handler sets for the handlers after it, once a request
-// has been verified: {http.vars.replayguard_principal} (the key id or JWT
-// sub that scopes replay keys and idempotency records) and
-// {http.vars.replayguard_key_id}.
+// has been verified: {http.vars.replayguard_key_id}, the identity (the id
+// of the configured key entry whose key verified the request), and
+// {http.vars.replayguard_subject}, the subject within that key (a JWT's
+// sub), when the request has one. The request passed on also carries them
+// as X-Replayguard-Key-Id and X-Replayguard-Subject.
 const (
-	VarPrincipal = "replayguard_principal"
-	VarKeyID     = "replayguard_key_id"
+	VarKeyID   = "replayguard_key_id"
+	VarSubject = "replayguard_subject"
 )
 
 // Handler is the Caddy module http.handlers.replayguard. Its JSON fields
@@ -271,9 +273,16 @@ func forward(w http.ResponseWriter, verified *http.Request) {
 	}
 	r := st.r.WithContext(verified.Context())
 	r.Body, r.ContentLength, r.GetBody = verified.Body, verified.ContentLength, verified.GetBody
+	// Nothing unsigned travels on: no header a client could pose as the
+	// gateway's with, no trailers.
+	r.Trailer = nil
+	replayguard.StripGatewayHeaders(r.Header)
 	if v, ok := replayguard.VerifiedFrom(r.Context()); ok {
-		caddyhttp.SetVar(r.Context(), VarPrincipal, v.Principal)
 		caddyhttp.SetVar(r.Context(), VarKeyID, v.KeyID)
+		if v.Subject != "" {
+			caddyhttp.SetVar(r.Context(), VarSubject, v.Subject)
+		}
+		replayguard.SetIdentityHeaders(r.Header, v)
 	}
 	if err := st.next.ServeHTTP(w, r); err != nil {
 		// Caddy answers the error (handle_errors or its default); nothing

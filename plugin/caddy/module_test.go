@@ -92,7 +92,7 @@ func recordingNext(s *seen, status int, err error) caddyhttp.Handler {
 		s.path, s.uri = r.URL.Path, r.RequestURI
 		b, _ := io.ReadAll(r.Body)
 		s.body = string(b)
-		s.vars = []any{caddyhttp.GetVar(r.Context(), VarPrincipal), caddyhttp.GetVar(r.Context(), VarKeyID)}
+		s.vars = []any{caddyhttp.GetVar(r.Context(), VarKeyID), caddyhttp.GetVar(r.Context(), VarSubject)}
 		if err != nil {
 			return err
 		}
@@ -132,7 +132,7 @@ func TestServeHTTPVerifiesTheRequestAsSent(t *testing.T) {
 	assert.Equal(t, "/orders", s.path)
 	assert.Equal(t, "/orders?x=1", s.uri)
 	assert.Equal(t, string(body), s.body)
-	assert.Equal(t, []any{"client-a", "client-a"}, s.vars)
+	assert.Equal(t, []any{"client-a", nil}, s.vars)
 
 	// The same bytes again: a replay, answered without an error so that
 	// Caddy's handle_errors does not rewrite the problem.

@@ -74,6 +74,7 @@ type JWT struct {
 	Header   string   `json:"header,omitempty"`
 	Prefix   string   `json:"prefix,omitempty"`
 	JWKSURL  string   `json:"jwksUrl,omitempty"`
+	JWKSID   string   `json:"jwksId,omitempty"`
 	Issuer   string   `json:"issuer,omitempty"`
 	Audience string   `json:"audience,omitempty"`
 	Leeway   string   `json:"leeway,omitempty"`
@@ -171,6 +172,7 @@ func (c *Config) model() (replayguard.Config, error) {
 			Header:   c.JWT.Header,
 			Prefix:   c.JWT.Prefix,
 			JWKSURL:  c.JWT.JWKSURL,
+			JWKSID:   c.JWT.JWKSID,
 			Issuer:   c.JWT.Issuer,
 			Audience: c.JWT.Audience,
 			Leeway:   dur("jwt.leeway", c.JWT.Leeway),

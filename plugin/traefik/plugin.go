@@ -28,9 +28,13 @@ import (
 	"github.com/replayguard/replayguard"
 )
 
-// VerifiedKeyHeader carries the verified principal (the key id) to the
+// VerifiedKeyHeader carries the verified identity (the key entry id) to the
 // next handler. A client-sent value is always replaced.
-const VerifiedKeyHeader = "X-Replayguard-Key-Id"
+const VerifiedKeyHeader = replayguard.HeaderKeyID
+
+// VerifiedSubjectHeader carries the subject within that key (a JWT sub),
+// when the request has one. A client-sent value is always removed.
+const VerifiedSubjectHeader = replayguard.HeaderSubject
 
 // New returns the replayguard pipeline in front of next. Traefik calls it
 // for every router using the middleware and on every reload.
@@ -65,7 +69,8 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r.Header.Del(VerifiedKeyHeader)
+	replayguard.StripGatewayHeaders(r.Header)
+	r.Trailer = nil
 	h.guard.ServeHTTP(w, r)
 }
 
@@ -75,8 +80,9 @@ type forward struct {
 }
 
 func (f *forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Trailer = nil
 	if v, ok := replayguard.VerifiedFrom(r.Context()); ok {
-		r.Header.Set(VerifiedKeyHeader, v.Principal)
+		replayguard.SetIdentityHeaders(r.Header, v)
 	}
 	f.next.ServeHTTP(w, r)
 }

@@ -106,7 +106,7 @@ func TestGoJoseTokensVerify(t *testing.T) {
 			r.Header.Set("Authorization", "Bearer "+joseToken(t, tt.alg, tt.key, tt.kid, r, jti))
 			v, err := s.Verify(context.Background(), r)
 			require.NoError(t, err)
-			assert.Equal(t, signature.Verified{KeyID: tt.kid, Principal: "user-1", Timestamp: now, ReplayKey: jti}, v)
+			assert.Equal(t, signature.Verified{KeyID: tt.kid, Subject: "user-1", Timestamp: now, ReplayKey: jti}, v)
 
 			r.Method = http.MethodPut
 			_, err = s.Verify(context.Background(), r)

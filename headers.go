@@ -1,0 +1,72 @@
+package replayguard
+
+import (
+	"net/http"
+
+	"github.com/replayguard/replayguard/signature"
+)
+
+// Headers the gateway sets on the request it passes on. Whatever a client
+// sent under these names, or under any name that could be read as one of
+// the gateway's, is removed first.
+const (
+	// HeaderKeyID carries the verified identity: the id of the configured
+	// key entry whose key verified the request.
+	HeaderKeyID = "X-Replayguard-Key-Id"
+	// HeaderSubject carries the subject within that key (a JWT's sub),
+	// when the request has one.
+	HeaderSubject = "X-Replayguard-Subject"
+)
+
+// gatewayPrefix is what every gateway header name starts with, lowercase.
+const gatewayPrefix = "x-replayguard-"
+
+// IsGatewayHeader reports whether a header named name could be read as one
+// the gateway sets: after case-folding, and reading '_' as '-' (as CGI,
+// WSGI and PHP upstreams do), it starts with "X-Replayguard-".
+func IsGatewayHeader(name string) bool {
+	if len(name) < len(gatewayPrefix) {
+		return false
+	}
+	for i := 0; i < len(gatewayPrefix); i++ {
+		c := name[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		} else if c == '_' {
+			c = '-'
+		}
+		if c != gatewayPrefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// hasGatewayHeader reports whether h holds a header IsGatewayHeader names.
+func hasGatewayHeader(h http.Header) bool {
+	for name := range h {
+		if IsGatewayHeader(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// StripGatewayHeaders deletes from h every header IsGatewayHeader names.
+func StripGatewayHeaders(h http.Header) {
+	for name := range h {
+		if IsGatewayHeader(name) {
+			delete(h, name)
+		}
+	}
+}
+
+// SetIdentityHeaders strips every gateway header from h, then sets
+// HeaderKeyID to v's key id and, when v has a subject, HeaderSubject.
+func SetIdentityHeaders(h http.Header, v signature.Verified) {
+	StripGatewayHeaders(h)
+	h.Set(HeaderKeyID, v.KeyID)
+	if v.Subject != "" {
+		h.Set(HeaderSubject, v.Subject)
+	}
+}
