@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -215,6 +216,15 @@ redis: {addrs: ["%s"], key_prefix: xshape}
 		rec := serve(h, sign(t, http.MethodGet, "/v1/ping", nil, time.Now()).request(nil))
 		assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
 		assert.Equal(t, "store_unavailable", problemCode(t, rec))
+		// On the stream Traefik logs at ERROR, which its default level
+		// shows.
+		var failed []string
+		for _, l := range logs.take() {
+			if strings.Contains(l, "level=ERROR") && strings.Contains(l, "store failed") {
+				failed = append(failed, l)
+			}
+		}
+		assert.NotEmpty(t, failed, "a store failure is logged at ERROR")
 		srv.Restart()
 		require.Eventually(t, func() bool {
 			return serve(h, sign(t, http.MethodGet, "/v1/ping", nil, time.Now()).request(nil)).Code == http.StatusOK

@@ -8,10 +8,10 @@
 // the next handler sees it, and covered methods go through the
 // Idempotency-Key dedupe layer, exactly as in the binary and the Caddy
 // module. Stores are in memory by default and shared by every instance of
-// the middleware with the same store configuration (Traefik builds one
-// instance per router and again on every configuration reload), or in
-// Redis, where keys and scripts are those of the binary's go-redis stores:
-// one Redis serves instances of every shape.
+// one middleware (Traefik builds one instance per router and again on
+// every configuration reload), never between two middlewares; or in Redis,
+// where keys and scripts are those of the binary's go-redis stores: one
+// Redis serves instances of every shape.
 //
 // What Traefik's interpreter imposes: nonce mode "exact" only (no Bloom,
 // no local shield), no PostgreSQL, no Sentinel; a response without a
@@ -22,10 +22,12 @@ package traefik
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/signature"
 )
 
 // VerifiedKeyHeader carries the verified identity (the key entry id) to the
@@ -46,14 +48,14 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	set, err := sharedStores(ctx, cfg)
+	set, err := sharedStores(ctx, name, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	g, err := replayguard.New(cfg,
 		replayguard.WithNonceStore(set.nonces),
 		replayguard.WithIdempotencyStore(set.idem),
-		replayguard.WithLogger(slog.Default().With(slog.String("middleware", name))),
+		replayguard.WithLogger(newLogger(name)),
 		replayguard.WithStreamUnknownLength(),
 	)
 	if err != nil {
@@ -69,9 +71,38 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := forwardable(r); err != nil {
+		replayguard.WriteProblem(w, err)
+		return
+	}
 	replayguard.StripGatewayHeaders(r.Header)
 	r.Trailer = nil
 	h.guard.ServeHTTP(w, r)
+}
+
+// forwardable refuses, before anything is verified or stored, a request
+// whose target Traefik would not send to the service as it is verified.
+// Traefik's proxy rebuilds the target from the request line: the path
+// through url.ParseRequestURI (escapes it cannot keep are re-encoded), the
+// query with every ';' turned into '&'. An entry point with
+// http.encodeQuerySemicolons: true hands the plugin, and the service, ';'
+// as "%3B" instead, which passes.
+func forwardable(r *http.Request) error {
+	target := signature.OriginForm(r.RequestURI)
+	if target == "" {
+		return nil
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return fmt.Errorf("%w: %s", replayguard.ErrTargetUnforwardable, err.Error())
+	}
+	if strings.IndexByte(u.RawQuery, ';') >= 0 {
+		return fmt.Errorf("%w: Traefik passes ';' in a query on as '&' (set the entry point's http.encodeQuerySemicolons to keep it)", replayguard.ErrTargetUnforwardable)
+	}
+	if u.RequestURI() != target {
+		return fmt.Errorf("%w: Traefik would send the path re-encoded", replayguard.ErrTargetUnforwardable)
+	}
+	return nil
 }
 
 // forward hands a verified request to next with its principal.

@@ -23,13 +23,17 @@ type storeSet struct {
 // nonces it saw (a replay through another router, or after a reload, would
 // pass), and a Redis client rebuilt each time would leak its connections.
 //
-// The nonce store, the idempotency store and the Redis client are each
-// keyed by only the options that choose them, so that instances differing
-// in anything else (keys, window, the other store) still share them: every
-// instance with a memory nonce store shares the one memory nonce store, and
-// every instance with a Redis nonce store on the same Redis shares its
-// client. A memory store's cap (nonce.maxEntries) is the one of the
-// instance that created it.
+// Stores are keyed by the middleware's name and the options that shape
+// them: every router using one middleware, and every reload of it, shares
+// its stores, whatever else changes (a rotated secret, the window); two
+// middlewares never share a store, so neither reads the other's nonces or
+// stored responses even where their key ids coincide. Redis clients are
+// keyed by the Redis options alone and shared; what separates two
+// middlewares' records in one Redis is their redis.keyPrefix.
+//
+// Stores of a middleware that is removed or renamed stay here until
+// Traefik restarts: a memory store then holds at most its caps
+// (nonce.maxEntries, idempotency.memoryMaxBytes) and its records expire.
 var registry = struct {
 	mu     sync.Mutex
 	nonces map[string]nonce.Store
@@ -44,8 +48,29 @@ func redisKey(cfg replayguard.Config) string {
 		fmt.Sprint(r.DB), fmt.Sprint(r.TLS), r.Timeout.String(), r.KeyPrefix}, "\x00")
 }
 
-// sharedStores returns the stores of cfg, building those not built yet.
-func sharedStores(ctx context.Context, cfg replayguard.Config) (*storeSet, error) {
+// nonceKey identifies the nonce store of middleware name under cfg.
+func nonceKey(name string, cfg replayguard.Config) string {
+	n := cfg.Nonce
+	k := strings.Join([]string{name, n.Store, n.Mode, fmt.Sprint(n.MaxEntries)}, "\x00")
+	if n.Store == replayguard.StoreRedis {
+		k += "\x00" + redisKey(cfg)
+	}
+	return k
+}
+
+// idempotencyKey identifies the idempotency store of middleware name under
+// cfg.
+func idempotencyKey(name string, cfg replayguard.Config) string {
+	k := name + "\x00" + cfg.Idempotency.Store
+	if cfg.Idempotency.Store == replayguard.StoreRedis {
+		k += "\x00" + redisKey(cfg)
+	}
+	return k
+}
+
+// sharedStores returns the stores of middleware name under cfg, building
+// those not built yet.
+func sharedStores(ctx context.Context, name string, cfg replayguard.Config) (*storeSet, error) {
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
 	rc := func() (*redisConn, error) {
@@ -62,10 +87,7 @@ func sharedStores(ctx context.Context, cfg replayguard.Config) (*storeSet, error
 	}
 	s := &storeSet{}
 
-	nk := cfg.Nonce.Store + "\x00" + cfg.Nonce.Mode
-	if cfg.Nonce.Store == replayguard.StoreRedis {
-		nk += "\x00" + redisKey(cfg)
-	}
+	nk := nonceKey(name, cfg)
 	if ns, ok := registry.nonces[nk]; ok {
 		s.nonces = ns
 	} else {
@@ -81,10 +103,7 @@ func sharedStores(ctx context.Context, cfg replayguard.Config) (*storeSet, error
 		registry.nonces[nk] = s.nonces
 	}
 
-	ik := cfg.Idempotency.Store
-	if cfg.Idempotency.Store == replayguard.StoreRedis {
-		ik += "\x00" + redisKey(cfg)
-	}
+	ik := idempotencyKey(name, cfg)
 	if is, ok := registry.idem[ik]; ok {
 		s.idem = is
 	} else {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -109,7 +108,9 @@ func loadPlugin(t testing.TB, gopath string) *yaegiPlugin {
 	require.NotEmpty(t, m.TestData, "Traefik requires testData for a middleware")
 	pluginImport := m.Import
 	require.Equal(t, tree.Module, pluginImport)
-	i := interp.New(interp.Options{GoPath: gopath, Env: os.Environ()})
+	// As Traefik does: the plugin's os.Stdout is logged at DEBUG, its
+	// os.Stderr at ERROR.
+	i := interp.New(interp.Options{GoPath: gopath, Env: os.Environ(), Stdout: pluginLogs.debug(), Stderr: pluginLogs})
 	require.NoError(t, i.Use(stdlib.Symbols))
 	_, err := i.Eval(fmt.Sprintf("import %q", pluginImport))
 	require.NoError(t, err, "Yaegi failed to import the plugin %q", pluginImport)
@@ -167,47 +168,75 @@ func (p *yaegiPlugin) newHandler(ctx context.Context, next http.Handler, options
 	return h, nil
 }
 
-// logCapture keeps the warnings and errors logged through slog.Default,
-// which the interpreted pipeline logs to. A store step that misbehaves
-// under the interpreter while the response still goes out shows up here.
+// logCapture keeps what the interpreted plugin writes to its os.Stderr,
+// the stream Traefik logs at ERROR and shows at its default level: the
+// plugin's warnings and errors. A store step that misbehaves under the
+// interpreter while the response still goes out shows up here.
 type logCapture struct {
 	mu      sync.Mutex
+	partial []byte
 	records []string
+	debugs  []string
 }
 
+// pluginLogs receives the streams of every interpreter loadPlugin builds.
+var pluginLogs = &logCapture{}
+
+// captureLogs forgets what was logged so far and returns the capture.
 func captureLogs(t *testing.T) *logCapture {
 	t.Helper()
-	c := &logCapture{}
-	prev := slog.Default()
-	slog.SetDefault(slog.New(c))
-	t.Cleanup(func() { slog.SetDefault(prev) })
-	return c
+	pluginLogs.take()
+	pluginLogs.takeDebug()
+	return pluginLogs
 }
 
-func (c *logCapture) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
-
-func (c *logCapture) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Level.String() + " " + r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		b.WriteString(" " + a.String())
-		return true
-	})
+func (c *logCapture) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	c.records = append(c.records, b.String())
-	c.mu.Unlock()
-	return nil
+	defer c.mu.Unlock()
+	c.records = appendLines(c.records, &c.partial, p)
+	return len(p), nil
 }
 
-func (c *logCapture) WithAttrs([]slog.Attr) slog.Handler { return c }
-func (c *logCapture) WithGroup(string) slog.Handler      { return c }
+// debug is the plugin's os.Stdout.
+func (c *logCapture) debug() io.Writer { return debugWriter{c} }
 
-// take returns and forgets the records so far.
+type debugWriter struct{ c *logCapture }
+
+func (d debugWriter) Write(p []byte) (int, error) {
+	d.c.mu.Lock()
+	defer d.c.mu.Unlock()
+	var partial []byte
+	d.c.debugs = appendLines(d.c.debugs, &partial, p)
+	return len(p), nil
+}
+
+func appendLines(lines []string, partial *[]byte, p []byte) []string {
+	*partial = append(*partial, p...)
+	for {
+		i := bytes.IndexByte(*partial, '\n')
+		if i < 0 {
+			return lines
+		}
+		lines = append(lines, string((*partial)[:i]))
+		*partial = (*partial)[i+1:]
+	}
+}
+
+// take returns and forgets the error-stream lines so far.
 func (c *logCapture) take() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.records
 	c.records = nil
+	return r
+}
+
+// takeDebug returns and forgets the debug-stream lines so far.
+func (c *logCapture) takeDebug() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.debugs
+	c.debugs = nil
 	return r
 }
 
@@ -464,19 +493,17 @@ func TestPluginUnderYaegi(t *testing.T) {
 		assert.Empty(t, logs.take())
 	})
 
-	t.Run("instances share their stores: a replay through another router or after a reload is caught", func(t *testing.T) {
+	t.Run("instances of one middleware share their stores: a replay through another router or after a reload is caught", func(t *testing.T) {
 		up := &upstream{}
 		first, err := plugin.newHandler(ctx, up, pluginOptions(), "first@file")
 		require.NoError(t, err)
-		// A reload, or another middleware, that changes the window, the
-		// memory store's cap and the idempotency store still shares the
-		// memory nonce store.
+		// A reload of the same middleware that changes the window and the
+		// idempotency store still shares the memory nonce store.
 		opts := pluginOptions()
 		opts["timestamp"] = map[string]any{"tolerance": "10m", "futureSkew": "1m"}
-		opts["nonce"] = map[string]any{"maxEntries": "1000"}
 		opts["idempotency"] = map[string]any{"store": "redis"}
 		opts["redis"] = map[string]any{"addrs": []any{"127.0.0.1:1"}}
-		second, err := plugin.newHandler(ctx, up, opts, "second@file")
+		reloaded, err := plugin.newHandler(ctx, up, opts, "first@file")
 		require.NoError(t, err)
 		third, err := plugin.newHandler(ctx, up, pluginOptions(), "first@file")
 		require.NoError(t, err)
@@ -484,7 +511,7 @@ func TestPluginUnderYaegi(t *testing.T) {
 		req := sign(t, http.MethodGet, "/v1/ping", nil, time.Now())
 		rec := serve(first, req.request(nil))
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
-		for _, h := range []http.Handler{second, third} {
+		for _, h := range []http.Handler{reloaded, third} {
 			rec = serve(h, req.request(nil))
 			assert.Equal(t, http.StatusUnauthorized, rec.Code)
 			assert.Equal(t, "nonce_replayed", problemCode(t, rec))
@@ -499,6 +526,75 @@ func TestPluginUnderYaegi(t *testing.T) {
 		assert.Equal(t, "true", rec.Header().Get(idempotency.ReplayedHeader), "the record written through the first instance answers the reloaded one")
 		assert.EqualValues(t, 2, up.hits.Load())
 		assert.Empty(t, logs.take())
+	})
+
+	t.Run("two middlewares never share a store, even with the same key id", func(t *testing.T) {
+		up := &upstream{}
+		a, err := plugin.newHandler(ctx, up, pluginOptions(), "tenant-a@file")
+		require.NoError(t, err)
+		opts := pluginOptions()
+		opts["keys"] = []any{map[string]any{"id": keyID, "secrets": []any{"base64:" + base64.StdEncoding.EncodeToString([]byte(secret))}}}
+		b, err := plugin.newHandler(ctx, up, opts, "tenant-b@file")
+		require.NoError(t, err)
+
+		// One tenant's stored response is not the other's, though the key
+		// id and the Idempotency-Key are the same.
+		body := []byte(`{"amount":1}`)
+		key := uuid.NewString()
+		rec := serve(a, signWithKey(t, http.MethodPost, "/v1/charges", body, time.Now(), key).request(body))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		rec = serve(b, signWithKey(t, http.MethodPost, "/v1/charges", body, time.Now(), key).request(body))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.Empty(t, rec.Header().Get(idempotency.ReplayedHeader))
+		assert.EqualValues(t, 2, up.hits.Load())
+
+		// Nor its nonces: the same signed request is new to the other.
+		req := sign(t, http.MethodGet, "/v1/ping", nil, time.Now())
+		require.Equal(t, http.StatusOK, serve(a, req.request(nil)).Code)
+		require.Equal(t, http.StatusOK, serve(b, req.request(nil)).Code)
+		assert.Empty(t, logs.take())
+	})
+
+	t.Run("no header that reads as the gateway's reaches the service", func(t *testing.T) {
+		var seen http.Header
+		next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.Header.Clone() })
+		h, err := plugin.newHandler(ctx, next, pluginOptions(), "headers@file")
+		require.NoError(t, err)
+		r := sign(t, http.MethodGet, "/v1/ping", nil, time.Now()).request(nil)
+		r.Header["X_Replayguard_Key_Id"] = []string{"admin"}
+		r.Header["X-Replayguard-Subject"] = []string{"root"}
+		r.Header["x_replayguard_role"] = []string{"admin"}
+		r.Trailer = http.Header{"X-Replayguard-Key-Id": {"admin"}}
+		rec := serve(h, r)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		for name := range seen {
+			if replayguard.IsGatewayHeader(name) {
+				assert.Equal(t, replayguard.HeaderKeyID, name)
+			}
+		}
+		assert.Equal(t, []string{keyID}, seen[replayguard.HeaderKeyID])
+		assert.Nil(t, r.Trailer)
+	})
+
+	t.Run("a target Traefik would not forward as verified is refused", func(t *testing.T) {
+		h, up := newHandler(t)
+		for _, target := range []string{"/v1/ping?a=1;b=2", "/v1/ping?a=%zz;b"} {
+			req := sign(t, http.MethodGet, target, nil, time.Now())
+			r := req.request(nil)
+			r.RequestURI = target
+			rec := serve(h, r)
+			assert.Equal(t, http.StatusBadRequest, rec.Code, target)
+			assert.Equal(t, "target_unforwardable", problemCode(t, rec))
+		}
+		assert.Zero(t, up.hits.Load())
+		// Escapes and queries Traefik keeps pass.
+		for _, target := range []string{"/v1/ping?a=%zz&b=%41", "/v1/p%7e?q=%3B", "/v1/ping?"} {
+			req := sign(t, http.MethodGet, target, nil, time.Now())
+			r := req.request(nil)
+			r.RequestURI = target
+			rec := serve(h, r)
+			assert.Equal(t, http.StatusOK, rec.Code, target+" "+rec.Body.String())
+		}
 	})
 
 	t.Run("a response without Content-Length streams through unrecorded", func(t *testing.T) {
