@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/timestamp"
 )
 
 // Defaults of the configuration model.
@@ -407,6 +408,15 @@ func (c Config) Validate() error {
 	}
 	if c.Timestamp.FutureSkew < 0 {
 		add(fieldErr("timestamp.future_skew", "must be positive"))
+	}
+	if w := (timestamp.Window{Tolerance: c.Timestamp.Tolerance.D(), FutureSkew: c.Timestamp.FutureSkew.D()}); w.Tolerance >= 0 && w.FutureSkew >= 0 {
+		if err := w.Validate(); err != nil {
+			field := "timestamp.future_skew"
+			if w.Tolerance > timestamp.MaxSpan {
+				field = "timestamp.tolerance"
+			}
+			add(&FieldError{Field: field, Err: err})
+		}
 	}
 	add(oneOf("nonce.store", c.Nonce.Store, StoreMemory, StoreRedis))
 	add(oneOf("nonce.mode", c.Nonce.Mode, ModeExact, ModeBloom))
