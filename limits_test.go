@@ -37,7 +37,7 @@ func TestWindowOfCenturiesStillRefusesReplays(t *testing.T) {
 			g := newGuard(t, cfg)
 			h := g.Middleware(&upstream{})
 
-			req := signedRequest(t, "client-a", "secret-a", "GET", "/v1/x", nil, tt.signedAt)
+			req := signedRequest(t, "client-a", "secret-a-0123456789", "GET", "/v1/x", nil, tt.signedAt)
 			replay := req.Clone(req.Context())
 
 			rec := httptest.NewRecorder()
