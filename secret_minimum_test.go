@@ -15,7 +15,9 @@ import (
 // message naming the field; a vendor's secret is rotated at the vendor.
 func TestShortSecretsAreRefused(t *testing.T) {
 	long := strings.Repeat("k", 16)
-	whsec := func(n int) string { return "whsec_" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("w", n))) }
+	whsec := func(n int) string {
+		return "whsec_" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("w", n)))
+	}
 	tests := []struct {
 		name    string
 		scheme  string
