@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/timestamp"
 )
 
 // Defaults of the configuration model.
@@ -401,8 +402,11 @@ func (c Config) Validate() error {
 		}
 		seen[k.ID] = true
 		for j, s := range k.Secrets {
-			if _, err := signature.ParseSecret(s); err != nil {
+			b, err := signature.ParseSecret(s)
+			if err != nil {
 				add(fieldErr(fmt.Sprintf("%s.secrets[%d]", f, j), "%v", err))
+			} else if ownSecretMinimum(c.Scheme) {
+				add(checkSecretLength(c.Scheme, fmt.Sprintf("%s.secrets[%d]", f, j), b))
 			}
 		}
 	}
@@ -411,6 +415,15 @@ func (c Config) Validate() error {
 	}
 	if c.Timestamp.FutureSkew < 0 {
 		add(fieldErr("timestamp.future_skew", "must be positive"))
+	}
+	if w := (timestamp.Window{Tolerance: c.Timestamp.Tolerance.D(), FutureSkew: c.Timestamp.FutureSkew.D()}); w.Tolerance >= 0 && w.FutureSkew >= 0 {
+		if err := w.Validate(); err != nil {
+			field := "timestamp.future_skew"
+			if w.Tolerance > timestamp.MaxSpan {
+				field = "timestamp.tolerance"
+			}
+			add(&FieldError{Field: field, Err: err})
+		}
 	}
 	add(oneOf("nonce.store", c.Nonce.Store, StoreMemory, StoreRedis))
 	add(oneOf("nonce.mode", c.Nonce.Mode, ModeExact, ModeBloom))
@@ -518,15 +531,49 @@ func (c Config) TrustedProxyNets() ([]*net.IPNet, error) {
 	return nets, nil
 }
 
+// MinSecretBytes is the shortest secret a configuration may give an HMAC
+// key (schemes hmac and rfc9421, the webhook presets), counted after
+// decoding. HS256/384/512 keys of the jwt scheme need more: as many bytes
+// as the hash's output (RFC 7518 §3.2). The minimum is a configuration
+// rule; the signature package verifies with whatever key it is handed, so
+// published test vectors with short keys still run there.
+const MinSecretBytes = 16
+
+// checkSecretLength refuses a secret shorter than MinSecretBytes under a
+// scheme it applies to. The webhook presets' secrets are chosen by the
+// vendor, so the remedy named is rotating it there.
+func checkSecretLength(scheme, field string, b []byte) error {
+	switch {
+	case len(b) >= MinSecretBytes:
+		return nil
+	case scheme == "" || scheme == "hmac" || scheme == "rfc9421":
+		return fieldErr(field, "secret is %d bytes, at least %d required", len(b), MinSecretBytes)
+	}
+	return fieldErr(field, "secret is %d bytes, at least %d required; the %s secret is issued by the vendor: rotate it in the vendor's dashboard for a longer one", len(b), MinSecretBytes, scheme)
+}
+
+// ownSecretMinimum reports the schemes whose secrets Config.Validate checks
+// against MinSecretBytes as ParseSecret reads them; the webhook presets
+// decode theirs in webhookKeys, the jwt scheme has its own minimum.
+func ownSecretMinimum(scheme string) bool {
+	return scheme == "" || scheme == "hmac" || scheme == "rfc9421"
+}
+
 // SignatureKeys converts the configured keys for the signature package.
 func (c Config) SignatureKeys() ([]signature.Key, error) {
 	keys := make([]signature.Key, 0, len(c.Keys))
 	for i, k := range c.Keys {
 		sk := signature.Key{ID: k.ID, Algorithm: k.Algorithm}
 		for j, s := range k.Secrets {
+			field := fmt.Sprintf("keys[%d].secrets[%d]", i, j)
 			b, err := signature.ParseSecret(s)
 			if err != nil {
-				return nil, fieldErr(fmt.Sprintf("keys[%d].secrets[%d]", i, j), "%v", err)
+				return nil, fieldErr(field, "%v", err)
+			}
+			if ownSecretMinimum(c.Scheme) {
+				if err := checkSecretLength(c.Scheme, field, b); err != nil {
+					return nil, err
+				}
 			}
 			sk.Secrets = append(sk.Secrets, b)
 		}

@@ -13,7 +13,7 @@ import (
 )
 
 func validBase() replayguard.Config {
-	return replayguard.Config{Keys: []replayguard.KeyConfig{{ID: "a", Secrets: []string{"s"}}}}
+	return replayguard.Config{Keys: []replayguard.KeyConfig{{ID: "a", Secrets: []string{"s-0123456789abcdef"}}}}
 }
 
 func TestTrustedProxiesDefault(t *testing.T) {
@@ -90,14 +90,14 @@ func TestValidateForwardAuth(t *testing.T) {
 
 func TestParseTrustedProxies(t *testing.T) {
 	none := func(string) (string, bool) { return "", false }
-	cfg, err := config.Parse([]byte("auth_listen: 127.0.0.1:9091\ntrusted_proxies: [10.0.0.0/8, \"::1\"]\nkeys: [{id: a, secrets: [x]}]\n"), none)
+	cfg, err := config.Parse([]byte("auth_listen: 127.0.0.1:9091\ntrusted_proxies: [10.0.0.0/8, \"::1\"]\nkeys: [{id: a, secrets: [x-0123456789abcdef]}]\n"), none)
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9091", cfg.AuthListen)
 	assert.Equal(t, []string{"10.0.0.0/8", "::1"}, cfg.TrustedProxies)
-	cfg, err = config.Parse([]byte("keys: [{id: a, secrets: [x]}]\n"), none)
+	cfg, err = config.Parse([]byte("keys: [{id: a, secrets: [x-0123456789abcdef]}]\n"), none)
 	require.NoError(t, err)
 	assert.Equal(t, replayguard.DefaultTrustedProxies(), cfg.TrustedProxies)
-	_, err = config.Parse([]byte("trusted_proxies: [10.0.0.0/80]\nkeys: [{id: a, secrets: [x]}]\n"), none)
+	_, err = config.Parse([]byte("trusted_proxies: [10.0.0.0/80]\nkeys: [{id: a, secrets: [x-0123456789abcdef]}]\n"), none)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "trusted_proxies[0]")
 }

@@ -51,7 +51,7 @@ func TestDerivedKeys(t *testing.T) {
 		}
 		// A fresh nonce and timestamp on every send: these are new
 		// transmissions, not replays.
-		s := &signature.HMACSigner{KeyID: "client-a", Secret: []byte("secret-a"), Now: clk.now}
+		s := &signature.HMACSigner{KeyID: "client-a", Secret: []byte("secret-a-0123456789"), Now: clk.now}
 		require.NoError(t, s.Sign(r, []byte(body)))
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)

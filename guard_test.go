@@ -26,8 +26,8 @@ var fixedNow = time.Unix(1_750_000_000, 0)
 
 func testConfig() replayguard.Config {
 	return replayguard.Config{Keys: []replayguard.KeyConfig{
-		{ID: "client-a", Secrets: []string{"secret-a"}},
-		{ID: "rotating", Secrets: []string{"new-secret", "old-secret"}},
+		{ID: "client-a", Secrets: []string{"secret-a-0123456789"}},
+		{ID: "rotating", Secrets: []string{"new-secret-0123456789", "old-secret-0123456789"}},
 	}}
 }
 
@@ -91,22 +91,22 @@ func TestMiddlewareOutcomes(t *testing.T) {
 		code   string
 	}{
 		{"valid", func(t *testing.T) *http.Request {
-			return signedRequest(t, "client-a", "secret-a", "POST", "/v1/charges?x=1", body, fixedNow)
+			return signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/charges?x=1", body, fixedNow)
 		}, 200, ""},
 		{"rotated key, new secret", func(t *testing.T) *http.Request {
-			return signedRequest(t, "rotating", "new-secret", "POST", "/v1/x", body, fixedNow)
+			return signedRequest(t, "rotating", "new-secret-0123456789", "POST", "/v1/x", body, fixedNow)
 		}, 200, ""},
 		{"rotated key, old secret", func(t *testing.T) *http.Request {
-			return signedRequest(t, "rotating", "old-secret", "POST", "/v1/x", body, fixedNow)
+			return signedRequest(t, "rotating", "old-secret-0123456789", "POST", "/v1/x", body, fixedNow)
 		}, 200, ""},
 		{"tampered body", func(t *testing.T) *http.Request {
-			r := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow)
+			r := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow)
 			r.Body = io.NopCloser(strings.NewReader(`{"amount":999}`))
 			r.ContentLength = 14
 			return r
 		}, 401, "signature_invalid"},
 		{"tampered query", func(t *testing.T) *http.Request {
-			r := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x?a=1", body, fixedNow)
+			r := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x?a=1", body, fixedNow)
 			r.RequestURI = "/v1/x?a=2"
 			return r
 		}, 401, "signature_invalid"},
@@ -114,50 +114,50 @@ func TestMiddlewareOutcomes(t *testing.T) {
 			return signedRequest(t, "client-a", "not-the-secret", "POST", "/v1/x", body, fixedNow)
 		}, 401, "signature_invalid"},
 		{"unknown key", func(t *testing.T) *http.Request {
-			return signedRequest(t, "nobody", "secret-a", "POST", "/v1/x", body, fixedNow)
+			return signedRequest(t, "nobody", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow)
 		}, 401, "key_unknown"},
 		{"missing signature", func(t *testing.T) *http.Request {
-			r := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow)
+			r := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow)
 			r.Header.Del("X-Signature")
 			return r
 		}, 401, "signature_missing"},
 		{"malformed signature", func(t *testing.T) *http.Request {
-			r := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow)
+			r := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow)
 			r.Header.Set("X-Signature", "v1=not base64!")
 			return r
 		}, 401, "signature_malformed"},
 		{"missing timestamp", func(t *testing.T) *http.Request {
-			r := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow)
+			r := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow)
 			r.Header.Del("X-Timestamp")
 			return r
 		}, 401, "timestamp_missing"},
 		{"malformed timestamp", func(t *testing.T) *http.Request {
-			r := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow)
+			r := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow)
 			r.Header.Set("X-Timestamp", "yesterday")
 			return r
 		}, 401, "timestamp_malformed"},
 		{"stale", func(t *testing.T) *http.Request {
-			return signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow.Add(-6*time.Minute))
+			return signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow.Add(-6*time.Minute))
 		}, 401, "timestamp_expired"},
 		{"future", func(t *testing.T) *http.Request {
-			return signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow.Add(6*time.Minute))
+			return signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow.Add(6*time.Minute))
 		}, 401, "timestamp_in_future"},
 		{"missing nonce", func(t *testing.T) *http.Request {
-			r := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow)
+			r := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow)
 			r.Header.Del("X-Nonce")
 			return r
 		}, 401, "nonce_missing"},
 		{"malformed nonce", func(t *testing.T) *http.Request {
-			r := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow)
+			r := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow)
 			r.Header.Set("X-Nonce", "short")
 			return r
 		}, 401, "nonce_malformed"},
 		{"body too large (content-length)", func(t *testing.T) *http.Request {
-			return signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", bytes.Repeat([]byte("x"), 2049), fixedNow)
+			return signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", bytes.Repeat([]byte("x"), 2049), fixedNow)
 		}, 413, "body_too_large"},
 		{"body too large (chunked)", func(t *testing.T) *http.Request {
 			big := bytes.Repeat([]byte("x"), 5000)
-			r := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", big, fixedNow)
+			r := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", big, fixedNow)
 			r.ContentLength = -1
 			r.Body = io.NopCloser(bytes.NewReader(big))
 			return r
@@ -189,7 +189,7 @@ func TestReplayRejectedAndUpstreamSeesBody(t *testing.T) {
 	up := &upstream{}
 	h := newGuard(t, testConfig()).Middleware(up)
 	body := []byte(`{"a":1}`)
-	req := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow)
+	req := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow)
 	headers := req.Header.Clone()
 
 	rec := httptest.NewRecorder()
@@ -216,7 +216,7 @@ func TestCancelledRequestIsAnswered(t *testing.T) {
 	body := []byte(`{"a":1}`)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	req := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow).WithContext(ctx)
+	req := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow).WithContext(ctx)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	assert.GreaterOrEqual(t, rec.Code, 400, rec.Body.String())
@@ -254,7 +254,7 @@ func TestLargeBodyBufferGrowsAsItArrives(t *testing.T) {
 	cfg.MaxBodyBytes = 4 << 20
 	h := newGuard(t, cfg).Middleware(up)
 	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-	req := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow)
+	req := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow)
 	tr := &trickle{data: body, step: 4096}
 	req.Body, req.ContentLength = tr, int64(len(body))
 	rec := httptest.NewRecorder()
@@ -264,7 +264,7 @@ func TestLargeBodyBufferGrowsAsItArrives(t *testing.T) {
 	assert.LessOrEqual(t, tr.maxRead, 512<<10, "never more than twice what had arrived was allocated")
 
 	// A body that stops short is unreadable, whatever it declared.
-	short := signedRequest(t, "client-a", "secret-a", "POST", "/v1/x", body, fixedNow)
+	short := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/v1/x", body, fixedNow)
 	short.Body, short.ContentLength = &trickle{data: body[:100_000], step: 4096}, int64(len(body))
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, short)
@@ -281,7 +281,7 @@ func TestSameNonceUnderTwoKeysIsTwoEntries(t *testing.T) {
 		require.NoError(t, s.Sign(r, nil))
 		return r
 	}
-	for _, r := range []*http.Request{mk("client-a", "secret-a"), mk("rotating", "new-secret")} {
+	for _, r := range []*http.Request{mk("client-a", "secret-a-0123456789"), mk("rotating", "new-secret-0123456789")} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)
 		require.Equal(t, 200, rec.Code, rec.Body.String())
@@ -292,7 +292,7 @@ func TestConcurrentCopiesOfOneRequestReachUpstreamOnce(t *testing.T) {
 	up := &upstream{}
 	h := newGuard(t, testConfig()).Middleware(up)
 	body := []byte("pay")
-	orig := signedRequest(t, "client-a", "secret-a", "POST", "/pay", body, fixedNow)
+	orig := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/pay", body, fixedNow)
 	var wg sync.WaitGroup
 	var ok, replayed atomic.Int64
 	for i := 0; i < 50; i++ {
@@ -331,7 +331,7 @@ func TestStoreFailure(t *testing.T) {
 		st := &failingStore{}
 		h := newGuard(t, testConfig(), replayguard.WithNonceStore(st)).Middleware(up)
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, signedRequest(t, "client-a", "secret-a", "GET", "/", nil, fixedNow))
+		h.ServeHTTP(rec, signedRequest(t, "client-a", "secret-a-0123456789", "GET", "/", nil, fixedNow))
 		require.Equal(t, 503, rec.Code)
 		p := decodeProblem(t, rec)
 		assert.Equal(t, "store_unavailable", p.Code)
@@ -345,7 +345,7 @@ func TestStoreFailure(t *testing.T) {
 		cfg.FailMode = "open"
 		g := newGuard(t, cfg, replayguard.WithNonceStore(&failingStore{}))
 		rec := httptest.NewRecorder()
-		g.Middleware(up).ServeHTTP(rec, signedRequest(t, "client-a", "secret-a", "GET", "/", nil, fixedNow))
+		g.Middleware(up).ServeHTTP(rec, signedRequest(t, "client-a", "secret-a-0123456789", "GET", "/", nil, fixedNow))
 		require.Equal(t, 200, rec.Code)
 		assert.Equal(t, uint64(1), g.FailOpenPasses())
 		// Signature and window are still enforced.
@@ -358,8 +358,8 @@ func TestStoreFailure(t *testing.T) {
 		h := newGuard(t, testConfig(), replayguard.WithNonceStore(st)).Middleware(&upstream{})
 		for _, r := range []*http.Request{
 			signedRequest(t, "client-a", "wrong", "GET", "/", nil, fixedNow),
-			signedRequest(t, "nobody", "secret-a", "GET", "/", nil, fixedNow),
-			signedRequest(t, "client-a", "secret-a", "GET", "/", nil, fixedNow.Add(-time.Hour)),
+			signedRequest(t, "nobody", "secret-a-0123456789", "GET", "/", nil, fixedNow),
+			signedRequest(t, "client-a", "secret-a-0123456789", "GET", "/", nil, fixedNow.Add(-time.Hour)),
 		} {
 			h.ServeHTTP(httptest.NewRecorder(), r)
 		}
@@ -370,7 +370,7 @@ func TestStoreFailure(t *testing.T) {
 func TestVerifyWithoutHTTP(t *testing.T) {
 	g := newGuard(t, testConfig())
 	msg := []byte(`{"event":"order.created"}`)
-	r := signedRequest(t, "client-a", "secret-a", "POST", "/queue/orders", msg, fixedNow)
+	r := signedRequest(t, "client-a", "secret-a-0123456789", "POST", "/queue/orders", msg, fixedNow)
 	req := &signature.Request{Method: "POST", Host: "api.example.com", Target: "/queue/orders", Header: r.Header, Body: msg}
 	v, err := g.Verify(context.Background(), req)
 	require.NoError(t, err)

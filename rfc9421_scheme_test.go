@@ -186,12 +186,12 @@ func TestRFC9421ThroughMiddleware(t *testing.T) {
 // Signatures produced by Transport with an RFC9421Signer pass a real
 // server, retries included.
 func TestRFC9421TransportEndToEnd(t *testing.T) {
-	g, err := replayguard.New(replayguard.Config{Scheme: "rfc9421", Keys: []replayguard.KeyConfig{{ID: "c", Secrets: []string{"s3cret"}}}})
+	g, err := replayguard.New(replayguard.Config{Scheme: "rfc9421", Keys: []replayguard.KeyConfig{{ID: "c", Secrets: []string{"s3cret-0123456789"}}}})
 	require.NoError(t, err)
 	up := &whUpstream{}
 	srv := httptest.NewServer(g.Middleware(up))
 	defer srv.Close()
-	client := &http.Client{Transport: &signature.Transport{Signer: &signature.RFC9421Signer{KeyID: "c", Secret: []byte("s3cret")}}}
+	client := &http.Client{Transport: &signature.Transport{Signer: &signature.RFC9421Signer{KeyID: "c", Secret: []byte("s3cret-0123456789")}}}
 	for i := 0; i < 2; i++ {
 		resp, err := client.Post(srv.URL+"/v1/things?x=1", "application/json", strings.NewReader(`{"n":1}`))
 		require.NoError(t, err)
@@ -272,7 +272,7 @@ func withBodyString(r *http.Request, body string) *http.Request {
 // client signed https://…: WithRequestScheme supplies the client's scheme,
 // and "" keeps the default taken from the connection.
 func TestRequestSchemeBehindATLSProxy(t *testing.T) {
-	signer := &signature.RFC9421Signer{KeyID: "c", Secret: []byte("s3cret"), Components: []string{"@method", "@target-uri"}}
+	signer := &signature.RFC9421Signer{KeyID: "c", Secret: []byte("s3cret-0123456789"), Components: []string{"@method", "@target-uri"}}
 	signedOverHTTPS := func() *http.Request {
 		r := httptest.NewRequest(http.MethodGet, "https://api.example.com/v1/things?x=1", nil)
 		require.NoError(t, signer.Sign(r, nil))
@@ -290,7 +290,7 @@ func TestRequestSchemeBehindATLSProxy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g, err := replayguard.New(replayguard.Config{Scheme: "rfc9421", Keys: []replayguard.KeyConfig{{ID: "c", Secrets: []string{"s3cret"}}}}, tt.opts...)
+			g, err := replayguard.New(replayguard.Config{Scheme: "rfc9421", Keys: []replayguard.KeyConfig{{ID: "c", Secrets: []string{"s3cret-0123456789"}}}}, tt.opts...)
 			require.NoError(t, err)
 			rec := whServe(g.Middleware(&whUpstream{}), signedOverHTTPS())
 			require.Equal(t, tt.status, rec.Code, rec.Body.String())

@@ -83,6 +83,10 @@ func webhookKeys(preset string, c Config) ([]signature.Key, []error) {
 				errs = append(errs, fieldErr(sf, "%v", err))
 				continue
 			}
+			if err := checkSecretLength(preset, sf, b); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 			k.Secrets = append(k.Secrets, b)
 		}
 		hasPub := kc.PublicKeyFile != "" || len(kc.JWK) > 0

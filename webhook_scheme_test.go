@@ -100,12 +100,12 @@ func TestWebhookPresetsThroughMiddleware(t *testing.T) {
 		{signature.PresetStripe, "whsec_stripe_endpoint_secret", []byte("whsec_stripe_endpoint_secret"), true, true},
 		{signature.PresetGitHub, "It's a Secret to Everybody", []byte("It's a Secret to Everybody"), false, true},
 		{signature.PresetSlack, "8f742231b10e8888abcd99yyyzzz85a5", []byte("8f742231b10e8888abcd99yyyzzz85a5"), true, false},
-		{signature.PresetShopify, "shpss_secret", []byte("shpss_secret"), false, true},
+		{signature.PresetShopify, "shpss_secret_0123456789", []byte("shpss_secret_0123456789"), false, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.preset, func(t *testing.T) {
 			up := &whUpstream{}
-			h := whGuard(t, tc.preset, "rotated-secret", tc.configured).Middleware(up)
+			h := whGuard(t, tc.preset, "rotated-secret-0123456789", tc.configured).Middleware(up)
 			body := `{"id":"evt_1","object":"event","type":"invoice.paid"}`
 
 			first := whDelivery(t, tc.preset, tc.secret, "msg_1", whNow.Add(-time.Minute), body)
@@ -164,9 +164,9 @@ func TestWebhookPresetsThroughMiddleware(t *testing.T) {
 // runs again, and its 2xx is then what later retries get.
 func TestWebhookFailedDeliveryIsRetried(t *testing.T) {
 	up := &whUpstream{status: http.StatusInternalServerError}
-	h := whGuard(t, signature.PresetGitHub, "gh-secret").Middleware(up)
+	h := whGuard(t, signature.PresetGitHub, "gh-secret-0123456789").Middleware(up)
 	body := `{"zen":"Keep it logically awesome."}`
-	d := whDelivery(t, signature.PresetGitHub, []byte("gh-secret"), "72d3162e-cc78-11e3-81ab-4c9367dc0958", whNow, body)
+	d := whDelivery(t, signature.PresetGitHub, []byte("gh-secret-0123456789"), "72d3162e-cc78-11e3-81ab-4c9367dc0958", whNow, body)
 	rec := whServe(h, whClone(d, body))
 	require.Equal(t, http.StatusInternalServerError, rec.Code)
 	up.status = 0
@@ -182,15 +182,15 @@ func TestWebhookFailedDeliveryIsRetried(t *testing.T) {
 // event under another signature and timestamp is the same operation.
 func TestWebhookStripeDedupesByEventID(t *testing.T) {
 	up := &whUpstream{}
-	h := whGuard(t, signature.PresetStripe, "whsec_s").Middleware(up)
+	h := whGuard(t, signature.PresetStripe, "whsec_s_0123456789").Middleware(up)
 	body := `{"id":"evt_42","object":"event"}`
 	for i := 0; i < 3; i++ {
-		rec := whServe(h, whDelivery(t, signature.PresetStripe, []byte("whsec_s"), "", whNow.Add(-time.Duration(i)*time.Second), body))
+		rec := whServe(h, whDelivery(t, signature.PresetStripe, []byte("whsec_s_0123456789"), "", whNow.Add(-time.Duration(i)*time.Second), body))
 		require.Equal(t, http.StatusOK, rec.Code)
 	}
 	assert.Equal(t, int64(1), up.hits.Load())
 	other := `{"id":"evt_43","object":"event"}`
-	rec := whServe(h, whDelivery(t, signature.PresetStripe, []byte("whsec_s"), "", whNow, other))
+	rec := whServe(h, whDelivery(t, signature.PresetStripe, []byte("whsec_s_0123456789"), "", whNow, other))
 	require.Equal(t, http.StatusOK, rec.Code)
 	assert.Equal(t, int64(2), up.hits.Load())
 }

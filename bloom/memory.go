@@ -143,7 +143,7 @@ func (m *Memory) Add(ctx context.Context, e nonce.Entry) error {
 	if !e.Expires.After(now) {
 		return nil
 	}
-	nowNano, exp := now.UnixNano(), e.Expires.UnixNano()
+	nowNano, exp := nonce.UnixNano(now), nonce.UnixNano(e.Expires)
 	if m.earliest.Load() <= nowNano {
 		m.prune(nowNano)
 	}
@@ -262,7 +262,7 @@ func (m *Memory) bucketIndex(ts, now time.Time) int64 {
 	if ts.IsZero() {
 		ts = now
 	}
-	n, w := ts.UnixNano(), int64(m.width)
+	n, w := nonce.UnixNano(ts), int64(m.width)
 	q := n / w
 	if n%w < 0 {
 		q--

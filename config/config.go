@@ -67,11 +67,17 @@ func expandNode(n *yaml.Node, lookup func(string) (string, bool)) error {
 		}
 		if v != n.Value {
 			// The expanded text is re-resolved as a plain scalar, so
-			// "db: ${DB}" can become an int; string fields accept it
-			// whatever it resolves to, and the encoder quotes what needs it.
+			// "db: ${DB}" can become an int; string fields take the text
+			// as it is whatever it resolves to, and the encoder quotes what
+			// needs it. The one exception: text that YAML reads as null
+			// ("null", "~", "") would empty a string field, so it is
+			// tagged a string and stays that literal text.
 			n.Value = v
 			n.Tag = ""
 			n.Style = 0
+			if resolvesToNull(v) {
+				n.Tag = "!!str"
+			}
 		}
 	case yaml.MappingNode:
 		for i := 1; i < len(n.Content); i += 2 {
@@ -87,6 +93,15 @@ func expandNode(n *yaml.Node, lookup func(string) (string, bool)) error {
 		}
 	}
 	return nil
+}
+
+// resolvesToNull reports the plain scalars YAML reads as null.
+func resolvesToNull(s string) bool {
+	switch s {
+	case "", "~", "null", "Null", "NULL":
+		return true
+	}
+	return false
 }
 
 // Expand replaces ${NAME} with lookup(NAME). NAME is [A-Za-z_][A-Za-z0-9_]*;

@@ -29,7 +29,7 @@ keys:
   - id: client-a
     secrets: ["${CLIENT_A_SECRET}"]
   - id: client-b
-    secrets: ["base64:c2VjcmV0LWI=", "old-secret"]
+    secrets: ["base64:c2VjcmV0LWItMDEyMzQ1Njc4OQ==", "old-secret-0123456789"]
 jwt: {header: Authorization, prefix: Bearer, jwks_url: "", issuer: "", audience: "",
       leeway: 30s, bind: [htm, htu, bsh], dpop: false}
 rfc9421: {required_components: ["@method", "@target-uri", "content-digest"]}
@@ -62,41 +62,65 @@ func TestParseSpecExample(t *testing.T) {
 	assert.Equal(t, "closed", cfg.FailMode)
 	keys, err := cfg.SignatureKeys()
 	require.NoError(t, err)
-	assert.Equal(t, []byte("secret-b"), keys[1].Secrets[0])
+	assert.Equal(t, []byte("secret-b-0123456789"), keys[1].Secrets[0])
 }
 
 func TestExpandKeepsTypes(t *testing.T) {
 	const doc = `
 keys: [{id: a, secrets: ["${S}", "${N}"]}]
-redis: {addrs: ["${ADDR}"], db: "${DB}"}
+redis: {addrs: ["${ADDR}"], db: "${DB}", tls: "${TLS}"}
 nonce: {store: redis}
 `
-	cfg, err := config.Parse([]byte(doc), env(map[string]string{"S": "yes", "N": "0123", "ADDR": "127.0.0.1:6380", "DB": "3"}))
+	cfg, err := config.Parse([]byte(doc), env(map[string]string{"S": "yes-0123456789abcdef", "N": "01234567890123456789", "ADDR": "127.0.0.1:6380", "DB": "3", "TLS": "true"}))
 	require.NoError(t, err)
-	assert.Equal(t, []string{"yes", "0123"}, cfg.Keys[0].Secrets, "a secret that looks like a bool or number stays a string")
-	assert.Equal(t, 3, cfg.Redis.DB)
+	assert.Equal(t, []string{"yes-0123456789abcdef", "01234567890123456789"}, cfg.Keys[0].Secrets, "a secret that looks like a number stays a string")
+	assert.Equal(t, 3, cfg.Redis.DB, "a number field takes a number")
+	assert.True(t, cfg.Redis.TLS, "a bool field takes a bool")
 	assert.Equal(t, []string{"127.0.0.1:6380"}, cfg.Redis.Addrs)
+}
+
+// A variable's value is text: one that YAML would read as null, a bool or
+// a number reaches a string field as that literal text, never as null
+// (which would empty the field) or a reformatted value.
+func TestExpandedValuesStayLiteral(t *testing.T) {
+	values := []string{"null", "~", "Null", "NULL", "true", "False", "yes", "off", "123", "0123", "0x1F", "1e3", ".inf", "-.NaN", "2001-12-14", "!!null", "&anchor", "*alias", "'quoted'", `"dq"`, "a: b", "- item", "[x]", "{x: y}", "#comment", " padded ", "", "multi\nline"}
+	docs := []struct{ name, doc string }{
+		{"double-quoted", "keys: [{id: a, secrets: [0123456789abcdef]}]\njwt: {issuer: \"${V}\", audience: \"${V}\"}\nredis: {password: \"${V}\"}\n"},
+		{"single-quoted", "keys: [{id: a, secrets: [0123456789abcdef]}]\njwt: {issuer: '${V}', audience: '${V}'}\nredis: {password: '${V}'}\n"},
+		{"plain", "keys: [{id: a, secrets: [0123456789abcdef]}]\njwt:\n  issuer: ${V}\n  audience: ${V}\nredis:\n  password: ${V}\n"},
+	}
+	for _, d := range docs {
+		for _, v := range values {
+			t.Run(d.name+"/"+v, func(t *testing.T) {
+				cfg, err := config.Parse([]byte(d.doc), env(map[string]string{"V": v}))
+				require.NoError(t, err)
+				assert.Equal(t, v, cfg.JWT.Issuer)
+				assert.Equal(t, v, cfg.JWT.Audience)
+				assert.Equal(t, v, cfg.Redis.Password)
+			})
+		}
+	}
 }
 
 func TestParseErrorsNameTheField(t *testing.T) {
 	tests := []struct {
 		name, doc, want string
 	}{
-		{"unknown field", "keys: [{id: a, secrets: [x]}]\nnonce: {stroe: memory}\n", "stroe"},
-		{"unknown top-level", "keys: [{id: a, secrets: [x]}]\nlisten_addr: x\n", "listen_addr"},
+		{"unknown field", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nnonce: {stroe: memory}\n", "stroe"},
+		{"unknown top-level", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nlisten_addr: x\n", "listen_addr"},
 		{"unset variable", "keys: [{id: a, secrets: [\"${MISSING_SECRET}\"]}]\n", "MISSING_SECRET is not set"},
-		{"bad duration", "keys: [{id: a, secrets: [x]}]\ntimestamp: {tolerance: 5 minutes}\n", "duration"},
-		{"bad mode", "keys: [{id: a, secrets: [x]}]\nnonce: {mode: fuzzy}\n", "nonce.mode"},
-		{"bad fail mode", "keys: [{id: a, secrets: [x]}]\nfail_mode: sometimes\n", "fail_mode"},
+		{"bad duration", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\ntimestamp: {tolerance: 5 minutes}\n", "duration"},
+		{"bad mode", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nnonce: {mode: fuzzy}\n", "nonce.mode"},
+		{"bad fail mode", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nfail_mode: sometimes\n", "fail_mode"},
 		{"no keys", "listen: 127.0.0.1:1\n", "keys"},
 		{"key without secret", "keys: [{id: a}]\n", "keys[0].secrets"},
-		{"duplicate key", "keys: [{id: a, secrets: [x]}, {id: a, secrets: [y]}]\n", "keys[1].id"},
+		{"duplicate key", "keys: [{id: a, secrets: [x-0123456789abcdef]}, {id: a, secrets: [y-0123456789abcdef]}]\n", "keys[1].id"},
 		{"bad base64 secret", "keys: [{id: a, secrets: [\"base64:!!\"]}]\n", "keys[0].secrets[0]"},
-		{"bad upstream", "keys: [{id: a, secrets: [x]}]\nupstream: ftp://x\n", "upstream"},
-		{"redis without addrs", "keys: [{id: a, secrets: [x]}]\nnonce: {store: redis}\n", "redis.addrs"},
-		{"bad fp rate", "keys: [{id: a, secrets: [x]}]\nnonce: {false_positive_rate: 2}\n", "nonce.false_positive_rate"},
-		{"unknown scheme", "keys: [{id: a, secrets: [x]}]\nscheme: md5\n", "scheme"},
-		{"lower-case method", "keys: [{id: a, secrets: [x]}]\nidempotency: {methods: [post]}\n", "idempotency.methods[0]"},
+		{"bad upstream", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nupstream: ftp://x\n", "upstream"},
+		{"redis without addrs", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nnonce: {store: redis}\n", "redis.addrs"},
+		{"bad fp rate", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nnonce: {false_positive_rate: 2}\n", "nonce.false_positive_rate"},
+		{"unknown scheme", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nscheme: md5\n", "scheme"},
+		{"lower-case method", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nidempotency: {methods: [post]}\n", "idempotency.methods[0]"},
 		{"empty", "", "empty"},
 		{"not yaml", "keys: [\n", "config"},
 	}
@@ -140,10 +164,10 @@ func TestLoadFile(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "rg.yaml")
 	require.NoError(t, os.WriteFile(p, []byte("keys: [{id: a, secrets: [\"${RG_TEST_SECRET}\"]}]\n"), 0o600))
-	t.Setenv("RG_TEST_SECRET", "from-env")
+	t.Setenv("RG_TEST_SECRET", "from-env-0123456789")
 	cfg, err := config.Load(p)
 	require.NoError(t, err)
-	assert.Equal(t, "from-env", cfg.Keys[0].Secrets[0])
+	assert.Equal(t, "from-env-0123456789", cfg.Keys[0].Secrets[0])
 	assert.Equal(t, replayguard.DefaultMaxBodyBytes, int(cfg.MaxBodyBytes))
 	_, err = config.Load(filepath.Join(dir, "missing.yaml"))
 	require.Error(t, err)
@@ -151,7 +175,7 @@ func TestLoadFile(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(specExample))
-	f.Add([]byte("keys: [{id: a, secrets: [x]}]\n"))
+	f.Add([]byte("keys: [{id: a, secrets: [x-0123456789abcdef]}]\n"))
 	f.Add([]byte("keys: [{id: a, secrets: [\"${X}\"]}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := config.Parse(data, env(map[string]string{"X": "v"}))

@@ -99,7 +99,7 @@ func (m *Memory) Claim(ctx context.Context, key string, fp Fingerprint, lease ti
 	if m.maxBytes > 0 && m.bytes.Load()+size > m.maxBytes {
 		return Claim{}, fmt.Errorf("%w: memory store full (%d bytes)", ErrUnavailable, m.maxBytes)
 	}
-	exp := now + int64(lease)
+	exp := after(now, lease)
 	r := &memRecord{state: StateInProgress, fp: fp, token: NewToken(), leaseUntil: exp, expires: exp, size: size}
 	sh.records[key] = r
 	m.bytes.Add(size)
@@ -132,7 +132,7 @@ func (m *Memory) Renew(ctx context.Context, key, token string, lease time.Durati
 	if err != nil {
 		return err
 	}
-	r.leaseUntil = now + int64(lease)
+	r.leaseUntil = after(now, lease)
 	if r.leaseUntil > r.expires {
 		r.expires = r.leaseUntil
 		sh.expiry.push(expiryItem{at: r.expires, key: key, rec: r})
@@ -163,7 +163,7 @@ func (m *Memory) Complete(ctx context.Context, key, token string, resp *Response
 	r.state = StateCompleted
 	r.resp = stored
 	r.leaseUntil = 0
-	r.expires = now + int64(ttl)
+	r.expires = after(now, ttl)
 	sh.expiry.push(expiryItem{at: r.expires, key: key, rec: r})
 	return nil
 }

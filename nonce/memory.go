@@ -88,8 +88,8 @@ func (m *Memory) Add(ctx context.Context, e Entry) error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	key := m.digest(e.Scope, e.Key)
-	now := m.now().UnixNano()
-	exp := e.Expires.UnixNano()
+	now := UnixNano(m.now())
+	exp := UnixNano(e.Expires)
 	sh := &m.shards[key[0]&uint64(len(m.shards)-1)]
 
 	sh.mu.Lock()

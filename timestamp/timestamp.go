@@ -25,6 +25,11 @@ const (
 // accept its timestamp.
 const expiryMargin = 5 * time.Second
 
+// MaxSpan is the widest window whose arithmetic can be represented:
+// Tolerance + FutureSkew, with the margin a replay record keeps, must fit
+// in a time.Duration (about 292 years). Windows of years are fine.
+const MaxSpan = time.Duration(1<<63-1) - expiryMargin
+
 // maxDigits bounds a unix-seconds value: 11 digits reach the year 5138.
 const maxDigits = 11
 
@@ -63,13 +68,32 @@ func (w Window) Check(ts, now time.Time) error {
 // signed at ts is no longer needed: once ts has left the window no request
 // carrying it can pass Check, so the record can go.
 func (w Window) Expiry(ts time.Time) time.Time {
-	return ts.Add(w.Tolerance + expiryMargin)
+	// Two Adds: time.Time reaches far past what one Duration sum holds.
+	return ts.Add(w.Tolerance).Add(expiryMargin)
 }
 
 // Span is the whole width of the window, Tolerance + FutureSkew: the longest
-// a replay record can be needed, counted from now.
+// a replay record can be needed, counted from now. A sum past MaxSpan
+// saturates at MaxSpan rather than wrap to a negative width.
 func (w Window) Span() time.Duration {
+	if w.Tolerance > 0 && w.FutureSkew > 0 && w.Tolerance > MaxSpan-w.FutureSkew {
+		return MaxSpan
+	}
 	return w.Tolerance + w.FutureSkew
+}
+
+// Validate reports a window that cannot be represented: a negative bound,
+// or a span past MaxSpan.
+func (w Window) Validate() error {
+	switch {
+	case w.Tolerance < 0:
+		return errors.New("timestamp: tolerance must not be negative")
+	case w.FutureSkew < 0:
+		return errors.New("timestamp: future skew must not be negative")
+	case w.Tolerance > MaxSpan-w.FutureSkew:
+		return fmt.Errorf("timestamp: tolerance (%s) + future skew (%s) exceeds %s (about 292 years), the widest window whose time arithmetic can be represented", w.Tolerance, w.FutureSkew, MaxSpan)
+	}
+	return nil
 }
 
 // ParseUnix parses a unix time in whole seconds: 1 to 11 ASCII digits, no

@@ -91,3 +91,35 @@ func FuzzParseUnix(f *testing.F) {
 		}
 	})
 }
+
+func TestWindowArithmeticNeverWraps(t *testing.T) {
+	const year = 365 * 24 * time.Hour
+	now := time.Unix(1_750_000_000, 0)
+	tests := []struct {
+		name          string
+		w             timestamp.Window
+		wantSpan      time.Duration
+		wantValidErr  bool
+		expiryAtLeast time.Time
+	}{
+		{"default", timestamp.New(0, 0), 10 * time.Minute, false, now.Add(5 * time.Minute)},
+		{"years", timestamp.New(30*year, 30*year), 60 * year, false, now.Add(30 * year)},
+		{"centuries", timestamp.New(250*year, 40*year), 290 * year, false, now.Add(250 * year)},
+		{"sum too wide", timestamp.New(200*year, 200*year), timestamp.MaxSpan, true, now.Add(200 * year)},
+		{"largest tolerance", timestamp.New(1<<63-1, time.Minute), timestamp.MaxSpan, true, now.Add(1<<63 - 1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.wantSpan, tt.w.Span())
+			assert.False(t, tt.w.Expiry(now).Before(tt.expiryAtLeast), "expiry %s before %s", tt.w.Expiry(now), tt.expiryAtLeast)
+			if tt.wantValidErr {
+				assert.Error(t, tt.w.Validate())
+			} else {
+				assert.NoError(t, tt.w.Validate())
+			}
+			require.NoError(t, tt.w.Check(now, now))
+		})
+	}
+	assert.Error(t, timestamp.Window{Tolerance: -1}.Validate())
+	assert.Error(t, timestamp.Window{FutureSkew: -1}.Validate())
+}

@@ -238,8 +238,8 @@ keys: [{id: client-a, secrets: ["%s"]}]
 // entry is named too.
 func TestBinaryServeNeedsAListener(t *testing.T) {
 	for doc, want := range map[string]string{
-		"keys: [{id: a, secrets: [x]}]\n": "upstream: required by serve, unless auth_listen is set",
-		"auth_listen: 127.0.0.1:0\ntrusted_proxies: [10.0.0.0/8, proxy.internal]\nkeys: [{id: a, secrets: [x]}]\n": "trusted_proxies[1]",
+		"keys: [{id: a, secrets: [x-0123456789abcdef]}]\n":                                                                          "upstream: required by serve, unless auth_listen is set",
+		"auth_listen: 127.0.0.1:0\ntrusted_proxies: [10.0.0.0/8, proxy.internal]\nkeys: [{id: a, secrets: [x-0123456789abcdef]}]\n": "trusted_proxies[1]",
 	} {
 		path := filepath.Join(t.TempDir(), "rg.yaml")
 		require.NoError(t, os.WriteFile(path, []byte(doc), 0o600))

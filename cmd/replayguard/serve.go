@@ -47,7 +47,19 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errUpstreamRequired()
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	warnExposure(logger, *path)
 	return serve(ctx, cfg, logger, nil)
+}
+
+// warnExposure warns when the configuration file holds literal secrets
+// that users other than its owner can read.
+func warnExposure(logger *slog.Logger, path string) {
+	e, err := config.CheckExposure(path)
+	if err != nil || e == nil {
+		return
+	}
+	logger.Warn("configuration file with literal secrets is readable by group or others: chmod 600 it, or move the secrets to ${VAR} references",
+		slog.String("path", e.Path), slog.String("mode", fmt.Sprintf("%#o", uint32(e.Mode))), slog.Any("fields", e.Fields))
 }
 
 // listeners lets callers (demo, tests) hand in already-bound listeners.

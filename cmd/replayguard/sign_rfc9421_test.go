@@ -48,13 +48,13 @@ func rfcSignVerify(t *testing.T, cfg replayguard.Config, out, method, target str
 }
 
 func TestSignRFC9421WithSecret(t *testing.T) {
-	handled, out, err := rfcSignRun(t, "--scheme", "rfc9421", "--key-id", "client-a", "--secret", "base64:c2VjcmV0LWJ5dGVz",
+	handled, out, err := rfcSignRun(t, "--scheme", "rfc9421", "--key-id", "client-a", "--secret", "base64:c2VjcmV0LWJ5dGVzLTAxMjM0NTY3ODk=",
 		"-d", `{"amount":100}`, "-H", "Idempotency-Key: op-1", "https://api.example.com/v1/charges?x=1")
 	require.True(t, handled)
 	require.NoError(t, err)
 	assert.Contains(t, out, `Signature-Input: sig1=("@method" "@target-uri" "content-digest" "idempotency-key");created=`)
 	assert.Contains(t, out, "Content-Digest: sha-256=:")
-	cfg := replayguard.Config{Scheme: "rfc9421", Keys: []replayguard.KeyConfig{{ID: "client-a", Secrets: []string{"base64:c2VjcmV0LWJ5dGVz"}}}}
+	cfg := replayguard.Config{Scheme: "rfc9421", Keys: []replayguard.KeyConfig{{ID: "client-a", Secrets: []string{"base64:c2VjcmV0LWJ5dGVzLTAxMjM0NTY3ODk="}}}}
 	v := rfcSignVerify(t, cfg, out, http.MethodPost, "/v1/charges?x=1", []byte(`{"amount":100}`))
 	assert.Equal(t, "client-a", v.KeyID)
 }

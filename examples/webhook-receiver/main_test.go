@@ -88,10 +88,10 @@ func TestReceiver(t *testing.T) {
 // the stored response when replayed.
 func TestReceiverPresets(t *testing.T) {
 	for _, p := range signature.WebhookPresets() {
-		_, _, err := newReceiver(p, "secret", io.Discard)
+		_, _, err := newReceiver(p, "endpoint-secret-0123456789", io.Discard)
 		require.NoError(t, err, p)
 	}
-	_, _, err := newReceiver("paypal", "secret", io.Discard)
+	_, _, err := newReceiver("paypal", "endpoint-secret-0123456789", io.Discard)
 	require.Error(t, err)
 	_, _, err = newReceiver("github", "", io.Discard)
 	require.Error(t, err)

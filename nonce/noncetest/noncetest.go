@@ -123,6 +123,15 @@ func Run(t *testing.T, newStore func(t *testing.T) nonce.Store) {
 		require.NoError(t, s.Add(ctx, e), "forgotten after expiry")
 	})
 
+	t.Run("ExpiryPastYear2262IsKept", func(t *testing.T) {
+		// A window of centuries (published vectors are replayed with
+		// such windows) puts Expires past what unix nanoseconds hold.
+		s := newStore(t)
+		e := entry(uuid.NewString(), 250*365*24*time.Hour)
+		require.NoError(t, s.Add(ctx, e))
+		require.ErrorIs(t, s.Add(ctx, e), nonce.ErrReplayed, "a far expiry must not wrap into the past")
+	})
+
 	t.Run("CanceledContext", func(t *testing.T) {
 		s := newStore(t)
 		cctx, cancel := context.WithCancel(ctx)

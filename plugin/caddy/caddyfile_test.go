@@ -314,7 +314,7 @@ func TestJSONFieldsAreTheYAMLFields(t *testing.T) {
 scheme: hmac
 keys:
   - id: client-a
-    secrets: ["a-secret", "base64:c2VjcmV0"]
+    secrets: ["a-secret-0123456789", "base64:c2VjcmV0LTAxMjM0NTY3ODk="]
 timestamp: {tolerance: 2m, future_skew: 1m}
 nonce: {store: memory, mode: bloom, capacity: 1000, false_positive_rate: 1e-6}
 idempotency: {methods: [POST, PUT], ttl: 1h, derive_key: fingerprint}

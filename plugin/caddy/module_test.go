@@ -280,7 +280,7 @@ func TestStoresOutliveAReload(t *testing.T) {
 	// The new configuration rotates the key's secrets and changes the
 	// window: neither shapes the stores.
 	next := cfg
-	next.Keys = []replayguard.KeyConfig{{ID: "client-a", Secrets: []string{"new-secret", testSecret}}}
+	next.Keys = []replayguard.KeyConfig{{ID: "client-a", Secrets: []string{"new-secret-0123456789", testSecret}}}
 	next.Timestamp.Tolerance = replayguard.Duration(10 * 60e9)
 	reloaded := &Handler{Config: next}
 	require.NoError(t, provision(t, reloaded))

@@ -137,7 +137,7 @@ var ErrInvalidParameter = errors.New("layout: invalid parameter")
 
 // BucketIndex returns floor(ts / width), in unix nanoseconds.
 func BucketIndex(ts time.Time, width time.Duration) int64 {
-	n, w := ts.UnixNano(), int64(width)
+	n, w := unixNano(ts), int64(width)
 	q := n / w
 	if n%w < 0 {
 		q--
@@ -145,9 +145,21 @@ func BucketIndex(ts time.Time, width time.Duration) int64 {
 	return q
 }
 
+// unixNano returns t in unix nanoseconds, saturating past April 2262 (and
+// before September 1677) instead of wrapping.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
+
 // BucketEnd returns the first instant after bucket.
 func BucketEnd(bucket int64, width time.Duration) time.Time {
-	return time.Unix(0, (bucket+1)*int64(width))
+	return time.Unix(0, bucket*int64(width)).Add(width)
 }
 
 // Partition returns FNV-1a 64(data) mod n, the partition of an element

@@ -35,10 +35,11 @@ func NonceFresh(reply any, token string) bool {
 
 // UnixMilliCeil returns t in unix milliseconds, rounded up so that a key
 // never expires before t.
+// Milliseconds reach far past the year 2262 where unix nanoseconds end, so
+// a window of centuries still yields an expiry ahead.
 func UnixMilliCeil(t time.Time) int64 {
-	ns := t.UnixNano()
-	ms := ns / int64(time.Millisecond)
-	if ns%int64(time.Millisecond) > 0 {
+	ms := t.UnixMilli()
+	if t.Nanosecond()%int(time.Millisecond) > 0 {
 		ms++
 	}
 	return ms
@@ -47,7 +48,10 @@ func UnixMilliCeil(t time.Time) int64 {
 // Millis returns d in whole milliseconds, rounded up, at least 1: the
 // lease and TTL arguments of the idempotency scripts.
 func Millis(d time.Duration) int64 {
-	ms := int64((d + time.Millisecond - 1) / time.Millisecond)
+	ms := int64(d / time.Millisecond)
+	if d%time.Millisecond > 0 {
+		ms++
+	}
 	if ms < 1 {
 		return 1
 	}
