@@ -171,7 +171,7 @@ func TestMiddlewarePassesNoGatewayHeader(t *testing.T) {
 	g := newGuard(t, testConfig())
 	up := &identityUpstream{}
 	h := g.Middleware(up)
-	r := signedRequest(t, "client-a", "secret-a", http.MethodGet, "/v1/x", nil, fixedNow, func(r *http.Request) {
+	r := signedRequest(t, "client-a", "secret-a-0123456789", http.MethodGet, "/v1/x", nil, fixedNow, func(r *http.Request) {
 		r.Header["X_Replayguard_Key_Id"] = []string{"admin"}
 		r.Header["x-replayguard-key-id"] = []string{"admin"}
 		r.Header["X-REPLAYGUARD-SUBJECT"] = []string{"root"}
@@ -219,7 +219,7 @@ func TestVerifyRefusesControlBytes(t *testing.T) {
 			h["Idempotency-Key"] = []string{idem}
 		}
 		sts := signature.StringToSign(method, host, target, ts, nonceVal, idem, nil)
-		h.Set("X-Signature", signature.SignHMAC([]byte("secret-a"), []byte(sts)))
+		h.Set("X-Signature", signature.SignHMAC([]byte("secret-a-0123456789"), []byte(sts)))
 		return &signature.Request{Method: method, Scheme: "http", Host: host, Target: target, Header: h}
 	}
 	nonceVal := func() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
