@@ -130,11 +130,26 @@ func (h *Handler) event(c *atomic.Uint64, name string) {
 func (h *Handler) Stats() *Stats { return &h.stats }
 
 // Covers reports whether method is deduplicated.
-func (h *Handler) Covers(method string) bool { return h.methods[method] }
+// Methods compare in any letter case: a client that sends "post" where
+// POST is covered is covered too, since methods are signed as sent and an
+// upstream may treat the spellings alike.
+func (h *Handler) Covers(method string) bool { return h.methods[upperASCII(method)] }
+
+// upperASCII upper-cases the ASCII letters of s, allocating only when s
+// has a lower-case letter.
+func upperASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'a' && c <= 'z' {
+			return strings.ToUpper(s)
+		}
+	}
+	return s
+}
 
 // Request is what the dedupe step needs to know of a verified request.
 type Request struct {
-	// Principal scopes the key (key id or JWT sub).
+	// Principal scopes the key: the key id, and the subject within it
+	// (signature.Verified.Scope).
 	Principal string
 	// Key is the idempotency key; empty to read the Idempotency-Key header.
 	Key string
@@ -153,7 +168,7 @@ type Request struct {
 // returned unwritten for the caller to render; nil means a response was
 // written.
 func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, req Request, next http.Handler) error {
-	if !h.methods[r.Method] {
+	if !h.Covers(r.Method) {
 		next.ServeHTTP(w, r)
 		return nil
 	}

@@ -265,3 +265,43 @@ func withHeader(r *signature.Request, name, value string) *signature.Request {
 	r.Header[name] = append(r.Header[name], value)
 	return r
 }
+
+// TestCoveredMethodInAnyCase: a client that lowercases a covered method
+// is still covered: without a key it is refused when keys are required,
+// and a retry with its key is answered from the record.
+func TestCoveredMethodInAnyCase(t *testing.T) {
+	g := newGuard(t, testConfig())
+	up := &identityUpstream{}
+	h := g.Middleware(up)
+	for _, method := range []string{"post", "Post", "pOST", "patch"} {
+		r := signedRequest(t, "client-a", "secret-a-0123456789", method, "/v1/charges", []byte(`{}`), fixedNow, func(r *http.Request) {
+			r.Header.Del("Idempotency-Key")
+		})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		require.Equal(t, http.StatusBadRequest, rec.Code, method+" "+rec.Body.String())
+		assert.Equal(t, "idempotency_key_missing", decodeProblem(t, rec).Code)
+	}
+	assert.Zero(t, up.calls)
+
+	// The same operation resent with another spelling of the method does
+	// not run twice: the fingerprint covers the method as sent, so the key
+	// is refused as reused with another request.
+	key := uuid.NewString()
+	send := func(method string) *httptest.ResponseRecorder {
+		r := signedRequest(t, "client-a", "secret-a-0123456789", method, "/v1/charges", []byte(`{}`), fixedNow, func(r *http.Request) {
+			r.Header.Set("Idempotency-Key", key)
+		})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	require.Equal(t, http.StatusOK, send("post").Code)
+	rec := send("POST")
+	require.Equal(t, http.StatusUnprocessableEntity, rec.Code, rec.Body.String())
+	assert.Equal(t, "idempotency_key_reused", decodeProblem(t, rec).Code)
+	rec = send("post")
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, "true", rec.Header().Get("Idempotent-Replayed"))
+	assert.Equal(t, 1, up.calls)
+}
