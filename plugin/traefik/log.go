@@ -15,9 +15,17 @@ import (
 // their own level in the line; the rest to the second.
 func newLogger(name string) *slog.Logger {
 	return slog.New(&levelSplit{
-		low:  slog.NewTextHandler(debugStream{}, &slog.HandlerOptions{Level: slog.LevelInfo}),
-		high: slog.NewTextHandler(errorStream{}, &slog.HandlerOptions{Level: slog.LevelWarn}),
+		low:  slog.NewTextHandler(debugStream{}, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: dropTime}),
+		high: slog.NewTextHandler(errorStream{}, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: dropTime}),
 	}).With(slog.String("plugin", "replayguard"), slog.String("middleware", name))
+}
+
+// dropTime leaves the time out of a line: Traefik stamps its own.
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
 }
 
 // errorStream writes to the log package's output, looked up at each write:
