@@ -83,7 +83,9 @@ func sharedStores(ctx context.Context, cfg replayguard.Config) (*storeSet, error
 
 	ik := cfg.Idempotency.Store
 	if cfg.Idempotency.Store == replayguard.StoreRedis {
-		ik += "\x00" + redisKey(cfg)
+		// The largest record the store reads back follows
+		// max_response_bytes.
+		ik += "\x00" + redisKey(cfg) + "\x00" + fmt.Sprint(cfg.Idempotency.MaxResponseBytes)
 	}
 	if is, ok := registry.idem[ik]; ok {
 		s.idem = is
@@ -93,7 +95,7 @@ func sharedStores(ctx context.Context, cfg replayguard.Config) (*storeSet, error
 			if err != nil {
 				return nil, err
 			}
-			s.idem = c.idempotency()
+			s.idem = c.idempotency(cfg.Idempotency.MaxResponseBytes)
 		} else {
 			s.idem = idempotency.NewMemory()
 		}
