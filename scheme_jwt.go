@@ -197,7 +197,7 @@ func jwtKeys(c Config) ([]signature.Key, []error) {
 				errs = append(errs, fieldErr(f+".algorithm", "%q differs from the jwk's alg %q", alg, jk.Algorithm))
 				continue
 			}
-			if secret, ok := jk.Key.([]byte); ok {
+			if secret, ok := jk.Secret(); ok {
 				if sk.Algorithm, err = secretAlgorithm(alg); err == nil {
 					_, err = signature.KeyAlgorithm(secret, sk.Algorithm)
 				}

@@ -104,7 +104,7 @@ func webhookKeys(preset string, c Config) ([]signature.Key, []error) {
 				errs = append(errs, fieldErr(field+".public_key_file", "key %q has a whpk_ public key already", kc.ID))
 			} else if pub, err := configPublicKey(kc, field); err != nil {
 				errs = append(errs, err)
-			} else if ed, ok := pub.(ed25519.PublicKey); ok {
+			} else if ed, ok := ed25519Key(pub); ok {
 				k.PublicKey = ed
 			} else {
 				errs = append(errs, fieldErr(field+".public_key_file", "standard-webhooks v1a signatures need an Ed25519 key, got %T", pub))
@@ -123,4 +123,15 @@ func webhookAlgorithms(preset string) string {
 		return "HMAC-SHA256 (v1) and Ed25519 (v1a)"
 	}
 	return "HMAC-SHA256"
+}
+
+// ed25519Key returns pub as an Ed25519 public key. A type switch rather
+// than an assertion: under Yaegi, which runs the Traefik plugin,
+// pub.(ed25519.PublicKey) also succeeds on a []byte.
+func ed25519Key(pub any) (ed25519.PublicKey, bool) {
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		return k, true
+	}
+	return nil, false
 }

@@ -153,7 +153,7 @@ func proofJWK(t *jwt.Token) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: dpop: jwk does not parse", ErrMalformed)
 	}
-	if _, ok := jk.Key.([]byte); ok {
+	if _, ok := jk.Secret(); ok {
 		return nil, fmt.Errorf("%w: dpop: jwk is a symmetric key", ErrInvalid)
 	}
 	if _, err := keyAlgorithm(jk.Key, t.Method.Alg()); err != nil {

@@ -299,23 +299,8 @@ func newJWTKey(k Key) (*jwtKey, error) {
 // against the key's type and size, or the algorithm an ECDSA curve or an
 // Ed25519 key implies when alg is empty. Secrets are []byte.
 func keyAlgorithm(key any, alg string) (string, error) {
+	// The named byte-slice type comes before []byte (see secretKey).
 	switch k := key.(type) {
-	case []byte:
-		need := 0
-		switch alg {
-		case "HS256":
-			need = 32
-		case "HS384":
-			need = 48
-		case "HS512":
-			need = 64
-		default:
-			return "", fmt.Errorf("algorithm %q does not take a shared secret (want HS256, HS384 or HS512)", alg)
-		}
-		if len(k) < need {
-			return "", fmt.Errorf("%s needs a secret of at least %d bytes (RFC 7518 §3.2), got %d", alg, need, len(k))
-		}
-		return alg, nil
 	case *rsa.PublicKey:
 		switch alg {
 		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
@@ -345,6 +330,22 @@ func keyAlgorithm(key any, alg string) (string, error) {
 			return "", fmt.Errorf("algorithm %q does not take an Ed25519 key (want EdDSA)", alg)
 		}
 		return "EdDSA", nil
+	case []byte:
+		need := 0
+		switch alg {
+		case "HS256":
+			need = 32
+		case "HS384":
+			need = 48
+		case "HS512":
+			need = 64
+		default:
+			return "", fmt.Errorf("algorithm %q does not take a shared secret (want HS256, HS384 or HS512)", alg)
+		}
+		if len(k) < need {
+			return "", fmt.Errorf("%s needs a secret of at least %d bytes (RFC 7518 §3.2), got %d", alg, need, len(k))
+		}
+		return alg, nil
 	}
 	return "", fmt.Errorf("unsupported key type %T", key)
 }

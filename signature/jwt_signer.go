@@ -2,6 +2,7 @@ package signature
 
 import (
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rsa"
 	"errors"
 	"fmt"
@@ -150,7 +151,10 @@ func newJTI(f func() string) string {
 // algorithm, checked as the verifying side checks it.
 func signingMethod(key any, alg string) (jwt.SigningMethod, error) {
 	var pub any
+	// The named byte-slice type comes before []byte (see secretKey).
 	switch k := key.(type) {
+	case ed25519.PrivateKey:
+		pub = k.Public()
 	case []byte:
 		pub = k
 		if alg == "" {

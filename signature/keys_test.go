@@ -178,3 +178,20 @@ func TestParseJWKRefuses(t *testing.T) {
 	_, err = signature.JWKThumbprint("key")
 	assert.Error(t, err)
 }
+
+func TestJWKSecret(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	okp, err := signature.PublicJWK(pub)
+	require.NoError(t, err)
+	j, err := signature.ParseJWK(okp)
+	require.NoError(t, err)
+	_, ok := j.Secret()
+	assert.False(t, ok, "an Ed25519 key is no secret")
+
+	j, err = signature.ParseJWK(map[string]any{"kty": "oct", "k": "c2VjcmV0"})
+	require.NoError(t, err)
+	s, ok := j.Secret()
+	require.True(t, ok)
+	assert.Equal(t, []byte("secret"), s)
+}

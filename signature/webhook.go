@@ -175,7 +175,7 @@ func NewWebhook(preset string, keys []Key) (*Webhook, error) {
 		}
 		w.nsecrets += len(wk.secrets)
 		if k.PublicKey != nil {
-			pub, ok := k.PublicKey.(ed25519.PublicKey)
+			pub, ok := ed25519Public(k.PublicKey)
 			if !ok || preset != PresetStandardWebhooks {
 				return nil, fmt.Errorf("signature: %s: key %q: public keys are supported by standard-webhooks (Ed25519, v1a) only", preset, k.ID)
 			}

@@ -48,6 +48,11 @@ func dialRedis(_ context.Context, cfg replayguard.Config) (*redisConn, error) {
 
 func (rc *redisConn) nonces() nonce.Store { return resp.NewNonce(rc.client, rc.opts...) }
 
-func (rc *redisConn) idempotency() idempotency.Store {
-	return resp.NewIdempotency(rc.client, rc.opts...)
+// idempotency returns an idempotency store whose records hold response
+// bodies of up to maxResponseBytes (idempotency.max_response_bytes): the
+// client reads a record back within resp.RecordBytes of it, and any other
+// reply within resp.DefaultMaxReplyBytes.
+func (rc *redisConn) idempotency(maxResponseBytes int64) idempotency.Store {
+	opts := append(append([]resp.StoreOption(nil), rc.opts...), resp.WithMaxResponseBytes(maxResponseBytes))
+	return resp.NewIdempotency(rc.client, opts...)
 }

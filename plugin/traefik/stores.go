@@ -63,7 +63,9 @@ func nonceKey(name string, cfg replayguard.Config) string {
 func idempotencyKey(name string, cfg replayguard.Config) string {
 	k := name + "\x00" + cfg.Idempotency.Store
 	if cfg.Idempotency.Store == replayguard.StoreRedis {
-		k += "\x00" + redisKey(cfg)
+		// The largest record the store reads back follows
+		// max_response_bytes.
+		k += "\x00" + redisKey(cfg) + "\x00" + fmt.Sprint(cfg.Idempotency.MaxResponseBytes)
 	}
 	return k
 }
@@ -112,7 +114,7 @@ func sharedStores(ctx context.Context, name string, cfg replayguard.Config) (*st
 			if err != nil {
 				return nil, err
 			}
-			s.idem = c.idempotency()
+			s.idem = c.idempotency(cfg.Idempotency.MaxResponseBytes)
 		} else {
 			s.idem = idempotency.NewMemory()
 		}

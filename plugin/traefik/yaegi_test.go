@@ -3,6 +3,8 @@ package traefik_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -785,6 +787,62 @@ func TestPluginUnderYaegi(t *testing.T) {
 					assert.Equal(t, "signature_missing", problemCode(t, rec))
 					assert.Equal(t, "Bearer", rec.Header().Get("WWW-Authenticate"))
 				}
+				assert.EqualValues(t, 1, up.hits.Load())
+				assert.Empty(t, logs.take())
+			})
+		}
+	})
+
+	// Ed25519 public keys are a named byte-slice type, which the
+	// interpreter lets pass for []byte in a type assertion: a key given as
+	// a JWK, and a DPoP proof key, must still be taken for what they are.
+	t.Run("Ed25519 keys as JWK and as DPoP proof keys", func(t *testing.T) {
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		require.NoError(t, err)
+		jwk, err := signature.PublicJWK(pub)
+		require.NoError(t, err)
+		secretOpt := "base64:" + base64.StdEncoding.EncodeToString([]byte(secret))
+		tests := []struct {
+			name   string
+			opts   map[string]any
+			signer signature.Signer
+		}{
+			{"jwt key as JWK", map[string]any{
+				"scheme": "jwt",
+				"keys":   []any{map[string]any{"id": keyID, "jwk": jwk}},
+			}, &signature.JWTSigner{KeyID: keyID, Key: priv}},
+			{"jwt key as JWK with its algorithm", map[string]any{
+				"scheme": "jwt",
+				"keys":   []any{map[string]any{"id": keyID, "algorithm": "EdDSA", "jwk": jwk}},
+			}, &signature.JWTSigner{KeyID: keyID, Key: priv}},
+			{"DPoP proof", map[string]any{
+				"scheme": "jwt",
+				"jwt":    map[string]any{"dpop": "true"},
+				"keys":   []any{map[string]any{"id": keyID, "secrets": []any{secretOpt}}},
+			}, &signature.DPoPSigner{Key: priv, Mint: &signature.JWTSigner{KeyID: keyID, Key: []byte(secret)}}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				up := &upstream{}
+				h, err := plugin.newHandler(ctx, up, tt.opts, "ed25519@file")
+				require.NoError(t, err)
+				body := []byte(`{"amount":3}`)
+				r := httptest.NewRequest(http.MethodPost, "http://api.example.com/v1/charges", bytes.NewReader(body))
+				r.Header.Set(signature.IdempotencyKeyHeader, uuid.NewString())
+				require.NoError(t, tt.signer.Sign(r, body))
+				req := signedRequest{method: http.MethodPost, target: "/v1/charges", header: r.Header}
+
+				rec := serve(h, req.request(body))
+				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+				assert.Equal(t, keyID, up.key)
+
+				rec = serve(h, req.request(body))
+				assert.Equal(t, http.StatusUnauthorized, rec.Code)
+				assert.Equal(t, "nonce_replayed", problemCode(t, rec))
+
+				rec = serve(h, req.request([]byte(`{"amount":4}`)))
+				assert.Equal(t, http.StatusUnauthorized, rec.Code)
+				assert.Equal(t, "signature_invalid", problemCode(t, rec))
 				assert.EqualValues(t, 1, up.hits.Load())
 				assert.Empty(t, logs.take())
 			})

@@ -17,6 +17,11 @@ var (
 	// ErrPoolTimeout reports that every connection stayed in use for
 	// Options.Timeout.
 	ErrPoolTimeout = errors.New("resp: connection pool timeout")
+	// ErrRedirect reports a MOVED or ASK reply that was not followed: from
+	// a server that is not a Cluster node, or naming a node that the
+	// Cluster's slot map does not announce, even once loaded again. The
+	// reply, an *Error, is in the chain too.
+	ErrRedirect = errors.New("resp: redirect refused")
 )
 
 // maxRedirects bounds the MOVED and ASK redirects one call follows.
@@ -37,7 +42,13 @@ const maxRedirects = 3
 // slot of its key to the slot's master in the map (commands must touch one
 // slot); MOVED and ASK redirects are followed (ASKING before the retried
 // command), a MOVED overriding the map for its slot until the map, which
-// it makes stale, is loaded again. An error or timeout on a node marks it
+// it makes stale, is loaded again. A redirect is followed only in a
+// Cluster, and only to a node its slot map announces: one naming another
+// node has the map loaded again at once, and is followed if the new map
+// announces the node; otherwise, and always from a standalone server, the
+// call fails with ErrRedirect and the node is not contacted, so that the
+// password is only ever sent to the configured nodes and those the
+// Cluster announced. An error or timeout on a node marks it
 // failing for a while: its idle connections are closed, and the map is
 // loaded again, at most every 200 ms, from a node that is not failing
 // (Options.Addr, Options.ClusterAddrs or a node of the last map), so that
@@ -63,6 +74,9 @@ type Client struct {
 	// sem holds a token per connection in use.
 	sem chan struct{}
 
+	// loadMu is held by the slot map load under way.
+	loadMu sync.Mutex
+
 	mu     sync.Mutex
 	idle   []*conn // longest idle first
 	closed bool
@@ -78,7 +92,7 @@ type Client struct {
 	failing  map[string]time.Time
 	loadedAt time.Time // when the map was loaded
 	lastLoad time.Time // when the last load started
-	loading  bool      // a load is under way
+	loading  bool      // a load is under way or waits for loadMu
 	stale    bool      // a MOVED or an error since the last load started
 	loads    int       // loads started, to vary the node asked first
 }
@@ -162,6 +176,8 @@ type call struct {
 	keyed bool
 	// retry marks a command that may run twice with the same outcome.
 	retry bool
+	// limit bounds the reply in place of Options.MaxReplyBytes when set.
+	limit int64
 }
 
 // commandKey returns the key a command is routed by: its first argument,
@@ -220,8 +236,13 @@ func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 	var down []string
 	var downErrs []error
 	redirects := 0
+	limit := cl.limit
+	if limit <= 0 {
+		limit = c.opts.MaxReplyBytes
+	}
 	for {
-		v, t, err := c.roundTrip(ctx, addr, asking, fresh, cmd)
+		sent := time.Now()
+		v, t, err := c.roundTrip(ctx, addr, asking, fresh, cmd, limit)
 		if err != nil {
 			if t.failed {
 				c.fail(addr)
@@ -265,6 +286,9 @@ func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 		slot, to, ok := redirect(e, addr)
 		if !ok {
 			return v, nil
+		}
+		if err := c.trustRedirect(ctx, addr, to, sent); err != nil {
+			return nil, fmt.Errorf("%w: %w", err, e)
 		}
 		redirects++
 		asking = prefix == "ASK"
@@ -310,8 +334,8 @@ type trip struct {
 }
 
 // roundTrip sends cmd (after ASKING when asking) to addr and reads its
-// reply.
-func (c *Client) roundTrip(ctx context.Context, addr string, asking, fresh bool, cmd []byte) (any, trip, error) {
+// reply, of at most limit bytes (see Options.MaxReplyBytes).
+func (c *Client) roundTrip(ctx context.Context, addr string, asking, fresh bool, cmd []byte, limit int64) (any, trip, error) {
 	cn, t, err := c.get(ctx, addr, fresh)
 	if err != nil {
 		return nil, t, err
@@ -321,7 +345,7 @@ func (c *Client) roundTrip(ctx context.Context, addr string, asking, fresh bool,
 		b = append(append(make([]byte, 0, len(askingCmd)+len(cmd)), askingCmd...), cmd...)
 		n = 2
 	}
-	v, err := cn.exchange(c.deadline(ctx), b, n, c.opts.MaxReplyBytes)
+	v, err := cn.exchange(c.deadline(ctx), b, n, limit)
 	if err != nil {
 		c.discard(cn)
 		t.failed = !errors.Is(err, ErrProtocol)

@@ -11,13 +11,13 @@ import (
 
 // What the Client knows of the server's topology.
 const (
-	// modeUnknown: no slot map yet. Commands go to Options.Addr (or to
-	// the node a MOVED named for their slot) while every call may start a
-	// load of the map.
+	// modeUnknown: no slot map yet. Commands go to Options.Addr while
+	// every call may start a load of the map; a MOVED or ASK waits for
+	// one.
 	modeUnknown = iota
 	// modeSingle: Options.Addr is a standalone server ("cluster support
-	// disabled"), or refuses CLUSTER SLOTS. Every command goes there, or
-	// to the node a MOVED named, and only a MOVED starts another load.
+	// disabled"), or refuses CLUSTER SLOTS. Every command goes there; a
+	// MOVED or ASK is refused, and only starts another load.
 	modeSingle
 	// modeCluster: commands are routed by the slot map.
 	modeCluster
@@ -177,16 +177,79 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// trustRedirect decides whether a MOVED or ASK reply from the node at from
+// may be followed to the node at to, the command having been sent at
+// sent: only in a Cluster, and only to a node its slot map announces.
+// When the map in force does not announce to, it is loaded again in the
+// calling goroutine (after any load under way, and no sooner than
+// reloadGap after the last one started, within ctx's deadline), unless a
+// map loaded since sent is in force already; the redirect is followed if
+// that map announces the node. A standalone server's redirect is never
+// followed: it only has the map asked for again, in the background, in
+// case the server has become a Cluster node. The error wraps ErrRedirect.
+func (c *Client) trustRedirect(ctx context.Context, from, to string, sent time.Time) error {
+	c.mu.Lock()
+	mode := c.mode
+	ok := c.announces(to)
+	if mode == modeSingle {
+		c.stale = true
+		c.startReload(time.Now())
+	}
+	c.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if mode == modeSingle {
+		return fmt.Errorf("%w: %s is not a Cluster node", ErrRedirect, from)
+	}
+	refused := fmt.Errorf("%w: %s names %s, a node absent from the Cluster's slot map", ErrRedirect, from, to)
+	c.loadMu.Lock()
+	defer c.loadMu.Unlock()
+	c.mu.Lock()
+	ok = c.announces(to)
+	fresh := c.mode == modeCluster && c.loadedAt.After(sent)
+	wait := reloadGap - time.Since(c.lastLoad)
+	closed := c.closed
+	c.mu.Unlock()
+	switch {
+	case ok:
+		return nil
+	case fresh || closed:
+		return refused
+	}
+	if wait > 0 {
+		if d, has := ctx.Deadline(); has && time.Until(d) < wait {
+			return refused
+		}
+		time.Sleep(wait)
+	}
+	c.mu.Lock()
+	c.loading = true
+	c.stale = false
+	c.lastLoad = time.Now()
+	c.mu.Unlock()
+	c.load()
+	c.mu.Lock()
+	ok = c.announces(to)
+	c.mu.Unlock()
+	if !ok {
+		return refused
+	}
+	return nil
+}
+
+// announces reports whether the slot map in force names addr, as a master
+// or a replica. c.mu is held.
+func (c *Client) announces(addr string) bool {
+	return c.mode == modeCluster && contains(c.nodes, addr)
+}
+
 // learn records the node of a slot from a MOVED reply until the next load
 // of the slot map, and starts that load.
 func (c *Client) learn(slot int, addr string) {
 	now := time.Now()
 	c.mu.Lock()
 	c.moved[slot] = addr
-	if c.mode == modeSingle {
-		// A standalone server that became a Cluster node.
-		c.mode = modeUnknown
-	}
 	c.stale = true
 	c.startReload(now)
 	c.mu.Unlock()
@@ -225,12 +288,19 @@ func (c *Client) startReload(now time.Time) {
 	go c.reload()
 }
 
-// reload asks the known nodes, those not failing first, for the slot map
+// reload loads the slot map (see load) once no other load is under way.
+func (c *Client) reload() {
+	c.loadMu.Lock()
+	defer c.loadMu.Unlock()
+	c.load()
+}
+
+// load asks the known nodes, those not failing first, for the slot map
 // with CLUSTER SLOTS until one answers, and installs it. A server without
 // Cluster support, or one refusing the command, makes the Client send
 // everything to Options.Addr. When no node answers, the map in force is
-// kept and the next call or error tries again.
-func (c *Client) reload() {
+// kept and the next call or error tries again. c.loadMu is held.
+func (c *Client) load() {
 	now := time.Now()
 	c.mu.Lock()
 	cands := c.known()
@@ -318,9 +388,13 @@ func transient(e *Error) bool {
 func (c *Client) loadFrom(addr string) ([]slotRange, []string, *Error, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
 	defer cancel()
+	limit := c.opts.MaxReplyBytes
+	if limit < slotsReplyBytes {
+		limit = slotsReplyBytes
+	}
 	fresh := false
 	for {
-		v, t, err := c.roundTrip(ctx, addr, false, fresh, clusterSlotsCmd)
+		v, t, err := c.roundTrip(ctx, addr, false, fresh, clusterSlotsCmd, limit)
 		if err != nil {
 			if t.failed {
 				c.fail(addr)

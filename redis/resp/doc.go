@@ -22,12 +22,18 @@
 // asked once), follows MOVED and ASK redirects, and loads the map again
 // after a MOVED or a failing node, so single-slot commands (every store
 // call is one) work there too, and go to a promoted replica once it
-// serves the slots of a master that died or stalled.
+// serves the slots of a master that died or stalled. Redirects are
+// followed only to nodes the slot map announces, never from a standalone
+// server (ErrRedirect), so credentials only go to the configured nodes and
+// those the Cluster named.
 //
 // The reply parser reads untrusted network input: lines are bounded by the
 // read buffer (16 KiB), arrays nest at most 16 deep, and the bulk strings
-// and array elements of one reply by Options.MaxReplyBytes; memory is only
-// reserved as the announced bytes arrive.
+// and array elements of one reply by Options.MaxReplyBytes, by default the
+// largest record the stores write (RecordBytes of the default
+// idempotency.max_response_bytes, 2 MiB and 4 KiB), checked against each
+// announced length before anything is allocated; memory is only taken as
+// the bytes arrive.
 //
 // # Stores
 //

@@ -2,6 +2,10 @@ package resp
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/replayguard/replayguard/idempotency"
@@ -47,7 +51,7 @@ func (s *Idempotency) Claim(ctx context.Context, key string, fp idempotency.Fing
 	ctx, cancel := context.WithTimeout(ctx, s.opts.timeout)
 	defer cancel()
 	token := idempotency.NewToken()
-	v, err := claimScript.run(ctx, s.c, true, []string{s.opts.keys.Idempotency(key)}, layout.ClaimArgs(token, fp, lease))
+	v, err := claimScript.run(ctx, s.c, true, RecordBytes(s.opts.maxBytes), []string{s.opts.keys.Idempotency(key)}, layout.ClaimArgs(token, fp, lease))
 	if err != nil {
 		return idempotency.Claim{}, unavailable(idempotency.ErrUnavailable, err)
 	}
@@ -59,9 +63,38 @@ func (s *Idempotency) Renew(ctx context.Context, key, token string, lease time.D
 	return s.transition(ctx, renewScript, true, key, layout.RenewArgs(token, lease))
 }
 
-// Complete implements idempotency.Store.
+// Complete implements idempotency.Store. A response whose record Claim
+// could not read back, its body over WithMaxResponseBytes or its header
+// over MaxRecordHeaderBytes, is not stored: the key is released, as
+// for any response too large to keep, and the error wraps
+// ErrRecordTooLarge.
 func (s *Idempotency) Complete(ctx context.Context, key, token string, resp *idempotency.Response, ttl time.Duration) error {
+	if body, header := int64(len(resp.Body)), headerBytes(resp.Header); body > s.opts.maxBytes || header > MaxRecordHeaderBytes {
+		err := fmt.Errorf("%w: body of %d bytes (at most %d), header of up to %d bytes (at most %d); the key is released",
+			ErrRecordTooLarge, body, s.opts.maxBytes, header, int64(MaxRecordHeaderBytes))
+		if rerr := s.Release(ctx, key, token); rerr != nil {
+			return fmt.Errorf("%w; release: %w", err, rerr)
+		}
+		return err
+	}
 	return s.transition(ctx, completeScript, false, key, layout.CompleteArgs(token, resp, ttl))
+}
+
+// ErrRecordTooLarge reports a response Idempotency.Complete does not
+// store because its record would exceed what Claim reads back.
+var ErrRecordTooLarge = errors.New("resp: response too large to store")
+
+// headerBytes bounds what h takes in a record (layout.EncodeHeader): its
+// names and values, and the most their length prefixes take.
+func headerBytes(h http.Header) int64 {
+	n := int64(0)
+	for name, vs := range h {
+		n += int64(len(name)) + 2*binary.MaxVarintLen32
+		for _, v := range vs {
+			n += int64(len(v)) + binary.MaxVarintLen32
+		}
+	}
+	return n
 }
 
 // Release implements idempotency.Store.
@@ -74,7 +107,7 @@ func (s *Idempotency) Release(ctx context.Context, key, token string) error {
 func (s *Idempotency) transition(ctx context.Context, sc *Script, retry bool, key string, args []any) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.timeout)
 	defer cancel()
-	v, err := sc.run(ctx, s.c, retry, []string{s.opts.keys.Idempotency(key)}, args)
+	v, err := sc.run(ctx, s.c, retry, 0, []string{s.opts.keys.Idempotency(key)}, args)
 	if err != nil {
 		return unavailable(idempotency.ErrUnavailable, err)
 	}

@@ -6,6 +6,8 @@ import (
 	"net"
 	"runtime"
 	"time"
+
+	"github.com/replayguard/replayguard/idempotency"
 )
 
 // Defaults of Options.
@@ -13,9 +15,16 @@ const (
 	// DefaultTimeout is the default Options.Timeout, equal to the
 	// gateway's default redis.timeout (replayguard.DefaultRedisTimeout).
 	DefaultTimeout = 200 * time.Millisecond
-	// DefaultMaxReplyBytes is the default Options.MaxReplyBytes: Redis's
-	// own default limit on a bulk string (proto-max-bulk-len).
-	DefaultMaxReplyBytes = 512 << 20
+	// DefaultMaxReplyBytes is the default Options.MaxReplyBytes: the
+	// largest reply the stores read back, an idempotency record holding a
+	// response of idempotency.DefaultMaxResponseBytes (1 MiB), that is
+	// RecordBytes(idempotency.DefaultMaxResponseBytes), 2 MiB and 4 KiB.
+	DefaultMaxReplyBytes = idempotency.DefaultMaxResponseBytes + MaxRecordHeaderBytes + recordFieldBytes
+	// MaxRecordHeaderBytes is the most a stored response's header may take
+	// in an idempotency record: 1 MiB, net/http's DefaultMaxHeaderBytes.
+	// A response with a larger header is not stored (see
+	// Idempotency.Complete).
+	MaxRecordHeaderBytes = 1 << 20
 	// PoolSizePerCPU is the default Options.PoolSize per GOMAXPROCS, as in
 	// go-redis.
 	PoolSizePerCPU = 10
@@ -24,6 +33,26 @@ const (
 	// on AWS's NLB).
 	DefaultMaxIdleTime = time.Minute
 )
+
+// recordFieldBytes covers the fields of an idempotency record other than
+// the response's header and body (state, fingerprint, status) and the
+// reply's array elements.
+const recordFieldBytes = 4 << 10
+
+// slotsReplyBytes is the least limit on a CLUSTER SLOTS reply: room for
+// 16384 ranges, each with a master and three replicas.
+const slotsReplyBytes = 16 << 20
+
+// RecordBytes returns the largest reply an idempotency record makes when
+// it holds a response body of up to maxResponseBytes
+// (idempotency.max_response_bytes): the body, MaxRecordHeaderBytes of
+// header, and 4 KiB for the other fields.
+func RecordBytes(maxResponseBytes int64) int64 {
+	if maxResponseBytes <= 0 {
+		maxResponseBytes = idempotency.DefaultMaxResponseBytes
+	}
+	return maxResponseBytes + MaxRecordHeaderBytes + recordFieldBytes
+}
 
 // Options configures a Client. The zero value of every field but Addr is a
 // usable default.
@@ -67,7 +96,12 @@ type Options struct {
 	MaxIdleTime time.Duration
 	// MaxReplyBytes bounds one reply: the sum of its bulk string lengths
 	// plus 16 bytes per array element. A longer reply is an ErrProtocol
-	// and its connection is discarded. Default DefaultMaxReplyBytes.
+	// and its connection is discarded; the limit is checked against each
+	// announced length before anything is allocated for it. The
+	// idempotency store reads its records within its own limit (see
+	// WithMaxResponseBytes), and a CLUSTER SLOTS reply may take 16 MiB.
+	// Default DefaultMaxReplyBytes (2 MiB and 4 KiB: a record of the
+	// default idempotency.max_response_bytes).
 	MaxReplyBytes int64
 }
 

@@ -153,33 +153,40 @@ func (r *reader) length(line []byte) (int64, error) {
 	return n, nil
 }
 
-// bulk reads a bulk string of n bytes and its CRLF. Its buffer grows with
-// the bytes received, so that a huge announced length costs nothing until
-// the bytes arrive.
+// bulk reads a bulk string of n bytes and its CRLF. Memory is taken as
+// the bytes arrive, never on the strength of the announced length: a
+// string up to growStep is read into one buffer of its size; a longer one
+// into buffers of growStep, allocated one by one as they fill, then joined
+// once every byte is in (twice its size in all).
 func (r *reader) bulk(n int64) (string, error) {
 	if n > r.budget {
 		return "", fmt.Errorf("%w: bulk string of %d bytes exceeds the reply limit", ErrProtocol, n)
 	}
 	r.budget -= n
 	var sb strings.Builder
-	g := n
-	if g > growStep {
-		g = growStep
-	}
-	sb.Grow(int(g))
-	size := int64(r.br.Size())
-	for rem := n; rem > 0; {
-		k := rem
-		if k > size {
-			k = size
+	if n <= growStep {
+		sb.Grow(int(n))
+		if err := r.copyN(&sb, n); err != nil {
+			return "", err
 		}
-		p, err := r.br.Peek(int(k))
-		if err != nil {
-			return "", unexpectedEOF(err)
+	} else {
+		var chunks [][]byte
+		for rem := n; rem > 0; {
+			k := rem
+			if k > growStep {
+				k = growStep
+			}
+			chunk := make([]byte, k)
+			if _, err := io.ReadFull(r.br, chunk); err != nil {
+				return "", unexpectedEOF(err)
+			}
+			chunks = append(chunks, chunk)
+			rem -= k
 		}
-		sb.Write(p)
-		_, _ = r.br.Discard(len(p))
-		rem -= k
+		sb.Grow(int(n))
+		for _, c := range chunks {
+			sb.Write(c)
+		}
 	}
 	crlf, err := r.br.Peek(2)
 	if err != nil {
@@ -190,6 +197,26 @@ func (r *reader) bulk(n int64) (string, error) {
 	}
 	_, _ = r.br.Discard(2)
 	return sb.String(), nil
+}
+
+// copyN copies the next n bytes of the reply to sb, whose room is
+// reserved.
+func (r *reader) copyN(sb *strings.Builder, n int64) error {
+	size := int64(r.br.Size())
+	for rem := n; rem > 0; {
+		k := rem
+		if k > size {
+			k = size
+		}
+		p, err := r.br.Peek(int(k))
+		if err != nil {
+			return unexpectedEOF(err)
+		}
+		sb.Write(p)
+		_, _ = r.br.Discard(len(p))
+		rem -= k
+	}
+	return nil
 }
 
 // unexpectedEOF turns an EOF in the middle of a reply into

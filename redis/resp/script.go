@@ -27,19 +27,20 @@ func (s *Script) Hash() string { return s.hash }
 // every key must share its slot. The reply decodes as for Client.Do, an
 // error reply (a Lua error included) as an error of type *Error.
 func (s *Script) Run(ctx context.Context, c *Client, keys []string, args ...any) (any, error) {
-	return s.run(ctx, c, false, keys, args)
+	return s.run(ctx, c, false, 0, keys, args)
 }
 
 // run runs the script, sent twice on a connection failure when retry is
-// set (see Client).
-func (s *Script) run(ctx context.Context, c *Client, retry bool, keys []string, args []any) (any, error) {
+// set (see Client), its reply bounded by limit when set, else by
+// Options.MaxReplyBytes.
+func (s *Script) run(ctx context.Context, c *Client, retry bool, limit int64, keys []string, args []any) (any, error) {
 	a := make([]any, 0, 3+len(keys)+len(args))
 	a = append(a, "evalsha", s.hash, len(keys))
 	for _, k := range keys {
 		a = append(a, k)
 	}
 	a = append(a, args...)
-	cl := call{args: a, retry: retry}
+	cl := call{args: a, retry: retry, limit: limit}
 	if len(keys) > 0 {
 		cl.key, cl.keyed = keys[0], true
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/redis/layout"
 )
 
@@ -11,16 +12,18 @@ import (
 type StoreOption func(*storeOptions)
 
 type storeOptions struct {
-	keys    layout.Keys
-	timeout time.Duration
-	now     func() time.Time
+	keys     layout.Keys
+	timeout  time.Duration
+	now      func() time.Time
+	maxBytes int64 // of a stored response body
 }
 
 func newStoreOptions(opts []StoreOption) storeOptions {
 	o := storeOptions{
-		keys:    layout.Keys{Prefix: layout.DefaultPrefix},
-		timeout: DefaultTimeout,
-		now:     time.Now,
+		keys:     layout.Keys{Prefix: layout.DefaultPrefix},
+		timeout:  DefaultTimeout,
+		now:      time.Now,
+		maxBytes: idempotency.DefaultMaxResponseBytes,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -61,6 +64,19 @@ func WithClock(now func() time.Time) StoreOption {
 	return func(o *storeOptions) {
 		if now != nil {
 			o.now = now
+		}
+	}
+}
+
+// WithMaxResponseBytes sets the largest response body the idempotency
+// store keeps (idempotency.max_response_bytes), which sizes the largest
+// record it reads back: RecordBytes(n), in place of the Client's
+// Options.MaxReplyBytes. Default idempotency.DefaultMaxResponseBytes
+// (1 MiB).
+func WithMaxResponseBytes(n int64) StoreOption {
+	return func(o *storeOptions) {
+		if n > 0 {
+			o.maxBytes = n
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -354,4 +355,56 @@ func mustInfo(t *testing.T, srv *redistest.Server) string {
 	info, err := srv.Do("INFO", "commandstats")
 	require.NoError(t, err)
 	return info
+}
+
+// The largest record the idempotency store keeps is read back within the
+// reply limit, the default one and one set by WithMaxResponseBytes; a
+// response whose header would make its record too large to read back is
+// not stored, and its key is free again.
+func TestIdempotencyLargestRecords(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, resp.Options{Addr: srv.Addr()})
+	ctx := context.Background()
+	fp := sha256.Sum256([]byte("r"))
+	header := http.Header{"X-Big": {strings.Repeat("h", resp.MaxRecordHeaderBytes-64)}}
+	for _, tc := range []struct {
+		name string
+		max  int64
+		opts []resp.StoreOption
+	}{
+		{"default", idempotency.DefaultMaxResponseBytes, nil},
+		{"4MiB", 4 << 20, []resp.StoreOption{resp.WithMaxResponseBytes(4 << 20)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := resp.NewIdempotency(c, append(tc.opts, resp.WithKeyPrefix(uniquePrefix()))...)
+			claim, err := s.Claim(ctx, "p\x00full", fp, time.Minute)
+			require.NoError(t, err)
+			body := []byte(strings.Repeat("b", int(tc.max)))
+			require.NoError(t, s.Complete(ctx, "p\x00full", claim.Token, &idempotency.Response{Status: 201, Header: header, Body: body}, time.Minute))
+			claim, err = s.Claim(ctx, "p\x00full", fp, time.Minute)
+			require.NoError(t, err)
+			require.False(t, claim.Acquired)
+			assert.Equal(t, len(body), len(claim.Existing.Response.Body))
+			assert.Equal(t, header, claim.Existing.Response.Header)
+
+			claim, err = s.Claim(ctx, "p\x00header", fp, time.Minute)
+			require.NoError(t, err)
+			huge := http.Header{"X-Big": {strings.Repeat("h", resp.MaxRecordHeaderBytes)}}
+			err = s.Complete(ctx, "p\x00header", claim.Token, &idempotency.Response{Status: 201, Header: huge}, time.Minute)
+			require.ErrorIs(t, err, resp.ErrRecordTooLarge)
+			claim, err = s.Claim(ctx, "p\x00header", fp, time.Minute)
+			require.NoError(t, err)
+			assert.True(t, claim.Acquired, "released")
+		})
+	}
+	// A record larger than the store's limit, written by a store allowing
+	// more, is refused as a protocol error rather than read.
+	big := resp.NewIdempotency(c, resp.WithKeyPrefix("shared"), resp.WithMaxResponseBytes(4<<20))
+	claim, err := big.Claim(ctx, "p\x00k", fp, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, big.Complete(ctx, "p\x00k", claim.Token, &idempotency.Response{Status: 201, Body: make([]byte, 3<<20)}, time.Minute))
+	_, err = resp.NewIdempotency(c, resp.WithKeyPrefix("shared")).Claim(ctx, "p\x00k", fp, time.Minute)
+	require.ErrorIs(t, err, idempotency.ErrUnavailable)
+	require.ErrorIs(t, err, resp.ErrProtocol)
 }
