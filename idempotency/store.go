@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -25,7 +26,27 @@ var (
 	// ErrUnavailable reports that the store could not answer. Store errors
 	// wrap it.
 	ErrUnavailable = errors.New("idempotency: store unavailable")
+	// ErrQuotaExceeded reports that the claiming owner already holds its
+	// whole share of a bounded store; other owners are unaffected. Stores
+	// return it as a *QuotaError.
+	ErrQuotaExceeded = errors.New("idempotency: quota exceeded")
 )
+
+// QuotaError reports an owner over its share of a bounded store. It
+// carries data, hence a type; errors.Is(err, ErrQuotaExceeded) matches it.
+type QuotaError struct {
+	// RetryAfter is how long until the owner's earliest record expires
+	// and frees room for a new one.
+	RetryAfter time.Duration
+}
+
+func (e *QuotaError) Error() string {
+	return ErrQuotaExceeded.Error() + ": this key holds its whole share of the store; retry in " +
+		strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10) + "s"
+}
+
+// Unwrap returns ErrQuotaExceeded.
+func (e *QuotaError) Unwrap() error { return ErrQuotaExceeded }
 
 // State is the state of a stored record.
 type State int
@@ -100,6 +121,18 @@ type Store interface {
 	// Release removes the in-progress record, if token still holds it,
 	// so that the key can be claimed again. ErrLeaseLost otherwise.
 	Release(ctx context.Context, key, token string) error
+}
+
+// OwnerClaimer is implemented by stores that bound what each owner may
+// hold (the memory store with a key share). The owner is the key entry
+// that verified the request, never a name the signer chooses; the record
+// claimed is charged to it until it expires or is released. ClaimFor is
+// Claim, except that it fails with a *QuotaError when owner's share is used
+// up (a key with a live record still gets that record). The Handler calls
+// it when the store implements it and Request.KeyID is set; Claim charges
+// nobody.
+type OwnerClaimer interface {
+	ClaimFor(ctx context.Context, owner, key string, fp Fingerprint, lease time.Duration) (Claim, error)
 }
 
 // Pinger is implemented by stores that can report their health.
