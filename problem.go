@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
@@ -56,6 +57,8 @@ var classes = []problemClass{
 	{ErrStoreUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{ErrForwardedUntrusted, http.StatusForbidden, "forwarded_untrusted", "Forwarded request from an untrusted peer"},
 	{ErrForwardedInvalid, http.StatusBadRequest, "forwarded_invalid", "Forwarded request invalid"},
+	{nonce.ErrQuotaExceeded, http.StatusTooManyRequests, "quota_exceeded", "Quota exceeded"},
+	{idempotency.ErrQuotaExceeded, http.StatusTooManyRequests, "quota_exceeded", "Quota exceeded"},
 	{nonce.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{idempotency.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{signature.ErrMissing, http.StatusUnauthorized, "signature_missing", "Signature missing"},
@@ -107,6 +110,45 @@ func WriteProblem(w http.ResponseWriter, err error) {
 	if p.Status == http.StatusServiceUnavailable || p.Status == http.StatusConflict {
 		h.Set("Retry-After", "1")
 	}
+	if d, ok := quotaRetryAfter(err); ok {
+		h.Set("Retry-After", strconv.FormatInt(retryAfterSeconds(d), 10))
+	}
 	w.WriteHeader(p.Status)
 	_, _ = w.Write(b)
+}
+
+// maxRetryAfter bounds the Retry-After of quota_exceeded.
+const maxRetryAfter = time.Hour
+
+// quotaRetryAfter returns the wait a quota error in err's chain carries.
+// The chain is walked here rather than by errors.As, which the Yaegi
+// interpreter cannot match against interpreted types.
+func quotaRetryAfter(err error) (time.Duration, bool) {
+	for err != nil {
+		switch q := err.(type) {
+		case *nonce.QuotaError:
+			return q.RetryAfter, true
+		case *idempotency.QuotaError:
+			return q.RetryAfter, true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return 0, false
+		}
+		err = u.Unwrap()
+	}
+	return 0, false
+}
+
+// retryAfterSeconds rounds d up to whole seconds, at least 1 and at most
+// maxRetryAfter.
+func retryAfterSeconds(d time.Duration) int64 {
+	if d > maxRetryAfter {
+		d = maxRetryAfter
+	}
+	s := int64((d + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return s
 }
