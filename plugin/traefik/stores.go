@@ -28,8 +28,9 @@ type storeSet struct {
 // in anything else (keys, window, the other store) still share them: every
 // instance with a memory nonce store shares the one memory nonce store, and
 // every instance with a Redis nonce store on the same Redis shares its
-// client. A memory store's cap (nonce.maxEntries) is the one of the
-// instance that created it.
+// client. A memory store's cap (nonce.maxEntries,
+// idempotency.memoryMaxBytes) and key shares are those of the instance that
+// created it.
 var registry = struct {
 	mu     sync.Mutex
 	nonces map[string]nonce.Store
@@ -76,7 +77,7 @@ func sharedStores(ctx context.Context, cfg replayguard.Config) (*storeSet, error
 			}
 			s.nonces = c.nonces()
 		} else {
-			s.nonces = nonce.NewMemory(nonce.WithMaxEntries(cfg.Nonce.MaxEntries))
+			s.nonces = nonce.NewMemory(cfg.NonceMemoryOptions()...)
 		}
 		registry.nonces[nk] = s.nonces
 	}
@@ -95,7 +96,7 @@ func sharedStores(ctx context.Context, cfg replayguard.Config) (*storeSet, error
 			}
 			s.idem = c.idempotency()
 		} else {
-			s.idem = idempotency.NewMemory()
+			s.idem = idempotency.NewMemory(cfg.IdempotencyMemoryOptions()...)
 		}
 		registry.idem[ik] = s.idem
 	}
