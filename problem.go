@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/replayguard/replayguard/idempotency"
@@ -120,22 +121,49 @@ func WriteProblem(w http.ResponseWriter, err error) {
 // maxRetryAfter bounds the Retry-After of quota_exceeded.
 const maxRetryAfter = time.Hour
 
-// quotaRetryAfter returns the wait a quota error in err's chain carries.
-// The chain is walked here rather than by errors.As, which the Yaegi
-// interpreter cannot match against interpreted types.
+// quotaRetryAfter returns the wait the quota error err carries, if it is
+// one.
 func quotaRetryAfter(err error) (time.Duration, bool) {
-	for err != nil {
-		switch q := err.(type) {
-		case *nonce.QuotaError:
-			return q.RetryAfter, true
-		case *idempotency.QuotaError:
-			return q.RetryAfter, true
+	if !errors.Is(err, nonce.ErrQuotaExceeded) && !errors.Is(err, idempotency.ErrQuotaExceeded) {
+		return 0, false
+	}
+	if d, ok := quotaIn(err); ok {
+		return d, true
+	}
+	// Under the Yaegi interpreter (the Traefik plugin) interpreted code
+	// cannot look inside the standard library's error wrappers, nor can
+	// errors.As match an interpreted type; the wait is also in the
+	// message, in whole seconds, as QuotaError.Error writes it.
+	msg := err.Error()
+	i := strings.LastIndex(msg, "retry in ")
+	if i < 0 {
+		return 0, true
+	}
+	digits := strings.TrimSuffix(msg[i+len("retry in "):], "s")
+	n, perr := strconv.ParseInt(digits, 10, 64)
+	if perr != nil {
+		return 0, true
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// quotaIn finds a *QuotaError in err's chain.
+func quotaIn(err error) (time.Duration, bool) {
+	switch q := err.(type) {
+	case nil:
+		return 0, false
+	case *nonce.QuotaError:
+		return q.RetryAfter, true
+	case *idempotency.QuotaError:
+		return q.RetryAfter, true
+	case interface{ Unwrap() []error }:
+		for _, e := range q.Unwrap() {
+			if d, ok := quotaIn(e); ok {
+				return d, true
+			}
 		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return 0, false
-		}
-		err = u.Unwrap()
+	case interface{ Unwrap() error }:
+		return quotaIn(q.Unwrap())
 	}
 	return 0, false
 }

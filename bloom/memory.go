@@ -215,7 +215,7 @@ func (m *Memory) Add(ctx context.Context, e nonce.Entry) error {
 		// The owner's count is per bucket: its requests signed in the
 		// next bucket find room.
 		next := time.Unix(0, (idx+1)*int64(m.width))
-		return &nonce.QuotaError{RetryAfter: next.Sub(now)}
+		return nonce.NewQuotaError(next.Sub(now))
 	}
 	b.extend(exp)
 	return nil

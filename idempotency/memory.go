@@ -186,7 +186,7 @@ func (m *Memory) ClaimFor(ctx context.Context, owner, key string, fp Fingerprint
 	// reclaims them all; then try once more.
 	wait := m.earliest(o, now)
 	if c, over, err = m.claim(sh, o, key, fp, lease, now); over {
-		return Claim{}, &QuotaError{RetryAfter: wait}
+		return Claim{}, NewQuotaError(wait)
 	}
 	return c, err
 }
@@ -269,7 +269,7 @@ func (m *Memory) Complete(ctx context.Context, key, token string, resp *Response
 	sh := m.shard(key)
 	o, err := m.complete(sh, key, token, stored, size, ttl, now)
 	if o != nil {
-		return &QuotaError{RetryAfter: m.earliest(o, now)}
+		return NewQuotaError(m.earliest(o, now))
 	}
 	return err
 }

@@ -140,7 +140,7 @@ func (m *Memory) Add(ctx context.Context, e Entry) error {
 	// expiry, and try once more.
 	wait := m.earliest(oid, now)
 	if over, err = m.add(sh, key, now, exp, oid); over {
-		return &QuotaError{RetryAfter: wait}
+		return NewQuotaError(wait)
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package nonce
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -25,7 +26,10 @@ var (
 )
 
 // QuotaError reports an owner over its share of a bounded store. It
-// carries data, hence a type; errors.Is(err, ErrQuotaExceeded) matches it.
+// carries data, hence a type. Stores return it wrapped beside
+// ErrQuotaExceeded (see NewQuotaError), so that errors.Is finds the
+// sentinel without calling a method of QuotaError: the Yaegi interpreter
+// does not let errors.Is call methods of interpreted types.
 type QuotaError struct {
 	// RetryAfter is how long until the owner's earliest record expires
 	// and frees room for a new one.
@@ -33,12 +37,22 @@ type QuotaError struct {
 }
 
 func (e *QuotaError) Error() string {
-	return ErrQuotaExceeded.Error() + ": this key holds its whole share of the store; retry in " +
+	return "this key holds its whole share of the store; retry in " +
 		strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10) + "s"
 }
 
 // Unwrap returns ErrQuotaExceeded.
 func (e *QuotaError) Unwrap() error { return ErrQuotaExceeded }
+
+// NewQuotaError returns the error of an owner over its share: one wrapping
+// both ErrQuotaExceeded and a *QuotaError carrying retryAfter.
+func NewQuotaError(retryAfter time.Duration) error {
+	// Passed as an error value: under the Yaegi interpreter fmt sees an
+	// interpreted *QuotaError given directly as a plain struct and would
+	// not format it as an error.
+	var q error = &QuotaError{RetryAfter: retryAfter}
+	return fmt.Errorf("%w: %w", ErrQuotaExceeded, q)
+}
 
 // Entry is one replay key to record.
 type Entry struct {
