@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/timestamp"
 )
@@ -26,6 +28,8 @@ const (
 	DefaultRedisTimeout      = 200 * time.Millisecond
 	DefaultRedisKeyPrefix    = "rg"
 	DefaultPostgresTimeout   = time.Second
+	DefaultMaxSubFilters     = 4
+	DefaultMemoryMaxBytes    = idempotency.DefaultMemoryMaxBytes
 )
 
 // Store and mode names.
@@ -193,6 +197,15 @@ type NonceConfig struct {
 	// MaxEntries caps the exact memory store (0: no cap); at the cap new
 	// nonces fail with store_unavailable rather than evict live records.
 	MaxEntries int `yaml:"max_entries" json:"max_entries,omitempty"`
+	// MaxSubFilters is the most sub-filters a partition of the memory
+	// Bloom store grows to, holding up to 2^n - 1 times its share of
+	// Capacity; past it new nonces fail with store_unavailable. Default 4.
+	MaxSubFilters int `yaml:"max_subfilters" json:"max_subfilters,omitempty"`
+	// KeyShare is the fraction of the memory store's bound (MaxEntries, or
+	// the Bloom store's most entries per bucket) one key entry may hold;
+	// past it that key gets quota_exceeded. Default 0: 1 / the number of
+	// key entries (the jwks_url key set counts as one).
+	KeyShare float64 `yaml:"key_share" json:"key_share,omitempty"`
 }
 
 // IdempotencyConfig configures the dedupe layer.
@@ -223,6 +236,14 @@ type IdempotencyConfig struct {
 	// FingerprintHeaders are request headers that join method, target and
 	// body in the fingerprint. Default none.
 	FingerprintHeaders []string `yaml:"fingerprint_headers" json:"fingerprint_headers,omitempty"`
+	// MemoryMaxBytes bounds what the memory store holds (stored responses
+	// plus bookkeeping); past it new records fail with store_unavailable.
+	// Default 256 MiB.
+	MemoryMaxBytes int64 `yaml:"memory_max_bytes" json:"memory_max_bytes,omitempty"`
+	// KeyShare is the fraction of MemoryMaxBytes one key entry may hold;
+	// past it that key gets quota_exceeded. Default 0: 1 / the number of
+	// key entries (the jwks_url key set counts as one).
+	KeyShare float64 `yaml:"key_share" json:"key_share,omitempty"`
 }
 
 // RedisConfig is the shared Redis.
@@ -286,6 +307,9 @@ func (c Config) WithDefaults() Config {
 	if c.Nonce.FalsePositiveRate == 0 {
 		c.Nonce.FalsePositiveRate = DefaultFalsePositiveRate
 	}
+	if c.Nonce.MaxSubFilters == 0 {
+		c.Nonce.MaxSubFilters = DefaultMaxSubFilters
+	}
 	id := &c.Idempotency
 	if id.Enabled == nil {
 		id.Enabled = boolPtr(true)
@@ -313,6 +337,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if id.DeriveWindow == 0 {
 		id.DeriveWindow = Duration(DefaultDeriveWindow)
+	}
+	if id.MemoryMaxBytes == 0 {
+		id.MemoryMaxBytes = DefaultMemoryMaxBytes
 	}
 	if c.Redis.Timeout == 0 {
 		c.Redis.Timeout = Duration(DefaultRedisTimeout)
@@ -436,6 +463,14 @@ func (c Config) Validate() error {
 	if c.Nonce.MaxEntries < 0 {
 		add(fieldErr("nonce.max_entries", "must not be negative"))
 	}
+	if c.Nonce.MaxSubFilters < 1 || c.Nonce.MaxSubFilters > 24 {
+		add(fieldErr("nonce.max_subfilters", "must lie between 1 and 24, got %d", c.Nonce.MaxSubFilters))
+	}
+	add(validShare("nonce.key_share", c.Nonce.KeyShare))
+	add(validShare("idempotency.key_share", c.Idempotency.KeyShare))
+	if c.Idempotency.MemoryMaxBytes < 0 {
+		add(fieldErr("idempotency.memory_max_bytes", "must be positive"))
+	}
 	id := c.Idempotency
 	add(oneOf("idempotency.store", id.Store, StoreMemory, StoreRedis, StorePostgres))
 	add(oneOf("idempotency.derive_key", id.DeriveKey, "off", "fingerprint"))
@@ -470,6 +505,68 @@ func (c Config) Validate() error {
 	}
 	add(oneOf("fail_mode", c.FailMode, FailClosed, FailOpen))
 	return errors.Join(errs...)
+}
+
+func validShare(field string, share float64) error {
+	if !(share >= 0 && share <= 1) {
+		return fieldErr(field, "want a fraction between 0 (the default: 1 / the number of key entries) and 1, got %g", share)
+	}
+	return nil
+}
+
+// KeyEntries is the number of key entries that share a bounded memory
+// store: each of keys, and the key set fetched from jwt.jwks_url as one.
+// At least 1.
+func (c Config) KeyEntries() int {
+	n := len(c.Keys)
+	if c.Scheme == "jwt" && c.JWT.JWKSURL != "" {
+		n++
+	}
+	if n < 1 {
+		n = 1
+	}
+	return n
+}
+
+// KeyShare returns the fraction of a bounded memory store one key entry
+// may hold: share when set, else 1/KeyEntries().
+func (c Config) KeyShare(share float64) float64 {
+	if share > 0 {
+		return share
+	}
+	return 1 / float64(c.KeyEntries())
+}
+
+// NonceMemoryOptions returns the options of the exact memory nonce store c
+// describes: its cap and, under a cap, each key entry's share of it.
+func (c Config) NonceMemoryOptions() []nonce.MemoryOption {
+	opts := []nonce.MemoryOption{nonce.WithMaxEntries(c.Nonce.MaxEntries)}
+	if share := c.KeyShare(c.Nonce.KeyShare); c.Nonce.MaxEntries > 0 && share < 1 {
+		n := int(share * float64(c.Nonce.MaxEntries))
+		if n < 1 {
+			n = 1
+		}
+		opts = append(opts, nonce.WithKeyShare(n))
+	}
+	return opts
+}
+
+// IdempotencyMemoryOptions returns the options of the memory idempotency
+// store c describes: its bound and each key entry's share of it.
+func (c Config) IdempotencyMemoryOptions() []idempotency.MemoryOption {
+	limit := c.Idempotency.MemoryMaxBytes
+	if limit <= 0 {
+		limit = DefaultMemoryMaxBytes
+	}
+	opts := []idempotency.MemoryOption{idempotency.WithMemoryMaxBytes(limit)}
+	if share := c.KeyShare(c.Idempotency.KeyShare); share < 1 {
+		n := int64(share * float64(limit))
+		if n < 1 {
+			n = 1
+		}
+		opts = append(opts, idempotency.WithMemoryKeyShare(n))
+	}
+	return opts
 }
 
 func oneOf(field, v string, allowed ...string) error {

@@ -31,6 +31,13 @@ type Guard struct {
 	maxBody      int64
 	failOpen     bool
 	observer     Observer
+	quotas       QuotaObserver // nil unless the Observer implements it
+
+	// keyIDs are the configured key ids; a verified key id outside them
+	// comes from the jwt.jwks_url key set, which is charged as one entry,
+	// jwksOwner (empty without such a set).
+	keyIDs    map[string]bool
+	jwksOwner string
 
 	streamUnknownLength bool
 	requestScheme       func(*http.Request) string
@@ -113,17 +120,27 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 		if cfg.Nonce.Store != StoreMemory || cfg.Nonce.Mode != ModeExact {
 			return nil, fieldErr("nonce", "store %q in mode %q is built by package stores; pass it with WithNonceStore", cfg.Nonce.Store, cfg.Nonce.Mode)
 		}
-		g.nonces = nonce.NewMemory(nonce.WithMaxEntries(cfg.Nonce.MaxEntries), nonce.WithClock(g.now))
+		g.nonces = nonce.NewMemory(append(cfg.NonceMemoryOptions(), nonce.WithClock(g.now))...)
 	}
 	if g.observer != nil {
 		g.nonces = observedNonces{s: g.nonces, o: g.observer}
+		g.quotas, _ = g.observer.(QuotaObserver)
+	}
+	g.keyIDs = map[string]bool{}
+	for _, k := range cfg.Keys {
+		g.keyIDs[k.ID] = true
+	}
+	if cfg.Scheme == "jwt" && cfg.JWT.JWKSURL != "" {
+		// Not a key id (those are printable): the set never shares a
+		// configured key's account.
+		g.jwksOwner = "\x00jwks"
 	}
 	if *cfg.Idempotency.Enabled {
 		if g.idemStore == nil {
 			if cfg.Idempotency.Store != StoreMemory {
 				return nil, fieldErr("idempotency.store", "store %q is built by package stores; pass it with WithIdempotencyStore", cfg.Idempotency.Store)
 			}
-			g.idemStore = idempotency.NewMemory(idempotency.WithMemoryClock(g.now))
+			g.idemStore = idempotency.NewMemory(append(cfg.IdempotencyMemoryOptions(), idempotency.WithMemoryClock(g.now))...)
 		}
 		id := cfg.Idempotency
 		store := g.idemStore
@@ -182,13 +199,21 @@ func (g *Guard) Verify(ctx context.Context, r *signature.Request) (signature.Ver
 	if v.ReplayKey == "" {
 		return v, nil
 	}
-	e := nonce.Entry{Scope: v.Scope(), Key: v.ReplayKey, Timestamp: ts, Expires: g.window.Expiry(ts)}
+	e := nonce.Entry{Scope: v.Scope(), Key: v.ReplayKey, Timestamp: ts, Expires: g.window.Expiry(ts), Owner: g.quotaOwner(v.KeyID)}
 	if ts.IsZero() {
 		e.Timestamp = now
 		e.Expires = now.Add(g.window.Span())
 	}
 	if err := g.nonces.Add(ctx, e); err != nil {
 		if errors.Is(err, nonce.ErrReplayed) {
+			return signature.Verified{}, err
+		}
+		if errors.Is(err, nonce.ErrQuotaExceeded) {
+			// An answer about this key, not a store failure: never
+			// passed under fail_mode open.
+			if g.quotas != nil {
+				g.quotas.ObserveQuotaExceeded("nonce")
+			}
 			return signature.Verified{}, err
 		}
 		if ctx.Err() != nil {
@@ -208,6 +233,16 @@ func (g *Guard) Verify(ctx context.Context, r *signature.Request) (signature.Ver
 		return signature.Verified{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
 	return v, nil
+}
+
+// quotaOwner returns the key entry a request verified by keyID is charged
+// to in bounded stores: the key id itself, or for a key of the jwt.jwks_url
+// set, that set as one entry.
+func (g *Guard) quotaOwner(keyID string) string {
+	if g.jwksOwner == "" || g.keyIDs[keyID] {
+		return keyID
+	}
+	return g.jwksOwner
 }
 
 type verifiedKey struct{}
@@ -253,7 +288,7 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r2)
 			return
 		}
-		idemReq := idempotency.Request{Principal: v.Scope(), Key: v.IdempotencyKey, Target: sr.Target, Body: body, Optional: v.IdempotencyOptional}
+		idemReq := idempotency.Request{Principal: v.Scope(), KeyID: g.quotaOwner(v.KeyID), Key: v.IdempotencyKey, Target: sr.Target, Body: body, Optional: v.IdempotencyOptional}
 		if g.observer == nil {
 			if err := g.idem.Serve(w, r2, idemReq, next); err != nil {
 				g.reject(w, r, err, start)
@@ -293,6 +328,9 @@ func (g *Guard) observeAccepted(start time.Time) {
 }
 
 func (g *Guard) reject(w http.ResponseWriter, r *http.Request, err error, start time.Time) {
+	if g.quotas != nil && errors.Is(err, idempotency.ErrQuotaExceeded) {
+		g.quotas.ObserveQuotaExceeded("idempotency")
+	}
 	if g.observer != nil {
 		code := "client_closed"
 		if r.Context().Err() == nil || !errors.Is(err, r.Context().Err()) {

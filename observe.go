@@ -30,6 +30,14 @@ type Observer interface {
 	ObserveIdempotency(event string)
 }
 
+// QuotaObserver is implemented by Observers that count the requests
+// refused because their key entry used up its share of a bounded store
+// (quota_exceeded); store is "nonce" or "idempotency". The Guard reports
+// to it when its Observer implements it.
+type QuotaObserver interface {
+	ObserveQuotaExceeded(store string)
+}
+
 // WithObserver sets the Observer. Default: none.
 func WithObserver(o Observer) Option {
 	return func(g *Guard) { g.observer = o }
@@ -45,8 +53,8 @@ func (n observedNonces) Add(ctx context.Context, e nonce.Entry) error {
 	start := time.Now()
 	err := n.s.Add(ctx, e)
 	rerr := err
-	if err != nil && isReplay(err) {
-		rerr = nil // a replay is an answer, not a store error
+	if err != nil && (isReplay(err) || errors.Is(err, nonce.ErrQuotaExceeded)) {
+		rerr = nil // a replay or a used-up share is an answer, not a store error
 	}
 	n.o.ObserveStore("nonce", "add", time.Since(start), rerr)
 	return err
@@ -64,6 +72,22 @@ func (i observedIdempotency) Claim(ctx context.Context, key string, fp idempoten
 	start := time.Now()
 	c, err := i.s.Claim(ctx, key, fp, lease)
 	i.o.ObserveStore("idempotency", "claim", time.Since(start), err)
+	return c, err
+}
+
+// ClaimFor forwards to the store's ClaimFor when it keeps shares.
+func (i observedIdempotency) ClaimFor(ctx context.Context, owner, key string, fp idempotency.Fingerprint, lease time.Duration) (idempotency.Claim, error) {
+	oc, ok := i.s.(idempotency.OwnerClaimer)
+	if !ok {
+		return i.Claim(ctx, key, fp, lease)
+	}
+	start := time.Now()
+	c, err := oc.ClaimFor(ctx, owner, key, fp, lease)
+	rerr := err
+	if errors.Is(err, idempotency.ErrQuotaExceeded) {
+		rerr = nil // an answer, not a store error
+	}
+	i.o.ObserveStore("idempotency", "claim", time.Since(start), rerr)
 	return c, err
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
@@ -59,6 +61,8 @@ var classes = []problemClass{
 	{ErrStoreUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{ErrForwardedUntrusted, http.StatusForbidden, "forwarded_untrusted", "Forwarded request from an untrusted peer"},
 	{ErrForwardedInvalid, http.StatusBadRequest, "forwarded_invalid", "Forwarded request invalid"},
+	{nonce.ErrQuotaExceeded, http.StatusTooManyRequests, "quota_exceeded", "Quota exceeded"},
+	{idempotency.ErrQuotaExceeded, http.StatusTooManyRequests, "quota_exceeded", "Quota exceeded"},
 	{nonce.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{idempotency.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{signature.ErrMethodInvalid, http.StatusBadRequest, "method_invalid", "Method invalid"},
@@ -112,6 +116,72 @@ func WriteProblem(w http.ResponseWriter, err error) {
 	if p.Status == http.StatusServiceUnavailable || p.Status == http.StatusConflict {
 		h.Set("Retry-After", "1")
 	}
+	if d, ok := quotaRetryAfter(err); ok {
+		h.Set("Retry-After", strconv.FormatInt(retryAfterSeconds(d), 10))
+	}
 	w.WriteHeader(p.Status)
 	_, _ = w.Write(b)
+}
+
+// maxRetryAfter bounds the Retry-After of quota_exceeded.
+const maxRetryAfter = time.Hour
+
+// quotaRetryAfter returns the wait the quota error err carries, if it is
+// one.
+func quotaRetryAfter(err error) (time.Duration, bool) {
+	if !errors.Is(err, nonce.ErrQuotaExceeded) && !errors.Is(err, idempotency.ErrQuotaExceeded) {
+		return 0, false
+	}
+	if d, ok := quotaIn(err); ok {
+		return d, true
+	}
+	// Under the Yaegi interpreter (the Traefik plugin) interpreted code
+	// cannot look inside the standard library's error wrappers, nor can
+	// errors.As match an interpreted type; the wait is also in the
+	// message, in whole seconds, as QuotaError.Error writes it.
+	msg := err.Error()
+	i := strings.LastIndex(msg, "retry in ")
+	if i < 0 {
+		return 0, true
+	}
+	digits := strings.TrimSuffix(msg[i+len("retry in "):], "s")
+	n, perr := strconv.ParseInt(digits, 10, 64)
+	if perr != nil {
+		return 0, true
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// quotaIn finds a *QuotaError in err's chain.
+func quotaIn(err error) (time.Duration, bool) {
+	switch q := err.(type) {
+	case nil:
+		return 0, false
+	case *nonce.QuotaError:
+		return q.RetryAfter, true
+	case *idempotency.QuotaError:
+		return q.RetryAfter, true
+	case interface{ Unwrap() []error }:
+		for _, e := range q.Unwrap() {
+			if d, ok := quotaIn(e); ok {
+				return d, true
+			}
+		}
+	case interface{ Unwrap() error }:
+		return quotaIn(q.Unwrap())
+	}
+	return 0, false
+}
+
+// retryAfterSeconds rounds d up to whole seconds, at least 1 and at most
+// maxRetryAfter.
+func retryAfterSeconds(d time.Duration) int64 {
+	if d > maxRetryAfter {
+		d = maxRetryAfter
+	}
+	s := int64((d + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return s
 }

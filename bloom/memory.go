@@ -23,6 +23,11 @@ const (
 	// DefaultPartitions is the number of independently locked partitions of
 	// a bucket.
 	DefaultPartitions = 16
+	// DefaultMaxSubFilters is the most sub-filters a partition grows to:
+	// four hold 1+2+4+8 = 15 times its share of the configured capacity.
+	DefaultMaxSubFilters = 4
+	// maxSubFiltersLimit keeps capacity·2^i within a uint.
+	maxSubFiltersLimit = 24
 )
 
 // ErrInvalidParameter reports a constructor argument or option out of range.
@@ -40,6 +45,11 @@ type Memory struct {
 
 	partCap uint    // capacity of each partition's first sub-filter
 	fpRate  float64 // target false-positive rate of a partition
+	maxSubs int     // most sub-filters of a partition
+	// keyShare is the fraction of a partition's most entries one owner
+	// may hold (1: no per-owner bound); ownerCap is that many entries.
+	keyShare float64
+	ownerCap uint
 
 	// mu guards the buckets map. Add holds it for reading for its whole
 	// check-and-insert so that a bucket is never dropped under it; dropping
@@ -73,6 +83,28 @@ func WithPartitions(n int) Option {
 	return func(m *Memory) { m.partitions = n }
 }
 
+// WithMaxSubFilters sets the most sub-filters a partition stacks as it
+// grows; the n-th holds 2^(n-1) times the first, so a partition holds at
+// most 2^n - 1 times its share of the configured capacity. Past that, Add
+// refuses new entries with an error wrapping nonce.ErrUnavailable (a
+// replay is still reported as one): memory stays bounded and nothing is
+// forgotten. It must be between 1 and 24. Default DefaultMaxSubFilters.
+func WithMaxSubFilters(n int) Option {
+	return func(m *Memory) { m.maxSubs = n }
+}
+
+// WithKeyShare bounds the entries one owner (nonce.Entry.Owner) may add to
+// a bucket to the fraction share of the most the bucket holds (see
+// WithMaxSubFilters), so that one key cannot fill the store for every
+// other: past it, that owner's Adds fail with a *nonce.QuotaError whose
+// RetryAfter is the time until the next bucket begins, while other owners'
+// Adds go on. Counts are kept per partition, into which an owner's entries
+// spread evenly. Entries without an Owner are bounded by the store's limit
+// alone. share must be in (0, 1]. Default 1: no per-owner bound.
+func WithKeyShare(share float64) Option {
+	return func(m *Memory) { m.keyShare = share }
+}
+
 // WithClock sets the clock used to decide expiry, and the bucket of an entry
 // without a timestamp. Default time.Now.
 func WithClock(now func() time.Time) Option {
@@ -94,6 +126,8 @@ func NewMemory(capacity uint, fpRate float64, window time.Duration, opts ...Opti
 		partitions: DefaultPartitions,
 		now:        time.Now,
 		fpRate:     fpRate,
+		maxSubs:    DefaultMaxSubFilters,
+		keyShare:   1,
 		buckets:    make(map[int64]*bucket),
 	}
 	for _, o := range opts {
@@ -110,6 +144,10 @@ func NewMemory(capacity uint, fpRate float64, window time.Duration, opts ...Opti
 		return nil, fmt.Errorf("%w: bucket width %v must be positive", ErrInvalidParameter, m.width)
 	case m.partitions < 1:
 		return nil, fmt.Errorf("%w: partitions %d must be at least 1", ErrInvalidParameter, m.partitions)
+	case m.maxSubs < 1 || m.maxSubs > maxSubFiltersLimit:
+		return nil, fmt.Errorf("%w: max sub-filters %d outside [1, %d]", ErrInvalidParameter, m.maxSubs, maxSubFiltersLimit)
+	case !(m.keyShare > 0 && m.keyShare <= 1):
+		return nil, fmt.Errorf("%w: key share %g outside (0, 1]", ErrInvalidParameter, m.keyShare)
 	case m.now == nil:
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidParameter)
 	}
@@ -125,6 +163,13 @@ func NewMemory(capacity uint, fpRate float64, window time.Duration, opts ...Opti
 	}
 	parts := uint64(m.partitions)
 	m.partCap = uint(max((perBucket+parts-1)/parts, 1))
+	if m.partCap > math.MaxInt32 {
+		return nil, fmt.Errorf("%w: capacity %d is too large", ErrInvalidParameter, capacity)
+	}
+	if m.keyShare < 1 {
+		most := float64(m.partCap) * float64(uint64(1)<<m.maxSubs-1)
+		m.ownerCap = uint(max(m.keyShare*most, 1))
+	}
 
 	m.earliest.Store(math.MaxInt64)
 	return m, nil
@@ -154,11 +199,23 @@ func (m *Memory) Add(ctx context.Context, e nonce.Entry) error {
 	b := m.lockBucket(idx, exp)
 	defer m.mu.RUnlock()
 	p := &b.parts[partitionOf(data, m.partitions)]
+	owner := e.Owner
+	if m.ownerCap == 0 {
+		owner = ""
+	}
 	p.mu.Lock()
-	present := p.testAndAdd(data, m.partCap, m.fpRate)
+	res := p.testAndAdd(data, owner, m)
 	p.mu.Unlock()
-	if present {
+	switch res {
+	case resultPresent:
 		return nonce.ErrReplayed
+	case resultFull:
+		return fmt.Errorf("%w: bloom: partition full (%d sub-filters; raise nonce.capacity or nonce.max_subfilters)", nonce.ErrUnavailable, m.maxSubs)
+	case resultOverShare:
+		// The owner's count is per bucket: its requests signed in the
+		// next bucket find room.
+		next := time.Unix(0, (idx+1)*int64(m.width))
+		return nonce.NewQuotaError(next.Sub(now))
 	}
 	b.extend(exp)
 	return nil
@@ -332,7 +389,9 @@ func (b *bucket) extend(exp int64) {
 type partition struct {
 	mu   sync.Mutex
 	subs []*subFilter // oldest first; allocated on first insert
-	_    [32]byte     // keep partitions on separate cache lines
+	// owners counts each owner's entries, under a key share.
+	owners map[string]uint
+	_      [24]byte // keep partitions on separate cache lines
 }
 
 type subFilter struct {
@@ -351,23 +410,43 @@ func newSubFilter(i int, capacity uint, fpRate float64) *subFilter {
 	return &subFilter{f: bloom.New(m, k), capacity: c}
 }
 
+// Outcomes of partition.testAndAdd.
+const (
+	resultAdded = iota
+	resultPresent
+	resultFull
+	resultOverShare
+)
+
 // testAndAdd reports whether data is in any sub-filter and, if not, inserts
-// it into the newest, stacking a new one first when the newest is full.
-// Called with p.mu held.
-func (p *partition) testAndAdd(data []byte, capacity uint, fpRate float64) bool {
-	if n := len(p.subs); n == 0 || p.subs[n-1].n >= p.subs[n-1].capacity {
-		p.subs = append(p.subs, newSubFilter(n, capacity, fpRate))
-	}
+// it into the newest, stacking a new one first when the newest is full,
+// unless the partition is at m.maxSubs full sub-filters or owner at its
+// share. Called with p.mu held.
+func (p *partition) testAndAdd(data []byte, owner string, m *Memory) int {
 	n := len(p.subs)
-	if testAny(data, p.subs[:n-1]) {
-		return true
+	if n > 0 && testAny(data, p.subs) {
+		return resultPresent
+	}
+	if owner != "" && p.owners[owner] >= m.ownerCap {
+		return resultOverShare
+	}
+	if n == 0 || p.subs[n-1].n >= p.subs[n-1].capacity {
+		if n >= m.maxSubs {
+			return resultFull
+		}
+		p.subs = append(p.subs, newSubFilter(n, m.partCap, m.fpRate))
+		n++
 	}
 	last := p.subs[n-1]
-	if last.f.TestAndAdd(data) {
-		return true
-	}
+	last.f.Add(data)
 	last.n++
-	return false
+	if owner != "" {
+		if p.owners == nil {
+			p.owners = map[string]uint{}
+		}
+		p.owners[owner]++
+	}
+	return resultAdded
 }
 
 // test reports whether data is in any sub-filter. Called with p.mu held.

@@ -2,6 +2,7 @@ package bloom_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -268,6 +269,71 @@ func TestMemoryConcurrentAdds(t *testing.T) {
 	assert.Zero(t, freshFailed.Load(), "distinct keys are all accepted")
 }
 
+func TestMemoryRefusesGrowthPastMaxSubFilters(t *testing.T) {
+	const capacity = 1000
+	clk := &fakeClock{t: epoch.Add(10 * time.Second)}
+	m, err := bloom.NewMemory(capacity, 1e-6, time.Minute, bloom.WithClock(clk.now),
+		bloom.WithPartitions(1), bloom.WithMaxSubFilters(2))
+	require.NoError(t, err)
+	ctx := context.Background()
+	ts := clk.now()
+
+	// Two sub-filters hold 1+2 = 3 times the capacity.
+	accepted := 0
+	var refusal error
+	for i := 0; i < 4*capacity && refusal == nil; i++ {
+		err := m.Add(ctx, entryAt(ts, "in-"+strconv.Itoa(i), time.Minute))
+		switch {
+		case err == nil:
+			accepted++
+		case errors.Is(err, nonce.ErrReplayed):
+		default:
+			refusal = err
+		}
+	}
+	require.ErrorIs(t, refusal, nonce.ErrUnavailable, "past the limit the store fails closed")
+	require.NotErrorIs(t, refusal, nonce.ErrReplayed)
+	assert.InDelta(t, 3*capacity, accepted, 5)
+	s := m.Stats()[0]
+	assert.Equal(t, 2, s.SubFilters, "no third sub-filter")
+	require.ErrorIs(t, m.Add(ctx, entryAt(ts, "in-0", time.Minute)), nonce.ErrReplayed, "a full store still rejects replays")
+}
+
+func TestMemoryKeyShare(t *testing.T) {
+	const capacity = 1000
+	clk := &fakeClock{t: epoch.Add(10 * time.Second)}
+	m, err := bloom.NewMemory(capacity, 1e-6, time.Minute, bloom.WithClock(clk.now),
+		bloom.WithPartitions(4), bloom.WithMaxSubFilters(2), bloom.WithKeyShare(0.5))
+	require.NoError(t, err)
+	ctx := context.Background()
+	add := func(owner string, i int) error {
+		ts := clk.now()
+		return m.Add(ctx, nonce.Entry{Scope: owner, Owner: owner, Key: "n-" + strconv.Itoa(i), Timestamp: ts, Expires: ts.Add(time.Minute)})
+	}
+	var refusal error
+	accepted := 0
+	for i := 0; i < 3*capacity && refusal == nil; i++ {
+		if err := add("key-a", i); err == nil {
+			accepted++
+		} else if !errors.Is(err, nonce.ErrReplayed) {
+			refusal = err
+		}
+	}
+	require.ErrorIs(t, refusal, nonce.ErrQuotaExceeded)
+	var q *nonce.QuotaError
+	require.ErrorAs(t, refusal, &q)
+	assert.Equal(t, 50*time.Second, q.RetryAfter, "until the next one-minute bucket begins")
+	// Half of 4 partitions × 250 × (1+2), filled until one partition refused.
+	assert.Greater(t, accepted, capacity)
+	assert.LessOrEqual(t, accepted, 3*capacity/2)
+
+	for i := 0; i < 100; i++ {
+		require.NoError(t, add("key-b", i), "another owner is unaffected")
+	}
+	clk.advance(50 * time.Second)
+	require.NoError(t, add("key-a", 1_000_000), "a fresh bucket has room")
+}
+
 func TestNewMemoryValidates(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -284,6 +350,10 @@ func TestNewMemoryValidates(t *testing.T) {
 		{"zero width", 1000, 1e-9, time.Minute, []bloom.Option{bloom.WithBucketWidth(0)}},
 		{"zero partitions", 1000, 1e-9, time.Minute, []bloom.Option{bloom.WithPartitions(0)}},
 		{"nil clock", 1000, 1e-9, time.Minute, []bloom.Option{bloom.WithClock(nil)}},
+		{"zero sub-filters", 1000, 1e-9, time.Minute, []bloom.Option{bloom.WithMaxSubFilters(0)}},
+		{"too many sub-filters", 1000, 1e-9, time.Minute, []bloom.Option{bloom.WithMaxSubFilters(25)}},
+		{"zero key share", 1000, 1e-9, time.Minute, []bloom.Option{bloom.WithKeyShare(0)}},
+		{"key share over one", 1000, 1e-9, time.Minute, []bloom.Option{bloom.WithKeyShare(1.5)}},
 		{"overflow", ^uint(0), 1e-9, time.Nanosecond, []bloom.Option{bloom.WithBucketWidth(time.Hour)}},
 	}
 	for _, tt := range tests {

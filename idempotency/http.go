@@ -151,6 +151,10 @@ type Request struct {
 	// Principal scopes the key: the key id, and the subject within it
 	// (signature.Verified.Scope).
 	Principal string
+	// KeyID is the configured key entry that verified the request: a
+	// store bounding each key's share (OwnerClaimer) charges the record to
+	// it. Empty charges nobody.
+	KeyID string
 	// Key is the idempotency key; empty to read the Idempotency-Key header.
 	Key string
 	// Target is the request-target as signed.
@@ -189,11 +193,16 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 	}
 	scoped := ScopedKey(req.Principal, key)
 	ctx := r.Context()
-	claim, err := h.store.Claim(ctx, scoped, fp, h.opts.Lease)
+	claim, err := h.claim(ctx, req.KeyID, scoped, fp)
 	if err != nil && ctx.Err() != nil {
 		// The client went away: not a store failure, and never a reason
 		// to run the operation without its record.
 		return ctx.Err()
+	}
+	if errors.Is(err, ErrQuotaExceeded) {
+		// An answer about this key, not a store failure: never a reason
+		// to run without a record, whatever the fail mode.
+		return err
 	}
 	if err != nil {
 		h.event(&h.stats.StoreErrors, "store_error")
@@ -211,6 +220,14 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 	}
 	h.execute(w, r, scoped, claim.Token, ttl, next)
 	return nil
+}
+
+// claim claims key for owner when the store keeps shares.
+func (h *Handler) claim(ctx context.Context, owner, key string, fp Fingerprint) (Claim, error) {
+	if oc, ok := h.store.(OwnerClaimer); ok && owner != "" {
+		return oc.ClaimFor(ctx, owner, key, fp, h.opts.Lease)
+	}
+	return h.store.Claim(ctx, key, fp, h.opts.Lease)
 }
 
 func (h *Handler) answerExisting(w http.ResponseWriter, rec *Record, fp Fingerprint) error {

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -25,7 +27,40 @@ var (
 	// ErrUnavailable reports that the store could not answer. Store errors
 	// wrap it.
 	ErrUnavailable = errors.New("idempotency: store unavailable")
+	// ErrQuotaExceeded reports that the claiming owner already holds its
+	// whole share of a bounded store; other owners are unaffected. Stores
+	// return it as a *QuotaError.
+	ErrQuotaExceeded = errors.New("idempotency: quota exceeded")
 )
+
+// QuotaError reports an owner over its share of a bounded store. It
+// carries data, hence a type. Stores return it wrapped beside
+// ErrQuotaExceeded (see NewQuotaError), so that errors.Is finds the
+// sentinel without calling a method of QuotaError: the Yaegi interpreter
+// does not let errors.Is call methods of interpreted types.
+type QuotaError struct {
+	// RetryAfter is how long until the owner's earliest record expires
+	// and frees room for a new one.
+	RetryAfter time.Duration
+}
+
+func (e *QuotaError) Error() string {
+	return "this key holds its whole share of the store; retry in " +
+		strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10) + "s"
+}
+
+// Unwrap returns ErrQuotaExceeded.
+func (e *QuotaError) Unwrap() error { return ErrQuotaExceeded }
+
+// NewQuotaError returns the error of an owner over its share: one wrapping
+// both ErrQuotaExceeded and a *QuotaError carrying retryAfter.
+func NewQuotaError(retryAfter time.Duration) error {
+	// Passed as an error value: under the Yaegi interpreter fmt sees an
+	// interpreted *QuotaError given directly as a plain struct and would
+	// not format it as an error.
+	var q error = &QuotaError{RetryAfter: retryAfter}
+	return fmt.Errorf("%w: %w", ErrQuotaExceeded, q)
+}
 
 // State is the state of a stored record.
 type State int
@@ -100,6 +135,18 @@ type Store interface {
 	// Release removes the in-progress record, if token still holds it,
 	// so that the key can be claimed again. ErrLeaseLost otherwise.
 	Release(ctx context.Context, key, token string) error
+}
+
+// OwnerClaimer is implemented by stores that bound what each owner may
+// hold (the memory store with a key share). The owner is the key entry
+// that verified the request, never a name the signer chooses; the record
+// claimed is charged to it until it expires or is released. ClaimFor is
+// Claim, except that it fails with a *QuotaError when owner's share is used
+// up (a key with a live record still gets that record). The Handler calls
+// it when the store implements it and Request.KeyID is set; Claim charges
+// nobody.
+type OwnerClaimer interface {
+	ClaimFor(ctx context.Context, owner, key string, fp Fingerprint, lease time.Duration) (Claim, error)
 }
 
 // Pinger is implemented by stores that can report their health.

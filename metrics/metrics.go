@@ -24,13 +24,17 @@ type Metrics struct {
 	storeErrors   *prometheus.CounterVec
 	failOpen      *prometheus.CounterVec
 	idempotency   *prometheus.CounterVec
+	quota         *prometheus.CounterVec
 
 	mu     sync.Mutex
 	blooms map[string]func() []bloom.BucketStats
 	funcs  []funcMetric
 }
 
-var _ replayguard.Observer = (*Metrics)(nil)
+var (
+	_ replayguard.Observer      = (*Metrics)(nil)
+	_ replayguard.QuotaObserver = (*Metrics)(nil)
+)
 
 type funcMetric struct {
 	desc *prometheus.Desc
@@ -82,9 +86,18 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	}, []string{"event"})); err != nil {
 		return nil, err
 	}
+	if m.quota, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "replayguard_quota_exceeded_total",
+		Help: "Requests refused with quota_exceeded because their key entry used up its share of a bounded store, by store (nonce, idempotency).",
+	}, []string{"store"})); err != nil {
+		return nil, err
+	}
 	// Pre-create the series so they read 0 before the first event.
 	for _, e := range []string{"executed", "replayed", "in_progress", "reused", "released", "store_error", "fail_open"} {
 		m.idempotency.WithLabelValues(e)
+	}
+	for _, s := range []string{"nonce", "idempotency"} {
+		m.quota.WithLabelValues(s)
 	}
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -147,6 +160,11 @@ func (m *Metrics) ObserveStore(store, op string, d time.Duration, err error) {
 // ObserveFailOpen implements replayguard.Observer.
 func (m *Metrics) ObserveFailOpen(store string) {
 	m.failOpen.WithLabelValues(store).Inc()
+}
+
+// ObserveQuotaExceeded implements replayguard.QuotaObserver.
+func (m *Metrics) ObserveQuotaExceeded(store string) {
+	m.quota.WithLabelValues(store).Inc()
 }
 
 // ObserveIdempotency implements replayguard.Observer.

@@ -29,6 +29,19 @@ type Memory struct {
 	now        func() time.Time
 	maxEntries int64
 	count      atomic.Int64
+
+	// keyShare bounds the live records of one owner (Entry.Owner); 0: no
+	// bound beyond maxEntries. Owners are interned: ownerIDs names them,
+	// owners[id] counts their records (owners[0] is "no owner").
+	keyShare int64
+	ownersMu sync.RWMutex
+	ownerIDs map[string]uint32
+	owners   []*memOwner
+}
+
+// memOwner is one owner's account.
+type memOwner struct {
+	count atomic.Int64
 }
 
 var _ Store = (*Memory)(nil)
@@ -37,7 +50,17 @@ type memoryShard struct {
 	mu      sync.Mutex
 	records map[digest]int64 // scoped key digest -> expiry, unix nanoseconds
 	expiry  expiryHeap
-	_       [40]byte // keep shards on separate cache lines
+	// owned holds, per owner id, the expiries of the owner's records in
+	// this shard, so that an owner's earliest expiry is found without a
+	// scan. Only records with an owner under a key share are in it.
+	owned map[uint32]*ownedExpiry
+	_     [32]byte // keep shards on separate cache lines
+}
+
+// ownedExpiry is one owner's records of a shard, earliest expiry first.
+type ownedExpiry struct {
+	o      *memOwner
+	expiry expiryHeap
 }
 
 // MemoryOption configures a Memory store.
@@ -55,6 +78,17 @@ func WithMaxEntries(n int) MemoryOption {
 	return func(m *Memory) { m.maxEntries = int64(n) }
 }
 
+// WithKeyShare bounds the live records of one owner (Entry.Owner, the key
+// entry that verified the request) to n, so that one key cannot fill the
+// store for every other: past it, that owner's Adds fail with a
+// *QuotaError (wrapping ErrQuotaExceeded) saying when its earliest record
+// expires, while other owners' Adds go on. Entries without an Owner are
+// bounded by WithMaxEntries alone. Concurrent Adds of one owner may pass n
+// by at most the number of shards. Default 0: no per-owner bound.
+func WithKeyShare(n int) MemoryOption {
+	return func(m *Memory) { m.keyShare = int64(n) }
+}
+
 // WithShards sets the number of shards, rounded up to a power of two.
 // Default DefaultShards.
 func WithShards(n int) MemoryOption {
@@ -69,7 +103,8 @@ func WithShards(n int) MemoryOption {
 
 // NewMemory returns an empty exact store.
 func NewMemory(opts ...MemoryOption) *Memory {
-	m := &Memory{now: time.Now, seed: maphash.MakeSeed(), seed2: maphash.MakeSeed()}
+	m := &Memory{now: time.Now, seed: maphash.MakeSeed(), seed2: maphash.MakeSeed(),
+		ownerIDs: map[string]uint32{}, owners: []*memOwner{nil}}
 	for _, o := range opts {
 		o(m)
 	}
@@ -78,6 +113,7 @@ func NewMemory(opts ...MemoryOption) *Memory {
 	}
 	for i := range m.shards {
 		m.shards[i].records = make(map[digest]int64)
+		m.shards[i].owned = make(map[uint32]*ownedExpiry)
 	}
 	return m
 }
@@ -91,27 +127,107 @@ func (m *Memory) Add(ctx context.Context, e Entry) error {
 	now := UnixNano(m.now())
 	exp := UnixNano(e.Expires)
 	sh := &m.shards[key[0]&uint64(len(m.shards)-1)]
+	var oid uint32
+	if m.keyShare > 0 && e.Owner != "" {
+		oid = m.ownerID(e.Owner)
+	}
+	over, err := m.add(sh, key, now, exp, oid)
+	if !over {
+		return err
+	}
+	// Records of other shards may have expired unreclaimed: reclaim every
+	// shard (with no shard lock held) on the way to the owner's earliest
+	// expiry, and try once more.
+	wait := m.earliest(oid, now)
+	if over, err = m.add(sh, key, now, exp, oid); over {
+		return NewQuotaError(wait)
+	}
+	return err
+}
 
+// add is Add under the shard's lock; over reports the owner over its share.
+func (m *Memory) add(sh *memoryShard, key digest, now, exp int64, oid uint32) (over bool, err error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	m.reclaim(sh, now)
 	if old, ok := sh.records[key]; ok && old > now {
-		return ErrReplayed
+		return false, ErrReplayed
 	}
 	if exp <= now {
 		// Already expired: nothing to remember, and the caller's window
 		// check would reject a repeat anyway.
-		return nil
+		return false, nil
+	}
+	var owned *ownedExpiry
+	if oid != 0 {
+		owned = sh.owned[oid]
+		if owned == nil {
+			owned = &ownedExpiry{o: m.owner(oid)}
+			sh.owned[oid] = owned
+		}
+		if owned.o.count.Load() >= m.keyShare {
+			return true, nil
+		}
 	}
 	if m.maxEntries > 0 && m.count.Load() >= m.maxEntries {
-		return fmt.Errorf("%w: memory store full (%d records)", ErrUnavailable, m.maxEntries)
+		return false, fmt.Errorf("%w: memory store full (%d records)", ErrUnavailable, m.maxEntries)
 	}
 	if _, ok := sh.records[key]; !ok {
 		m.count.Add(1)
 	}
 	sh.records[key] = exp
-	sh.expiry.push(expiryItem{at: exp, key: key})
-	return nil
+	sh.expiry.push(expiryItem{at: exp, key: key, owner: oid})
+	if owned != nil {
+		owned.o.count.Add(1)
+		owned.expiry.push(expiryItem{at: exp, key: key})
+	}
+	return false, nil
+}
+
+// ownerID interns an owner's name.
+func (m *Memory) ownerID(name string) uint32 {
+	m.ownersMu.RLock()
+	id, ok := m.ownerIDs[name]
+	m.ownersMu.RUnlock()
+	if ok {
+		return id
+	}
+	m.ownersMu.Lock()
+	defer m.ownersMu.Unlock()
+	if id, ok := m.ownerIDs[name]; ok {
+		return id
+	}
+	m.owners = append(m.owners, &memOwner{})
+	id = uint32(len(m.owners) - 1)
+	m.ownerIDs[name] = id
+	return id
+}
+
+func (m *Memory) owner(id uint32) *memOwner {
+	m.ownersMu.RLock()
+	defer m.ownersMu.RUnlock()
+	return m.owners[id]
+}
+
+// earliest returns how long until owner oid's earliest live record
+// expires; 0 when it holds none any more.
+func (m *Memory) earliest(oid uint32, now int64) time.Duration {
+	first := int64(0)
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		m.reclaim(sh, now)
+		if owned := sh.owned[oid]; owned != nil && len(owned.expiry) > 0 {
+			if at := owned.expiry[0].at; first == 0 || at < first {
+				first = at
+			}
+		}
+		sh.mu.Unlock()
+	}
+	if first == 0 {
+		return 0
+	}
+	return time.Duration(first - now)
 }
 
 // reclaim drops the shard's expired records. Called with sh.mu held.
@@ -123,6 +239,14 @@ func (m *Memory) reclaim(sh *memoryShard, now int64) {
 		if cur, ok := sh.records[it.key]; ok && cur == it.at {
 			delete(sh.records, it.key)
 			m.count.Add(-1)
+			if owned := sh.owned[it.owner]; it.owner != 0 && owned != nil {
+				owned.o.count.Add(-1)
+			}
+		}
+		if owned := sh.owned[it.owner]; it.owner != 0 && owned != nil {
+			for len(owned.expiry) > 0 && owned.expiry[0].at <= now {
+				owned.expiry.pop()
+			}
 		}
 	}
 }
@@ -181,8 +305,9 @@ func ScopedKey(scope, key string) string {
 }
 
 type expiryItem struct {
-	at  int64
-	key digest
+	at    int64
+	key   digest
+	owner uint32 // 0: no owner
 }
 
 // expiryHeap is a min-heap on at, written out to avoid container/heap's

@@ -16,6 +16,9 @@ import (
 
 func TestMemoryConformance(t *testing.T) {
 	noncetest.Run(t, func(*testing.T) nonce.Store { return nonce.NewMemory() })
+	noncetest.RunQuota(t, 50, func(*testing.T) nonce.Store {
+		return nonce.NewMemory(nonce.WithKeyShare(50), nonce.WithMaxEntries(200))
+	})
 }
 
 type fakeClock struct {
@@ -78,6 +81,28 @@ func TestMemoryMaxEntriesFailsClosed(t *testing.T) {
 	err := m.Add(ctx, nonce.Entry{Key: "c", Expires: exp})
 	require.ErrorIs(t, err, nonce.ErrUnavailable)
 	require.ErrorIs(t, m.Add(ctx, nonce.Entry{Key: "a", Expires: exp}), nonce.ErrReplayed, "a full store still rejects replays")
+}
+
+func TestMemoryKeyShareRetryAfterIsTheEarliestExpiry(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	m := nonce.NewMemory(nonce.WithClock(clk.now), nonce.WithKeyShare(3), nonce.WithMaxEntries(4))
+	ctx := context.Background()
+	add := func(owner, key string, ttl time.Duration) error {
+		return m.Add(ctx, nonce.Entry{Scope: owner, Owner: owner, Key: key, Expires: clk.now().Add(ttl)})
+	}
+	require.NoError(t, add("a", "1", 90*time.Second))
+	require.NoError(t, add("a", "2", 40*time.Second))
+	require.NoError(t, add("a", "3", 70*time.Second))
+	err := add("a", "4", time.Minute)
+	var q *nonce.QuotaError
+	require.ErrorAs(t, err, &q)
+	require.Equal(t, 40*time.Second, q.RetryAfter)
+	require.NoError(t, add("b", "1", time.Minute), "the other owner keeps the rest of the cap")
+	require.ErrorIs(t, add("c", "1", time.Minute), nonce.ErrUnavailable, "the cap still holds for all")
+
+	clk.advance(41 * time.Second)
+	require.NoError(t, add("a", "4", time.Minute), "the earliest record expired: room for one")
+	require.Equal(t, 4, m.Len())
 }
 
 func TestMemoryExpiredEntryIsNotStored(t *testing.T) {

@@ -29,8 +29,14 @@ func (s *Set) redisClient(ctx context.Context, cfg replayguard.Config, field str
 	s.closers = append(s.closers, c.Close)
 	pctx, cancel := context.WithTimeout(ctx, max(cfg.Redis.Timeout.D(), replayguard.DefaultRedisTimeout)*5)
 	defer cancel()
-	if err := c.Ping(pctx).Err(); err != nil && cfg.FailMode != replayguard.FailOpen {
-		return nil, &replayguard.FieldError{Field: field, Err: fmt.Errorf("redis at %s does not answer: %w", strings.Join(cfg.Redis.Addrs, ","), err)}
+	if err := c.Ping(pctx).Err(); err != nil {
+		if cfg.FailMode != replayguard.FailOpen {
+			return nil, &replayguard.FieldError{Field: field, Err: fmt.Errorf("redis at %s does not answer: %w", strings.Join(cfg.Redis.Addrs, ","), err)}
+		}
+		return c, nil
+	}
+	if w := redisstore.EvictionWarning(pctx, c); w != "" {
+		s.Warnings = append(s.Warnings, w)
 	}
 	return c, nil
 }

@@ -25,6 +25,10 @@ type Set struct {
 	Idempotency idempotency.Store
 	// Names lists each store with what backs it, for health reporting.
 	Names []string
+	// Warnings are what Open found unsafe but not fatal, such as a Redis
+	// whose maxmemory-policy may evict nonces; the binary logs them and
+	// names them on /readyz.
+	Warnings []string
 
 	pingers []namedPinger
 	closers []func() error
@@ -80,11 +84,12 @@ func (s *Set) openNonce(ctx context.Context, cfg replayguard.Config, o options) 
 	case replayguard.StoreMemory:
 		switch cfg.Nonce.Mode {
 		case replayguard.ModeExact:
-			m := nonce.NewMemory(nonce.WithClock(o.now), nonce.WithMaxEntries(cfg.Nonce.MaxEntries))
+			m := nonce.NewMemory(append(cfg.NonceMemoryOptions(), nonce.WithClock(o.now))...)
 			s.add("nonce:memory-exact", m, m)
 		case replayguard.ModeBloom:
 			span := cfg.Timestamp.Tolerance.D() + cfg.Timestamp.FutureSkew.D()
-			m, err := bloom.NewMemory(uint(cfg.Nonce.Capacity), cfg.Nonce.FalsePositiveRate, span, bloom.WithClock(o.now))
+			m, err := bloom.NewMemory(uint(cfg.Nonce.Capacity), cfg.Nonce.FalsePositiveRate, span, bloom.WithClock(o.now),
+				bloom.WithMaxSubFilters(cfg.Nonce.MaxSubFilters), bloom.WithKeyShare(cfg.KeyShare(cfg.Nonce.KeyShare)))
 			if err != nil {
 				return &replayguard.FieldError{Field: "nonce", Err: err}
 			}
@@ -101,7 +106,7 @@ func (s *Set) openNonce(ctx context.Context, cfg replayguard.Config, o options) 
 func (s *Set) openIdempotency(ctx context.Context, cfg replayguard.Config, o options) error {
 	switch cfg.Idempotency.Store {
 	case replayguard.StoreMemory:
-		m := idempotency.NewMemory(idempotency.WithMemoryClock(o.now))
+		m := idempotency.NewMemory(append(cfg.IdempotencyMemoryOptions(), idempotency.WithMemoryClock(o.now))...)
 		s.Idempotency = m
 		s.Names = append(s.Names, "idempotency:memory")
 		s.pingers = append(s.pingers, namedPinger{"idempotency:memory", m})

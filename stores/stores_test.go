@@ -16,7 +16,7 @@ import (
 )
 
 func cfg(mutate func(*replayguard.Config)) replayguard.Config {
-	c := replayguard.Config{Keys: []replayguard.KeyConfig{{ID: "a", Secrets: []string{"s"}}}}
+	c := replayguard.Config{Keys: []replayguard.KeyConfig{{ID: "a", Secrets: []string{"s-0123456789abcdef"}}}}
 	if mutate != nil {
 		mutate(&c)
 	}

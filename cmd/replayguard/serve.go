@@ -76,6 +76,9 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 		return err
 	}
 	defer func() { _ = set.Close() }()
+	for _, w := range set.Warnings {
+		logger.Warn(w)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m, err := metrics.New(reg)
@@ -334,6 +337,12 @@ func adminHandler(cfg replayguard.Config, set *stores.Set, reg *prometheus.Regis
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
+		// Still ready: the stores answer. A warning (such as a Redis
+		// eviction policy that can drop nonces) is named for whoever
+		// looks, without taking the instance out of the load balancer.
+		for _, warning := range set.Warnings {
+			_, _ = fmt.Fprintf(w, "warning: %s\n", warning)
+		}
 	})
 	return mux
 }

@@ -255,3 +255,85 @@ func Run(t *testing.T, newStore func(t *testing.T) idempotency.Store) {
 		require.ErrorIs(t, err, idempotency.ErrUnavailable)
 	})
 }
+
+// RunQuota runs the key-share part of the suite, for stores implementing
+// idempotency.OwnerClaimer. newStore returns a fresh, empty store in which
+// one owner has room for at least one and fewer than 1000 records with a
+// key of 40 bytes and no response, and less than share bytes in all (the
+// suite completes a record with a share-sized body to pass it).
+func RunQuota(t *testing.T, share int, newStore func(t *testing.T) idempotency.OwnerClaimer) {
+	t.Helper()
+	ctx := context.Background()
+	fp := sha256.Sum256([]byte("request"))
+	key := func() string { return "principal\x00" + uuid.NewString() }
+	// fill claims keys for owner until its share is used up and returns
+	// the keys and tokens it holds, and the refusal.
+	fill := func(t *testing.T, s idempotency.OwnerClaimer, owner string, lease time.Duration) (keys, tokens []string, refusal error) {
+		for i := 0; i < 1000; i++ {
+			k := key()
+			c, err := s.ClaimFor(ctx, owner, k, fp, lease)
+			if err != nil {
+				require.NotEmpty(t, keys, "the share holds at least one record")
+				return keys, tokens, err
+			}
+			require.True(t, c.Acquired)
+			keys, tokens = append(keys, k), append(tokens, c.Token)
+		}
+		t.Fatal("1000 claims of one owner never passed its share")
+		return nil, nil, nil
+	}
+
+	t.Run("OwnerOverItsShareIsRefusedOthersAreNot", func(t *testing.T) {
+		s := newStore(t)
+		keys, _, err := fill(t, s, "key-a", time.Minute)
+		require.ErrorIs(t, err, idempotency.ErrQuotaExceeded)
+		require.NotErrorIs(t, err, idempotency.ErrUnavailable)
+		var q *idempotency.QuotaError
+		require.ErrorAs(t, err, &q)
+		assert.Greater(t, q.RetryAfter, time.Duration(0))
+		assert.LessOrEqual(t, q.RetryAfter, time.Minute, "until the earliest lease ends")
+
+		c, err := s.ClaimFor(ctx, "key-a", keys[0], fp, time.Minute)
+		require.NoError(t, err, "a key with a live record still gets that record")
+		require.False(t, c.Acquired)
+		require.NotNil(t, c.Existing)
+
+		c, err = s.ClaimFor(ctx, "key-b", key(), fp, time.Minute)
+		require.NoError(t, err, "another owner is unaffected")
+		require.True(t, c.Acquired)
+	})
+
+	t.Run("ReleaseFreesTheShare", func(t *testing.T) {
+		s := newStore(t)
+		keys, tokens, err := fill(t, s, "key-a", time.Minute)
+		require.ErrorIs(t, err, idempotency.ErrQuotaExceeded)
+		require.NoError(t, s.(idempotency.Store).Release(ctx, keys[0], tokens[0]))
+		c, err := s.ClaimFor(ctx, "key-a", key(), fp, time.Minute)
+		require.NoError(t, err)
+		require.True(t, c.Acquired)
+	})
+
+	t.Run("ExpiryFreesTheShare", func(t *testing.T) {
+		s := newStore(t)
+		_, _, err := fill(t, s, "key-a", 300*time.Millisecond)
+		var q *idempotency.QuotaError
+		require.ErrorAs(t, err, &q)
+		assert.LessOrEqual(t, q.RetryAfter, 300*time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
+		c, err := s.ClaimFor(ctx, "key-a", key(), fp, time.Minute)
+		require.NoError(t, err, "room again once the records expire")
+		require.True(t, c.Acquired)
+	})
+
+	t.Run("CompletionPastTheShareIsRefused", func(t *testing.T) {
+		s := newStore(t)
+		k := key()
+		c, err := s.ClaimFor(ctx, "key-a", k, fp, time.Minute)
+		require.NoError(t, err)
+		err = s.(idempotency.Store).Complete(ctx, k, c.Token, &idempotency.Response{Status: 200, Body: make([]byte, share)}, time.Minute)
+		require.ErrorIs(t, err, idempotency.ErrQuotaExceeded)
+		c2, err := s.ClaimFor(ctx, "key-b", key(), fp, time.Minute)
+		require.NoError(t, err, "another owner is unaffected")
+		require.True(t, c2.Acquired)
+	})
+}

@@ -141,3 +141,60 @@ func Run(t *testing.T, newStore func(t *testing.T) nonce.Store) {
 		require.NotErrorIs(t, err, nonce.ErrReplayed, "a store failure is never reported as a replay")
 	})
 }
+
+// RunQuota runs the key-share part of the suite, for stores that bound
+// each owner's share (Entry.Owner). newStore returns a fresh, empty store
+// in which one owner may hold share live records; the store reads the real
+// clock.
+func RunQuota(t *testing.T, share int, newStore func(t *testing.T) nonce.Store) {
+	t.Helper()
+	ctx := context.Background()
+	entry := func(owner string, ttl time.Duration) nonce.Entry {
+		now := time.Now()
+		return nonce.Entry{Scope: owner, Owner: owner, Key: uuid.NewString(), Timestamp: now, Expires: now.Add(ttl)}
+	}
+
+	t.Run("OwnerOverItsShareIsRefusedOthersAreNot", func(t *testing.T) {
+		s := newStore(t)
+		var first nonce.Entry
+		for i := 0; i < share; i++ {
+			e := entry("key-a", time.Minute)
+			if i == 0 {
+				first = e
+			}
+			require.NoError(t, s.Add(ctx, e), "record %d of the share", i)
+		}
+		err := s.Add(ctx, entry("key-a", time.Minute))
+		require.ErrorIs(t, err, nonce.ErrQuotaExceeded)
+		require.NotErrorIs(t, err, nonce.ErrReplayed)
+		var q *nonce.QuotaError
+		require.ErrorAs(t, err, &q)
+		assert.Greater(t, q.RetryAfter, time.Duration(0))
+		assert.LessOrEqual(t, q.RetryAfter, time.Minute, "until the earliest record expires")
+		require.ErrorIs(t, s.Add(ctx, first), nonce.ErrReplayed, "a replay stays a replay over the share")
+		require.NoError(t, s.Add(ctx, entry("key-b", time.Minute)), "another owner is unaffected")
+	})
+
+	t.Run("ShareFreesAsRecordsExpire", func(t *testing.T) {
+		s := newStore(t)
+		for i := 0; i < share; i++ {
+			require.NoError(t, s.Add(ctx, entry("key-a", 300*time.Millisecond)))
+		}
+		err := s.Add(ctx, entry("key-a", time.Minute))
+		require.ErrorIs(t, err, nonce.ErrQuotaExceeded)
+		var q *nonce.QuotaError
+		require.ErrorAs(t, err, &q)
+		assert.LessOrEqual(t, q.RetryAfter, 300*time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
+		require.NoError(t, s.Add(ctx, entry("key-a", time.Minute)), "room again once records expire")
+	})
+
+	t.Run("EntriesWithoutOwnerAreNotCharged", func(t *testing.T) {
+		s := newStore(t)
+		for i := 0; i < share+1; i++ {
+			e := entry("key-a", time.Minute)
+			e.Owner = ""
+			require.NoError(t, s.Add(ctx, e))
+		}
+	})
+}

@@ -74,6 +74,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			false_positive_rate <rate>
 //			local_shield        [true|false]
 //			max_entries         <n>
+//			max_subfilters      <n>
+//			key_share           <fraction>
 //		}
 //		idempotency {
 //			enabled             [true|false]
@@ -87,6 +89,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			derive_key          off|fingerprint
 //			derive_window       <duration>
 //			fingerprint_headers <header>...
+//			memory_max_bytes    <size>
+//			key_share           <fraction>
 //		}
 //		redis {
 //			addrs       <host:port>...
@@ -164,6 +168,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"false_positive_rate": func() (err error) { n.FalsePositiveRate, err = rateArg(d); return },
 				"local_shield":        func() (err error) { n.LocalShield, err = boolArg(d); return },
 				"max_entries":         func() (err error) { n.MaxEntries, err = intArg(d); return },
+				"max_subfilters":      func() (err error) { n.MaxSubFilters, err = intArg(d); return },
+				"key_share":           func() (err error) { n.KeyShare, err = shareArg(d); return },
 			})
 		case "idempotency":
 			err = parseIdempotency(d, &c.Idempotency)
@@ -233,6 +239,8 @@ func parseIdempotency(d *caddyfile.Dispenser, id *replayguard.IdempotencyConfig)
 		"derive_key":          func() (err error) { id.DeriveKey, err = enumArg(d, "off", "fingerprint"); return },
 		"derive_window":       func() (err error) { id.DeriveWindow, err = durationArg(d); return },
 		"fingerprint_headers": func() (err error) { id.FingerprintHeaders, err = listArg(d); return },
+		"memory_max_bytes":    func() (err error) { id.MemoryMaxBytes, err = sizeArg(d); return },
+		"key_share":           func() (err error) { id.KeyShare, err = shareArg(d); return },
 	})
 }
 
@@ -425,6 +433,20 @@ func rateArg(d *caddyfile.Dispenser) (float64, error) {
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || f <= 0 || f >= 1 {
 		return 0, d.Errf("replayguard: %s: want a number strictly between 0 and 1, got %q", name, s)
+	}
+	return f, nil
+}
+
+// shareArg reads a key share: a fraction in (0, 1].
+func shareArg(d *caddyfile.Dispenser) (float64, error) {
+	name := field(d)
+	s, err := stringArg(d)
+	if err != nil {
+		return 0, err
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(f > 0 && f <= 1) {
+		return 0, d.Errf("replayguard: %s: want a fraction above 0 and at most 1, got %q", name, s)
 	}
 	return f, nil
 }

@@ -78,6 +78,8 @@ func TestUnmarshalCaddyfileEverySubdirective(t *testing.T) {
 			false_positive_rate 1e-6
 			local_shield
 			max_entries 100
+			max_subfilters 6
+			key_share 0.25
 		}
 		idempotency {
 			enabled
@@ -91,6 +93,8 @@ func TestUnmarshalCaddyfileEverySubdirective(t *testing.T) {
 			derive_key fingerprint
 			derive_window 1m
 			fingerprint_headers Content-Type X-Tenant
+			memory_max_bytes 64MiB
+			key_share 0.5
 		}
 		redis {
 			addrs 127.0.0.1:6379 127.0.0.1:6380
@@ -124,10 +128,11 @@ func TestUnmarshalCaddyfileEverySubdirective(t *testing.T) {
 		RFC9421:   replayguard.RFC9421Config{RequiredComponents: []string{"@method", "@target-uri", "content-digest"}},
 		Timestamp: replayguard.TimestampConfig{Tolerance: dur(2 * time.Minute), FutureSkew: dur(30 * time.Second)},
 		Nonce: replayguard.NonceConfig{Store: "redis", Mode: "bloom", Capacity: 5000, FalsePositiveRate: 1e-6,
-			LocalShield: true, MaxEntries: 100},
+			LocalShield: true, MaxEntries: 100, MaxSubFilters: 6, KeyShare: 0.25},
 		Idempotency: replayguard.IdempotencyConfig{Enabled: boolp(true), Required: boolp(false), Methods: []string{"POST", "PUT"},
 			TTL: dur(24 * time.Hour), Lease: dur(10 * time.Second), MaxResponseBytes: 65536, StoreServerErrors: true,
-			Store: "postgres", DeriveKey: "fingerprint", DeriveWindow: dur(time.Minute), FingerprintHeaders: []string{"Content-Type", "X-Tenant"}},
+			Store: "postgres", DeriveKey: "fingerprint", DeriveWindow: dur(time.Minute), FingerprintHeaders: []string{"Content-Type", "X-Tenant"},
+			MemoryMaxBytes: 64 << 20, KeyShare: 0.5},
 		Redis: replayguard.RedisConfig{Addrs: []string{"127.0.0.1:6379", "127.0.0.1:6380"}, MasterName: "mymaster", Username: "rg",
 			Password: "{env.REDIS_PASSWORD}", DB: 2, TLS: true, Timeout: dur(150 * time.Millisecond), KeyPrefix: "rgx"},
 		Postgres: replayguard.PostgresConfig{DSN: "postgres://rg@127.0.0.1/rg?sslmode=disable", Timeout: dur(2 * time.Second)},
@@ -200,6 +205,9 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"bad capacity", "replayguard {\n\tnonce {\n\t\tcapacity many\n\t}\n}", "nonce.capacity: want a non-negative integer", 3},
 		{"negative capacity", "replayguard {\n\tnonce {\n\t\tmax_entries -5\n\t}\n}", "nonce.max_entries: want a non-negative integer", 3},
 		{"bad rate", "replayguard {\n\tnonce {\n\t\tfalse_positive_rate 2\n\t}\n}", "nonce.false_positive_rate: want a number strictly between 0 and 1", 3},
+		{"bad key share", "replayguard {\n\tnonce {\n\t\tkey_share 1.5\n\t}\n}", "nonce.key_share: want a fraction above 0 and at most 1", 3},
+		{"zero key share", "replayguard {\n\tidempotency {\n\t\tkey_share 0\n\t}\n}", "idempotency.key_share: want a fraction above 0 and at most 1", 3},
+		{"bad memory bound", "replayguard {\n\tidempotency {\n\t\tmemory_max_bytes lots\n\t}\n}", "idempotency.memory_max_bytes: want a positive size", 3},
 		{"bad bool", "replayguard {\n\tnonce {\n\t\tlocal_shield maybe\n\t}\n}", "nonce.local_shield: want true or false", 3},
 		{"two bools", "replayguard {\n\tjwt {\n\t\tdpop true false\n\t}\n}", "jwt.dpop: want at most one value", 3},
 		{"bad bind", "replayguard {\n\tjwt {\n\t\tbind htm url\n\t}\n}", `jwt.bind: "url" is not one of htm, htu, bsh`, 3},

@@ -108,6 +108,12 @@ type Nonce struct {
 	LocalShield bool `json:"localShield,omitempty"`
 	// MaxEntries caps the memory store (0: no cap).
 	MaxEntries int `json:"maxEntries,omitempty"`
+	// MaxSubFilters bounds a Bloom store's growth; accepted for one
+	// configuration with the other shapes, unused in exact mode.
+	MaxSubFilters int `json:"maxSubfilters,omitempty"`
+	// KeyShare is the fraction of maxEntries one key entry may hold
+	// (0: 1 / the number of key entries).
+	KeyShare float64 `json:"keyShare,omitempty"`
 }
 
 // Idempotency configures the dedupe layer.
@@ -123,6 +129,8 @@ type Idempotency struct {
 	DeriveKey          string   `json:"deriveKey,omitempty"`
 	DeriveWindow       string   `json:"deriveWindow,omitempty"`
 	FingerprintHeaders []string `json:"fingerprintHeaders,omitempty"`
+	MemoryMaxBytes     int64    `json:"memoryMaxBytes,omitempty"`
+	KeyShare           float64  `json:"keyShare,omitempty"`
 }
 
 // Redis is the shared Redis: one address for a standalone server, several
@@ -191,6 +199,8 @@ func (c *Config) model() (replayguard.Config, error) {
 			FalsePositiveRate: c.Nonce.FalsePositiveRate,
 			LocalShield:       c.Nonce.LocalShield,
 			MaxEntries:        c.Nonce.MaxEntries,
+			MaxSubFilters:     c.Nonce.MaxSubFilters,
+			KeyShare:          c.Nonce.KeyShare,
 		},
 		Idempotency: replayguard.IdempotencyConfig{
 			Enabled:            c.Idempotency.Enabled,
@@ -204,6 +214,8 @@ func (c *Config) model() (replayguard.Config, error) {
 			DeriveKey:          c.Idempotency.DeriveKey,
 			DeriveWindow:       dur("idempotency.deriveWindow", c.Idempotency.DeriveWindow),
 			FingerprintHeaders: c.Idempotency.FingerprintHeaders,
+			MemoryMaxBytes:     c.Idempotency.MemoryMaxBytes,
+			KeyShare:           c.Idempotency.KeyShare,
 		},
 		Redis: replayguard.RedisConfig{
 			Addrs:      c.Redis.Addrs,

@@ -67,10 +67,10 @@ func TestModelConversion(t *testing.T) {
 		JWT:          JWT{Header: "X-Token", Prefix: "Token", Issuer: "iss", Audience: "aud", Leeway: "10s", Bind: []string{"htm"}, DPoP: true},
 		RFC9421:      RFC9421{RequiredComponents: []string{"@method"}},
 		Timestamp:    Timestamp{Tolerance: "2m", FutureSkew: "30s"},
-		Nonce:        Nonce{Store: "redis", Capacity: 10, FalsePositiveRate: 1e-6, MaxEntries: 7},
+		Nonce:        Nonce{Store: "redis", Capacity: 10, FalsePositiveRate: 1e-6, MaxEntries: 7, MaxSubFilters: 3, KeyShare: 0.25},
 		Idempotency: Idempotency{Enabled: &yes, Required: &no, Methods: []string{"POST"}, TTL: "1d", Lease: "10s",
 			MaxResponseBytes: 99, StoreServerErrors: true, Store: "redis", DeriveKey: "fingerprint", DeriveWindow: "1m",
-			FingerprintHeaders: []string{"X-Tenant"}},
+			FingerprintHeaders: []string{"X-Tenant"}, MemoryMaxBytes: 1 << 20, KeyShare: 0.5},
 		Redis:    Redis{Addrs: []string{"127.0.0.1:6379"}, Username: "u", Password: "p", DB: 2, TLS: true, Timeout: "150ms", KeyPrefix: "px"},
 		FailMode: "open",
 	}
@@ -86,7 +86,8 @@ func TestModelConversion(t *testing.T) {
 	assert.Equal(t, []string{"@method"}, m.RFC9421.RequiredComponents)
 	assert.Equal(t, 2*time.Minute, m.Timestamp.Tolerance.D())
 	assert.Equal(t, 30*time.Second, m.Timestamp.FutureSkew.D())
-	assert.Equal(t, replayguard.NonceConfig{Store: "redis", Mode: "exact", Capacity: 10, FalsePositiveRate: 1e-6, MaxEntries: 7}, m.Nonce)
+	assert.Equal(t, replayguard.NonceConfig{Store: "redis", Mode: "exact", Capacity: 10, FalsePositiveRate: 1e-6, MaxEntries: 7,
+		MaxSubFilters: 3, KeyShare: 0.25}, m.Nonce)
 	id := m.Idempotency
 	assert.True(t, *id.Enabled)
 	assert.False(t, *id.Required)
@@ -97,6 +98,8 @@ func TestModelConversion(t *testing.T) {
 	assert.True(t, id.StoreServerErrors)
 	assert.Equal(t, "fingerprint", id.DeriveKey)
 	assert.Equal(t, []string{"X-Tenant"}, id.FingerprintHeaders)
+	assert.Equal(t, int64(1<<20), id.MemoryMaxBytes)
+	assert.Equal(t, 0.5, id.KeyShare)
 	assert.Equal(t, replayguard.RedisConfig{Addrs: []string{"127.0.0.1:6379"}, Username: "u", Password: "p", DB: 2, TLS: true,
 		Timeout: replayguard.Duration(150 * time.Millisecond), KeyPrefix: "px"}, m.Redis)
 	assert.Equal(t, "open", m.FailMode)

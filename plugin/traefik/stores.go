@@ -34,6 +34,7 @@ type storeSet struct {
 // Stores of a middleware that is removed or renamed stay here until
 // Traefik restarts: a memory store then holds at most its caps
 // (nonce.maxEntries, idempotency.memoryMaxBytes) and its records expire.
+// A memory store's key shares are those of the instance that created it.
 var registry = struct {
 	mu     sync.Mutex
 	nonces map[string]nonce.Store
@@ -61,7 +62,7 @@ func nonceKey(name string, cfg replayguard.Config) string {
 // idempotencyKey identifies the idempotency store of middleware name under
 // cfg.
 func idempotencyKey(name string, cfg replayguard.Config) string {
-	k := name + "\x00" + cfg.Idempotency.Store
+	k := name + "\x00" + cfg.Idempotency.Store + "\x00" + fmt.Sprint(cfg.Idempotency.MemoryMaxBytes)
 	if cfg.Idempotency.Store == replayguard.StoreRedis {
 		// The largest record the store reads back follows
 		// max_response_bytes.
@@ -100,7 +101,7 @@ func sharedStores(ctx context.Context, name string, cfg replayguard.Config) (*st
 			}
 			s.nonces = c.nonces()
 		} else {
-			s.nonces = nonce.NewMemory(nonce.WithMaxEntries(cfg.Nonce.MaxEntries))
+			s.nonces = nonce.NewMemory(cfg.NonceMemoryOptions()...)
 		}
 		registry.nonces[nk] = s.nonces
 	}
@@ -116,7 +117,7 @@ func sharedStores(ctx context.Context, name string, cfg replayguard.Config) (*st
 			}
 			s.idem = c.idempotency(cfg.Idempotency.MaxResponseBytes)
 		} else {
-			s.idem = idempotency.NewMemory()
+			s.idem = idempotency.NewMemory(cfg.IdempotencyMemoryOptions()...)
 		}
 		registry.idem[ik] = s.idem
 	}
