@@ -9,7 +9,7 @@ BENCHCOUNT ?= 6
 # Nested modules with their own go.mod.
 MODULES := . bench plugin/traefik plugin/caddy signature/jwtinterop signature/webhookinterop
 
-.PHONY: all build caddy traefik-plugin load reliability demo test test-short lint fmt vet fuzz bench deps tools clean
+.PHONY: all build caddy traefik-plugin traefik-e2e load reliability demo test test-short lint fmt vet fuzz bench deps tools clean
 
 all: build test
 
@@ -23,6 +23,11 @@ caddy:
 ## traefik-plugin: the Traefik local-plugin tree (plugins-local/src/<module>, vendored).
 traefik-plugin:
 	cd plugin/traefik && $(GO) run ./cmd/assemble -o $(CURDIR)/plugins-local
+
+## traefik-e2e: the plugin inside a real Traefik v3 binary (TRAEFIK=path/to/traefik).
+traefik-e2e: deps
+	@test -n "$(TRAEFIK)" || { echo "set TRAEFIK to a Traefik v3 binary"; exit 1; }
+	cd plugin/traefik && TRAEFIK="$(abspath $(TRAEFIK))" $(GO) test -tags traefik -race -count=1 -run '^TestRealTraefik$$' -v .
 
 ## demo: gateway + echo upstream on loopback; prints a signed curl and its replay.
 demo: build
