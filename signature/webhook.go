@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -123,6 +124,10 @@ func decodeLenientBase64(s string) ([]byte, error) {
 //
 // A signature replay key is the MAC under the key's first secret, so it is
 // the same whichever of several signatures in the header verified.
+//
+// No preset signs the request method, and providers deliver with POST
+// only: a request with any other method (also "post") is refused with
+// ErrMethodNotAllowed before its headers are read.
 type Webhook struct {
 	preset   string
 	keys     []*webhookKey
@@ -216,8 +221,14 @@ func (sc *whScratch) mac(k *webhookKey, j int) hash.Hash {
 	return m
 }
 
-// Verify implements Scheme.
+// Verify implements Scheme. No preset signs the method, so a delivery
+// resent with another method would verify: every preset accepts POST, the
+// one method providers send, byte for byte, and refuses any other with
+// ErrMethodNotAllowed before any signature work.
 func (w *Webhook) Verify(_ context.Context, r *Request) (Verified, error) {
+	if r.Method != http.MethodPost {
+		return Verified{}, postOnly("the " + w.preset + " preset")
+	}
 	sc := w.scratch.Get().(*whScratch)
 	sc.prefix, sc.sigs, sc.asigs = sc.prefix[:0], sc.sigs[:0], sc.asigs[:0]
 	var v Verified
