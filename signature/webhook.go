@@ -64,6 +64,21 @@ const (
 	macSize          = sha256.Size
 )
 
+// MaxEd25519Signatures is the most standard-webhooks "v1a," signatures of
+// one header that are tried; past it, a delivery that verifies with none of
+// the first is refused as malformed. A provider signs once per key it
+// holds: once, twice during a rotation.
+//
+// The cap bounds what a forged delivery costs. Each secret's MAC over the
+// delivery is computed once and compared with every "v1," signature, so MAC
+// signatures add a compare each and need no cap. An Ed25519 signature is a
+// full pass over the delivery per public key (RFC 8032 hashes the
+// signature's R and the key before the message, so no pass is shared): a
+// forged delivery costs at most MaxEd25519Signatures passes per public key,
+// plus one MAC per secret when it carries "v1," entries as well, where a
+// valid one signed by the last key costs one pass per public key.
+const MaxEd25519Signatures = 2
+
 // ParseWebhookSecret decodes a configured secret for a preset. Under
 // standard-webhooks a "whsec_" secret is the base64 after the prefix, as
 // the Standard Webhooks specification defines; every other secret (and
@@ -184,7 +199,10 @@ func NewWebhook(preset string, keys []Key) (*Webhook, error) {
 			if !ok || preset != PresetStandardWebhooks {
 				return nil, fmt.Errorf("signature: %s: key %q: public keys are supported by standard-webhooks (Ed25519, v1a) only", preset, k.ID)
 			}
-			wk.pub = pub
+			if len(pub) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("signature: %s: key %q: Ed25519 public key of %d bytes, want %d", preset, k.ID, len(pub), ed25519.PublicKeySize)
+			}
+			wk.pub = append(ed25519.PublicKey(nil), pub...)
 		}
 		if len(wk.secrets) == 0 && wk.pub == nil {
 			return nil, fmt.Errorf("signature: %s: key %q: no secrets", preset, k.ID)
@@ -275,7 +293,7 @@ func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
 	if err != nil {
 		return Verified{}, err
 	}
-	n, na, malformed, err := parseStandardSignatures(sc, lines)
+	n, na, malformed, over, err := parseStandardSignatures(sc, lines)
 	if err != nil {
 		return Verified{}, err
 	}
@@ -294,6 +312,9 @@ func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
 		key = w.matchEd25519(sc, na, r.Body)
 	}
 	if key == nil {
+		if over {
+			return Verified{}, fmt.Errorf("%w: more than %d v1a signatures in %s, and none of the signatures tried verified", ErrMalformed, MaxEd25519Signatures, sigH)
+		}
 		if malformed {
 			return Verified{}, fmt.Errorf("%w: a signature in %s could not be decoded", ErrMalformed, sigH)
 		}
@@ -303,13 +324,14 @@ func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
 }
 
 // parseStandardSignatures decodes the space-delimited "v1,<base64>" and
-// "v1a,<base64>" entries; others are ignored.
-func parseStandardSignatures(sc *whScratch, lines []string) (n, na int, malformed bool, err error) {
+// "v1a,<base64>" entries, the latter up to MaxEd25519Signatures; over
+// reports v1a entries past the cap. Other entries are ignored.
+func parseStandardSignatures(sc *whScratch, lines []string) (n, na int, malformed, over bool, err error) {
 	total := 0
 	for _, line := range lines {
 		total += len(line)
 		if total > maxWebhookHeader {
-			return 0, 0, false, fmt.Errorf("%w: signature header longer than %d bytes", ErrMalformed, maxWebhookHeader)
+			return 0, 0, false, false, fmt.Errorf("%w: signature header longer than %d bytes", ErrMalformed, maxWebhookHeader)
 		}
 		for line != "" {
 			var entry string
@@ -329,6 +351,10 @@ func parseStandardSignatures(sc *whScratch, lines []string) (n, na int, malforme
 				}
 				n++
 			case strings.HasPrefix(entry, "v1a,"):
+				if na == MaxEd25519Signatures {
+					over = true
+					continue
+				}
 				off := len(sc.asigs)
 				sc.asigs = append(sc.asigs, make([]byte, ed25519.SignatureSize)...)
 				if !decodeStdBase64(sc.asigs[off:], entry[4:]) {
@@ -340,7 +366,7 @@ func parseStandardSignatures(sc *whScratch, lines []string) (n, na int, malforme
 			}
 		}
 	}
-	return n, na, malformed, nil
+	return n, na, malformed, over, nil
 }
 
 func (w *Webhook) verifyStripe(sc *whScratch, r *Request) (Verified, error) {
@@ -503,9 +529,9 @@ func (w *Webhook) verifyBodyMAC(sc *whScratch, r *Request, sigHeader, idHeader s
 }
 
 // matchMAC computes HMAC-SHA256(prefix || body) under every secret of
-// every key until one equals one of the n decoded signatures. It returns
-// the matching key and leaves in sc.sum the MAC under that key's first
-// secret.
+// every key until one equals one of the n decoded signatures: one MAC per
+// secret, however many signatures the header holds. It returns the
+// matching key and leaves in sc.sum the MAC under that key's first secret.
 func (w *Webhook) matchMAC(sc *whScratch, n int, body []byte) *webhookKey {
 	if n == 0 {
 		return nil
@@ -532,8 +558,9 @@ func (w *Webhook) matchMAC(sc *whScratch, n int, body []byte) *webhookKey {
 	return nil
 }
 
-// matchEd25519 verifies the na decoded v1a signatures over prefix || body
-// with every key's Ed25519 public key.
+// matchEd25519 verifies the na (at most MaxEd25519Signatures) decoded v1a
+// signatures over prefix || body with the keys that have an Ed25519 public
+// key.
 func (w *Webhook) matchEd25519(sc *whScratch, na int, body []byte) *webhookKey {
 	var msg []byte
 	for _, k := range w.keys {
@@ -555,7 +582,7 @@ func (w *Webhook) matchEd25519(sc *whScratch, na int, body []byte) *webhookKey {
 
 // appendHexMAC decodes 64 hex digits into the next MAC slot of sc.
 func appendHexMAC(sc *whScratch, s string) bool {
-	if len(s) != 2*macSize || len(sc.sigs) >= maxWebhookHeader {
+	if len(s) != 2*macSize {
 		return false
 	}
 	off := len(sc.sigs)
