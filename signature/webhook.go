@@ -65,18 +65,19 @@ const (
 )
 
 // MaxEd25519Signatures is the most standard-webhooks "v1a," signatures of
-// one header that are tried; past it, a delivery that verifies with none of
-// the first is refused as malformed. A provider signs once per key it
-// holds: once, twice during a rotation.
+// one header that are tried, and one only when the header also carries
+// "v1," signatures; past that, a delivery that verifies with none of those
+// tried is refused as malformed. A provider signs once per key it holds:
+// once, twice during a rotation.
 //
 // The cap bounds what a forged delivery costs. Each secret's MAC over the
 // delivery is computed once and compared with every "v1," signature, so MAC
 // signatures add a compare each and need no cap. An Ed25519 signature is a
 // full pass over the delivery per public key (RFC 8032 hashes the
-// signature's R and the key before the message, so no pass is shared): a
-// forged delivery costs at most MaxEd25519Signatures passes per public key,
-// plus one MAC per secret when it carries "v1," entries as well, where a
-// valid one signed by the last key costs one pass per public key.
+// signature's R and the key before the message, so no pass is shared). A
+// valid delivery signed by the last key costs one such pass per public key;
+// a forged one costs two, or one plus a MAC per secret (on hardware without
+// SHA instructions a MAC pass costs more than an Ed25519 one).
 const MaxEd25519Signatures = 2
 
 // ParseWebhookSecret decodes a configured secret for a preset. Under
@@ -297,6 +298,9 @@ func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
 	if err != nil {
 		return Verified{}, err
 	}
+	if n > 0 && na > 1 {
+		na, over = 1, true
+	}
 	if n == 0 && na == 0 {
 		if malformed {
 			return Verified{}, fmt.Errorf("%w: no decodable v1 or v1a signature in %s", ErrMalformed, sigH)
@@ -313,7 +317,7 @@ func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
 	}
 	if key == nil {
 		if over {
-			return Verified{}, fmt.Errorf("%w: more than %d v1a signatures in %s, and none of the signatures tried verified", ErrMalformed, MaxEd25519Signatures, sigH)
+			return Verified{}, fmt.Errorf("%w: more v1a signatures in %s than are tried (%d, or 1 beside v1 signatures), and none tried verified", ErrMalformed, sigH, MaxEd25519Signatures)
 		}
 		if malformed {
 			return Verified{}, fmt.Errorf("%w: a signature in %s could not be decoded", ErrMalformed, sigH)

@@ -19,9 +19,10 @@ import (
 
 // An Ed25519 signature costs a full pass over the delivery per public key,
 // so a standard-webhooks header is tried for its first MaxEd25519Signatures
-// "v1a," entries only: the most a provider sends (two during a rotation),
-// and what keeps a forged delivery within a small multiple of a valid one.
-// The 4096-byte header holds 44 such entries.
+// "v1a," entries only (the first alone beside "v1," entries, whose MACs
+// cost a pass per secret): the most a provider sends, two during a
+// rotation, and what keeps a forged delivery within a small multiple of a
+// valid one. The 4096-byte header holds 44 such entries.
 func TestWebhookEd25519SignatureCap(t *testing.T) {
 	require.Equal(t, 2, signature.MaxEd25519Signatures)
 	const id, ts = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", "1674087231"
@@ -61,6 +62,9 @@ func TestWebhookEd25519SignatureCap(t *testing.T) {
 		{"valid 44th of 44: past the cap", header(43, good), signature.ErrMalformed},
 		{"two wrong entries", header(2), signature.ErrInvalid},
 		{"44 wrong entries", header(44), signature.ErrMalformed},
+		{"beside a v1 entry, valid first v1a", "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= " + header(0, good), nil},
+		{"beside a v1 entry, valid second v1a: past the cap", "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= " + header(1, good), signature.ErrMalformed},
+		{"beside a v1 entry, one wrong v1a", "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= " + header(1), signature.ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

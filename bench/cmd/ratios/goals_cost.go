@@ -10,6 +10,7 @@ func init() {
 		{"rfc9421 (hmac-sha256)", "rfc9421"},
 		{"standard-webhooks (v1, HMAC)", "standard-webhooks"},
 		{"standard-webhooks (v1a, Ed25519)", "standard-webhooks-v1a"},
+		{"standard-webhooks (v1a beside v1)", "standard-webhooks-v1a-mixed"},
 		{"stripe", "stripe"},
 		{"github", "github"},
 		{"slack", "slack"},
