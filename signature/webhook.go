@@ -66,8 +66,9 @@ const (
 
 // MaxEd25519Signatures is the most standard-webhooks "v1a," signatures of
 // one header that are tried, and one only when the header also carries
-// "v1," signatures; past that, a delivery that verifies with none of those
-// tried is refused as malformed. A provider signs once per key it holds:
+// "v1," signatures and keys have secrets to compute their MACs with; past
+// that, a delivery that verifies with none of those tried is refused as
+// malformed. A provider signs once per key it holds:
 // once, twice during a rotation.
 //
 // The cap bounds what a forged delivery costs. Each secret's MAC over the
@@ -298,7 +299,7 @@ func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
 	if err != nil {
 		return Verified{}, err
 	}
-	if n > 0 && na > 1 {
+	if n > 0 && w.nsecrets > 0 && na > 1 {
 		na, over = 1, true
 	}
 	if n == 0 && na == 0 {

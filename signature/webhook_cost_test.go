@@ -20,9 +20,10 @@ import (
 // An Ed25519 signature costs a full pass over the delivery per public key,
 // so a standard-webhooks header is tried for its first MaxEd25519Signatures
 // "v1a," entries only (the first alone beside "v1," entries, whose MACs
-// cost a pass per secret): the most a provider sends, two during a
-// rotation, and what keeps a forged delivery within a small multiple of a
-// valid one. The 4096-byte header holds 44 such entries.
+// cost a pass per secret, when keys have secrets): the most a provider
+// sends, two during a rotation, and what keeps a forged delivery within a
+// small multiple of a valid one. The 4096-byte header holds 44 such
+// entries.
 func TestWebhookEd25519SignatureCap(t *testing.T) {
 	require.Equal(t, 2, signature.MaxEd25519Signatures)
 	const id, ts = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", "1674087231"
@@ -34,10 +35,16 @@ func TestWebhookEd25519SignatureCap(t *testing.T) {
 	for _, kid := range []string{"a", "b", "c", "d"} {
 		pub, priv, err := ed25519.GenerateKey(rand.Reader)
 		require.NoError(t, err)
-		keys = append(keys, signature.Key{ID: kid, PublicKey: pub})
+		keys = append(keys, signature.Key{ID: kid, Secrets: [][]byte{[]byte("secret-" + kid)}, PublicKey: pub})
 		privs = append(privs, priv)
 	}
 	w := webhookScheme(t, signature.PresetStandardWebhooks, keys...)
+	// Without secrets, v1 entries cost nothing and leave the v1a cap at two.
+	pubOnly := make([]signature.Key, len(keys))
+	for i, k := range keys {
+		pubOnly[i] = signature.Key{ID: k.ID, PublicKey: k.PublicKey}
+	}
+	wPub := webhookScheme(t, signature.PresetStandardWebhooks, pubOnly...)
 	_, stranger, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
 	good := "v1a," + base64.StdEncoding.EncodeToString(ed25519.Sign(privs[3], msg))
@@ -50,27 +57,31 @@ func TestWebhookEd25519SignatureCap(t *testing.T) {
 		}
 		return strings.Join(append(entries, tail...), " ")
 	}
+	const wrongV1 = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= "
 	tests := []struct {
 		name    string
+		w       *signature.Webhook
 		header  string
 		wantErr error
 	}{
-		{"one valid entry", header(0, good), nil},
-		{"valid second of two (a rotation)", header(1, good), nil},
-		{"valid first of 44", header(0, good) + " " + header(43), nil},
-		{"valid third: past the cap", header(2, good), signature.ErrMalformed},
-		{"valid 44th of 44: past the cap", header(43, good), signature.ErrMalformed},
-		{"two wrong entries", header(2), signature.ErrInvalid},
-		{"44 wrong entries", header(44), signature.ErrMalformed},
-		{"beside a v1 entry, valid first v1a", "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= " + header(0, good), nil},
-		{"beside a v1 entry, valid second v1a: past the cap", "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= " + header(1, good), signature.ErrMalformed},
-		{"beside a v1 entry, one wrong v1a", "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= " + header(1), signature.ErrInvalid},
+		{"one valid entry", w, header(0, good), nil},
+		{"valid second of two (a rotation)", w, header(1, good), nil},
+		{"valid first of 44", w, header(0, good) + " " + header(43), nil},
+		{"valid third: past the cap", w, header(2, good), signature.ErrMalformed},
+		{"valid 44th of 44: past the cap", w, header(43, good), signature.ErrMalformed},
+		{"two wrong entries", w, header(2), signature.ErrInvalid},
+		{"44 wrong entries", w, header(44), signature.ErrMalformed},
+		{"beside a v1 entry, valid first v1a", w, wrongV1 + header(0, good), nil},
+		{"beside a v1 entry, valid second v1a: past the cap", w, wrongV1 + header(1, good), signature.ErrMalformed},
+		{"beside a v1 entry, one wrong v1a", w, wrongV1 + header(1), signature.ErrInvalid},
+		{"no secrets: beside a v1 entry, valid second v1a", wPub, wrongV1 + header(1, good), nil},
+		{"no secrets: beside a v1 entry, valid third v1a: past the cap", wPub, wrongV1 + header(2, good), signature.ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := webhookRequest(map[string]string{"Webhook-Id": id, "Webhook-Timestamp": ts, "Webhook-Signature": tt.header}, string(body))
 			require.LessOrEqual(t, len(tt.header), 4096)
-			v, err := w.Verify(context.Background(), r)
+			v, err := tt.w.Verify(context.Background(), r)
 			if tt.wantErr != nil {
 				require.ErrorIs(t, err, tt.wantErr)
 				return
