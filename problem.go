@@ -66,6 +66,7 @@ var classes = []problemClass{
 	{nonce.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{idempotency.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
 	{signature.ErrMethodInvalid, http.StatusBadRequest, "method_invalid", "Method invalid"},
+	{signature.ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed"},
 	{ErrTargetUnforwardable, http.StatusBadRequest, "target_unforwardable", "Request-target cannot be forwarded"},
 	{signature.ErrMissing, http.StatusUnauthorized, "signature_missing", "Signature missing"},
 	{signature.ErrMalformed, http.StatusUnauthorized, "signature_malformed", "Signature malformed"},
@@ -115,6 +116,11 @@ func WriteProblem(w http.ResponseWriter, err error) {
 	}
 	if p.Status == http.StatusServiceUnavailable || p.Status == http.StatusConflict {
 		h.Set("Retry-After", "1")
+	}
+	if p.Status == http.StatusMethodNotAllowed {
+		if m := signature.AllowedMethods(err); len(m) > 0 {
+			h.Set("Allow", strings.Join(m, ", "))
+		}
 	}
 	if d, ok := quotaRetryAfter(err); ok {
 		h.Set("Retry-After", strconv.FormatInt(retryAfterSeconds(d), 10))

@@ -2,6 +2,9 @@ package replayguard_test
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -304,4 +307,37 @@ func TestCoveredMethodInAnyCase(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code)
 	assert.Equal(t, "true", rec.Header().Get("Idempotent-Replayed"))
 	assert.Equal(t, 1, up.calls)
+}
+
+// TestPresetWithoutMethodAcceptsPOSTOnly: a captured GitHub delivery
+// resent as PUT, DELETE or post is refused with 405 and Allow: POST before
+// any store is touched, so it cannot run a second time with no record.
+func TestPresetWithoutMethodAcceptsPOSTOnly(t *testing.T) {
+	cfg := replayguard.Config{Scheme: "github", Keys: []replayguard.KeyConfig{{ID: "gh", Secrets: []string{"gh-webhook-secret-0123456789"}}}}
+	g := newGuard(t, cfg)
+	up := &identityUpstream{}
+	h := g.Middleware(up)
+	body := []byte(`{"action":"opened"}`)
+	deliver := func(method string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, "http://api.example.com/hooks/github", bytes.NewReader(body))
+		r.Header.Set("X-GitHub-Delivery", "d-1")
+		r.Header.Set("X-Hub-Signature-256", "sha256="+hexHMAC([]byte("gh-webhook-secret-0123456789"), body))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	require.Equal(t, http.StatusOK, deliver(http.MethodPost).Code)
+	for _, m := range []string{http.MethodPut, http.MethodDelete, "post", "Post", http.MethodPatch} {
+		rec := deliver(m)
+		require.Equal(t, http.StatusMethodNotAllowed, rec.Code, m)
+		assert.Equal(t, "method_not_allowed", decodeProblem(t, rec).Code)
+		assert.Equal(t, "POST", rec.Header().Get("Allow"))
+	}
+	assert.Equal(t, 1, up.calls)
+}
+
+func hexHMAC(secret, msg []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(msg)
+	return hex.EncodeToString(m.Sum(nil))
 }

@@ -294,11 +294,14 @@ func b64val(c byte) byte {
 	return 0xff
 }
 
-// AppendStringToSign appends the RG1 string to sign to dst.
+// AppendStringToSign appends the RG1 string to sign to dst. The method is
+// signed byte for byte as sent: a request signed as "POST" and sent as
+// "post" does not verify, so a verified request runs the method its sender
+// signed. Clients send methods in upper case.
 func AppendStringToSign(dst []byte, method, host, target, ts, nonceVal, idempotencyKey string, body []byte) []byte {
 	dst = append(dst, HMACAlgorithm...)
 	dst = append(dst, '\n')
-	dst = appendUpper(dst, method)
+	dst = append(dst, method...)
 	dst = append(dst, '\n')
 	dst = appendLower(dst, host)
 	dst = append(dst, '\n')
@@ -340,17 +343,6 @@ func ValidNonce(n string) bool {
 		}
 	}
 	return true
-}
-
-func appendUpper(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		dst = append(dst, c)
-	}
-	return dst
 }
 
 func appendLower(dst []byte, s string) []byte {

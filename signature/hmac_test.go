@@ -38,7 +38,7 @@ type vector struct {
 
 func baseVector() vector {
 	return vector{
-		method: "post",
+		method: "POST",
 		host:   "API.Example.com:8443",
 		target: "/v1/charges?b=2&a=1",
 		ts:     testTS,
@@ -54,7 +54,7 @@ func (v vector) stringToSign() string {
 	sum := sha256.Sum256(v.body)
 	return strings.Join([]string{
 		"RG1-HMAC-SHA256",
-		strings.ToUpper(v.method),
+		v.method,
 		strings.ToLower(v.host),
 		v.target,
 		v.ts,
@@ -152,7 +152,7 @@ func TestStringToSignKnownAnswer(t *testing.T) {
 
 func TestStringToSignEmptyParts(t *testing.T) {
 	const emptyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-	got := signature.StringToSign("get", "h", "/", "0", "0123456789abcdef", "", nil)
+	got := signature.StringToSign("GET", "h", "/", "0", "0123456789abcdef", "", nil)
 	assert.Equal(t, "RG1-HMAC-SHA256\nGET\nh\n/\n0\n0123456789abcdef\n\n"+emptyHash, got)
 }
 
@@ -165,8 +165,6 @@ func TestHMACVerify(t *testing.T) {
 		wantErr error
 	}{
 		{name: "valid"},
-		{name: "method sent lower case", req: func(r *signature.Request) { r.Method = "post" }},
-		{name: "method sent upper case", req: func(r *signature.Request) { r.Method = "POST" }},
 		{name: "host signed lower, sent mixed case", vec: func(v *vector) { v.host = "example.com" }, req: func(r *signature.Request) { r.Host = "Example.COM" }},
 		{name: "host signed mixed, sent lower", req: func(r *signature.Request) { r.Host = "api.example.com:8443" }},
 		{name: "no idempotency key", vec: func(v *vector) { v.idem = "" }},
@@ -207,6 +205,11 @@ func TestHMACVerify(t *testing.T) {
 		{name: "tampered body", req: func(r *signature.Request) { r.Body = []byte(`{"amount":9000,"currency":"eur"}`) }, wantErr: signature.ErrInvalid},
 		{name: "body removed", req: func(r *signature.Request) { r.Body = nil }, wantErr: signature.ErrInvalid},
 		{name: "tampered method", req: func(r *signature.Request) { r.Method = "PUT" }, wantErr: signature.ErrInvalid},
+		{name: "method signed POST, sent post", req: func(r *signature.Request) { r.Method = "post" }, wantErr: signature.ErrInvalid},
+		{name: "method signed POST, sent Post", req: func(r *signature.Request) { r.Method = "Post" }, wantErr: signature.ErrInvalid},
+		{name: "method signed POST, sent pOST", req: func(r *signature.Request) { r.Method = "pOST" }, wantErr: signature.ErrInvalid},
+		{name: "method signed post, sent POST", vec: func(v *vector) { v.method = "post" }, req: func(r *signature.Request) { r.Method = "POST" }, wantErr: signature.ErrInvalid},
+		{name: "method signed and sent lower case", vec: func(v *vector) { v.method = "post" }},
 		{name: "tampered path", req: func(r *signature.Request) { r.Target = "/v1/refunds?b=2&a=1" }, wantErr: signature.ErrInvalid},
 		{name: "tampered query", req: func(r *signature.Request) { r.Target = "/v1/charges?b=3&a=1" }, wantErr: signature.ErrInvalid},
 		{name: "query reordered", req: func(r *signature.Request) { r.Target = "/v1/charges?a=1&b=2" }, wantErr: signature.ErrInvalid},

@@ -43,7 +43,8 @@ const (
 // algorithm fails verification. "created" is the signed timestamp and is
 // required; a passed "expires" is rejected. "nonce" is the replay key,
 // else the signature value. A Content-Digest field, when present, must
-// match the body (sha-256 and sha-512 members are checked).
+// match the body (its sha-256 member, else its sha-512 one; see
+// CheckContentDigest).
 type RFC9421 struct {
 	keys       map[string]*rfc9421Key
 	required   []Component

@@ -52,31 +52,37 @@ func digestOf(alg string, body []byte) ([]byte, error) {
 	return nil, fmt.Errorf("signature: unsupported digest algorithm %q", alg)
 }
 
-// CheckContentDigest verifies the Content-Digest field lines against body.
-// Every sha-256 and sha-512 member must match; members with other
-// algorithms are ignored, and at least one known member is required.
-// Errors wrap ErrMalformed, ErrDigestUnsupported or ErrDigestMismatch.
+// CheckContentDigest verifies the Content-Digest field lines against body:
+// the sha-256 member, or the sha-512 member when there is no sha-256 one,
+// must match. Members with other algorithms are ignored, and at least one
+// known member is required. One digest is computed, whatever the field
+// holds: either binds the body, and a request the field names more
+// algorithms for costs no more than one naming one. Errors wrap
+// ErrMalformed, ErrDigestUnsupported or ErrDigestMismatch.
 func CheckContentDigest(lines []string, body []byte) error {
 	d, err := sfv.ParseDictionary(strings.Join(lines, ","))
 	if err != nil {
 		return fmt.Errorf("%w: content-digest: %w", ErrMalformed, err)
 	}
-	checked := 0
-	for _, m := range d {
+	var chosen *sfv.DictMember
+	for i := range d {
+		m := &d[i]
 		if m.Key != DigestSHA256 && m.Key != DigestSHA512 {
 			continue
 		}
 		if m.Value.IsInnerList || m.Value.Item.Value.Type != sfv.TypeByteSequence {
 			return fmt.Errorf("%w: content-digest: %s is not a byte sequence", ErrMalformed, m.Key)
 		}
-		want, _ := digestOf(m.Key, body)
-		if subtle.ConstantTimeCompare(want, m.Value.Item.Value.Bytes) != 1 {
-			return fmt.Errorf("%w: %w (%s)", ErrInvalid, ErrDigestMismatch, m.Key)
+		if chosen == nil || m.Key == DigestSHA256 {
+			chosen = m
 		}
-		checked++
 	}
-	if checked == 0 {
+	if chosen == nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, ErrDigestUnsupported)
+	}
+	want, _ := digestOf(chosen.Key, body)
+	if subtle.ConstantTimeCompare(want, chosen.Value.Item.Value.Bytes) != 1 {
+		return fmt.Errorf("%w: %w (%s)", ErrInvalid, ErrDigestMismatch, chosen.Key)
 	}
 	return nil
 }

@@ -653,9 +653,44 @@ func TestContentDigestRFC9530(t *testing.T) {
 		"sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:",
 	}, hello))
 	require.ErrorIs(t, signature.CheckContentDigest([]string{"sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:"}, hello), signature.ErrDigestMismatch)
+	require.ErrorIs(t, signature.CheckContentDigest([]string{"sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:"}, helloLF), signature.ErrDigestMismatch)
 	require.ErrorIs(t, signature.CheckContentDigest([]string{"md5=:Sd/dVLAcvNLSq16eXua5uQ==:"}, hello), signature.ErrDigestUnsupported)
 	require.ErrorIs(t, signature.CheckContentDigest([]string{"sha-256=abc"}, hello), signature.ErrMalformed)
 	require.ErrorIs(t, signature.CheckContentDigest([]string{"sha-256=:X48E9qOokq"}, hello), signature.ErrMalformed)
+}
+
+// One digest is computed whatever Content-Digest holds: the sha-256 member
+// when there is one, else the sha-512 one. Either binds the body, and a
+// field naming both costs one pass over the body, not two.
+func TestContentDigestOneDigest(t *testing.T) {
+	hello := []byte(`{"hello": "world"}`)
+	const (
+		sha256OK  = "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"
+		sha256Bad = "sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:"
+		sha512OK  = "sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:"
+		sha512Bad = "sha-512=:mEWXIS7MaLRuGgxOBdODa3xqM1XdEvxoYhvlCFJ41QJgJc4GTsPp29l5oGX69wWdXymyU0rjJuahq4l5aGgfLQ==:"
+	)
+	tests := []struct {
+		name    string
+		field   string
+		wantErr error
+	}{
+		{"sha-256 checked, sha-512 not", sha512Bad + ", " + sha256OK, nil},
+		{"sha-256 wrong", sha512OK + ", " + sha256Bad, signature.ErrDigestMismatch},
+		{"sha-512 alone", sha512OK, nil},
+		{"sha-512 alone, wrong", sha512Bad, signature.ErrDigestMismatch},
+		{"a malformed member is refused unhashed", sha256OK + ", sha-512=abc", signature.ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := signature.CheckContentDigest([]string{tt.field}, hello)
+			if tt.wantErr == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, tt.wantErr)
+		})
+	}
 }
 
 func TestRFC9421KeyLoading(t *testing.T) {

@@ -24,7 +24,35 @@ var (
 	// ErrMethodInvalid reports a request method that is not an HTTP token:
 	// no string to sign may hold it.
 	ErrMethodInvalid = errors.New("signature: method invalid")
+	// ErrMethodNotAllowed reports a request method that a scheme refuses
+	// before any signature work: the webhook presets sign no method, so
+	// they accept POST, the one method providers send, and nothing else.
+	// AllowedMethods returns what such a scheme accepts.
+	ErrMethodNotAllowed = errors.New("signature: method not allowed")
 )
+
+// errPOSTOnly marks an ErrMethodNotAllowed refusal of a scheme that accepts
+// POST alone. The chain holds standard-library values only (fmt.Errorf with
+// %w, errors.New): an error type of this package would not survive the Yaegi
+// interpreter, which hands compiled code a wrapper of its own in place of an
+// interpreted value, so errors.As on the way back fails.
+var errPOSTOnly = errors.New("")
+
+// postOnly returns the refusal of a request whose method is not POST under
+// a scheme that signs no method.
+func postOnly(scheme string) error {
+	return fmt.Errorf("%w: %s signs no method and accepts POST only%w", ErrMethodNotAllowed, scheme, errPOSTOnly)
+}
+
+// AllowedMethods returns the methods the scheme that returned err accepts,
+// for the Allow header of a 405 answer, when err is an ErrMethodNotAllowed
+// refusal; nil otherwise.
+func AllowedMethods(err error) []string {
+	if errors.Is(err, errPOSTOnly) {
+		return []string{http.MethodPost}
+	}
+	return nil
+}
 
 // Request is what a scheme verifies: the parts of an HTTP request (or of a
 // message outside HTTP) that signatures cover.

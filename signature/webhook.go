@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -62,6 +63,23 @@ const (
 	maxDeliveryID    = 255
 	macSize          = sha256.Size
 )
+
+// MaxEd25519Signatures is the most standard-webhooks "v1a," signatures of
+// one header that are tried, and one only when the header also carries
+// "v1," signatures and keys have secrets to compute their MACs with; past
+// that, a delivery that verifies with none of those tried is refused as
+// malformed. A provider signs once per key it holds:
+// once, twice during a rotation.
+//
+// The cap bounds what a forged delivery costs. Each secret's MAC over the
+// delivery is computed once and compared with every "v1," signature, so MAC
+// signatures add a compare each and need no cap. An Ed25519 signature is a
+// full pass over the delivery per public key (RFC 8032 hashes the
+// signature's R and the key before the message, so no pass is shared). A
+// valid delivery signed by the last key costs one such pass per public key;
+// a forged one costs two, or one plus a MAC per secret (on hardware without
+// SHA instructions a MAC pass costs more than an Ed25519 one).
+const MaxEd25519Signatures = 2
 
 // ParseWebhookSecret decodes a configured secret for a preset. Under
 // standard-webhooks a "whsec_" secret is the base64 after the prefix, as
@@ -123,6 +141,10 @@ func decodeLenientBase64(s string) ([]byte, error) {
 //
 // A signature replay key is the MAC under the key's first secret, so it is
 // the same whichever of several signatures in the header verified.
+//
+// No preset signs the request method, and providers deliver with POST
+// only: a request with any other method (also "post") is refused with
+// ErrMethodNotAllowed before its headers are read.
 type Webhook struct {
 	preset   string
 	keys     []*webhookKey
@@ -179,7 +201,10 @@ func NewWebhook(preset string, keys []Key) (*Webhook, error) {
 			if !ok || preset != PresetStandardWebhooks {
 				return nil, fmt.Errorf("signature: %s: key %q: public keys are supported by standard-webhooks (Ed25519, v1a) only", preset, k.ID)
 			}
-			wk.pub = pub
+			if len(pub) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("signature: %s: key %q: Ed25519 public key of %d bytes, want %d", preset, k.ID, len(pub), ed25519.PublicKeySize)
+			}
+			wk.pub = append(ed25519.PublicKey(nil), pub...)
 		}
 		if len(wk.secrets) == 0 && wk.pub == nil {
 			return nil, fmt.Errorf("signature: %s: key %q: no secrets", preset, k.ID)
@@ -216,8 +241,14 @@ func (sc *whScratch) mac(k *webhookKey, j int) hash.Hash {
 	return m
 }
 
-// Verify implements Scheme.
+// Verify implements Scheme. No preset signs the method, so a delivery
+// resent with another method would verify: every preset accepts POST, the
+// one method providers send, byte for byte, and refuses any other with
+// ErrMethodNotAllowed before any signature work.
 func (w *Webhook) Verify(_ context.Context, r *Request) (Verified, error) {
+	if r.Method != http.MethodPost {
+		return Verified{}, postOnly("the " + w.preset + " preset")
+	}
 	sc := w.scratch.Get().(*whScratch)
 	sc.prefix, sc.sigs, sc.asigs = sc.prefix[:0], sc.sigs[:0], sc.asigs[:0]
 	var v Verified
@@ -264,9 +295,12 @@ func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
 	if err != nil {
 		return Verified{}, err
 	}
-	n, na, malformed, err := parseStandardSignatures(sc, lines)
+	n, na, malformed, over, err := parseStandardSignatures(sc, lines)
 	if err != nil {
 		return Verified{}, err
+	}
+	if n > 0 && w.nsecrets > 0 && na > 1 {
+		na, over = 1, true
 	}
 	if n == 0 && na == 0 {
 		if malformed {
@@ -283,6 +317,9 @@ func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
 		key = w.matchEd25519(sc, na, r.Body)
 	}
 	if key == nil {
+		if over {
+			return Verified{}, fmt.Errorf("%w: more v1a signatures in %s than are tried (%d, or 1 beside v1 signatures), and none tried verified", ErrMalformed, sigH, MaxEd25519Signatures)
+		}
 		if malformed {
 			return Verified{}, fmt.Errorf("%w: a signature in %s could not be decoded", ErrMalformed, sigH)
 		}
@@ -292,13 +329,14 @@ func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
 }
 
 // parseStandardSignatures decodes the space-delimited "v1,<base64>" and
-// "v1a,<base64>" entries; others are ignored.
-func parseStandardSignatures(sc *whScratch, lines []string) (n, na int, malformed bool, err error) {
+// "v1a,<base64>" entries, the latter up to MaxEd25519Signatures; over
+// reports v1a entries past the cap. Other entries are ignored.
+func parseStandardSignatures(sc *whScratch, lines []string) (n, na int, malformed, over bool, err error) {
 	total := 0
 	for _, line := range lines {
 		total += len(line)
 		if total > maxWebhookHeader {
-			return 0, 0, false, fmt.Errorf("%w: signature header longer than %d bytes", ErrMalformed, maxWebhookHeader)
+			return 0, 0, false, false, fmt.Errorf("%w: signature header longer than %d bytes", ErrMalformed, maxWebhookHeader)
 		}
 		for line != "" {
 			var entry string
@@ -318,6 +356,10 @@ func parseStandardSignatures(sc *whScratch, lines []string) (n, na int, malforme
 				}
 				n++
 			case strings.HasPrefix(entry, "v1a,"):
+				if na == MaxEd25519Signatures {
+					over = true
+					continue
+				}
 				off := len(sc.asigs)
 				sc.asigs = append(sc.asigs, make([]byte, ed25519.SignatureSize)...)
 				if !decodeStdBase64(sc.asigs[off:], entry[4:]) {
@@ -329,7 +371,7 @@ func parseStandardSignatures(sc *whScratch, lines []string) (n, na int, malforme
 			}
 		}
 	}
-	return n, na, malformed, nil
+	return n, na, malformed, over, nil
 }
 
 func (w *Webhook) verifyStripe(sc *whScratch, r *Request) (Verified, error) {
@@ -492,9 +534,9 @@ func (w *Webhook) verifyBodyMAC(sc *whScratch, r *Request, sigHeader, idHeader s
 }
 
 // matchMAC computes HMAC-SHA256(prefix || body) under every secret of
-// every key until one equals one of the n decoded signatures. It returns
-// the matching key and leaves in sc.sum the MAC under that key's first
-// secret.
+// every key until one equals one of the n decoded signatures: one MAC per
+// secret, however many signatures the header holds. It returns the
+// matching key and leaves in sc.sum the MAC under that key's first secret.
 func (w *Webhook) matchMAC(sc *whScratch, n int, body []byte) *webhookKey {
 	if n == 0 {
 		return nil
@@ -521,8 +563,9 @@ func (w *Webhook) matchMAC(sc *whScratch, n int, body []byte) *webhookKey {
 	return nil
 }
 
-// matchEd25519 verifies the na decoded v1a signatures over prefix || body
-// with every key's Ed25519 public key.
+// matchEd25519 verifies the na (at most MaxEd25519Signatures) decoded v1a
+// signatures over prefix || body with the keys that have an Ed25519 public
+// key.
 func (w *Webhook) matchEd25519(sc *whScratch, na int, body []byte) *webhookKey {
 	var msg []byte
 	for _, k := range w.keys {
@@ -544,7 +587,7 @@ func (w *Webhook) matchEd25519(sc *whScratch, na int, body []byte) *webhookKey {
 
 // appendHexMAC decodes 64 hex digits into the next MAC slot of sc.
 func appendHexMAC(sc *whScratch, s string) bool {
-	if len(s) != 2*macSize || len(sc.sigs) >= maxWebhookHeader {
+	if len(s) != 2*macSize {
 		return false
 	}
 	off := len(sc.sigs)

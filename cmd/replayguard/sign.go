@@ -79,6 +79,9 @@ func signAndPrint(stdout io.Writer, s signature.Signer, method, raw, data string
 	} else if data != "" {
 		body = []byte(data)
 	}
+	// The hmac scheme signs the method byte for byte as sent: the request
+	// built here, signed and printed (or sent by the curl line) carries the
+	// one upper-cased method.
 	m := strings.ToUpper(method)
 	if m == "" {
 		m = http.MethodGet

@@ -60,7 +60,7 @@ def split_url(url):
 def string_to_sign(method, host, target, timestamp, nonce, idempotency_key, body):
     return "\n".join([
         ALGORITHM,
-        method.upper(),
+        method,
         host.lower(),
         target,
         timestamp,
@@ -103,6 +103,9 @@ def main(argv=None):
                    help="print the headers instead of sending the request")
     p.add_argument("url")
     args = p.parse_args(argv)
+    # The method is signed byte for byte as sent: send it upper-cased, as
+    # HTTP clients do, and sign what is sent.
+    args.method = args.method.upper()
 
     try:
         secret = parse_secret(args.secret)

@@ -42,6 +42,9 @@ done
 [ -n "$secret" ] || die "--secret is required"
 [ -n "$url" ] || die "a URL is required"
 [ "$have_data" = 0 ] || [ -z "$data_file" ] || die "-d and --data-file are exclusive"
+# The method is signed byte for byte as sent: send it upper-cased and sign
+# what is sent.
+method="${method^^}"
 
 # Host and request-target: the URL's authority (lowercased, no userinfo) and
 # path (default "/") plus "?query" when present. The fragment is never sent.
@@ -90,7 +93,7 @@ fi
 body_hash="$(openssl dgst -sha256 -r "$body" | cut -d' ' -f1)"
 
 printf 'RG1-HMAC-SHA256\n%s\n%s\n%s\n%s\n%s\n%s\n%s' \
-	"${method^^}" "$host" "$target" "$ts" "$nonce" "$idem" "$body_hash" >"$tmp/sts"
+	"$method" "$host" "$target" "$ts" "$nonce" "$idem" "$body_hash" >"$tmp/sts"
 sig="$(openssl dgst -sha256 "${macopt[@]}" -binary "$tmp/sts" | openssl base64 -A)"
 
 headers=(
