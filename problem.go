@@ -158,9 +158,10 @@ func quotaRetryAfter(err error) (time.Duration, bool) {
 	return time.Duration(n) * time.Second, true
 }
 
-// quotaIn finds a *QuotaError in err's chain.
+// quotaIn finds a *QuotaError in err's chain. It walks the chain itself:
+// errors.As panics on an interpreted type under Yaegi.
 func quotaIn(err error) (time.Duration, bool) {
-	switch q := err.(type) {
+	switch q := err.(type) { //nolint:errorlint // walks the chain itself, see above
 	case nil:
 		return 0, false
 	case *nonce.QuotaError:

@@ -46,7 +46,7 @@ func TestWebhookMethodNotAllowed(t *testing.T) {
 
 			v, err := w.Verify(context.Background(), delivery(http.MethodPost))
 			require.NoError(t, err)
-			assert.Equal(t, "k", v.Principal)
+			assert.Equal(t, "k", v.KeyID)
 
 			for _, method := range []string{"PUT", "DELETE", "PATCH", "GET", "post", "Post", "pOST", "POST ", ""} {
 				_, err := w.Verify(context.Background(), delivery(method))

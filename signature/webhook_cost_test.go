@@ -87,7 +87,7 @@ func TestWebhookEd25519SignatureCap(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			assert.Equal(t, "d", v.Principal)
+			assert.Equal(t, "d", v.KeyID)
 		})
 	}
 }
@@ -118,7 +118,7 @@ func TestWebhookEveryMACSignatureIsTried(t *testing.T) {
 		require.LessOrEqual(t, len(h), 4096)
 		v, err := w.Verify(context.Background(), webhookRequest(map[string]string{"Webhook-Id": id, "Webhook-Timestamp": ts, "Webhook-Signature": h}, body))
 		require.NoError(t, err, "the 85th entry verifies")
-		assert.Equal(t, "b", v.Principal)
+		assert.Equal(t, "b", v.KeyID)
 	})
 	t.Run(signature.PresetStripe, func(t *testing.T) {
 		w := webhookScheme(t, signature.PresetStripe, keys...)
@@ -131,7 +131,7 @@ func TestWebhookEveryMACSignatureIsTried(t *testing.T) {
 		require.LessOrEqual(t, len(h), 4096)
 		v, err := w.Verify(context.Background(), webhookRequest(map[string]string{"Stripe-Signature": h}, body))
 		require.NoError(t, err, "the 60th v1 entry verifies")
-		assert.Equal(t, "b", v.Principal)
+		assert.Equal(t, "b", v.KeyID)
 	})
 }
 
