@@ -371,3 +371,35 @@ func TestBloomMetricsOncePerRegistry(t *testing.T) {
 	defer shared.mu.Unlock()
 	assert.Empty(t, shared.watched, "no registry is held after cleanup")
 }
+
+// TestServeHTTPPassesNoGatewayHeader: a client's X_Replayguard_Key_Id (or
+// any spelling an upstream could read as the gateway's header) is removed
+// from the request Caddy passes on, which carries the verified identity
+// instead; trailers are dropped.
+func TestServeHTTPPassesNoGatewayHeader(t *testing.T) {
+	h := mustProvision(t, testConfig())
+	r := signedRequest(t, testSecret, http.MethodGet, "/orders", "", nil)
+	r.Header[lookalike] = []string{"admin"}
+	r.Header["X-Replayguard-Subject"] = []string{"root"}
+	r.Header["x-replayguard-role"] = []string{"admin"}
+	r.Trailer = http.Header{"X-Replayguard-Key-Id": {"admin"}}
+	var got http.Header
+	var trailer http.Header
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		got, trailer = r.Header.Clone(), r.Trailer
+		return nil
+	})
+	w := httptest.NewRecorder()
+	require.NoError(t, h.ServeHTTP(w, inCaddy(r, nil), next))
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	for name := range got {
+		if replayguard.IsGatewayHeader(name) {
+			assert.Equal(t, replayguard.HeaderKeyID, name)
+		}
+	}
+	assert.Equal(t, []string{"client-a"}, got[replayguard.HeaderKeyID])
+	assert.Empty(t, trailer)
+}
+
+// lookalike is a header name as a CGI-reading client writes it.
+var lookalike = "X_Replayguard_Key_Id"
