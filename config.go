@@ -29,6 +29,7 @@ const (
 	DefaultRedisKeyPrefix    = "rg"
 	DefaultPostgresTimeout   = time.Second
 	DefaultMaxSubFilters     = 4
+	DefaultNonceMaxEntries   = 10_000_000
 	DefaultMemoryMaxBytes    = idempotency.DefaultMemoryMaxBytes
 )
 
@@ -194,8 +195,10 @@ type NonceConfig struct {
 	FalsePositiveRate float64 `yaml:"false_positive_rate" json:"false_positive_rate,omitempty"`
 	// LocalShield puts an in-process tier in front of a shared store.
 	LocalShield bool `yaml:"local_shield" json:"local_shield,omitempty"`
-	// MaxEntries caps the exact memory store (0: no cap); at the cap new
-	// nonces fail with store_unavailable rather than evict live records.
+	// MaxEntries caps the exact memory store; at the cap new nonces fail
+	// with store_unavailable rather than evict live records, and each key
+	// entry holds at most its share of it (KeyShare). Default 10,000,000
+	// (about 1.25 GB); -1: no cap, and no shares.
 	MaxEntries int `yaml:"max_entries" json:"max_entries,omitempty"`
 	// MaxSubFilters is the most sub-filters a partition of the memory
 	// Bloom store grows to, holding up to 2^n - 1 times its share of
@@ -309,6 +312,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Nonce.MaxSubFilters == 0 {
 		c.Nonce.MaxSubFilters = DefaultMaxSubFilters
+	}
+	if c.Nonce.MaxEntries == 0 {
+		c.Nonce.MaxEntries = DefaultNonceMaxEntries
 	}
 	id := &c.Idempotency
 	if id.Enabled == nil {
@@ -460,8 +466,8 @@ func (c Config) Validate() error {
 	if c.Nonce.FalsePositiveRate <= 0 || c.Nonce.FalsePositiveRate >= 1 {
 		add(fieldErr("nonce.false_positive_rate", "must lie strictly between 0 and 1, got %g", c.Nonce.FalsePositiveRate))
 	}
-	if c.Nonce.MaxEntries < 0 {
-		add(fieldErr("nonce.max_entries", "must not be negative"))
+	if c.Nonce.MaxEntries < -1 {
+		add(fieldErr("nonce.max_entries", "must be positive, or -1 for no cap"))
 	}
 	if c.Nonce.MaxSubFilters < 1 || c.Nonce.MaxSubFilters > 24 {
 		add(fieldErr("nonce.max_subfilters", "must lie between 1 and 24, got %d", c.Nonce.MaxSubFilters))
@@ -540,9 +546,16 @@ func (c Config) KeyShare(share float64) float64 {
 // NonceMemoryOptions returns the options of the exact memory nonce store c
 // describes: its cap and, under a cap, each key entry's share of it.
 func (c Config) NonceMemoryOptions() []nonce.MemoryOption {
-	opts := []nonce.MemoryOption{nonce.WithMaxEntries(c.Nonce.MaxEntries)}
-	if share := c.KeyShare(c.Nonce.KeyShare); c.Nonce.MaxEntries > 0 && share < 1 {
-		n := int(share * float64(c.Nonce.MaxEntries))
+	limit := c.Nonce.MaxEntries
+	if limit < 0 {
+		return []nonce.MemoryOption{nonce.WithMaxEntries(0)}
+	}
+	if limit == 0 {
+		limit = DefaultNonceMaxEntries
+	}
+	opts := []nonce.MemoryOption{nonce.WithMaxEntries(limit)}
+	if share := c.KeyShare(c.Nonce.KeyShare); share < 1 {
+		n := int(share * float64(limit))
 		if n < 1 {
 			n = 1
 		}

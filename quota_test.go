@@ -192,3 +192,25 @@ func TestWriteProblemRetryAfterOfQuota(t *testing.T) {
 		assert.Equal(t, "quota_exceeded", decodeProblem(t, rec).Code)
 	}
 }
+
+// TestNonceStoreIsBoundedByDefault: without nonce.max_entries the memory
+// store still has a cap (DefaultNonceMaxEntries), so key shares apply to a
+// configuration that names none; -1 lifts both.
+func TestNonceStoreIsBoundedByDefault(t *testing.T) {
+	cfg := quotaConfig()
+	cfg.Nonce.KeyShare = 3.0 / replayguard.DefaultNonceMaxEntries // 3 nonces per key
+	h := newGuard(t, cfg).Middleware(&upstream{})
+	for i := 0; i < 3; i++ {
+		require.Equal(t, http.StatusOK, serve(h, signedRequest(t, "key-a", quotaSecretA, http.MethodGet, "/v1/items", nil, fixedNow)).Code)
+	}
+	rec := serve(h, signedRequest(t, "key-a", quotaSecretA, http.MethodGet, "/v1/items", nil, fixedNow))
+	require.Equal(t, http.StatusTooManyRequests, rec.Code, rec.Body.String())
+	assert.Equal(t, "quota_exceeded", decodeProblem(t, rec).Code)
+	require.Equal(t, http.StatusOK, serve(h, signedRequest(t, "key-b", quotaSecretB, http.MethodGet, "/v1/items", nil, fixedNow)).Code)
+
+	cfg.Nonce.MaxEntries = -1
+	h = newGuard(t, cfg).Middleware(&upstream{})
+	for i := 0; i < 10; i++ {
+		require.Equal(t, http.StatusOK, serve(h, signedRequest(t, "key-a", quotaSecretA, http.MethodGet, "/v1/items", nil, fixedNow)).Code)
+	}
+}
