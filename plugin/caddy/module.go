@@ -155,6 +155,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("replayguard: opening stores: %w", err)
 	}
 	h.poolKey, h.shared = key, val.(*sharedStores)
+	if !loaded {
+		// Once per store set: what it found unsafe, such as a Redis whose
+		// eviction policy may drop live nonces.
+		for _, w := range h.shared.set.Warnings {
+			ctx.Slogger().Warn(w)
+		}
+	}
 
 	opts := append(h.shared.set.Options(), replayguard.WithLogger(ctx.Slogger()))
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
