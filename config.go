@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -27,7 +26,6 @@ const (
 	DefaultDeriveWindow      = 5 * time.Minute
 	DefaultRedisTimeout      = 200 * time.Millisecond
 	DefaultRedisKeyPrefix    = "rg"
-	DefaultPostgresTimeout   = time.Second
 	DefaultMaxSubFilters     = 4
 	DefaultNonceMaxEntries   = 10_000_000
 	DefaultMemoryMaxBytes    = idempotency.DefaultMemoryMaxBytes
@@ -50,19 +48,6 @@ const (
 // the binary, the Caddy module's JSON and the Traefik plugin's options all
 // decode into it. Field names are a contract (see SPEC §6).
 type Config struct {
-	// Listen is the address the binary serves on. Default 127.0.0.1:8080.
-	Listen string `yaml:"listen" json:"listen,omitempty"`
-	// Upstream is the URL the binary proxies accepted requests to.
-	Upstream string `yaml:"upstream" json:"upstream,omitempty"`
-	// AdminListen serves /healthz, /readyz and /metrics when set.
-	AdminListen string `yaml:"admin_listen" json:"admin_listen,omitempty"`
-	// AuthListen serves the forward-auth endpoint (Traefik ForwardAuth,
-	// nginx auth_request) when set. Default: off.
-	AuthListen string `yaml:"auth_listen" json:"auth_listen,omitempty"`
-	// TrustedProxies are the peers (CIDR or IP) whose X-Forwarded-* headers
-	// the forward-auth endpoint takes as the request to verify; any other
-	// peer is refused. Default loopback: 127.0.0.0/8 and ::1/128.
-	TrustedProxies []string `yaml:"trusted_proxies" json:"trusted_proxies,omitempty"`
 	// MaxBodyBytes bounds the request body. Default 1 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes,omitempty"`
 	// Scheme selects the signature scheme. Default "hmac".
@@ -83,38 +68,9 @@ type Config struct {
 	Idempotency IdempotencyConfig `yaml:"idempotency" json:"idempotency,omitempty"`
 	// Redis is the shared store, used by stores set to "redis".
 	Redis RedisConfig `yaml:"redis" json:"redis,omitempty"`
-	// Postgres is the PostgreSQL idempotency store.
-	Postgres PostgresConfig `yaml:"postgres" json:"postgres,omitempty"`
 	// FailMode is "closed" (default: 503 when a store fails) or "open".
 	FailMode string `yaml:"fail_mode" json:"fail_mode,omitempty"`
-	// Server tunes the binary's HTTP servers on listen and auth_listen.
-	Server ServerConfig `yaml:"server" json:"server,omitempty"`
 }
-
-// ServerConfig bounds what one connection of the binary may hold: slow or
-// idle clients are cut, oversized headers refused.
-type ServerConfig struct {
-	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
-	ReadHeaderTimeout Duration `yaml:"read_header_timeout" json:"read_header_timeout,omitempty"`
-	// ReadTimeout bounds reading a whole request, body included. Default 30s.
-	ReadTimeout Duration `yaml:"read_timeout" json:"read_timeout,omitempty"`
-	// WriteTimeout bounds writing a response, from the end of the
-	// request's headers. Default 0: none (an upstream may answer slowly).
-	WriteTimeout Duration `yaml:"write_timeout" json:"write_timeout,omitempty"`
-	// IdleTimeout closes a keep-alive connection idle this long. Default 120s.
-	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
-	// MaxHeaderBytes bounds a request's header block; larger → 431.
-	// Default 65536.
-	MaxHeaderBytes int `yaml:"max_header_bytes" json:"max_header_bytes,omitempty"`
-}
-
-// Defaults of ServerConfig.
-const (
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultReadTimeout       = 30 * time.Second
-	DefaultIdleTimeout       = 120 * time.Second
-	DefaultMaxHeaderBytes    = 64 << 10
-)
 
 // KeyConfig is one key.
 type KeyConfig struct {
@@ -270,22 +226,8 @@ type RedisConfig struct {
 	KeyPrefix string `yaml:"key_prefix" json:"key_prefix,omitempty"`
 }
 
-// PostgresConfig is the PostgreSQL idempotency store.
-type PostgresConfig struct {
-	// DSN is a libpq connection string or URL.
-	DSN string `yaml:"dsn" json:"dsn,omitempty"`
-	// Timeout bounds each store call. Default 1s.
-	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
-}
-
 // WithDefaults returns c with every unset field at its default.
 func (c Config) WithDefaults() Config {
-	if c.Listen == "" {
-		c.Listen = "127.0.0.1:8080"
-	}
-	if len(c.TrustedProxies) == 0 {
-		c.TrustedProxies = DefaultTrustedProxies()
-	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -353,24 +295,8 @@ func (c Config) WithDefaults() Config {
 	if c.Redis.KeyPrefix == "" {
 		c.Redis.KeyPrefix = DefaultRedisKeyPrefix
 	}
-	if c.Postgres.Timeout == 0 {
-		c.Postgres.Timeout = Duration(DefaultPostgresTimeout)
-	}
 	if c.FailMode == "" {
 		c.FailMode = FailClosed
-	}
-	sv := &c.Server
-	if sv.ReadHeaderTimeout == 0 {
-		sv.ReadHeaderTimeout = Duration(DefaultReadHeaderTimeout)
-	}
-	if sv.ReadTimeout == 0 {
-		sv.ReadTimeout = Duration(DefaultReadTimeout)
-	}
-	if sv.IdleTimeout == 0 {
-		sv.IdleTimeout = Duration(DefaultIdleTimeout)
-	}
-	if sv.MaxHeaderBytes == 0 {
-		sv.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	return c
 }
@@ -398,21 +324,6 @@ func (c Config) Validate() error {
 		if err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if c.Upstream != "" {
-		u, err := url.Parse(c.Upstream)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add(fieldErr("upstream", "want an http:// or https:// URL, got %q", c.Upstream))
-		}
-	}
-	add(validAddr("listen", c.Listen))
-	add(validAddr("admin_listen", c.AdminListen))
-	add(validAddr("auth_listen", c.AuthListen))
-	if c.AuthListen != "" && dedupeOnly(c.Scheme) {
-		add(fieldErr("auth_listen", "the %s preset signs no timestamp, so only the idempotency record stops a replayed delivery, and forward-auth cannot keep one; serve it as a reverse proxy (upstream)", c.Scheme))
-	}
-	if _, err := c.TrustedProxyNets(); err != nil {
-		add(err)
 	}
 	if c.MaxBodyBytes < 0 {
 		add(fieldErr("max_body_bytes", "must be positive"))
@@ -488,16 +399,11 @@ func (c Config) Validate() error {
 	durations := []struct {
 		field string
 		d     Duration
-	}{{"idempotency.ttl", id.TTL}, {"idempotency.lease", id.Lease}, {"idempotency.derive_window", id.DeriveWindow}, {"redis.timeout", c.Redis.Timeout}, {"postgres.timeout", c.Postgres.Timeout},
-		{"server.read_header_timeout", c.Server.ReadHeaderTimeout}, {"server.read_timeout", c.Server.ReadTimeout},
-		{"server.write_timeout", c.Server.WriteTimeout}, {"server.idle_timeout", c.Server.IdleTimeout}}
+	}{{"idempotency.ttl", id.TTL}, {"idempotency.lease", id.Lease}, {"idempotency.derive_window", id.DeriveWindow}, {"redis.timeout", c.Redis.Timeout}}
 	for _, d := range durations {
 		if d.d < 0 {
 			add(fieldErr(d.field, "must be positive"))
 		}
-	}
-	if c.Server.MaxHeaderBytes < 0 {
-		add(fieldErr("server.max_header_bytes", "must be positive"))
 	}
 	if id.MaxResponseBytes < 0 {
 		add(fieldErr("idempotency.max_response_bytes", "must be positive"))
@@ -505,9 +411,6 @@ func (c Config) Validate() error {
 	usesRedis := c.Nonce.Store == StoreRedis || id.Store == StoreRedis
 	if usesRedis && len(c.Redis.Addrs) == 0 {
 		add(fieldErr("redis.addrs", "required when a store is \"redis\""))
-	}
-	if id.Store == StorePostgres && c.Postgres.DSN == "" {
-		add(fieldErr("postgres.dsn", "required when idempotency.store is \"postgres\""))
 	}
 	add(oneOf("fail_mode", c.FailMode, FailClosed, FailOpen))
 	return errors.Join(errs...)
@@ -591,23 +494,15 @@ func oneOf(field, v string, allowed ...string) error {
 	return fieldErr(field, "%q is not one of %s", v, strings.Join(allowed, ", "))
 }
 
-func validAddr(field, addr string) error {
-	if addr == "" {
-		return nil
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fieldErr(field, "want host:port, got %q", addr)
-	}
-	return nil
-}
 
 // DefaultTrustedProxies returns the default of trusted_proxies: loopback.
 func DefaultTrustedProxies() []string { return []string{"127.0.0.0/8", "::1/128"} }
 
-// TrustedProxyNets parses trusted_proxies: each entry is a CIDR, or an IP
-// standing for itself alone. Empty means DefaultTrustedProxies.
-func (c Config) TrustedProxyNets() ([]*net.IPNet, error) {
-	entries := c.TrustedProxies
+// ParseTrustedProxies parses the peers a forward-auth endpoint trusts to
+// describe a request (the binary's trusted_proxies): each entry is a CIDR,
+// or an IP standing for itself alone. Empty means DefaultTrustedProxies.
+// Errors name the entry (trusted_proxies[i]).
+func ParseTrustedProxies(entries []string) ([]*net.IPNet, error) {
 	if len(entries) == 0 {
 		entries = DefaultTrustedProxies()
 	}

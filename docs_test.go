@@ -12,15 +12,21 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/config"
 )
 
-// configPaths returns every field of the configuration model as its dotted
-// YAML path ("idempotency.ttl", "keys[].id").
+// configPaths returns every field of the configuration file (the Guard's
+// model and the binary's sections) as its dotted YAML path
+// ("idempotency.ttl", "keys[].id").
 func configPaths(t reflect.Type, prefix string) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if opts == "inline" {
+			out = append(out, configPaths(f.Type, prefix)...)
+			continue
+		}
 		if name == "" || name == "-" {
 			continue
 		}
@@ -63,7 +69,7 @@ func TestConfigurationReferenceCoversTheModel(t *testing.T) {
 			headings[strings.TrimSpace(h)] = true
 		}
 	}
-	paths := configPaths(reflect.TypeOf(replayguard.Config{}), "")
+	paths := configPaths(reflect.TypeOf(config.File{}), "")
 	sort.Strings(paths)
 	for _, p := range paths {
 		assert.True(t, headings[p], "docs/configuration.md has no heading for %s", p)
@@ -84,7 +90,7 @@ func TestPolicyKnobsExistAndLink(t *testing.T) {
 	doc, err := os.ReadFile("docs/idempotency-and-replay-protection-policy.md")
 	require.NoError(t, err)
 	known := map[string]bool{}
-	for _, p := range configPaths(reflect.TypeOf(replayguard.Config{}), "") {
+	for _, p := range configPaths(reflect.TypeOf(config.File{}), "") {
 		known[p] = true
 	}
 	link := regexp.MustCompile("\\[`([a-z0-9_.\\[\\]]+)`\\]\\(configuration\\.md#([a-z0-9_-]+)\\)")

@@ -81,8 +81,9 @@ jwt:
   audience: %s
   leeway: 30s
 %s`, jwtSecret, edPEM, jwk["x"], jwk["y"], filepath.Join(dir, "rsa.pem"), jwtIssuer, jwtAudience, extra)
-	f.cfg, err = config.Parse([]byte(yml), func(string) (string, bool) { return "", false })
+	file, err := config.Parse([]byte(yml), func(string) (string, bool) { return "", false })
 	require.NoError(t, err)
+	f.cfg = file.Config
 	return f
 }
 

@@ -28,6 +28,12 @@ func init() {
 
 // dedupeOnly reports the presets whose provider signs no timestamp: their
 // deliveries are protected by the idempotency record alone.
+// DedupeOnly reports whether c's scheme signs no timestamp (the github and
+// shopify presets): only the idempotency record stops a replayed delivery,
+// so the scheme needs the dedupe step, which a forward-auth endpoint
+// cannot run.
+func (c Config) DedupeOnly() bool { return dedupeOnly(c.Scheme) }
+
 func dedupeOnly(preset string) bool {
 	return preset == signature.PresetGitHub || preset == signature.PresetShopify
 }

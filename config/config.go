@@ -10,51 +10,50 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/replayguard/replayguard"
 )
 
 // Load reads, expands, decodes, defaults and validates the file at path.
-func Load(path string) (replayguard.Config, error) {
+func Load(path string) (File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return replayguard.Config{}, fmt.Errorf("config: %w", err)
+		return File{}, fmt.Errorf("config: %w", err)
 	}
-	cfg, err := Parse(b, os.LookupEnv)
+	f, err := Parse(b, os.LookupEnv)
 	if err != nil {
-		return replayguard.Config{}, fmt.Errorf("%s: %w", path, err)
+		return File{}, fmt.Errorf("%s: %w", path, err)
 	}
-	return cfg, nil
+	return f, nil
 }
 
 // Parse decodes YAML configuration. lookup resolves ${VAR} references
 // (os.LookupEnv in Load); a reference to an unset variable is an error.
 // "$$" stands for a literal "$".
-func Parse(data []byte, lookup func(string) (string, bool)) (replayguard.Config, error) {
+func Parse(data []byte, lookup func(string) (string, bool)) (File, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return replayguard.Config{}, fmt.Errorf("config: %w", err)
+		return File{}, fmt.Errorf("config: %w", err)
 	}
 	if root.Kind == 0 {
-		return replayguard.Config{}, errors.New("config: empty file")
+		return File{}, errors.New("config: empty file")
 	}
 	if err := expandNode(&root, lookup); err != nil {
-		return replayguard.Config{}, err
+		return File{}, err
 	}
 	expanded, err := yaml.Marshal(&root)
 	if err != nil {
-		return replayguard.Config{}, fmt.Errorf("config: %w", err)
+		return File{}, fmt.Errorf("config: %w", err)
 	}
-	var cfg replayguard.Config
+	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(expanded))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return replayguard.Config{}, fmt.Errorf("config: %w", err)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return File{}, fmt.Errorf("config: %w", err)
 	}
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		return replayguard.Config{}, err
+	f = f.WithDefaults()
+	if err := f.Validate(); err != nil {
+		return File{}, err
 	}
-	return cfg, nil
+	return f, nil
 }
 
 // expandNode expands ${VAR} in every scalar value (not in keys).

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/idempotency"
 )
 
@@ -391,4 +392,32 @@ func micros(d time.Duration) int64 { return d.Microseconds() }
 
 func unavailable(op string, err error) error {
 	return fmt.Errorf("%w: postgres: %s: %w", idempotency.ErrUnavailable, op, err)
+}
+
+// DefaultTimeout bounds each store call of a Config without a timeout.
+const DefaultTimeout = time.Second
+
+// Config is the `postgres:` section of a configuration: the database the
+// idempotency store (idempotency.store: postgres) keeps its records in.
+type Config struct {
+	// DSN is a libpq connection string or URL. Required by the store.
+	DSN string `yaml:"dsn" json:"dsn,omitempty"`
+	// Timeout bounds each store call. Default 1s (DefaultTimeout).
+	Timeout replayguard.Duration `yaml:"timeout" json:"timeout,omitempty"`
+}
+
+// WithDefaults returns c with every unset field at its default.
+func (c Config) WithDefaults() Config {
+	if c.Timeout == 0 {
+		c.Timeout = replayguard.Duration(DefaultTimeout)
+	}
+	return c
+}
+
+// Validate checks c, each problem naming its field.
+func (c Config) Validate() error {
+	if c.Timeout < 0 {
+		return &replayguard.FieldError{Field: "postgres.timeout", Err: errors.New("must be positive")}
+	}
+	return nil
 }

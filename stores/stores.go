@@ -15,6 +15,7 @@ import (
 	"github.com/replayguard/replayguard/bloom"
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
+	"github.com/replayguard/replayguard/postgres"
 )
 
 // Set is the stores of one Guard.
@@ -48,7 +49,8 @@ type pinger interface {
 type Option func(*options)
 
 type options struct {
-	now func() time.Time
+	now      func() time.Time
+	postgres postgres.Config
 }
 
 // WithClock sets the clock of the in-memory stores. Default time.Now. It
@@ -112,7 +114,7 @@ func (s *Set) openIdempotency(ctx context.Context, cfg replayguard.Config, o opt
 		s.pingers = append(s.pingers, namedPinger{"idempotency:memory", m})
 		return nil
 	case replayguard.StorePostgres:
-		return s.openPostgres(ctx, cfg)
+		return s.openPostgres(ctx, o)
 	case replayguard.StoreRedis:
 		return s.openRedisIdempotency(ctx, cfg, o)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/config"
 	"github.com/replayguard/replayguard/signature"
 )
 
@@ -43,11 +44,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	secret := "base64:" + base64.StdEncoding.EncodeToString(raw)
-	cfg := replayguard.Config{
+	cfg := config.File{
+		Config:   replayguard.Config{Keys: []replayguard.KeyConfig{{ID: "demo", Secrets: []string{secret}}}},
 		Upstream: "http://" + echoLn.Addr().String(),
-		Keys:     []replayguard.KeyConfig{{ID: "demo", Secrets: []string{secret}}},
+		Listen:   gwLn.Addr().String(),
 	}.WithDefaults()
-	cfg.Listen = gwLn.Addr().String()
 
 	body := `{"amount":1000,"currency":"eur"}`
 	url := "http://" + gwLn.Addr().String() + "/v1/charges"

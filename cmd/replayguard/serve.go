@@ -70,8 +70,8 @@ type listeners struct {
 // serve runs the gateway until ctx is done, then shuts down gracefully: the
 // reverse proxy on listen when upstream is set, the forward-auth endpoint
 // on auth_listen when that is set, the admin endpoints on admin_listen.
-func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls *listeners) error {
-	set, err := stores.Open(ctx, cfg)
+func serve(ctx context.Context, cfg config.File, logger *slog.Logger, ls *listeners) error {
+	set, err := stores.Open(ctx, cfg.Config, stores.WithPostgres(cfg.Postgres))
 	if err != nil {
 		return err
 	}
@@ -93,8 +93,8 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 	if err != nil {
 		return err
 	}
-	g, err := replayguard.New(cfg, append(set.Options(), replayguard.WithLogger(logger), replayguard.WithObserver(m),
-		replayguard.WithRequestScheme(forwardedScheme(nets)))...)
+	g, err := replayguard.New(cfg.Config, append(set.Options(), replayguard.WithLogger(logger), replayguard.WithObserver(m),
+		replayguard.WithRequestScheme(replayguard.ForwardedScheme(nets)))...)
 	if err != nil {
 		return err
 	}
@@ -132,10 +132,7 @@ func serve(ctx context.Context, cfg replayguard.Config, logger *slog.Logger, ls 
 		attrs = append(attrs, slog.String("listen", ls.main.Addr().String()), slog.String("upstream", cfg.Upstream))
 	}
 	if cfg.AuthListen != "" {
-		fa, err := newForwardAuth(g, m, logger)
-		if err != nil {
-			return err
-		}
+		fa := g.ForwardAuth(nets)
 		if ls.auth == nil {
 			if ls.auth, err = net.Listen("tcp", cfg.AuthListen); err != nil {
 				return fmt.Errorf("auth_listen: %w", err)
@@ -199,7 +196,7 @@ type upstreamProxy struct {
 // request that was verified: the request-target byte for byte (joined to
 // the upstream URL's path), the identity in the gateway's headers, no
 // header of the client's that could pose as one of them, no trailers.
-func newProxy(cfg replayguard.Config, logger *slog.Logger) (*upstreamProxy, error) {
+func newProxy(cfg config.File, logger *slog.Logger) (*upstreamProxy, error) {
 	up, err := url.Parse(cfg.Upstream)
 	if err != nil {
 		return nil, &replayguard.FieldError{Field: "upstream", Err: err}
@@ -292,7 +289,7 @@ func errUpstreamRequired() error {
 }
 
 // newServer is an HTTP server bounded by the server section of cfg.
-func newServer(cfg replayguard.Config, h http.Handler, logger *slog.Logger) *http.Server {
+func newServer(cfg config.File, h http.Handler, logger *slog.Logger) *http.Server {
 	sv := cfg.WithDefaults().Server
 	return &http.Server{
 		Handler:           h,
@@ -315,7 +312,7 @@ func writeUpstreamError(w http.ResponseWriter) {
 }
 
 // adminHandler serves /healthz, /readyz and /metrics.
-func adminHandler(cfg replayguard.Config, set *stores.Set, reg *prometheus.Registry) http.Handler {
+func adminHandler(cfg config.File, set *stores.Set, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

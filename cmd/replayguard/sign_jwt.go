@@ -215,7 +215,7 @@ func schemeAsked(scheme string, fs *flag.FlagSet, flagScheme, cfgPath string, on
 		if err != nil {
 			return want, nil, err
 		}
-		return want || c.Scheme == scheme, &c, nil
+		return want || c.Scheme == scheme, &c.Config, nil
 	}
 	if !want {
 		fs.Visit(func(fl *flag.Flag) {

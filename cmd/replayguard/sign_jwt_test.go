@@ -116,7 +116,7 @@ jwt:
 `), 0o600))
 	cfg, err := config.Load(cfgPath)
 	require.NoError(t, err)
-	s, err := replayguard.NewScheme(cfg)
+	s, err := replayguard.NewScheme(cfg.Config)
 	require.NoError(t, err)
 	handled, out, err := runSignJWT(t, "--config", cfgPath, "--key-id", "hs", "-d", "x", "https://api.example.com/v1/x")
 	require.True(t, handled, "the configuration's scheme selects jwt")

@@ -186,7 +186,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"key_prefix":  func() (err error) { rc.KeyPrefix, err = stringArg(d); return },
 			})
 		case "postgres":
-			p := &c.Postgres
+			p := &h.Postgres
 			err = block(d, "postgres", map[string]func() error{
 				"dsn":     func() (err error) { p.DSN, err = stringArg(d); return },
 				"timeout": func() (err error) { p.Timeout, err = durationArg(d); return },

@@ -19,6 +19,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/config"
+	"github.com/replayguard/replayguard/postgres"
 )
 
 func unmarshal(t *testing.T, input string) (*Handler, error) {
@@ -135,10 +136,10 @@ func TestUnmarshalCaddyfileEverySubdirective(t *testing.T) {
 			MemoryMaxBytes: 64 << 20, KeyShare: 0.5},
 		Redis: replayguard.RedisConfig{Addrs: []string{"127.0.0.1:6379", "127.0.0.1:6380"}, MasterName: "mymaster", Username: "rg",
 			Password: "{env.REDIS_PASSWORD}", DB: 2, TLS: true, Timeout: dur(150 * time.Millisecond), KeyPrefix: "rgx"},
-		Postgres: replayguard.PostgresConfig{DSN: "postgres://rg@127.0.0.1/rg?sslmode=disable", Timeout: dur(2 * time.Second)},
 		FailMode: "open",
 	}
 	assert.Equal(t, want, h.Config)
+	assert.Equal(t, postgres.Config{DSN: "postgres://rg@127.0.0.1/rg?sslmode=disable", Timeout: dur(2 * time.Second)}, h.Postgres)
 }
 
 func TestUnmarshalCaddyfileBooleansAndMinimal(t *testing.T) {
@@ -329,12 +330,11 @@ idempotency: {methods: [POST, PUT], ttl: 1h, derive_key: fingerprint}
 fail_mode: open
 `), func(string) (string, bool) { return "", false })
 	require.NoError(t, err)
-	cfg.Listen = "" // a default of the binary, rejected inside Caddy
-	b, err := json.Marshal(cfg)
+	b, err := json.Marshal(cfg.Config)
 	require.NoError(t, err)
 	var h Handler
 	require.NoError(t, caddy.StrictUnmarshalJSON(b, &h))
-	assert.Equal(t, cfg, h.Config)
+	assert.Equal(t, cfg.Config, h.Config)
 }
 
 func TestMarshalJSONLeavesOutEmptySections(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/replayguard/replayguard/bloom"
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/metrics"
+	"github.com/replayguard/replayguard/postgres"
 	"github.com/replayguard/replayguard/stores"
 )
 
@@ -39,11 +40,13 @@ const (
 )
 
 // Handler is the Caddy module http.handlers.replayguard. Its JSON fields
-// are those of replayguard.Config (the YAML configuration of the binary):
-// keys, scheme, timestamp, nonce, idempotency, redis, postgres, fail_mode
-// and the rest. The listener and upstream fields of the binary (listen,
-// upstream, admin_listen, auth_listen) are rejected: inside Caddy the site
-// is the listener and reverse_proxy the upstream.
+// are those of replayguard.Config — keys, scheme, timestamp, nonce,
+// idempotency, redis, fail_mode and the rest — and postgres, the database
+// of the PostgreSQL idempotency store. The binary's own sections (listen,
+// upstream, admin_listen, auth_listen, trusted_proxies, server) have no
+// field here: inside Caddy the site is the listener, reverse_proxy the
+// upstream and Caddy's server options govern connections, and Caddy
+// refuses them as unknown fields.
 //
 // Secrets, public_key_file, jwt.jwks_url, redis.addrs, redis.username,
 // redis.password and postgres.dsn may hold Caddy's global placeholders
@@ -51,6 +54,9 @@ const (
 // values never appear in the configuration the admin API returns.
 type Handler struct {
 	replayguard.Config
+	// Postgres is the database of the PostgreSQL idempotency store
+	// (idempotency.store: postgres).
+	Postgres postgres.Config `json:"postgres,omitempty"`
 
 	guard   *replayguard.Guard
 	mw      http.Handler
@@ -72,7 +78,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // that are empty ("jwt": {} and the like), as Caddy's adapter and admin API
 // show it.
 func (h Handler) MarshalJSON() ([]byte, error) {
-	b, err := json.Marshal(h.Config)
+	b, err := json.Marshal(struct {
+		replayguard.Config
+		Postgres postgres.Config `json:"postgres,omitempty"`
+	}{h.Config, h.Postgres})
 	if err != nil {
 		return nil, err
 	}
@@ -128,24 +137,23 @@ func (s *sharedStores) unwatch(reg *prometheus.Registry) {
 // and registers the metrics on Caddy's registry.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	if err := h.checkCaddyFields(); err != nil {
-		return err
-	}
 	cfg, err := resolvePlaceholders(h.Config)
 	if err != nil {
 		return err
 	}
+	pg := h.Postgres.WithDefaults()
+	pg.DSN = caddy.NewReplacer().ReplaceKnown(pg.DSN, "")
 	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), pg.Validate()); err != nil {
 		return fmt.Errorf("replayguard: %w", err)
 	}
 
-	key, err := poolKey(cfg)
+	key, err := poolKey(cfg, pg)
 	if err != nil {
 		return err
 	}
 	val, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		set, err := stores.Open(ctx, cfg)
+		set, err := stores.Open(ctx, cfg, stores.WithPostgres(pg))
 		if err != nil {
 			return nil, err
 		}
@@ -191,36 +199,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// checkCaddyFields rejects the fields of the binary that have no meaning
-// inside Caddy.
-func (h *Handler) checkCaddyFields() error {
-	var errs []error
-	if h.Listen != "" {
-		errs = append(errs, errors.New("replayguard: listen is not used inside Caddy: the site address is the listener"))
-	}
-	if h.Upstream != "" {
-		errs = append(errs, errors.New("replayguard: upstream is not used inside Caddy: put reverse_proxy (or any handler) after replayguard"))
-	}
-	if h.AdminListen != "" {
-		errs = append(errs, errors.New("replayguard: admin_listen is not used inside Caddy: metrics are on Caddy's registry (admin endpoint /metrics or the metrics handler)"))
-	}
-	if h.AuthListen != "" {
-		errs = append(errs, errors.New("replayguard: auth_listen is not used inside Caddy: replayguard runs in the route itself"))
-	}
-	if h.Server != (replayguard.ServerConfig{}) {
-		errs = append(errs, errors.New("replayguard: server is not used inside Caddy: Caddy's own server options (timeouts, max_header_size) govern its connections"))
-	}
-	if len(h.TrustedProxies) > 0 {
-		errs = append(errs, errors.New("replayguard: trusted_proxies is not used inside Caddy: it belongs to the binary's forward-auth endpoint (Caddy's own trusted_proxies server option governs client addresses)"))
-	}
-	return errors.Join(errs...)
-}
-
 // Validate reports a configuration Caddy cannot run.
 func (h *Handler) Validate() error {
-	if err := h.checkCaddyFields(); err != nil {
-		return err
-	}
 	if h.guard == nil {
 		return errors.New("replayguard: not provisioned")
 	}
@@ -303,20 +283,20 @@ func forward(w http.ResponseWriter, verified *http.Request) {
 // idempotency store, the Redis and PostgreSQL sections, and the window
 // span a Bloom store is sized for. Keys, schemes and the rest of the
 // configuration can change on a reload without losing any record.
-func poolKey(cfg replayguard.Config) (string, error) {
+func poolKey(cfg replayguard.Config, pg postgres.Config) (string, error) {
 	k := struct {
 		Nonce       replayguard.NonceConfig
 		IdemEnabled bool
 		IdemStore   string
 		Redis       replayguard.RedisConfig
-		Postgres    replayguard.PostgresConfig
+		Postgres    postgres.Config
 		BloomSpan   replayguard.Duration
 	}{
 		Nonce:       cfg.Nonce,
 		IdemEnabled: cfg.Idempotency.Enabled == nil || *cfg.Idempotency.Enabled,
 		IdemStore:   cfg.Idempotency.Store,
 		Redis:       cfg.Redis,
-		Postgres:    cfg.Postgres,
+		Postgres:    pg,
 	}
 	if cfg.Nonce.Mode == replayguard.ModeBloom {
 		k.BloomSpan = cfg.Timestamp.Tolerance + cfg.Timestamp.FutureSkew
@@ -357,7 +337,6 @@ func resolvePlaceholders(cfg replayguard.Config) (replayguard.Config, error) {
 	}
 	cfg.Redis.Username = repl.ReplaceKnown(cfg.Redis.Username, "")
 	cfg.Redis.Password = repl.ReplaceKnown(cfg.Redis.Password, "")
-	cfg.Postgres.DSN = repl.ReplaceKnown(cfg.Postgres.DSN, "")
 	return cfg, errors.Join(errs...)
 }
 

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/postgres"
 	"github.com/replayguard/replayguard/signature"
 )
 
@@ -193,30 +193,25 @@ func TestServeHTTPWithoutOriginalRequest(t *testing.T) {
 	assert.Equal(t, 1, s.calls)
 }
 
-func TestProvisionRejectsBinaryOnlyFields(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		set  func(*replayguard.Config)
-		want string
-	}{
-		{"listen", func(c *replayguard.Config) { c.Listen = "127.0.0.1:8080" }, "listen is not used inside Caddy"},
-		{"upstream", func(c *replayguard.Config) { c.Upstream = "http://127.0.0.1:9000" }, "upstream is not used inside Caddy"},
-		{"admin_listen", func(c *replayguard.Config) { c.AdminListen = "127.0.0.1:9090" }, "admin_listen is not used inside Caddy"},
-		{"auth_listen", func(c *replayguard.Config) { c.AuthListen = "127.0.0.1:9091" }, "auth_listen is not used inside Caddy"},
-		{"trusted_proxies", func(c *replayguard.Config) { c.TrustedProxies = []string{"10.0.0.0/8"} }, "trusted_proxies is not used inside Caddy"},
-		{"server", func(c *replayguard.Config) { c.Server.ReadTimeout = replayguard.Duration(time.Minute) }, "server is not used inside Caddy"},
+// TestBinaryOnlyFieldsAreUnknownToCaddy: the binary's own sections have no
+// field in the handler, so Caddy's strict decoding of a module's JSON
+// refuses them, naming the field.
+func TestBinaryOnlyFieldsAreUnknownToCaddy(t *testing.T) {
+	for field, value := range map[string]string{
+		"listen": `"127.0.0.1:8080"`, "upstream": `"http://127.0.0.1:9000"`, "admin_listen": `"127.0.0.1:9090"`,
+		"auth_listen": `"127.0.0.1:9091"`, "trusted_proxies": `["10.0.0.0/8"]`, "server": `{"read_timeout":"1m"}`,
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := testConfig()
-			tt.set(&cfg)
-			h := &Handler{Config: cfg}
-			err := provision(t, h)
+		t.Run(field, func(t *testing.T) {
+			raw := `{"keys":[{"id":"client-a","secrets":["` + testSecret + `"]}],"` + field + `":` + value + `}`
+			var h Handler
+			err := caddy.StrictUnmarshalJSON([]byte(raw), &h)
 			require.Error(t, err)
-			assert.Contains(t, err.Error(), tt.want)
-			require.Error(t, h.Validate())
-			assert.Contains(t, h.Validate().Error(), tt.want)
+			assert.Contains(t, err.Error(), field)
 		})
 	}
+	var h Handler
+	require.NoError(t, caddy.StrictUnmarshalJSON([]byte(`{"keys":[{"id":"client-a","secrets":["`+testSecret+`"]}],"postgres":{"dsn":"postgres://x"}}`), &h))
+	assert.Equal(t, "postgres://x", h.Postgres.DSN)
 }
 
 func TestProvisionValidatesTheConfiguration(t *testing.T) {
@@ -306,7 +301,7 @@ func TestStoresOutliveAReload(t *testing.T) {
 func TestPoolKey(t *testing.T) {
 	base := testConfig().WithDefaults()
 	k := func(c replayguard.Config) string {
-		key, err := poolKey(c)
+		key, err := poolKey(c, postgres.Config{})
 		require.NoError(t, err)
 		return key
 	}
@@ -323,12 +318,14 @@ func TestPoolKey(t *testing.T) {
 		"nonce mode":        func(c *replayguard.Config) { c.Nonce.Mode = replayguard.ModeBloom },
 		"idempotency store": func(c *replayguard.Config) { c.Idempotency.Store = replayguard.StorePostgres },
 		"redis":             func(c *replayguard.Config) { c.Redis.Addrs = []string{"127.0.0.1:6379"} },
-		"postgres":          func(c *replayguard.Config) { c.Postgres.DSN = "postgres://x" },
 	} {
 		c := base
 		change(&c)
 		assert.NotEqual(t, k(base), k(c), name)
 	}
+	withDB, err := poolKey(base, postgres.Config{DSN: "postgres://x"})
+	require.NoError(t, err)
+	assert.NotEqual(t, k(base), withDB, "postgres")
 	bloomA, bloomB := base, base
 	bloomA.Nonce.Mode, bloomB.Nonce.Mode = replayguard.ModeBloom, replayguard.ModeBloom
 	bloomB.Timestamp.Tolerance *= 2

@@ -1,4 +1,4 @@
-package replayguard_test
+package config_test
 
 import (
 	"net"
@@ -12,8 +12,8 @@ import (
 	"github.com/replayguard/replayguard/signature"
 )
 
-func validBase() replayguard.Config {
-	return replayguard.Config{Keys: []replayguard.KeyConfig{{ID: "a", Secrets: []string{"s-0123456789abcdef"}}}}
+func validBase() config.File {
+	return config.File{Config: replayguard.Config{Keys: []replayguard.KeyConfig{{ID: "a", Secrets: []string{"s-0123456789abcdef"}}}}}
 }
 
 func TestTrustedProxiesDefault(t *testing.T) {
@@ -53,17 +53,17 @@ func TestTrustedProxyNets(t *testing.T) {
 func TestValidateForwardAuth(t *testing.T) {
 	tests := []struct {
 		name   string
-		change func(*replayguard.Config)
+		change func(*config.File)
 		field  string
 	}{
-		{"bad CIDR", func(c *replayguard.Config) { c.TrustedProxies = []string{"10.0.0.0/8", "10.0.0.0/33"} }, "trusted_proxies[1]"},
-		{"host name", func(c *replayguard.Config) { c.TrustedProxies = []string{"traefik"} }, "trusted_proxies[0]"},
-		{"empty entry", func(c *replayguard.Config) { c.TrustedProxies = []string{"127.0.0.1", ""} }, "trusted_proxies[1]"},
-		{"bad auth_listen", func(c *replayguard.Config) { c.AuthListen = "9091" }, "auth_listen"},
-		{"github preset", func(c *replayguard.Config) {
+		{"bad CIDR", func(c *config.File) { c.TrustedProxies = []string{"10.0.0.0/8", "10.0.0.0/33"} }, "trusted_proxies[1]"},
+		{"host name", func(c *config.File) { c.TrustedProxies = []string{"traefik"} }, "trusted_proxies[0]"},
+		{"empty entry", func(c *config.File) { c.TrustedProxies = []string{"127.0.0.1", ""} }, "trusted_proxies[1]"},
+		{"bad auth_listen", func(c *config.File) { c.AuthListen = "9091" }, "auth_listen"},
+		{"github preset", func(c *config.File) {
 			c.AuthListen, c.Scheme = "127.0.0.1:9091", signature.PresetGitHub
 		}, "auth_listen"},
-		{"shopify preset", func(c *replayguard.Config) {
+		{"shopify preset", func(c *config.File) {
 			c.AuthListen, c.Scheme = "127.0.0.1:9091", signature.PresetShopify
 		}, "auth_listen"},
 	}
@@ -104,16 +104,16 @@ func TestParseTrustedProxies(t *testing.T) {
 
 func TestServerSection(t *testing.T) {
 	c := validBase().WithDefaults()
-	assert.Equal(t, replayguard.ServerConfig{
-		ReadHeaderTimeout: replayguard.Duration(replayguard.DefaultReadHeaderTimeout),
-		ReadTimeout:       replayguard.Duration(replayguard.DefaultReadTimeout),
-		IdleTimeout:       replayguard.Duration(replayguard.DefaultIdleTimeout),
-		MaxHeaderBytes:    replayguard.DefaultMaxHeaderBytes,
+	assert.Equal(t, config.Server{
+		ReadHeaderTimeout: replayguard.Duration(config.DefaultReadHeaderTimeout),
+		ReadTimeout:       replayguard.Duration(config.DefaultReadTimeout),
+		IdleTimeout:       replayguard.Duration(config.DefaultIdleTimeout),
+		MaxHeaderBytes:    config.DefaultMaxHeaderBytes,
 	}, c.Server, "write_timeout stays off")
 	require.NoError(t, c.Validate())
 
 	bad := validBase()
-	bad.Server = replayguard.ServerConfig{ReadTimeout: -1, WriteTimeout: -1, MaxHeaderBytes: -1}
+	bad.Server = config.Server{ReadTimeout: -1, WriteTimeout: -1, MaxHeaderBytes: -1}
 	err := bad.WithDefaults().Validate()
 	require.Error(t, err)
 	for _, f := range []string{"server.read_timeout", "server.write_timeout", "server.max_header_bytes"} {

@@ -1,4 +1,4 @@
-package main
+package replayguard_test
 
 import (
 	"context"
@@ -23,10 +23,10 @@ import (
 
 func TestForwardedRequest(t *testing.T) {
 	r := httptest.NewRequest(http.MethodGet, "http://replayguard:9091/auth", strings.NewReader("ignored"))
-	r.Header.Set(xForwardedMethod, "POST")
-	r.Header.Set(xForwardedProto, "HTTPS")
-	r.Header.Set(xForwardedHost, "API.example.com")
-	r.Header.Set(xForwardedURI, "/v1/charges?currency=eur&x=%2F")
+	r.Header.Set(replayguard.HeaderForwardedMethod, "POST")
+	r.Header.Set(replayguard.HeaderForwardedProto, "HTTPS")
+	r.Header.Set(replayguard.HeaderForwardedHost, "API.example.com")
+	r.Header.Set(replayguard.HeaderForwardedURI, "/v1/charges?currency=eur&x=%2F")
 	r.Header.Set("X-Forwarded-For", "203.0.113.7")
 	r.Header.Set("X-Signature", "v1=abc")
 	r.Header.Add("Idempotency-Key", "op-1")
@@ -36,7 +36,7 @@ func TestForwardedRequest(t *testing.T) {
 	r.Header.Set("Te", "trailers")
 	r.Header.Set("Proxy-Authorization", "Basic eA==")
 
-	sr, err := forwardedRequest(r, []byte("the body"))
+	sr, err := replayguard.ForwardedRequest(r, []byte("the body"))
 	require.NoError(t, err)
 	assert.Equal(t, "POST", sr.Method)
 	assert.Equal(t, "https", sr.Scheme)
@@ -46,16 +46,16 @@ func TestForwardedRequest(t *testing.T) {
 	assert.Equal(t, "v1=abc", sr.Header.Get("X-Signature"))
 	assert.Equal(t, "op-1", sr.Header.Get("Idempotency-Key"))
 	assert.Equal(t, "203.0.113.7", sr.Header.Get("X-Forwarded-For"), "headers not describing the request stay")
-	for _, gone := range []string{xForwardedMethod, xForwardedProto, xForwardedHost, xForwardedURI, "Connection", "X-Per-Hop", "Keep-Alive", "Te", "Proxy-Authorization"} {
+	for _, gone := range []string{replayguard.HeaderForwardedMethod, replayguard.HeaderForwardedProto, replayguard.HeaderForwardedHost, replayguard.HeaderForwardedURI, "Connection", "X-Per-Hop", "Keep-Alive", "Te", "Proxy-Authorization"} {
 		assert.Empty(t, sr.Header.Values(gone), gone)
 	}
-	assert.Equal(t, "POST", r.Header.Get(xForwardedMethod), "the forward-auth request is not modified")
+	assert.Equal(t, "POST", r.Header.Get(replayguard.HeaderForwardedMethod), "the forward-auth request is not modified")
 
 	t.Run("defaults", func(t *testing.T) {
 		r := httptest.NewRequest(http.MethodGet, "http://api.example.com/auth", nil)
-		r.Header.Set(xForwardedMethod, "GET")
-		r.Header.Set(xForwardedURI, "/")
-		sr, err := forwardedRequest(r, nil)
+		r.Header.Set(replayguard.HeaderForwardedMethod, "GET")
+		r.Header.Set(replayguard.HeaderForwardedURI, "/")
+		sr, err := replayguard.ForwardedRequest(r, nil)
 		require.NoError(t, err)
 		assert.Equal(t, "http", sr.Scheme, "without X-Forwarded-Proto: the auth request's own")
 		assert.Equal(t, "api.example.com", sr.Host, "without X-Forwarded-Host: the Host header")
@@ -67,11 +67,11 @@ func TestForwardedRequest(t *testing.T) {
 		headers map[string]string
 		want    string
 	}{
-		{"no method", map[string]string{xForwardedURI: "/x"}, "X-Forwarded-Method missing"},
-		{"no uri", map[string]string{xForwardedMethod: "GET"}, "X-Forwarded-Uri missing"},
-		{"absolute uri", map[string]string{xForwardedMethod: "GET", xForwardedURI: "http://evil/x"}, "X-Forwarded-Uri"},
-		{"method with a space", map[string]string{xForwardedMethod: "GET /x", xForwardedURI: "/x"}, "X-Forwarded-Method"},
-		{"other proto", map[string]string{xForwardedMethod: "GET", xForwardedURI: "/x", xForwardedProto: "ftp"}, "X-Forwarded-Proto"},
+		{"no method", map[string]string{replayguard.HeaderForwardedURI: "/x"}, "X-Forwarded-Method missing"},
+		{"no uri", map[string]string{replayguard.HeaderForwardedMethod: "GET"}, "X-Forwarded-Uri missing"},
+		{"absolute uri", map[string]string{replayguard.HeaderForwardedMethod: "GET", replayguard.HeaderForwardedURI: "http://evil/x"}, "X-Forwarded-Uri"},
+		{"method with a space", map[string]string{replayguard.HeaderForwardedMethod: "GET /x", replayguard.HeaderForwardedURI: "/x"}, "X-Forwarded-Method"},
+		{"other proto", map[string]string{replayguard.HeaderForwardedMethod: "GET", replayguard.HeaderForwardedURI: "/x", replayguard.HeaderForwardedProto: "ftp"}, "X-Forwarded-Proto"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,7 +79,7 @@ func TestForwardedRequest(t *testing.T) {
 			for k, v := range tc.headers {
 				r.Header.Set(k, v)
 			}
-			_, err := forwardedRequest(r, nil)
+			_, err := replayguard.ForwardedRequest(r, nil)
 			require.ErrorIs(t, err, replayguard.ErrForwardedInvalid)
 			assert.Contains(t, err.Error(), tc.want)
 			p := replayguard.ProblemFor(err)
@@ -118,7 +118,7 @@ func (*recordingObserver) ObserveIdempotency(string)                         {}
 const faSecret = "forward-auth-secret-0123456789"
 
 type faFixture struct {
-	handler  *forwardAuth
+	handler  http.Handler
 	nonces   *countingNonces
 	observer *recordingObserver
 }
@@ -127,16 +127,15 @@ func newFAFixture(t *testing.T, trusted ...string) *faFixture {
 	t.Helper()
 	f := &faFixture{nonces: &countingNonces{Store: nonce.NewMemory()}, observer: &recordingObserver{}}
 	cfg := replayguard.Config{
-		AuthListen:     "127.0.0.1:0",
-		TrustedProxies: trusted,
-		MaxBodyBytes:   64,
-		Keys:           []replayguard.KeyConfig{{ID: "client-a", Secrets: []string{faSecret}}},
+		MaxBodyBytes: 64,
+		Keys:         []replayguard.KeyConfig{{ID: "client-a", Secrets: []string{faSecret}}},
 	}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	g, err := replayguard.New(cfg, replayguard.WithNonceStore(f.nonces), replayguard.WithLogger(logger))
+	g, err := replayguard.New(cfg, replayguard.WithNonceStore(f.nonces), replayguard.WithLogger(logger), replayguard.WithObserver(f.observer))
 	require.NoError(t, err)
-	f.handler, err = newForwardAuth(g, f.observer, logger)
+	nets, err := replayguard.ParseTrustedProxies(trusted)
 	require.NoError(t, err)
+	f.handler = g.ForwardAuth(nets)
 	return f
 }
 
@@ -167,10 +166,10 @@ func (o signedOriginal) authRequest(t *testing.T, peer string, forwardBody bool)
 	r.Header = o.header.Clone()
 	orig, err := http.NewRequest(o.method, o.url, nil)
 	require.NoError(t, err)
-	r.Header.Set(xForwardedMethod, o.method)
-	r.Header.Set(xForwardedProto, orig.URL.Scheme)
-	r.Header.Set(xForwardedHost, orig.Host)
-	r.Header.Set(xForwardedURI, orig.URL.RequestURI())
+	r.Header.Set(replayguard.HeaderForwardedMethod, o.method)
+	r.Header.Set(replayguard.HeaderForwardedProto, orig.URL.Scheme)
+	r.Header.Set(replayguard.HeaderForwardedHost, orig.Host)
+	r.Header.Set(replayguard.HeaderForwardedURI, orig.URL.RequestURI())
 	return r
 }
 
@@ -260,17 +259,17 @@ func TestForwardAuthHandler(t *testing.T) {
 	}{
 		{"tampered X-Forwarded-Uri", func(t *testing.T) *http.Request {
 			r := signOriginal(t, http.MethodGet, "http://api.example.com/v1/things?limit=1", "").authRequest(t, trustedPeer, false)
-			r.Header.Set(xForwardedURI, "/v1/things?limit=1000")
+			r.Header.Set(replayguard.HeaderForwardedURI, "/v1/things?limit=1000")
 			return r
 		}, http.StatusUnauthorized, "signature_invalid"},
 		{"tampered X-Forwarded-Method", func(t *testing.T) *http.Request {
 			r := signOriginal(t, http.MethodGet, "http://api.example.com/v1/things", "").authRequest(t, trustedPeer, false)
-			r.Header.Set(xForwardedMethod, "DELETE")
+			r.Header.Set(replayguard.HeaderForwardedMethod, "DELETE")
 			return r
 		}, http.StatusUnauthorized, "signature_invalid"},
 		{"other host", func(t *testing.T) *http.Request {
 			r := signOriginal(t, http.MethodGet, "http://api.example.com/v1/things", "").authRequest(t, trustedPeer, false)
-			r.Header.Set(xForwardedHost, "admin.example.com")
+			r.Header.Set(replayguard.HeaderForwardedHost, "admin.example.com")
 			return r
 		}, http.StatusUnauthorized, "signature_invalid"},
 		{"body not forwarded", func(t *testing.T) *http.Request {
@@ -286,12 +285,12 @@ func TestForwardAuthHandler(t *testing.T) {
 		}, http.StatusRequestEntityTooLarge, "body_too_large"},
 		{"missing X-Forwarded-Uri", func(t *testing.T) *http.Request {
 			r := signOriginal(t, http.MethodGet, "http://api.example.com/v1/things", "").authRequest(t, trustedPeer, false)
-			r.Header.Del(xForwardedURI)
+			r.Header.Del(replayguard.HeaderForwardedURI)
 			return r
 		}, http.StatusBadRequest, "forwarded_invalid"},
 		{"missing X-Forwarded-Method", func(t *testing.T) *http.Request {
 			r := signOriginal(t, http.MethodGet, "http://api.example.com/v1/things", "").authRequest(t, trustedPeer, false)
-			r.Header.Del(xForwardedMethod)
+			r.Header.Del(replayguard.HeaderForwardedMethod)
 			return r
 		}, http.StatusBadRequest, "forwarded_invalid"},
 		{"no signature", func(t *testing.T) *http.Request {
@@ -316,9 +315,9 @@ func TestForwardAuthHandler(t *testing.T) {
 // On the proxy listener X-Forwarded-Proto names the client's scheme only
 // when a trusted proxy sent it over plain HTTP.
 func TestForwardedScheme(t *testing.T) {
-	nets, err := replayguard.Config{TrustedProxies: []string{"10.0.0.0/8"}}.TrustedProxyNets()
+	nets, err := replayguard.ParseTrustedProxies([]string{"10.0.0.0/8"})
 	require.NoError(t, err)
-	scheme := forwardedScheme(nets)
+	scheme := replayguard.ForwardedScheme(nets)
 	tests := []struct {
 		name, url, peer, proto, want string
 	}{

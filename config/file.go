@@ -1,0 +1,157 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/postgres"
+)
+
+// File is the configuration file of the replayguard binary: the Guard's
+// configuration (replayguard.Config, inlined, so its fields sit at the top
+// level of the file) and the sections only the binary reads: its listeners,
+// upstream, trusted proxies, servers and the shared stores' backends.
+type File struct {
+	replayguard.Config `yaml:",inline"`
+
+	// Listen is the address the reverse proxy serves on. Default
+	// 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// Upstream is the URL the reverse proxy passes accepted requests to.
+	Upstream string `yaml:"upstream"`
+	// AdminListen serves /healthz, /readyz and /metrics when set.
+	AdminListen string `yaml:"admin_listen"`
+	// AuthListen serves the forward-auth endpoint (Traefik ForwardAuth,
+	// nginx auth_request) when set. Default: off.
+	AuthListen string `yaml:"auth_listen"`
+	// TrustedProxies are the peers (CIDR or IP) whose X-Forwarded-* headers
+	// the forward-auth endpoint takes as the request to verify, and whose
+	// X-Forwarded-Proto names the client's scheme on listen; any other peer
+	// is refused. Default loopback: 127.0.0.0/8 and ::1/128.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Server tunes the HTTP servers on listen, auth_listen and admin_listen.
+	Server Server `yaml:"server"`
+	// Postgres is the database of the PostgreSQL idempotency store.
+	Postgres postgres.Config `yaml:"postgres"`
+}
+
+// Server bounds what one connection of the binary may hold: slow or idle
+// clients are cut, oversized headers refused.
+type Server struct {
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout replayguard.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, body included. Default 30s.
+	ReadTimeout replayguard.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing a response, from the end of the
+	// request's headers. Default 0: none (an upstream may answer slowly).
+	WriteTimeout replayguard.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes a keep-alive connection idle this long. Default 120s.
+	IdleTimeout replayguard.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds a request's header block; larger → 431.
+	// Default 65536.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+}
+
+// Defaults of File.
+const (
+	DefaultListen            = "127.0.0.1:8080"
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+)
+
+// WithDefaults returns f with every unset field at its default.
+func (f File) WithDefaults() File {
+	f.Config = f.Config.WithDefaults()
+	if f.Listen == "" {
+		f.Listen = DefaultListen
+	}
+	if len(f.TrustedProxies) == 0 {
+		f.TrustedProxies = replayguard.DefaultTrustedProxies()
+	}
+	f.Postgres = f.Postgres.WithDefaults()
+	sv := &f.Server
+	if sv.ReadHeaderTimeout == 0 {
+		sv.ReadHeaderTimeout = replayguard.Duration(DefaultReadHeaderTimeout)
+	}
+	if sv.ReadTimeout == 0 {
+		sv.ReadTimeout = replayguard.Duration(DefaultReadTimeout)
+	}
+	if sv.IdleTimeout == 0 {
+		sv.IdleTimeout = replayguard.Duration(DefaultIdleTimeout)
+	}
+	if sv.MaxHeaderBytes == 0 {
+		sv.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	return f
+}
+
+// Validate checks f (after WithDefaults) and returns every problem found,
+// each naming its field.
+func (f File) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(f.Config.Validate())
+	if f.Upstream != "" {
+		u, err := url.Parse(f.Upstream)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(fieldErr("upstream", "want an http:// or https:// URL, got %q", f.Upstream))
+		}
+	}
+	add(validAddr("listen", f.Listen))
+	add(validAddr("admin_listen", f.AdminListen))
+	add(validAddr("auth_listen", f.AuthListen))
+	if f.AuthListen != "" && f.DedupeOnly() {
+		add(fieldErr("auth_listen", "the %s preset signs no timestamp, so only the idempotency record stops a replayed delivery, and forward-auth cannot keep one; serve it as a reverse proxy (upstream)", f.Scheme))
+	}
+	if _, err := f.TrustedProxyNets(); err != nil {
+		add(err)
+	}
+	for _, d := range []struct {
+		field string
+		d     replayguard.Duration
+	}{
+		{"server.read_header_timeout", f.Server.ReadHeaderTimeout}, {"server.read_timeout", f.Server.ReadTimeout},
+		{"server.write_timeout", f.Server.WriteTimeout}, {"server.idle_timeout", f.Server.IdleTimeout},
+	} {
+		if d.d < 0 {
+			add(fieldErr(d.field, "must be positive"))
+		}
+	}
+	if f.Server.MaxHeaderBytes < 0 {
+		add(fieldErr("server.max_header_bytes", "must be positive"))
+	}
+	add(f.Postgres.Validate())
+	if f.Idempotency.Store == replayguard.StorePostgres && f.Postgres.DSN == "" {
+		add(fieldErr("postgres.dsn", "required when idempotency.store is %q", replayguard.StorePostgres))
+	}
+	return errors.Join(errs...)
+}
+
+// TrustedProxyNets parses trusted_proxies (replayguard.ParseTrustedProxies).
+func (f File) TrustedProxyNets() ([]*net.IPNet, error) {
+	return replayguard.ParseTrustedProxies(f.TrustedProxies)
+}
+
+func fieldErr(field, format string, args ...any) error {
+	return &replayguard.FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+func validAddr(field, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fieldErr(field, "want host:port, got %q", addr)
+	}
+	return nil
+}

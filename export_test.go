@@ -1,0 +1,4 @@
+package replayguard
+
+// ForwardedRequest exposes forwardedRequest to the external tests.
+var ForwardedRequest = forwardedRequest
