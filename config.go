@@ -494,7 +494,6 @@ func oneOf(field, v string, allowed ...string) error {
 	return fieldErr(field, "%q is not one of %s", v, strings.Join(allowed, ", "))
 }
 
-
 // DefaultTrustedProxies returns the default of trusted_proxies: loopback.
 func DefaultTrustedProxies() []string { return []string{"127.0.0.0/8", "::1/128"} }
 
