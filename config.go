@@ -316,6 +316,11 @@ func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
+// wrapField names field as the place of err, keeping err in the chain.
+func wrapField(field string, err error) error {
+	return &FieldError{Field: field, Err: err}
+}
+
 // Validate checks a configuration (after WithDefaults) and returns every
 // problem found, each naming its field.
 func (c Config) Validate() error {
@@ -348,7 +353,7 @@ func (c Config) Validate() error {
 		for j, s := range k.Secrets {
 			b, err := signature.ParseSecret(s)
 			if err != nil {
-				add(fieldErr(fmt.Sprintf("%s.secrets[%d]", f, j), "%v", err))
+				add(wrapField(fmt.Sprintf("%s.secrets[%d]", f, j), err))
 			} else if ownSecretMinimum(c.Scheme) {
 				add(checkSecretLength(c.Scheme, fmt.Sprintf("%s.secrets[%d]", f, j), b))
 			}
@@ -572,7 +577,7 @@ func (c Config) SignatureKeys() ([]signature.Key, error) {
 			field := fmt.Sprintf("keys[%d].secrets[%d]", i, j)
 			b, err := signature.ParseSecret(s)
 			if err != nil {
-				return nil, fieldErr(field, "%v", err)
+				return nil, wrapField(field, err)
 			}
 			if ownSecretMinimum(c.Scheme) {
 				if err := checkSecretLength(c.Scheme, field, b); err != nil {

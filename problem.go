@@ -23,6 +23,9 @@ var (
 	ErrBodyUnreadable = errors.New("replayguard: body unreadable")
 	// ErrStoreUnavailable reports a store that failed under fail_mode closed.
 	ErrStoreUnavailable = errors.New("replayguard: store unavailable")
+	// ErrUpstreamUnavailable reports an upstream that could not be reached
+	// or did not answer.
+	ErrUpstreamUnavailable = errors.New("replayguard: upstream unavailable")
 	// ErrTargetUnforwardable reports a request-target that the request
 	// passed on could not carry byte for byte as it was verified.
 	ErrTargetUnforwardable = errors.New("replayguard: request-target cannot be forwarded as verified")
@@ -59,6 +62,7 @@ var classes = []problemClass{
 	{ErrBodyTooLarge, http.StatusRequestEntityTooLarge, "body_too_large", "Request body too large"},
 	{ErrBodyUnreadable, http.StatusBadRequest, "body_unreadable", "Request body could not be read"},
 	{ErrStoreUnavailable, http.StatusServiceUnavailable, "store_unavailable", "Store unavailable"},
+	{ErrUpstreamUnavailable, http.StatusBadGateway, "upstream_unavailable", "Upstream unavailable"},
 	{ErrForwardedUntrusted, http.StatusForbidden, "forwarded_untrusted", "Forwarded request from an untrusted peer"},
 	{ErrForwardedInvalid, http.StatusBadRequest, "forwarded_invalid", "Forwarded request invalid"},
 	{nonce.ErrQuotaExceeded, http.StatusTooManyRequests, "quota_exceeded", "Quota exceeded"},
@@ -92,7 +96,12 @@ func ProblemFor(err error) Problem {
 	for _, c := range classes {
 		if errors.Is(err, c.err) {
 			p := Problem{Type: ProblemType + c.code, Title: c.title, Status: c.status, Code: c.code, Detail: err.Error()}
-			if c.status >= 500 {
+			switch {
+			case c.status == http.StatusBadGateway:
+				// Proxy errors name the upstream's address; keep it in
+				// the logs.
+				p.Detail = "the upstream did not answer"
+			case c.status >= 500:
 				// Store errors name addresses and internals; keep them in
 				// the logs.
 				p.Detail = "a store did not answer; retry shortly"

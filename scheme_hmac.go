@@ -7,10 +7,6 @@ import (
 	"github.com/replayguard/replayguard/signature"
 )
 
-func init() {
-	schemes["hmac"] = schemeDef{validate: validateHMAC, build: buildHMAC}
-}
-
 func validateHMAC(c Config) []error {
 	var errs []error
 	for i, k := range c.Keys {

@@ -10,10 +10,6 @@ import (
 	"github.com/replayguard/replayguard/signature"
 )
 
-func init() {
-	schemes["jwt"] = schemeDef{validate: validateJWT, build: buildJWT}
-}
-
 func validateJWT(c Config) []error {
 	var errs []error
 	j := c.JWT
@@ -99,7 +95,7 @@ func newJWTScheme(c Config, now func() time.Time) (*signature.JWT, error) {
 	if j.JWKSURL != "" {
 		set, err := signature.NewJWKS(j.JWKSURL, signature.WithJWKSClock(now), signature.WithJWKSID(jwksID(j)))
 		if err != nil {
-			return nil, fieldErr("jwt.jwks_url", "%v", err)
+			return nil, wrapField("jwt.jwks_url", err)
 		}
 		opts = append(opts, signature.WithJWKS(set))
 	}
@@ -148,7 +144,7 @@ func jwtKeys(c Config) ([]signature.Key, []error) {
 		case len(k.Secrets) > 0:
 			sk.Algorithm, err = secretAlgorithm(k.Algorithm)
 			if err != nil {
-				errs = append(errs, fieldErr(f+".algorithm", "%v", err))
+				errs = append(errs, wrapField(f+".algorithm", err))
 				continue
 			}
 			for j, s := range k.Secrets {
@@ -158,7 +154,7 @@ func jwtKeys(c Config) ([]signature.Key, []error) {
 					continue
 				}
 				if _, err := signature.KeyAlgorithm(b, sk.Algorithm); err != nil {
-					errs = append(errs, fieldErr(fmt.Sprintf("%s.secrets[%d]", f, j), "%v", err))
+					errs = append(errs, wrapField(fmt.Sprintf("%s.secrets[%d]", f, j), err))
 					continue
 				}
 				sk.Secrets = append(sk.Secrets, b)
@@ -169,21 +165,21 @@ func jwtKeys(c Config) ([]signature.Key, []error) {
 		case k.PublicKeyFile != "":
 			data, err := os.ReadFile(k.PublicKeyFile)
 			if err != nil {
-				errs = append(errs, fieldErr(f+".public_key_file", "%v", err))
+				errs = append(errs, wrapField(f+".public_key_file", err))
 				continue
 			}
 			if sk.PublicKey, err = signature.ParsePublicKeyPEM(data); err != nil {
-				errs = append(errs, fieldErr(f+".public_key_file", "%v", err))
+				errs = append(errs, wrapField(f+".public_key_file", err))
 				continue
 			}
 			if sk.Algorithm, err = signature.KeyAlgorithm(sk.PublicKey, k.Algorithm); err != nil {
-				errs = append(errs, fieldErr(f+".algorithm", "%v", err))
+				errs = append(errs, wrapField(f+".algorithm", err))
 				continue
 			}
 		default:
 			jk, err := signature.ParseJWK(k.JWK)
 			if err != nil {
-				errs = append(errs, fieldErr(f+".jwk", "%v", err))
+				errs = append(errs, wrapField(f+".jwk", err))
 				continue
 			}
 			if jk.KeyID != "" && jk.KeyID != k.ID {
@@ -207,7 +203,7 @@ func jwtKeys(c Config) ([]signature.Key, []error) {
 				sk.Algorithm, err = signature.KeyAlgorithm(jk.Key, alg)
 			}
 			if err != nil {
-				errs = append(errs, fieldErr(f+".algorithm", "%v", err))
+				errs = append(errs, wrapField(f+".algorithm", err))
 				continue
 			}
 		}

@@ -10,15 +10,11 @@ import (
 	"github.com/replayguard/replayguard/signature"
 )
 
-func init() {
-	schemes["rfc9421"] = schemeDef{validate: validateRFC9421, build: buildRFC9421}
-}
-
 func validateRFC9421(c Config) []error {
 	var errs []error
 	for i, comp := range c.RFC9421.RequiredComponents {
 		if err := checkRequiredComponent(comp); err != nil {
-			errs = append(errs, fieldErr(fmt.Sprintf("rfc9421.required_components[%d]", i), "%v", err))
+			errs = append(errs, wrapField(fmt.Sprintf("rfc9421.required_components[%d]", i), err))
 		}
 	}
 	for i := range c.Keys {
@@ -71,7 +67,7 @@ func rfc9421Key(c Config, i int, parsed *signature.Key) (signature.Key, error) {
 		for j, s := range kc.Secrets {
 			b, err := signature.ParseSecret(s)
 			if err != nil {
-				return k, fieldErr(fmt.Sprintf("%s.secrets[%d]", field, j), "%v", err)
+				return k, wrapField(fmt.Sprintf("%s.secrets[%d]", field, j), err)
 			}
 			k.Secrets = append(k.Secrets, b)
 		}
@@ -106,7 +102,7 @@ func rfc9421Key(c Config, i int, parsed *signature.Key) (signature.Key, error) {
 	}
 	k.Secrets = nil
 	if _, err := signature.NewRFC9421([]signature.Key{k}); err != nil {
-		return k, fieldErr(field+".algorithm", "%v", err)
+		return k, wrapField(field+".algorithm", err)
 	}
 	return k, nil
 }
@@ -116,17 +112,17 @@ func configPublicKey(kc KeyConfig, field string) (crypto.PublicKey, error) {
 	if kc.PublicKeyFile != "" {
 		b, err := os.ReadFile(kc.PublicKeyFile)
 		if err != nil {
-			return nil, fieldErr(field+".public_key_file", "%v", err)
+			return nil, wrapField(field+".public_key_file", err)
 		}
 		pub, err := signature.RFC9421PublicKey(b, nil)
 		if err != nil {
-			return nil, fieldErr(field+".public_key_file", "%v", err)
+			return nil, wrapField(field+".public_key_file", err)
 		}
 		return pub, nil
 	}
 	pub, err := signature.RFC9421PublicKey(nil, kc.JWK)
 	if err != nil {
-		return nil, fieldErr(field+".jwk", "%v", err)
+		return nil, wrapField(field+".jwk", err)
 	}
 	return pub, nil
 }

@@ -10,19 +10,17 @@ import (
 	"github.com/replayguard/replayguard/signature"
 )
 
-func init() {
-	for _, p := range signature.WebhookPresets() {
-		preset := p
-		schemes[preset] = schemeDef{
-			validate: func(c Config) []error { return validateWebhook(preset, c) },
-			build: func(c Config, _ []signature.Key, _ func() time.Time) (signature.Scheme, error) {
-				keys, errs := webhookKeys(preset, c)
-				if len(errs) > 0 {
-					return nil, errs[0]
-				}
-				return signature.NewWebhook(preset, keys)
-			},
-		}
+// webhookScheme is the scheme of a webhook preset.
+func webhookScheme(preset string) schemeDef {
+	return schemeDef{
+		validate: func(c Config) []error { return validateWebhook(preset, c) },
+		build: func(c Config, _ []signature.Key, _ func() time.Time) (signature.Scheme, error) {
+			keys, errs := webhookKeys(preset, c)
+			if len(errs) > 0 {
+				return nil, errs[0]
+			}
+			return signature.NewWebhook(preset, keys)
+		},
 	}
 }
 
@@ -76,7 +74,7 @@ func webhookKeys(preset string, c Config) ([]signature.Key, []error) {
 				pub, err := signature.ParseStandardWebhooksPublicKey(s)
 				switch {
 				case err != nil:
-					errs = append(errs, fieldErr(sf, "%v", err))
+					errs = append(errs, wrapField(sf, err))
 				case k.PublicKey != nil:
 					errs = append(errs, fieldErr(sf, "key %q has a public key already; configure another key", kc.ID))
 				default:
@@ -86,7 +84,7 @@ func webhookKeys(preset string, c Config) ([]signature.Key, []error) {
 			}
 			b, err := signature.ParseWebhookSecret(preset, s)
 			if err != nil {
-				errs = append(errs, fieldErr(sf, "%v", err))
+				errs = append(errs, wrapField(sf, err))
 				continue
 			}
 			if err := checkSecretLength(preset, sf, b); err != nil {

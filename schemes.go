@@ -17,9 +17,17 @@ type schemeDef struct {
 	build func(c Config, keys []signature.Key, now func() time.Time) (signature.Scheme, error)
 }
 
-// schemes maps the `scheme` field to its definition. Each scheme's file
-// adds itself in an init function.
-var schemes = map[string]schemeDef{}
+// schemes maps the `scheme` field to its definition.
+var schemes = map[string]schemeDef{
+	"hmac":                           {validate: validateHMAC, build: buildHMAC},
+	"jwt":                            {validate: validateJWT, build: buildJWT},
+	"rfc9421":                        {validate: validateRFC9421, build: buildRFC9421},
+	signature.PresetStandardWebhooks: webhookScheme(signature.PresetStandardWebhooks),
+	signature.PresetStripe:           webhookScheme(signature.PresetStripe),
+	signature.PresetGitHub:           webhookScheme(signature.PresetGitHub),
+	signature.PresetSlack:            webhookScheme(signature.PresetSlack),
+	signature.PresetShopify:          webhookScheme(signature.PresetShopify),
+}
 
 func schemeNames() []string {
 	names := make([]string, 0, len(schemes))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -232,7 +231,7 @@ func newProxy(cfg config.File, logger *slog.Logger) (*upstreamProxy, error) {
 			// The upstream was not reached or did not answer: nothing to
 			// store, so a retry with the same key runs again.
 			idempotency.Abandon(w)
-			writeUpstreamError(w)
+			replayguard.WriteProblem(w, fmt.Errorf("%w: %w", replayguard.ErrUpstreamUnavailable, err))
 		},
 	}}, nil
 }
@@ -300,15 +299,6 @@ func newServer(cfg config.File, h http.Handler, logger *slog.Logger) *http.Serve
 		MaxHeaderBytes:    sv.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-}
-
-func writeUpstreamError(w http.ResponseWriter) {
-	p := replayguard.Problem{Type: replayguard.ProblemType + "upstream_unavailable", Title: "Upstream unavailable",
-		Status: http.StatusBadGateway, Code: "upstream_unavailable", Detail: "the upstream did not answer"}
-	b, _ := json.Marshal(p)
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(p.Status)
-	_, _ = w.Write(b)
 }
 
 // adminHandler serves /healthz, /readyz and /metrics.
