@@ -24,7 +24,7 @@ type Guard struct {
 	window       timestamp.Window
 	nonces       nonce.Store
 	idemStore    idempotency.Store
-	idem         *idempotency.Handler
+	idem         *idempotency.Deduper
 	now          func() time.Time
 	logger       *slog.Logger
 	errorHandler func(http.ResponseWriter, *http.Request, error)
@@ -149,7 +149,7 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 			store = observedIdempotency{s: store, o: g.observer}
 			onEvent = g.observer.ObserveIdempotency
 		}
-		g.idem = idempotency.NewHandler(store, idempotency.Options{
+		g.idem = idempotency.NewDeduper(store, idempotency.Options{
 			OnEvent: onEvent,
 			Methods: id.Methods, Required: *id.Required, TTL: id.TTL.D(), Lease: id.Lease.D(),
 			MaxResponseBytes: id.MaxResponseBytes, StoreServerErrors: id.StoreServerErrors,
@@ -171,7 +171,7 @@ func (g *Guard) Config() Config { return g.cfg }
 func (g *Guard) Window() timestamp.Window { return g.window }
 
 // Idempotency returns the dedupe step, or nil when idempotency is disabled.
-func (g *Guard) Idempotency() *idempotency.Handler { return g.idem }
+func (g *Guard) Idempotency() *idempotency.Deduper { return g.idem }
 
 // FailOpenPasses counts requests let through because a store failed under
 // fail_mode open.

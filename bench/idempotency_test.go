@@ -24,7 +24,7 @@ func BenchmarkIdempotencyReplay(b *testing.B) {
 	respBody := bytes.Repeat([]byte("s"), 1<<10)
 
 	b.Run("replayguard", func(b *testing.B) {
-		h := idempotency.NewHandler(idempotency.NewMemory(), idempotency.Options{Required: true})
+		h := idempotency.NewDeduper(idempotency.NewMemory(), idempotency.Options{Required: true})
 		next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusCreated)

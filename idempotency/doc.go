@@ -9,6 +9,6 @@
 //	                                            \-> released (absent again)
 //
 // Store is the persistence interface (Memory here; Redis and PostgreSQL in
-// their own packages), all passing the suite in idempotencytest. Handler is
+// their own packages), all passing the suite in idempotencytest. Deduper is
 // the HTTP step; Do gives message consumers the same at-most-once execution.
 package idempotency

@@ -16,7 +16,7 @@ import (
 	"github.com/replayguard/replayguard/idempotency"
 )
 
-func serveOnce(t *testing.T, h *idempotency.Handler, ctx context.Context, next http.Handler) (*httptest.ResponseRecorder, error) {
+func serveOnce(t *testing.T, h *idempotency.Deduper, ctx context.Context, next http.Handler) (*httptest.ResponseRecorder, error) {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, "/v1/x", strings.NewReader("b")).WithContext(ctx)
 	r.Header.Set(idempotency.HeaderName, "k-1")
@@ -26,7 +26,7 @@ func serveOnce(t *testing.T, h *idempotency.Handler, ctx context.Context, next h
 }
 
 func TestHeadersOnlyResponseIsReplayedWithItsHeaders(t *testing.T) {
-	h := idempotency.NewHandler(idempotency.NewMemory(), idempotency.Options{Required: true})
+	h := idempotency.NewDeduper(idempotency.NewMemory(), idempotency.Options{Required: true})
 	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Location", "/v1/charges/ch_1")
 		w.Header().Set("X-Foo", "1")
@@ -42,7 +42,7 @@ func TestHeadersOnlyResponseIsReplayedWithItsHeaders(t *testing.T) {
 }
 
 func TestHijackedResponseIsReleased(t *testing.T) {
-	h := idempotency.NewHandler(idempotency.NewMemory(), idempotency.Options{Required: true})
+	h := idempotency.NewDeduper(idempotency.NewMemory(), idempotency.Options{Required: true})
 	var runs atomic.Int64
 	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		runs.Add(1)
@@ -78,7 +78,7 @@ func TestTinyLeaseDoesNotCrash(t *testing.T) {
 	res, err := r.Do(context.Background(), "k", func(context.Context) ([]byte, error) { return []byte("v"), nil })
 	require.NoError(t, err)
 	assert.Equal(t, "v", string(res.Value))
-	h := idempotency.NewHandler(idempotency.NewMemory(), idempotency.Options{Required: true, Lease: time.Nanosecond})
+	h := idempotency.NewDeduper(idempotency.NewMemory(), idempotency.Options{Required: true, Lease: time.Nanosecond})
 	_, err = serveOnce(t, h, context.Background(), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		time.Sleep(5 * time.Millisecond)
 	}))
@@ -86,7 +86,7 @@ func TestTinyLeaseDoesNotCrash(t *testing.T) {
 }
 
 func TestCanceledClientIsNotAStoreFailure(t *testing.T) {
-	h := idempotency.NewHandler(idempotency.NewMemory(), idempotency.Options{Required: true, FailOpen: true})
+	h := idempotency.NewDeduper(idempotency.NewMemory(), idempotency.Options{Required: true, FailOpen: true})
 	var runs atomic.Int64
 	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { runs.Add(1) })
 	_, err := serveOnce(t, h, context.Background(), next)
@@ -103,7 +103,7 @@ func TestCanceledClientIsNotAStoreFailure(t *testing.T) {
 type noFlush struct{ http.ResponseWriter }
 
 func TestFlushReportsNotSupported(t *testing.T) {
-	h := idempotency.NewHandler(idempotency.NewMemory(), idempotency.Options{Required: true})
+	h := idempotency.NewDeduper(idempotency.NewMemory(), idempotency.Options{Required: true})
 	var flushErr error
 	r := httptest.NewRequest(http.MethodPost, "/v1/x", strings.NewReader("b"))
 	r.Header.Set(idempotency.HeaderName, "k-flush")

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// Defaults of Handler.
+// Defaults of Deduper.
 const (
 	DefaultTTL              = 24 * time.Hour
 	DefaultLease            = 30 * time.Second
@@ -33,7 +33,7 @@ func DerivedKey(fp Fingerprint) string {
 	return derivedPrefix + hex.EncodeToString(fp[:])
 }
 
-// Options configures a Handler. Zero fields take their defaults.
+// Options configures a Deduper. Zero fields take their defaults.
 type Options struct {
 	// Methods covered. Default POST and PATCH.
 	Methods []string
@@ -79,21 +79,21 @@ type Options struct {
 	OnEvent func(event string)
 }
 
-// Handler is the HTTP dedupe step. It is safe for concurrent use.
-type Handler struct {
+// Deduper is the HTTP dedupe step. It is safe for concurrent use.
+type Deduper struct {
 	store   Store
 	opts    Options
 	methods map[string]bool
 	stats   Stats
 }
 
-// Stats counts what Handler did.
+// Stats counts what Deduper did.
 type Stats struct {
 	Executed, Replayed, InProgress, Reused, Released, StoreErrors, FailOpenPasses atomic.Uint64
 }
 
-// NewHandler returns the dedupe step over store.
-func NewHandler(store Store, opts Options) *Handler {
+// NewDeduper returns the dedupe step over store.
+func NewDeduper(store Store, opts Options) *Deduper {
 	if opts.TTL <= 0 {
 		opts.TTL = DefaultTTL
 	}
@@ -112,14 +112,14 @@ func NewHandler(store Store, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &Handler{store: store, opts: opts, methods: map[string]bool{}}
+	h := &Deduper{store: store, opts: opts, methods: map[string]bool{}}
 	for _, m := range opts.Methods {
 		h.methods[strings.ToUpper(m)] = true
 	}
 	return h
 }
 
-func (h *Handler) event(c *atomic.Uint64, name string) {
+func (h *Deduper) event(c *atomic.Uint64, name string) {
 	c.Add(1)
 	if h.opts.OnEvent != nil {
 		h.opts.OnEvent(name)
@@ -127,13 +127,13 @@ func (h *Handler) event(c *atomic.Uint64, name string) {
 }
 
 // Stats returns the handler's counters.
-func (h *Handler) Stats() *Stats { return &h.stats }
+func (h *Deduper) Stats() *Stats { return &h.stats }
 
 // Covers reports whether method is deduplicated.
 // Methods compare in any letter case: a client that sends "post" where
 // POST is covered is covered too, since methods are signed as sent and an
 // upstream may treat the spellings alike.
-func (h *Handler) Covers(method string) bool { return h.methods[upperASCII(method)] }
+func (h *Deduper) Covers(method string) bool { return h.methods[upperASCII(method)] }
 
 // upperASCII upper-cases the ASCII letters of s, allocating only when s
 // has a lower-case letter.
@@ -171,7 +171,7 @@ type Request struct {
 // (key missing or malformed, reuse, in progress, store unavailable) are
 // returned unwritten for the caller to render; nil means a response was
 // written.
-func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, req Request, next http.Handler) error {
+func (h *Deduper) Serve(w http.ResponseWriter, r *http.Request, req Request, next http.Handler) error {
 	if !h.Covers(r.Method) {
 		next.ServeHTTP(w, r)
 		return nil
@@ -223,14 +223,14 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 }
 
 // claim claims key for owner when the store keeps shares.
-func (h *Handler) claim(ctx context.Context, owner, key string, fp Fingerprint) (Claim, error) {
+func (h *Deduper) claim(ctx context.Context, owner, key string, fp Fingerprint) (Claim, error) {
 	if oc, ok := h.store.(OwnerClaimer); ok && owner != "" {
 		return oc.ClaimFor(ctx, owner, key, fp, h.opts.Lease)
 	}
 	return h.store.Claim(ctx, key, fp, h.opts.Lease)
 }
 
-func (h *Handler) answerExisting(w http.ResponseWriter, rec *Record, fp Fingerprint) error {
+func (h *Deduper) answerExisting(w http.ResponseWriter, rec *Record, fp Fingerprint) error {
 	if rec == nil {
 		return fmt.Errorf("%w: claim returned no record", ErrUnavailable)
 	}
@@ -263,7 +263,7 @@ func WriteResponse(w http.ResponseWriter, resp *Response) {
 }
 
 // execute runs next while holding the lease, then stores or releases.
-func (h *Handler) execute(w http.ResponseWriter, r *http.Request, key, token string, ttl time.Duration, next http.Handler) {
+func (h *Deduper) execute(w http.ResponseWriter, r *http.Request, key, token string, ttl time.Duration, next http.Handler) {
 	h.event(&h.stats.Executed, "executed")
 	rec := &recorder{w: w, max: h.opts.MaxResponseBytes, unknownLengthStreams: h.opts.StreamUnknownLength}
 	storeCtx := context.WithoutCancel(r.Context())
@@ -308,7 +308,7 @@ func (h *Handler) execute(w http.ResponseWriter, r *http.Request, key, token str
 }
 
 // releaseReason says why a response must not be stored, or "".
-func (h *Handler) releaseReason(rec *recorder, status int) string {
+func (h *Deduper) releaseReason(rec *recorder, status int) string {
 	switch {
 	case rec.abandoned.Load():
 		return "transport error or hijacked connection"
@@ -324,7 +324,7 @@ func (h *Handler) releaseReason(rec *recorder, status int) string {
 	return ""
 }
 
-func (h *Handler) logStoreErr(ctx context.Context, op string, err error) {
+func (h *Deduper) logStoreErr(ctx context.Context, op string, err error) {
 	h.event(&h.stats.StoreErrors, "store_error")
 	level := slog.LevelError
 	if errors.Is(err, ErrLeaseLost) {
@@ -335,7 +335,7 @@ func (h *Handler) logStoreErr(ctx context.Context, op string, err error) {
 }
 
 // renewWhileRunning renews the lease every third of it until stop is called.
-func (h *Handler) renewWhileRunning(ctx context.Context, key, token string) (stop func()) {
+func (h *Deduper) renewWhileRunning(ctx context.Context, key, token string) (stop func()) {
 	return renewLoop(ctx, h.store, key, token, h.opts.Lease, func(err error) { h.logStoreErr(ctx, "lease renewal", err) })
 }
 

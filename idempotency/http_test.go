@@ -64,7 +64,7 @@ func (c call) with(f func(*call)) call {
 	return c
 }
 
-func (c call) do(h *idempotency.Handler, next http.Handler) (*httptest.ResponseRecorder, error) {
+func (c call) do(h *idempotency.Deduper, next http.Handler) (*httptest.ResponseRecorder, error) {
 	method := c.method
 	if method == "" {
 		method = http.MethodPost
@@ -93,11 +93,11 @@ var charge = call{key: "key-1", body: `{"amount":100}`}
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func newHandler(store idempotency.Store, opts idempotency.Options) *idempotency.Handler {
+func newHandler(store idempotency.Store, opts idempotency.Options) *idempotency.Deduper {
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
-	return idempotency.NewHandler(store, opts)
+	return idempotency.NewDeduper(store, opts)
 }
 
 func replayed(w *httptest.ResponseRecorder) bool {
@@ -115,7 +115,7 @@ func storedRecord(t *testing.T, s *idempotency.Memory, principal, key string) *i
 
 type counts struct{ Executed, Replayed, InProgress, Reused, Released, StoreErrors, FailOpenPasses uint64 }
 
-func statsOf(h *idempotency.Handler) counts {
+func statsOf(h *idempotency.Deduper) counts {
 	s := h.Stats()
 	return counts{s.Executed.Load(), s.Replayed.Load(), s.InProgress.Load(), s.Reused.Load(), s.Released.Load(), s.StoreErrors.Load(), s.FailOpenPasses.Load()}
 }

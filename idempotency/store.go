@@ -142,7 +142,7 @@ type Store interface {
 // that verified the request, never a name the signer chooses; the record
 // claimed is charged to it until it expires or is released. ClaimFor is
 // Claim, except that it fails with a *QuotaError when owner's share is used
-// up (a key with a live record still gets that record). The Handler calls
+// up (a key with a live record still gets that record). The Deduper calls
 // it when the store implements it and Request.KeyID is set; Claim charges
 // nobody.
 type OwnerClaimer interface {
