@@ -20,10 +20,10 @@ const (
 	DefaultScheme            = "hmac"
 	DefaultNonceCapacity     = 1_000_000
 	DefaultFalsePositiveRate = 1e-9
-	DefaultIdempotencyTTL    = 24 * time.Hour
-	DefaultLease             = 30 * time.Second
-	DefaultMaxResponseBytes  = 1 << 20
-	DefaultDeriveWindow      = 5 * time.Minute
+	DefaultIdempotencyTTL    = idempotency.DefaultTTL
+	DefaultLease             = idempotency.DefaultLease
+	DefaultMaxResponseBytes  = idempotency.DefaultMaxResponseBytes
+	DefaultDeriveWindow      = idempotency.DefaultDeriveWindow
 	DefaultRedisTimeout      = 200 * time.Millisecond
 	DefaultRedisKeyPrefix    = "rg"
 	DefaultMaxSubFilters     = 4
@@ -46,7 +46,7 @@ const (
 
 // Config is the one configuration model of every shape: the YAML file of
 // the binary, the Caddy module's JSON and the Traefik plugin's options all
-// decode into it. Field names are a contract (see SPEC §6).
+// decode into it. Field names are a contract (docs/configuration.md).
 type Config struct {
 	// MaxBodyBytes bounds the request body. Default 1 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes,omitempty"`
@@ -235,10 +235,10 @@ func (c Config) WithDefaults() Config {
 		c.Scheme = DefaultScheme
 	}
 	if c.Timestamp.Tolerance == 0 {
-		c.Timestamp.Tolerance = Duration(5 * time.Minute)
+		c.Timestamp.Tolerance = Duration(timestamp.DefaultTolerance)
 	}
 	if c.Timestamp.FutureSkew == 0 {
-		c.Timestamp.FutureSkew = Duration(5 * time.Minute)
+		c.Timestamp.FutureSkew = Duration(timestamp.DefaultFutureSkew)
 	}
 	if c.Nonce.Store == "" {
 		c.Nonce.Store = StoreMemory

@@ -190,7 +190,7 @@ func TestJWTSchemeFromConfig(t *testing.T) {
 }
 
 // TestJWTProblemCodes checks every documented jwt rejection, through the
-// Guard, by its problem code (SPEC §2, §3.2).
+// Guard, by its problem code (docs/configuration.md, the error table).
 func TestJWTProblemCodes(t *testing.T) {
 	f := newJWTFixture(t, "")
 	g := newJWTGuard(t, f.cfg)

@@ -17,7 +17,7 @@ func env(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
-// specExample is the configuration of SPEC §6 with its field names and nesting.
+// specExample is the documented configuration, with its field names and nesting.
 const specExample = `
 listen: 127.0.0.1:8080
 upstream: http://127.0.0.1:9000
