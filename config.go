@@ -240,25 +240,43 @@ func (c Config) WithDefaults() Config {
 	if c.Timestamp.FutureSkew == 0 {
 		c.Timestamp.FutureSkew = Duration(timestamp.DefaultFutureSkew)
 	}
-	if c.Nonce.Store == "" {
-		c.Nonce.Store = StoreMemory
+	c.Nonce = c.Nonce.withDefaults()
+	c.Idempotency = c.Idempotency.withDefaults()
+	if c.Redis.Timeout == 0 {
+		c.Redis.Timeout = Duration(DefaultRedisTimeout)
 	}
-	if c.Nonce.Mode == "" {
-		c.Nonce.Mode = ModeExact
+	if c.Redis.KeyPrefix == "" {
+		c.Redis.KeyPrefix = DefaultRedisKeyPrefix
 	}
-	if c.Nonce.Capacity == 0 {
-		c.Nonce.Capacity = DefaultNonceCapacity
+	if c.FailMode == "" {
+		c.FailMode = FailClosed
 	}
-	if c.Nonce.FalsePositiveRate == 0 {
-		c.Nonce.FalsePositiveRate = DefaultFalsePositiveRate
+	return c
+}
+
+func (n NonceConfig) withDefaults() NonceConfig {
+	if n.Store == "" {
+		n.Store = StoreMemory
 	}
-	if c.Nonce.MaxSubFilters == 0 {
-		c.Nonce.MaxSubFilters = DefaultMaxSubFilters
+	if n.Mode == "" {
+		n.Mode = ModeExact
 	}
-	if c.Nonce.MaxEntries == 0 {
-		c.Nonce.MaxEntries = DefaultNonceMaxEntries
+	if n.Capacity == 0 {
+		n.Capacity = DefaultNonceCapacity
 	}
-	id := &c.Idempotency
+	if n.FalsePositiveRate == 0 {
+		n.FalsePositiveRate = DefaultFalsePositiveRate
+	}
+	if n.MaxSubFilters == 0 {
+		n.MaxSubFilters = DefaultMaxSubFilters
+	}
+	if n.MaxEntries == 0 {
+		n.MaxEntries = DefaultNonceMaxEntries
+	}
+	return n
+}
+
+func (id IdempotencyConfig) withDefaults() IdempotencyConfig {
 	if id.Enabled == nil {
 		id.Enabled = boolPtr(true)
 	}
@@ -289,16 +307,7 @@ func (c Config) WithDefaults() Config {
 	if id.MemoryMaxBytes == 0 {
 		id.MemoryMaxBytes = DefaultMemoryMaxBytes
 	}
-	if c.Redis.Timeout == 0 {
-		c.Redis.Timeout = Duration(DefaultRedisTimeout)
-	}
-	if c.Redis.KeyPrefix == "" {
-		c.Redis.KeyPrefix = DefaultRedisKeyPrefix
-	}
-	if c.FailMode == "" {
-		c.FailMode = FailClosed
-	}
-	return c
+	return id
 }
 
 func boolPtr(b bool) *bool { return &b }
@@ -325,75 +334,118 @@ func wrapField(field string, err error) error {
 // problem found, each naming its field.
 func (c Config) Validate() error {
 	var errs []error
-	add := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
 	if c.MaxBodyBytes < 0 {
-		add(fieldErr("max_body_bytes", "must be positive"))
+		errs = append(errs, fieldErr("max_body_bytes", "must be positive"))
 	}
 	if v, ok := schemes[c.Scheme]; ok {
 		errs = append(errs, v.validate(c)...)
 	} else {
-		add(fieldErr("scheme", "unknown scheme %q (supported: %s)", c.Scheme, strings.Join(schemeNames(), ", ")))
+		errs = append(errs, fieldErr("scheme", "unknown scheme %q (supported: %s)", c.Scheme, strings.Join(schemeNames(), ", ")))
 	}
+	errs = append(errs, c.validateKeys()...)
+	errs = append(errs, c.Timestamp.validate()...)
+	errs = append(errs, c.Nonce.validate()...)
+	errs = append(errs, c.Idempotency.validate()...)
+	if c.Redis.Timeout < 0 {
+		errs = append(errs, fieldErr("redis.timeout", "must be positive"))
+	}
+	usesRedis := c.Nonce.Store == StoreRedis || c.Idempotency.Store == StoreRedis
+	if usesRedis && len(c.Redis.Addrs) == 0 {
+		errs = append(errs, fieldErr("redis.addrs", "required when a store is \"redis\""))
+	}
+	if err := oneOf("fail_mode", c.FailMode, FailClosed, FailOpen); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// validateKeys checks the key entries: ids present and unique, secrets
+// decodable and, for the schemes that set no minimum of their own, long
+// enough.
+func (c Config) validateKeys() []error {
+	var errs []error
 	if len(c.Keys) == 0 && (c.Scheme != "jwt" || c.JWT.JWKSURL == "") {
-		add(fieldErr("keys", "at least one key is required (or jwt.jwks_url with scheme jwt)"))
+		errs = append(errs, fieldErr("keys", "at least one key is required (or jwt.jwks_url with scheme jwt)"))
 	}
 	seen := map[string]bool{}
 	for i, k := range c.Keys {
 		f := fmt.Sprintf("keys[%d]", i)
 		if k.ID == "" {
-			add(fieldErr(f+".id", "required"))
+			errs = append(errs, fieldErr(f+".id", "required"))
 		} else if seen[k.ID] {
-			add(fieldErr(f+".id", "duplicate id %q", k.ID))
+			errs = append(errs, fieldErr(f+".id", "duplicate id %q", k.ID))
 		}
 		seen[k.ID] = true
 		for j, s := range k.Secrets {
 			b, err := signature.ParseSecret(s)
 			if err != nil {
-				add(wrapField(fmt.Sprintf("%s.secrets[%d]", f, j), err))
+				errs = append(errs, wrapField(fmt.Sprintf("%s.secrets[%d]", f, j), err))
 			} else if ownSecretMinimum(c.Scheme) {
-				add(checkSecretLength(c.Scheme, fmt.Sprintf("%s.secrets[%d]", f, j), b))
+				if err := checkSecretLength(c.Scheme, fmt.Sprintf("%s.secrets[%d]", f, j), b); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 	}
-	if c.Timestamp.Tolerance < 0 {
-		add(fieldErr("timestamp.tolerance", "must be positive"))
+	return errs
+}
+
+func (t TimestampConfig) validate() []error {
+	var errs []error
+	if t.Tolerance < 0 {
+		errs = append(errs, fieldErr("timestamp.tolerance", "must be positive"))
 	}
-	if c.Timestamp.FutureSkew < 0 {
-		add(fieldErr("timestamp.future_skew", "must be positive"))
+	if t.FutureSkew < 0 {
+		errs = append(errs, fieldErr("timestamp.future_skew", "must be positive"))
 	}
-	if w := (timestamp.Window{Tolerance: c.Timestamp.Tolerance.D(), FutureSkew: c.Timestamp.FutureSkew.D()}); w.Tolerance >= 0 && w.FutureSkew >= 0 {
+	if w := (timestamp.Window{Tolerance: t.Tolerance.D(), FutureSkew: t.FutureSkew.D()}); w.Tolerance >= 0 && w.FutureSkew >= 0 {
 		if err := w.Validate(); err != nil {
 			field := "timestamp.future_skew"
 			if w.Tolerance > timestamp.MaxSpan {
 				field = "timestamp.tolerance"
 			}
-			add(&FieldError{Field: field, Err: err})
+			errs = append(errs, &FieldError{Field: field, Err: err})
 		}
 	}
-	add(oneOf("nonce.store", c.Nonce.Store, StoreMemory, StoreRedis))
-	add(oneOf("nonce.mode", c.Nonce.Mode, ModeExact, ModeBloom))
-	if c.Nonce.Capacity < 0 {
+	return errs
+}
+
+func (n NonceConfig) validate() []error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(oneOf("nonce.store", n.Store, StoreMemory, StoreRedis))
+	add(oneOf("nonce.mode", n.Mode, ModeExact, ModeBloom))
+	if n.Capacity < 0 {
 		add(fieldErr("nonce.capacity", "must be positive"))
 	}
-	if c.Nonce.FalsePositiveRate <= 0 || c.Nonce.FalsePositiveRate >= 1 {
-		add(fieldErr("nonce.false_positive_rate", "must lie strictly between 0 and 1, got %g", c.Nonce.FalsePositiveRate))
+	if n.FalsePositiveRate <= 0 || n.FalsePositiveRate >= 1 {
+		add(fieldErr("nonce.false_positive_rate", "must lie strictly between 0 and 1, got %g", n.FalsePositiveRate))
 	}
-	if c.Nonce.MaxEntries < -1 {
+	if n.MaxEntries < -1 {
 		add(fieldErr("nonce.max_entries", "must be positive, or -1 for no cap"))
 	}
-	if c.Nonce.MaxSubFilters < 1 || c.Nonce.MaxSubFilters > 24 {
-		add(fieldErr("nonce.max_subfilters", "must lie between 1 and 24, got %d", c.Nonce.MaxSubFilters))
+	if n.MaxSubFilters < 1 || n.MaxSubFilters > 24 {
+		add(fieldErr("nonce.max_subfilters", "must lie between 1 and 24, got %d", n.MaxSubFilters))
 	}
-	add(validShare("nonce.key_share", c.Nonce.KeyShare))
-	add(validShare("idempotency.key_share", c.Idempotency.KeyShare))
-	if c.Idempotency.MemoryMaxBytes < 0 {
+	add(validShare("nonce.key_share", n.KeyShare))
+	return errs
+}
+
+func (id IdempotencyConfig) validate() []error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(validShare("idempotency.key_share", id.KeyShare))
+	if id.MemoryMaxBytes < 0 {
 		add(fieldErr("idempotency.memory_max_bytes", "must be positive"))
 	}
-	id := c.Idempotency
 	add(oneOf("idempotency.store", id.Store, StoreMemory, StoreRedis, StorePostgres))
 	add(oneOf("idempotency.derive_key", id.DeriveKey, "off", "fingerprint"))
 	for i, m := range id.Methods {
@@ -401,11 +453,10 @@ func (c Config) Validate() error {
 			add(fieldErr(fmt.Sprintf("idempotency.methods[%d]", i), "want an upper-case method name, got %q", m))
 		}
 	}
-	durations := []struct {
+	for _, d := range []struct {
 		field string
 		d     Duration
-	}{{"idempotency.ttl", id.TTL}, {"idempotency.lease", id.Lease}, {"idempotency.derive_window", id.DeriveWindow}, {"redis.timeout", c.Redis.Timeout}}
-	for _, d := range durations {
+	}{{"idempotency.ttl", id.TTL}, {"idempotency.lease", id.Lease}, {"idempotency.derive_window", id.DeriveWindow}} {
 		if d.d < 0 {
 			add(fieldErr(d.field, "must be positive"))
 		}
@@ -413,12 +464,7 @@ func (c Config) Validate() error {
 	if id.MaxResponseBytes < 0 {
 		add(fieldErr("idempotency.max_response_bytes", "must be positive"))
 	}
-	usesRedis := c.Nonce.Store == StoreRedis || id.Store == StoreRedis
-	if usesRedis && len(c.Redis.Addrs) == 0 {
-		add(fieldErr("redis.addrs", "required when a store is \"redis\""))
-	}
-	add(oneOf("fail_mode", c.FailMode, FailClosed, FailOpen))
-	return errors.Join(errs...)
+	return errs
 }
 
 func validShare(field string, share float64) error {
