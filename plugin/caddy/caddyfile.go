@@ -134,21 +134,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"signature_header": func() (err error) { c.HMAC.SignatureHeader, err = stringArg(d); return },
 			})
 		case "jwt":
-			j := &c.JWT
-			err = block(d, "jwt", map[string]func() error{
-				"header":   func() (err error) { j.Header, err = stringArg(d); return },
-				"prefix":   func() (err error) { j.Prefix, err = stringArg(d); return },
-				"jwks_url": func() (err error) { j.JWKSURL, err = stringArg(d); return },
-				"jwks_id":  func() (err error) { j.JWKSID, err = stringArg(d); return },
-				"issuer":   func() (err error) { j.Issuer, err = stringArg(d); return },
-				"audience": func() (err error) { j.Audience, err = stringArg(d); return },
-				"leeway":   func() (err error) { j.Leeway, err = durationArg(d); return },
-				"bind": func() (err error) {
-					j.Bind, err = listArg(d, "htm", "htu", "bsh")
-					return
-				},
-				"dpop": func() (err error) { j.DPoP, err = boolArg(d); return },
-			})
+			err = parseJWT(d, &c.JWT)
 		case "rfc9421":
 			err = block(d, "rfc9421", map[string]func() error{
 				"required_components": func() (err error) { c.RFC9421.RequiredComponents, err = listArg(d); return },
@@ -160,31 +146,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"future_skew": func() (err error) { t.FutureSkew, err = durationArg(d); return },
 			})
 		case "nonce":
-			n := &c.Nonce
-			err = block(d, "nonce", map[string]func() error{
-				"store":               func() (err error) { n.Store, err = enumArg(d, replayguard.StoreMemory, replayguard.StoreRedis); return },
-				"mode":                func() (err error) { n.Mode, err = enumArg(d, replayguard.ModeExact, replayguard.ModeBloom); return },
-				"capacity":            func() (err error) { n.Capacity, err = intArg(d); return },
-				"false_positive_rate": func() (err error) { n.FalsePositiveRate, err = rateArg(d); return },
-				"local_shield":        func() (err error) { n.LocalShield, err = boolArg(d); return },
-				"max_entries":         func() (err error) { n.MaxEntries, err = intArg(d); return },
-				"max_subfilters":      func() (err error) { n.MaxSubFilters, err = intArg(d); return },
-				"key_share":           func() (err error) { n.KeyShare, err = shareArg(d); return },
-			})
+			err = parseNonce(d, &c.Nonce)
 		case "idempotency":
 			err = parseIdempotency(d, &c.Idempotency)
 		case "redis":
-			rc := &c.Redis
-			err = block(d, "redis", map[string]func() error{
-				"addrs":       func() (err error) { rc.Addrs, err = listArg(d); return },
-				"master_name": func() (err error) { rc.MasterName, err = stringArg(d); return },
-				"username":    func() (err error) { rc.Username, err = stringArg(d); return },
-				"password":    func() (err error) { rc.Password, err = stringArg(d); return },
-				"db":          func() (err error) { rc.DB, err = intArg(d); return },
-				"tls":         func() (err error) { rc.TLS, err = boolArg(d); return },
-				"timeout":     func() (err error) { rc.Timeout, err = durationArg(d); return },
-				"key_prefix":  func() (err error) { rc.KeyPrefix, err = stringArg(d); return },
-			})
+			err = parseRedis(d, &c.Redis)
 		case "postgres":
 			p := &h.Postgres
 			err = block(d, "postgres", map[string]func() error{
@@ -201,6 +167,52 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// parseJWT reads the jwt block.
+func parseJWT(d *caddyfile.Dispenser, j *replayguard.JWTConfig) error {
+	return block(d, "jwt", map[string]func() error{
+		"header":   func() (err error) { j.Header, err = stringArg(d); return },
+		"prefix":   func() (err error) { j.Prefix, err = stringArg(d); return },
+		"jwks_url": func() (err error) { j.JWKSURL, err = stringArg(d); return },
+		"jwks_id":  func() (err error) { j.JWKSID, err = stringArg(d); return },
+		"issuer":   func() (err error) { j.Issuer, err = stringArg(d); return },
+		"audience": func() (err error) { j.Audience, err = stringArg(d); return },
+		"leeway":   func() (err error) { j.Leeway, err = durationArg(d); return },
+		"bind": func() (err error) {
+			j.Bind, err = listArg(d, "htm", "htu", "bsh")
+			return
+		},
+		"dpop": func() (err error) { j.DPoP, err = boolArg(d); return },
+	})
+}
+
+// parseNonce reads the nonce block.
+func parseNonce(d *caddyfile.Dispenser, n *replayguard.NonceConfig) error {
+	return block(d, "nonce", map[string]func() error{
+		"store":               func() (err error) { n.Store, err = enumArg(d, replayguard.StoreMemory, replayguard.StoreRedis); return },
+		"mode":                func() (err error) { n.Mode, err = enumArg(d, replayguard.ModeExact, replayguard.ModeBloom); return },
+		"capacity":            func() (err error) { n.Capacity, err = intArg(d); return },
+		"false_positive_rate": func() (err error) { n.FalsePositiveRate, err = rateArg(d); return },
+		"local_shield":        func() (err error) { n.LocalShield, err = boolArg(d); return },
+		"max_entries":         func() (err error) { n.MaxEntries, err = intArg(d); return },
+		"max_subfilters":      func() (err error) { n.MaxSubFilters, err = intArg(d); return },
+		"key_share":           func() (err error) { n.KeyShare, err = shareArg(d); return },
+	})
+}
+
+// parseRedis reads the redis block.
+func parseRedis(d *caddyfile.Dispenser, rc *replayguard.RedisConfig) error {
+	return block(d, "redis", map[string]func() error{
+		"addrs":       func() (err error) { rc.Addrs, err = listArg(d); return },
+		"master_name": func() (err error) { rc.MasterName, err = stringArg(d); return },
+		"username":    func() (err error) { rc.Username, err = stringArg(d); return },
+		"password":    func() (err error) { rc.Password, err = stringArg(d); return },
+		"db":          func() (err error) { rc.DB, err = intArg(d); return },
+		"tls":         func() (err error) { rc.TLS, err = boolArg(d); return },
+		"timeout":     func() (err error) { rc.Timeout, err = durationArg(d); return },
+		"key_prefix":  func() (err error) { rc.KeyPrefix, err = stringArg(d); return },
+	})
 }
 
 func parseIdempotency(d *caddyfile.Dispenser, id *replayguard.IdempotencyConfig) error {
