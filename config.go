@@ -508,12 +508,8 @@ func (c Config) NonceMemoryOptions() []nonce.MemoryOption {
 		limit = DefaultNonceMaxEntries
 	}
 	opts := []nonce.MemoryOption{nonce.WithMaxEntries(limit)}
-	if share := c.KeyShare(c.Nonce.KeyShare); share < 1 {
-		n := int(share * float64(limit))
-		if n < 1 {
-			n = 1
-		}
-		opts = append(opts, nonce.WithKeyShare(n))
+	if n, ok := c.shareOf(c.Nonce.KeyShare, int64(limit)); ok {
+		opts = append(opts, nonce.WithKeyShare(int(n)))
 	}
 	return opts
 }
@@ -526,14 +522,24 @@ func (c Config) IdempotencyMemoryOptions() []idempotency.MemoryOption {
 		limit = DefaultMemoryMaxBytes
 	}
 	opts := []idempotency.MemoryOption{idempotency.WithMemoryMaxBytes(limit)}
-	if share := c.KeyShare(c.Idempotency.KeyShare); share < 1 {
-		n := int64(share * float64(limit))
-		if n < 1 {
-			n = 1
-		}
+	if n, ok := c.shareOf(c.Idempotency.KeyShare, limit); ok {
 		opts = append(opts, idempotency.WithMemoryKeyShare(n))
 	}
 	return opts
+}
+
+// shareOf returns one key entry's part of limit under the configured
+// share (see KeyShare), at least 1; false when one key may hold it all.
+func (c Config) shareOf(share float64, limit int64) (int64, bool) {
+	share = c.KeyShare(share)
+	if share >= 1 {
+		return 0, false
+	}
+	n := int64(share * float64(limit))
+	if n < 1 {
+		n = 1
+	}
+	return n, true
 }
 
 func oneOf(field, v string, allowed ...string) error {
