@@ -20,126 +20,149 @@ import (
 	"github.com/replayguard/replayguard/nonce"
 )
 
+// suite holds what every subtest of Run shares.
+type suite struct {
+	newStore func(t *testing.T) nonce.Store
+	ctx      context.Context
+}
+
+// entry is a replay key of client-a that lives ttl from now.
+func (*suite) entry(key string, ttl time.Duration) nonce.Entry {
+	now := time.Now()
+	return nonce.Entry{Scope: "client-a", Key: key, Timestamp: now, Expires: now.Add(ttl)}
+}
+
 // Run runs the conformance suite. newStore returns a fresh, empty store for
 // each subtest; the store reads the real clock.
 func Run(t *testing.T, newStore func(t *testing.T) nonce.Store) {
 	t.Helper()
-	ctx := context.Background()
-
-	entry := func(key string, ttl time.Duration) nonce.Entry {
-		now := time.Now()
-		return nonce.Entry{Scope: "client-a", Key: key, Timestamp: now, Expires: now.Add(ttl)}
+	su := &suite{newStore: newStore, ctx: context.Background()}
+	for _, c := range []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"FirstAddSucceedsSecondIsReplay", su.firstAddSucceedsSecondIsReplay},
+		{"ScopesAreIndependent", su.scopesAreIndependent},
+		{"ScopeAndKeyDoNotCollide", su.scopeAndKeyDoNotCollide},
+		{"DistinctKeysAreFresh", su.distinctKeysAreFresh},
+		{"ConcurrentAddsOfOneKeyHaveOneWinner", su.concurrentAddsOfOneKeyHaveOneWinner},
+		{"ConcurrentDistinctKeys", su.concurrentDistinctKeys},
+		{"ExpiryIsHonoured", su.expiryIsHonoured},
+		{"ExpiryPastYear2262IsKept", su.expiryPastYear2262IsKept},
+		{"CanceledContext", su.canceledContext},
+	} {
+		t.Run(c.name, c.run)
 	}
+}
 
-	t.Run("FirstAddSucceedsSecondIsReplay", func(t *testing.T) {
-		s := newStore(t)
-		e := entry(uuid.NewString(), time.Minute)
-		require.NoError(t, s.Add(ctx, e))
-		err := s.Add(ctx, e)
-		require.ErrorIs(t, err, nonce.ErrReplayed)
-		require.ErrorIs(t, s.Add(ctx, e), nonce.ErrReplayed, "stays replayed")
-	})
+func (su *suite) firstAddSucceedsSecondIsReplay(t *testing.T) {
+	s := su.newStore(t)
+	e := su.entry(uuid.NewString(), time.Minute)
+	require.NoError(t, s.Add(su.ctx, e))
+	err := s.Add(su.ctx, e)
+	require.ErrorIs(t, err, nonce.ErrReplayed)
+	require.ErrorIs(t, s.Add(su.ctx, e), nonce.ErrReplayed, "stays replayed")
+}
 
-	t.Run("ScopesAreIndependent", func(t *testing.T) {
-		s := newStore(t)
-		e := entry(uuid.NewString(), time.Minute)
-		require.NoError(t, s.Add(ctx, e))
-		other := e
-		other.Scope = "client-b"
-		require.NoError(t, s.Add(ctx, other), "same nonce under another key id is fresh")
-		require.ErrorIs(t, s.Add(ctx, other), nonce.ErrReplayed)
-	})
+func (su *suite) scopesAreIndependent(t *testing.T) {
+	s := su.newStore(t)
+	e := su.entry(uuid.NewString(), time.Minute)
+	require.NoError(t, s.Add(su.ctx, e))
+	other := e
+	other.Scope = "client-b"
+	require.NoError(t, s.Add(su.ctx, other), "same nonce under another key id is fresh")
+	require.ErrorIs(t, s.Add(su.ctx, other), nonce.ErrReplayed)
+}
 
-	t.Run("ScopeAndKeyDoNotCollide", func(t *testing.T) {
-		s := newStore(t)
-		a := entry("ab", time.Minute)
-		a.Scope = "x"
-		b := entry("b", time.Minute)
-		b.Scope = "xa"
-		require.NoError(t, s.Add(ctx, a))
-		require.NoError(t, s.Add(ctx, b), "scope/key boundary must be unambiguous")
-	})
+func (su *suite) scopeAndKeyDoNotCollide(t *testing.T) {
+	s := su.newStore(t)
+	a := su.entry("ab", time.Minute)
+	a.Scope = "x"
+	b := su.entry("b", time.Minute)
+	b.Scope = "xa"
+	require.NoError(t, s.Add(su.ctx, a))
+	require.NoError(t, s.Add(su.ctx, b), "scope/key boundary must be unambiguous")
+}
 
-	t.Run("DistinctKeysAreFresh", func(t *testing.T) {
-		s := newStore(t)
-		for i := 0; i < 1000; i++ {
-			require.NoError(t, s.Add(ctx, entry(fmt.Sprintf("nonce-%06d-%s", i, uuid.NewString()), time.Minute)))
-		}
-	})
+func (su *suite) distinctKeysAreFresh(t *testing.T) {
+	s := su.newStore(t)
+	for i := 0; i < 1000; i++ {
+		require.NoError(t, s.Add(su.ctx, su.entry(fmt.Sprintf("nonce-%06d-%s", i, uuid.NewString()), time.Minute)))
+	}
+}
 
-	t.Run("ConcurrentAddsOfOneKeyHaveOneWinner", func(t *testing.T) {
-		s := newStore(t)
-		e := entry(uuid.NewString(), time.Minute)
-		const n = 64
-		var ok, replayed atomic.Int64
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				err := s.Add(ctx, e)
-				switch {
-				case err == nil:
-					ok.Add(1)
-				case assert.ErrorIs(t, err, nonce.ErrReplayed):
-					replayed.Add(1)
+func (su *suite) concurrentAddsOfOneKeyHaveOneWinner(t *testing.T) {
+	s := su.newStore(t)
+	e := su.entry(uuid.NewString(), time.Minute)
+	const n = 64
+	var ok, replayed atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			err := s.Add(su.ctx, e)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case assert.ErrorIs(t, err, nonce.ErrReplayed):
+				replayed.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	require.Equal(t, int64(1), ok.Load(), "exactly one concurrent Add wins")
+	require.Equal(t, int64(n-1), replayed.Load())
+}
+
+func (su *suite) concurrentDistinctKeys(t *testing.T) {
+	s := su.newStore(t)
+	const workers, per = 8, 200
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				if err := s.Add(su.ctx, su.entry(uuid.NewString(), time.Minute)); err != nil {
+					failures.Add(1)
 				}
-			}()
-		}
-		close(start)
-		wg.Wait()
-		require.Equal(t, int64(1), ok.Load(), "exactly one concurrent Add wins")
-		require.Equal(t, int64(n-1), replayed.Load())
-	})
+			}
+		}()
+	}
+	wg.Wait()
+	require.Zero(t, failures.Load(), "fresh keys must all be accepted")
+}
 
-	t.Run("ConcurrentDistinctKeys", func(t *testing.T) {
-		s := newStore(t)
-		const workers, per = 8, 200
-		var wg sync.WaitGroup
-		var failures atomic.Int64
-		for w := 0; w < workers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; i < per; i++ {
-					if err := s.Add(ctx, entry(uuid.NewString(), time.Minute)); err != nil {
-						failures.Add(1)
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		require.Zero(t, failures.Load(), "fresh keys must all be accepted")
-	})
+func (su *suite) expiryIsHonoured(t *testing.T) {
+	s := su.newStore(t)
+	e := su.entry(uuid.NewString(), 300*time.Millisecond)
+	require.NoError(t, s.Add(su.ctx, e))
+	require.ErrorIs(t, s.Add(su.ctx, e), nonce.ErrReplayed, "replayed before expiry")
+	time.Sleep(700 * time.Millisecond)
+	require.NoError(t, s.Add(su.ctx, e), "forgotten after expiry")
+}
 
-	t.Run("ExpiryIsHonoured", func(t *testing.T) {
-		s := newStore(t)
-		e := entry(uuid.NewString(), 300*time.Millisecond)
-		require.NoError(t, s.Add(ctx, e))
-		require.ErrorIs(t, s.Add(ctx, e), nonce.ErrReplayed, "replayed before expiry")
-		time.Sleep(700 * time.Millisecond)
-		require.NoError(t, s.Add(ctx, e), "forgotten after expiry")
-	})
+func (su *suite) expiryPastYear2262IsKept(t *testing.T) {
+	// A window of centuries (published vectors are replayed with
+	// such windows) puts Expires past what unix nanoseconds hold.
+	s := su.newStore(t)
+	e := su.entry(uuid.NewString(), 250*365*24*time.Hour)
+	require.NoError(t, s.Add(su.ctx, e))
+	require.ErrorIs(t, s.Add(su.ctx, e), nonce.ErrReplayed, "a far expiry must not wrap into the past")
+}
 
-	t.Run("ExpiryPastYear2262IsKept", func(t *testing.T) {
-		// A window of centuries (published vectors are replayed with
-		// such windows) puts Expires past what unix nanoseconds hold.
-		s := newStore(t)
-		e := entry(uuid.NewString(), 250*365*24*time.Hour)
-		require.NoError(t, s.Add(ctx, e))
-		require.ErrorIs(t, s.Add(ctx, e), nonce.ErrReplayed, "a far expiry must not wrap into the past")
-	})
-
-	t.Run("CanceledContext", func(t *testing.T) {
-		s := newStore(t)
-		cctx, cancel := context.WithCancel(ctx)
-		cancel()
-		err := s.Add(cctx, entry(uuid.NewString(), time.Minute))
-		require.Error(t, err)
-		require.NotErrorIs(t, err, nonce.ErrReplayed, "a store failure is never reported as a replay")
-	})
+func (su *suite) canceledContext(t *testing.T) {
+	s := su.newStore(t)
+	cctx, cancel := context.WithCancel(su.ctx)
+	cancel()
+	err := s.Add(cctx, su.entry(uuid.NewString(), time.Minute))
+	require.Error(t, err)
+	require.NotErrorIs(t, err, nonce.ErrReplayed, "a store failure is never reported as a replay")
 }
 
 // RunQuota runs the key-share part of the suite, for stores that bound
