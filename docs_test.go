@@ -2,6 +2,7 @@ package replayguard_test
 
 import (
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -110,5 +111,29 @@ func TestPolicyKnobsExistAndLink(t *testing.T) {
 		}
 		before := string(doc)[:m[0]]
 		assert.True(t, strings.HasSuffix(before, "["), "policy mentions `%s` without linking it to the configuration reference", name)
+	}
+}
+
+// TestRelativeLinksResolve: every relative link of the README and of docs/
+// names a file (or directory) of the repository.
+func TestRelativeLinksResolve(t *testing.T) {
+	files := []string{"README.md", "BENCHMARKS.md"}
+	docs, err := filepath.Glob("docs/*.md")
+	require.NoError(t, err)
+	examples, err := filepath.Glob("examples/*/README.md")
+	require.NoError(t, err)
+	files = append(append(files, docs...), examples...)
+	link := regexp.MustCompile(`\]\(([^)#\s]+)(#[^)]*)?\)`)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			_, err := os.Stat(filepath.Join(filepath.Dir(f), target))
+			assert.NoError(t, err, "%s links to %s", f, target)
+		}
 	}
 }

@@ -494,7 +494,7 @@ func requestFromCurl(t *testing.T, line string) curlReq {
 	return c
 }
 
-// TestReadmeShellClient runs the shell client printed in README.md against
+// TestReadmeShellClient runs the shell client printed in docs/wire-format.md against
 // the real binary: the documented wire format is the implemented one.
 func TestReadmeShellClient(t *testing.T) {
 	for _, tool := range []string{"bash", "openssl", "curl"} {
@@ -505,7 +505,7 @@ func TestReadmeShellClient(t *testing.T) {
 			t.Skipf("%s not installed (apt-get install -y %s)", tool, tool)
 		}
 	}
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/wire-format.md")
 	require.NoError(t, err)
 	_, after, ok := strings.Cut(string(readme), "A complete client in shell")
 	require.True(t, ok)
@@ -516,7 +516,7 @@ func TestReadmeShellClient(t *testing.T) {
 
 	up := newUpstream(t)
 	// The gateway refuses secrets under 16 bytes; the script signs with
-	// the one it is given here, whatever placeholder the README shows.
+	// the one it is given here, whatever placeholder the document shows.
 	const secret = "my-secret-0123456789"
 	g := startGateway(t, fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\nkeys: [{id: client-a, secrets: [%s]}]\n", up.URL, secret))
 	script = strings.Replace(script, "HOST=127.0.0.1:8080", "HOST="+g.addr, 1)
