@@ -85,7 +85,7 @@ func (su *suite) claimThenSecondClaimSeesInProgress(t *testing.T) {
 	require.False(t, c2.Acquired)
 	require.NotNil(t, c2.Existing)
 	assert.Equal(t, idempotency.StateInProgress, c2.Existing.State)
-	assert.Equal(t, idempotency.Fingerprint(su.fpA), c2.Existing.Fingerprint)
+	assert.Equal(t, su.fpA, c2.Existing.Fingerprint)
 }
 
 func (su *suite) fingerprintMismatchReported(t *testing.T) {
@@ -96,12 +96,12 @@ func (su *suite) fingerprintMismatchReported(t *testing.T) {
 	c2, err := s.Claim(su.ctx, k, su.fpB, time.Minute)
 	require.NoError(t, err)
 	require.False(t, c2.Acquired)
-	assert.Equal(t, idempotency.Fingerprint(su.fpA), c2.Existing.Fingerprint, "the record keeps the first request's fingerprint")
+	assert.Equal(t, su.fpA, c2.Existing.Fingerprint, "the record keeps the first request's fingerprint")
 	require.NoError(t, s.Complete(su.ctx, k, c.Token, su.resp, time.Minute))
 	c3, err := s.Claim(su.ctx, k, su.fpB, time.Minute)
 	require.NoError(t, err)
 	require.False(t, c3.Acquired)
-	assert.Equal(t, idempotency.Fingerprint(su.fpA), c3.Existing.Fingerprint)
+	assert.Equal(t, su.fpA, c3.Existing.Fingerprint)
 	assert.Equal(t, idempotency.StateCompleted, c3.Existing.State)
 }
 
