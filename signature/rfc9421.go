@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/replayguard/replayguard/nonce"
-	"github.com/replayguard/replayguard/signature/sfv"
+	"github.com/replayguard/replayguard/signature/internal/sfv"
 	"github.com/replayguard/replayguard/timestamp"
 )
 
@@ -23,10 +23,12 @@ const (
 	SignatureHeader      = "Signature"
 )
 
-// DefaultRequiredComponents are the components an rfc9421 signature must
-// cover unless configured otherwise. "content-digest" is required only of
-// a request with a body.
-var DefaultRequiredComponents = []string{"@method", "@target-uri", "content-digest"}
+// DefaultRequiredComponents returns the components an rfc9421 signature
+// must cover unless configured otherwise. "content-digest" is required only
+// of a request with a body.
+func DefaultRequiredComponents() []string {
+	return []string{"@method", "@target-uri", "content-digest"}
+}
 
 // Bounds of what the rfc9421 scheme parses.
 const (
@@ -65,7 +67,7 @@ type rfc9421Key struct {
 // RFC9421Option configures an RFC9421 scheme.
 type RFC9421Option func(*RFC9421) error
 
-// WithRequiredComponents replaces DefaultRequiredComponents. Each entry is
+// WithRequiredComponents replaces DefaultRequiredComponents(). Each entry is
 // a component name or a serialized component identifier (see
 // ParseComponent); "content-digest" is required only of requests with a
 // body. An empty list requires nothing.
@@ -92,7 +94,7 @@ func WithRequiredComponents(components []string) RFC9421Option {
 }
 
 // WithFieldTypes names structured fields (lowercase name → type) that
-// covered components may serialize with ";sf", besides DefaultFieldTypes.
+// covered components may serialize with ";sf", besides DefaultFieldTypes().
 func WithFieldTypes(types map[string]FieldType) RFC9421Option {
 	return func(s *RFC9421) error {
 		s.fieldTypes = make(map[string]FieldType, len(types))
@@ -134,7 +136,7 @@ func knownDerived(name string) bool {
 // and ECDSA keys.
 func NewRFC9421(keys []Key, opts ...RFC9421Option) (*RFC9421, error) {
 	s := &RFC9421{keys: make(map[string]*rfc9421Key, len(keys)), now: time.Now}
-	for _, c := range DefaultRequiredComponents {
+	for _, c := range DefaultRequiredComponents() {
 		comp, _ := ParseComponent(c)
 		s.required = append(s.required, comp)
 	}

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/replayguard/replayguard/signature/sfv"
+	"github.com/replayguard/replayguard/signature/internal/sfv"
 )
 
 // ErrSignatureBase reports covered components from which no RFC 9421
@@ -51,9 +51,11 @@ const (
 	FieldDictionary
 )
 
-// DefaultFieldTypes are the structured fields whose type is known without
-// configuration.
-var DefaultFieldTypes = map[string]FieldType{
+// DefaultFieldTypes returns the structured fields whose type is known
+// without configuration.
+func DefaultFieldTypes() map[string]FieldType { return defaultFieldTypes }
+
+var defaultFieldTypes = map[string]FieldType{
 	"accept-signature":    FieldDictionary,
 	"cache-status":        FieldList,
 	"cdn-cache-control":   FieldDictionary,
@@ -201,7 +203,7 @@ func parseFlags(c Component) (componentFlags, error) {
 // the covered components and signature parameters in params, an Inner List
 // of component identifiers whose own parameters are the signature's
 // (created, keyid, …). fieldTypes names the structured fields that ";sf"
-// may cover besides DefaultFieldTypes; it may be nil.
+// may cover besides DefaultFieldTypes(); it may be nil.
 func SignatureBase(m *HTTPMessage, params sfv.InnerList, fieldTypes map[string]FieldType) ([]byte, error) {
 	return appendSignatureBase(nil, m, params, fieldTypes)
 }
@@ -434,7 +436,7 @@ func appendField(dst []byte, h http.Header, c Component, f componentFlags, field
 	combined := strings.Join(lines, ",")
 	typ, known := fieldTypes[c.Name]
 	if !known {
-		typ, known = DefaultFieldTypes[c.Name]
+		typ, known = defaultFieldTypes[c.Name]
 	}
 	if f.hasKey {
 		if known && typ != FieldDictionary {

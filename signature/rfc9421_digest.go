@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/replayguard/replayguard/signature/sfv"
+	"github.com/replayguard/replayguard/signature/internal/sfv"
 )
 
 // ContentDigestHeader is the RFC 9530 field carrying a digest of the

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/replayguard/replayguard/signature"
-	"github.com/replayguard/replayguard/signature/sfv"
+	"github.com/replayguard/replayguard/signature/internal/sfv"
 )
 
 // FuzzSignatureBase builds signature bases from arbitrary Signature-Input

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/replayguard/replayguard/signature/sfv"
+	"github.com/replayguard/replayguard/signature/internal/sfv"
 )
 
 // DefaultRFC9421Label is the label RFC9421Signer gives its signature.
@@ -64,7 +64,7 @@ type RFC9421Signer struct {
 	// Rand is the randomness of ECDSA and RSA-PSS. Default crypto/rand.
 	Rand io.Reader
 	// FieldTypes names structured fields covered with ";sf" besides
-	// DefaultFieldTypes.
+	// DefaultFieldTypes().
 	FieldTypes map[string]FieldType
 }
 

@@ -21,7 +21,7 @@ import (
 
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/signature"
-	"github.com/replayguard/replayguard/signature/sfv"
+	"github.com/replayguard/replayguard/signature/internal/sfv"
 	"github.com/replayguard/replayguard/timestamp"
 )
 

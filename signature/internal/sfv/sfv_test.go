@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/replayguard/replayguard/signature/sfv"
+	"github.com/replayguard/replayguard/signature/internal/sfv"
 )
 
 // The examples of RFC 8941 Sections 3 and 4, with their strict

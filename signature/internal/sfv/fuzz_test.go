@@ -3,7 +3,7 @@ package sfv_test
 import (
 	"testing"
 
-	"github.com/replayguard/replayguard/signature/sfv"
+	"github.com/replayguard/replayguard/signature/internal/sfv"
 )
 
 var fuzzSeeds = []string{
