@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
 // webhookScheme is the scheme of a webhook preset.
@@ -19,7 +20,7 @@ func webhookScheme(preset string) schemeDef {
 			if len(errs) > 0 {
 				return nil, errs[0]
 			}
-			return signature.NewWebhook(preset, keys)
+			return webhooksig.New(preset, keys)
 		},
 	}
 }
@@ -33,7 +34,7 @@ func webhookScheme(preset string) schemeDef {
 func (c Config) DedupeOnly() bool { return dedupeOnly(c.Scheme) }
 
 func dedupeOnly(preset string) bool {
-	return preset == signature.PresetGitHub || preset == signature.PresetShopify
+	return preset == webhooksig.PresetGitHub || preset == webhooksig.PresetShopify
 }
 
 func validateWebhook(preset string, c Config) []error {
@@ -70,8 +71,8 @@ func webhookKeys(preset string, c Config) ([]signature.Key, []error) {
 		k := signature.Key{ID: kc.ID}
 		for j, s := range kc.Secrets {
 			sf := fmt.Sprintf("%s.secrets[%d]", field, j)
-			if preset == signature.PresetStandardWebhooks && strings.HasPrefix(s, signature.StandardWebhooksPublicKeyPrefix) {
-				pub, err := signature.ParseStandardWebhooksPublicKey(s)
+			if preset == webhooksig.PresetStandardWebhooks && strings.HasPrefix(s, webhooksig.StandardWebhooksPublicKeyPrefix) {
+				pub, err := webhooksig.ParseStandardWebhooksPublicKey(s)
 				switch {
 				case err != nil:
 					errs = append(errs, wrapField(sf, err))
@@ -82,7 +83,7 @@ func webhookKeys(preset string, c Config) ([]signature.Key, []error) {
 				}
 				continue
 			}
-			b, err := signature.ParseWebhookSecret(preset, s)
+			b, err := webhooksig.ParseSecret(preset, s)
 			if err != nil {
 				errs = append(errs, wrapField(sf, err))
 				continue
@@ -96,13 +97,13 @@ func webhookKeys(preset string, c Config) ([]signature.Key, []error) {
 		hasPub := kc.PublicKeyFile != "" || len(kc.JWK) > 0
 		if kc.Algorithm != "" {
 			alg, _ := signature.RFC9421Algorithm(kc.Algorithm)
-			ok := alg == signature.AlgHMACSHA256 || (preset == signature.PresetStandardWebhooks && alg == signature.AlgEd25519)
+			ok := alg == signature.AlgHMACSHA256 || (preset == webhooksig.PresetStandardWebhooks && alg == signature.AlgEd25519)
 			if !ok {
 				errs = append(errs, fieldErr(field+".algorithm", "the %s preset verifies %s, not %q", preset, webhookAlgorithms(preset), kc.Algorithm))
 			}
 		}
 		if hasPub {
-			if preset != signature.PresetStandardWebhooks {
+			if preset != webhooksig.PresetStandardWebhooks {
 				errs = append(errs, fieldErr(field+".public_key_file", "the %s preset verifies HMAC-SHA256 secrets only", preset))
 			} else if k.PublicKey != nil {
 				errs = append(errs, fieldErr(field+".public_key_file", "key %q has a whpk_ public key already", kc.ID))
@@ -123,7 +124,7 @@ func webhookKeys(preset string, c Config) ([]signature.Key, []error) {
 }
 
 func webhookAlgorithms(preset string) string {
-	if preset == signature.PresetStandardWebhooks {
+	if preset == webhooksig.PresetStandardWebhooks {
 		return "HMAC-SHA256 (v1) and Ed25519 (v1a)"
 	}
 	return "HMAC-SHA256"

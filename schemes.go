@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
 // schemeDef is one signature scheme the configuration can name.
@@ -19,14 +20,14 @@ type schemeDef struct {
 
 // schemes maps the `scheme` field to its definition.
 var schemes = map[string]schemeDef{
-	"hmac":                           {validate: validateHMAC, build: buildHMAC},
-	"jwt":                            {validate: validateJWT, build: buildJWT},
-	"rfc9421":                        {validate: validateRFC9421, build: buildRFC9421},
-	signature.PresetStandardWebhooks: webhookScheme(signature.PresetStandardWebhooks),
-	signature.PresetStripe:           webhookScheme(signature.PresetStripe),
-	signature.PresetGitHub:           webhookScheme(signature.PresetGitHub),
-	signature.PresetSlack:            webhookScheme(signature.PresetSlack),
-	signature.PresetShopify:          webhookScheme(signature.PresetShopify),
+	"hmac":                            {validate: validateHMAC, build: buildHMAC},
+	"jwt":                             {validate: validateJWT, build: buildJWT},
+	"rfc9421":                         {validate: validateRFC9421, build: buildRFC9421},
+	webhooksig.PresetStandardWebhooks: webhookScheme(webhooksig.PresetStandardWebhooks),
+	webhooksig.PresetStripe:           webhookScheme(webhooksig.PresetStripe),
+	webhooksig.PresetGitHub:           webhookScheme(webhooksig.PresetGitHub),
+	webhooksig.PresetSlack:            webhookScheme(webhooksig.PresetSlack),
+	webhooksig.PresetShopify:          webhookScheme(webhooksig.PresetShopify),
 }
 
 func schemeNames() []string {

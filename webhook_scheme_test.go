@@ -18,6 +18,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
 // whNow is the gateway's clock in the webhook tests.
@@ -59,7 +60,7 @@ func whGuard(t *testing.T, preset string, secrets ...string) *replayguard.Guard 
 func whDelivery(t *testing.T, preset string, secret []byte, id string, ts time.Time, body string) *http.Request {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, "https://receiver.example.com/hooks", strings.NewReader(body))
-	s := &signature.WebhookSigner{Preset: preset, Secret: secret, DeliveryID: id, Now: func() time.Time { return ts }}
+	s := &webhooksig.Signer{Preset: preset, Secret: secret, DeliveryID: id, Now: func() time.Time { return ts }}
 	require.NoError(t, s.Sign(r, []byte(body)))
 	return r
 }
@@ -96,11 +97,11 @@ func TestWebhookPresetsThroughMiddleware(t *testing.T) {
 		signsTimestamp     bool
 		dedupes            bool
 	}{
-		{signature.PresetStandardWebhooks, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", mustB64(t, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), true, true},
-		{signature.PresetStripe, "whsec_stripe_endpoint_secret", []byte("whsec_stripe_endpoint_secret"), true, true},
-		{signature.PresetGitHub, "It's a Secret to Everybody", []byte("It's a Secret to Everybody"), false, true},
-		{signature.PresetSlack, "8f742231b10e8888abcd99yyyzzz85a5", []byte("8f742231b10e8888abcd99yyyzzz85a5"), true, false},
-		{signature.PresetShopify, "shpss_secret_0123456789", []byte("shpss_secret_0123456789"), false, true},
+		{webhooksig.PresetStandardWebhooks, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", mustB64(t, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), true, true},
+		{webhooksig.PresetStripe, "whsec_stripe_endpoint_secret", []byte("whsec_stripe_endpoint_secret"), true, true},
+		{webhooksig.PresetGitHub, "It's a Secret to Everybody", []byte("It's a Secret to Everybody"), false, true},
+		{webhooksig.PresetSlack, "8f742231b10e8888abcd99yyyzzz85a5", []byte("8f742231b10e8888abcd99yyyzzz85a5"), true, false},
+		{webhooksig.PresetShopify, "shpss_secret_0123456789", []byte("shpss_secret_0123456789"), false, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.preset, func(t *testing.T) {
@@ -164,9 +165,9 @@ func TestWebhookPresetsThroughMiddleware(t *testing.T) {
 // runs again, and its 2xx is then what later retries get.
 func TestWebhookFailedDeliveryIsRetried(t *testing.T) {
 	up := &whUpstream{status: http.StatusInternalServerError}
-	h := whGuard(t, signature.PresetGitHub, "gh-secret-0123456789").Middleware(up)
+	h := whGuard(t, webhooksig.PresetGitHub, "gh-secret-0123456789").Middleware(up)
 	body := `{"zen":"Keep it logically awesome."}`
-	d := whDelivery(t, signature.PresetGitHub, []byte("gh-secret-0123456789"), "72d3162e-cc78-11e3-81ab-4c9367dc0958", whNow, body)
+	d := whDelivery(t, webhooksig.PresetGitHub, []byte("gh-secret-0123456789"), "72d3162e-cc78-11e3-81ab-4c9367dc0958", whNow, body)
 	rec := whServe(h, whClone(d, body))
 	require.Equal(t, http.StatusInternalServerError, rec.Code)
 	up.status = 0
@@ -182,15 +183,15 @@ func TestWebhookFailedDeliveryIsRetried(t *testing.T) {
 // event under another signature and timestamp is the same operation.
 func TestWebhookStripeDedupesByEventID(t *testing.T) {
 	up := &whUpstream{}
-	h := whGuard(t, signature.PresetStripe, "whsec_s_0123456789").Middleware(up)
+	h := whGuard(t, webhooksig.PresetStripe, "whsec_s_0123456789").Middleware(up)
 	body := `{"id":"evt_42","object":"event"}`
 	for i := 0; i < 3; i++ {
-		rec := whServe(h, whDelivery(t, signature.PresetStripe, []byte("whsec_s_0123456789"), "", whNow.Add(-time.Duration(i)*time.Second), body))
+		rec := whServe(h, whDelivery(t, webhooksig.PresetStripe, []byte("whsec_s_0123456789"), "", whNow.Add(-time.Duration(i)*time.Second), body))
 		require.Equal(t, http.StatusOK, rec.Code)
 	}
 	assert.Equal(t, int64(1), up.hits.Load())
 	other := `{"id":"evt_43","object":"event"}`
-	rec := whServe(h, whDelivery(t, signature.PresetStripe, []byte("whsec_s_0123456789"), "", whNow, other))
+	rec := whServe(h, whDelivery(t, webhooksig.PresetStripe, []byte("whsec_s_0123456789"), "", whNow, other))
 	require.Equal(t, http.StatusOK, rec.Code)
 	assert.Equal(t, int64(2), up.hits.Load())
 }
@@ -200,7 +201,7 @@ func TestWebhookStripeDedupesByEventID(t *testing.T) {
 // timestamp, and only once.
 func TestWebhookStandardVectorThroughGuard(t *testing.T) {
 	g, err := replayguard.New(replayguard.Config{
-		Scheme: signature.PresetStandardWebhooks,
+		Scheme: webhooksig.PresetStandardWebhooks,
 		Keys:   []replayguard.KeyConfig{{ID: "svix-app", Secrets: []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}},
 	}, replayguard.WithClock(func() time.Time { return time.Unix(1614265330, 0) }))
 	require.NoError(t, err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
 // costBody is the body of the cost benchmarks: the largest body the gateway
@@ -146,17 +147,17 @@ func costCases(b *testing.B) []costCase {
 	for _, p := range []struct {
 		preset, header, head, sep, entry string
 	}{
-		{signature.PresetStandardWebhooks, signature.StandardWebhookSignatureHeader, "", " ", "v1," + base64.StdEncoding.EncodeToString(make([]byte, 32))},
-		{signature.PresetStripe, signature.StripeSignatureHeader, "t=" + fmt.Sprint(costNow.Unix()), ",", "v1=" + zero64},
-		{signature.PresetGitHub, signature.GitHubSignatureHeader, "sha256=" + zero64, "", ""},
-		{signature.PresetSlack, signature.SlackSignatureHeader, "v0=" + zero64, "", ""},
-		{signature.PresetShopify, signature.ShopifySignatureHeader, base64.StdEncoding.EncodeToString(make([]byte, 32)), "", ""},
+		{webhooksig.PresetStandardWebhooks, webhooksig.StandardWebhookSignatureHeader, "", " ", "v1," + base64.StdEncoding.EncodeToString(make([]byte, 32))},
+		{webhooksig.PresetStripe, webhooksig.StripeSignatureHeader, "t=" + fmt.Sprint(costNow.Unix()), ",", "v1=" + zero64},
+		{webhooksig.PresetGitHub, webhooksig.GitHubSignatureHeader, "sha256=" + zero64, "", ""},
+		{webhooksig.PresetSlack, webhooksig.SlackSignatureHeader, "v0=" + zero64, "", ""},
+		{webhooksig.PresetShopify, webhooksig.ShopifySignatureHeader, base64.StdEncoding.EncodeToString(make([]byte, 32)), "", ""},
 	} {
-		w, err := signature.NewWebhook(p.preset, keys)
+		w, err := webhooksig.New(p.preset, keys)
 		if err != nil {
 			b.Fatal(err)
 		}
-		valid := signed(b, &signature.WebhookSigner{Preset: p.preset, Secret: last.Secrets[0], Now: costClock}, body)
+		valid := signed(b, &webhooksig.Signer{Preset: p.preset, Secret: last.Secrets[0], Now: costClock}, body)
 		forged := p.head
 		if p.entry != "" {
 			forged = fill(p.head, p.sep, p.entry, 4096)
@@ -171,19 +172,19 @@ func costCases(b *testing.B) []costCase {
 	// per secret, and one v1a entry tried): which costs more depends on
 	// whether the CPU has SHA instructions.
 	pkeys, privs := costKeys(b, true)
-	w, err := signature.NewWebhook(signature.PresetStandardWebhooks, pkeys)
+	w, err := webhooksig.New(webhooksig.PresetStandardWebhooks, pkeys)
 	if err != nil {
 		b.Fatal(err)
 	}
-	valid = signed(b, &signature.WebhookSigner{Preset: signature.PresetStandardWebhooks, PrivateKey: privs[3], Now: costClock}, body)
+	valid = signed(b, &webhooksig.Signer{Preset: webhooksig.PresetStandardWebhooks, PrivateKey: privs[3], Now: costClock}, body)
 	_, stranger, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		b.Fatal(err)
 	}
 	wrongV1a := "v1a," + base64.StdEncoding.EncodeToString(ed25519.Sign(stranger, body))
 	cs = append(cs,
-		costCase{"standard-webhooks-v1a", w, valid, with(valid, signature.StandardWebhookSignatureHeader, fill("", " ", wrongV1a, 4096))},
-		costCase{"standard-webhooks-v1a-mixed", w, valid, with(valid, signature.StandardWebhookSignatureHeader,
+		costCase{"standard-webhooks-v1a", w, valid, with(valid, webhooksig.StandardWebhookSignatureHeader, fill("", " ", wrongV1a, 4096))},
+		costCase{"standard-webhooks-v1a-mixed", w, valid, with(valid, webhooksig.StandardWebhookSignatureHeader,
 			fill("v1,"+base64.StdEncoding.EncodeToString(make([]byte, 32)), " ", wrongV1a, 4096))},
 	)
 	return cs

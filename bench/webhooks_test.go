@@ -15,6 +15,7 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
 // The secret of the webhook benchmarks, as Standard Webhooks serializes
@@ -44,7 +45,7 @@ func whBody(n int) []byte {
 // the stripe preset. No variant dedupes deliveries; the preset's replay and
 // idempotency steps run after it, in the Guard.
 func BenchmarkWebhookVerify(b *testing.B) {
-	key, err := signature.ParseWebhookSecret(signature.PresetStandardWebhooks, whSecret)
+	key, err := webhooksig.ParseSecret(webhooksig.PresetStandardWebhooks, whSecret)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func BenchmarkWebhookVerify(b *testing.B) {
 		})
 
 		b.Run("replayguard/"+sz.name, func(b *testing.B) {
-			w, err := signature.NewWebhook(signature.PresetStandardWebhooks, []signature.Key{{ID: "svix", Secrets: [][]byte{key}}})
+			w, err := webhooksig.New(webhooksig.PresetStandardWebhooks, []signature.Key{{ID: "svix", Secrets: [][]byte{key}}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -118,7 +119,7 @@ func BenchmarkWebhookVerify(b *testing.B) {
 		})
 
 		b.Run("replayguard-stripe/"+sz.name, func(b *testing.B) {
-			w, err := signature.NewWebhook(signature.PresetStripe, []signature.Key{{ID: "acct", Secrets: [][]byte{[]byte(whSecret)}}})
+			w, err := webhooksig.New(webhooksig.PresetStripe, []signature.Key{{ID: "acct", Secrets: [][]byte{[]byte(whSecret)}}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -147,7 +148,7 @@ func BenchmarkWebhookVerify(b *testing.B) {
 // else competes for the CPU, so the ratios hold on a shared machine where
 // medians of separate runs drift with its load.
 func BenchmarkWebhookVerifyInterleaved(b *testing.B) {
-	key, err := signature.ParseWebhookSecret(signature.PresetStandardWebhooks, whSecret)
+	key, err := webhooksig.ParseSecret(webhooksig.PresetStandardWebhooks, whSecret)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func BenchmarkWebhookVerifyInterleaved(b *testing.B) {
 			prefix := []byte(whID + "." + ts + ".")
 			m := hmac.New(sha256.New, key)
 			sum := make([]byte, 0, sha256.Size)
-			w, err := signature.NewWebhook(signature.PresetStandardWebhooks, []signature.Key{{ID: "svix", Secrets: [][]byte{key}}})
+			w, err := webhooksig.New(webhooksig.PresetStandardWebhooks, []signature.Key{{ID: "svix", Secrets: [][]byte{key}}})
 			if err != nil {
 				b.Fatal(err)
 			}

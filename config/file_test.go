@@ -9,7 +9,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/config"
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
 func validBase() config.File {
@@ -61,10 +61,10 @@ func TestValidateForwardAuth(t *testing.T) {
 		{"empty entry", func(c *config.File) { c.TrustedProxies = []string{"127.0.0.1", ""} }, "trusted_proxies[1]"},
 		{"bad auth_listen", func(c *config.File) { c.AuthListen = "9091" }, "auth_listen"},
 		{"github preset", func(c *config.File) {
-			c.AuthListen, c.Scheme = "127.0.0.1:9091", signature.PresetGitHub
+			c.AuthListen, c.Scheme = "127.0.0.1:9091", webhooksig.PresetGitHub
 		}, "auth_listen"},
 		{"shopify preset", func(c *config.File) {
-			c.AuthListen, c.Scheme = "127.0.0.1:9091", signature.PresetShopify
+			c.AuthListen, c.Scheme = "127.0.0.1:9091", webhooksig.PresetShopify
 		}, "auth_listen"},
 	}
 	for _, tt := range tests {
@@ -84,7 +84,7 @@ func TestValidateForwardAuth(t *testing.T) {
 	ok.TrustedProxies = []string{"10.0.0.0/8", "::1"}
 	require.NoError(t, ok.WithDefaults().Validate())
 	github := validBase()
-	github.Scheme = signature.PresetGitHub
+	github.Scheme = webhooksig.PresetGitHub
 	require.NoError(t, github.WithDefaults().Validate(), "the github preset behind the reverse proxy is fine")
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/replayguard/replayguard/signature/internal/sigutil"
+
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/timestamp"
 )
@@ -157,19 +159,19 @@ var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 
 // Verify implements Scheme.
 func (s *HMAC) Verify(_ context.Context, r *Request) (Verified, error) {
 	h := r.Header
-	keyID := first(h[s.headers.KeyID])
+	keyID := sigutil.First(h[s.headers.KeyID])
 	sigLines := h[s.headers.Signature]
 	if keyID == "" {
 		return Verified{}, fmt.Errorf("%w: %s header", ErrMissing, s.headers.KeyID)
 	}
-	if first(sigLines) == "" && len(sigLines) <= 1 {
+	if sigutil.First(sigLines) == "" && len(sigLines) <= 1 {
 		return Verified{}, fmt.Errorf("%w: %s header", ErrMissing, s.headers.Signature)
 	}
 	key, ok := s.keys[keyID]
 	if !ok {
 		return Verified{}, ErrKeyUnknown
 	}
-	tsRaw := first(h[s.headers.Timestamp])
+	tsRaw := sigutil.First(h[s.headers.Timestamp])
 	if tsRaw == "" {
 		return Verified{}, fmt.Errorf("%w: %s header", timestamp.ErrMissing, s.headers.Timestamp)
 	}
@@ -177,7 +179,7 @@ func (s *HMAC) Verify(_ context.Context, r *Request) (Verified, error) {
 	if err != nil {
 		return Verified{}, err
 	}
-	nonceVal := first(h[s.headers.Nonce])
+	nonceVal := sigutil.First(h[s.headers.Nonce])
 	if nonceVal == "" {
 		return Verified{}, fmt.Errorf("%w: %s header", nonce.ErrMissing, s.headers.Nonce)
 	}
@@ -197,7 +199,7 @@ func (s *HMAC) Verify(_ context.Context, r *Request) (Verified, error) {
 		}
 		return Verified{}, fmt.Errorf("%w: no v1= entry in %s", ErrMissing, s.headers.Signature)
 	}
-	sc.buf = AppendStringToSign(sc.buf[:0], r.Method, r.Host, r.Target, tsRaw, nonceVal, first(h[IdempotencyKeyHeader]), r.Body)
+	sc.buf = AppendStringToSign(sc.buf[:0], r.Method, r.Host, r.Target, tsRaw, nonceVal, sigutil.First(h[IdempotencyKeyHeader]), r.Body)
 	for _, sec := range key.secrets {
 		mac := sec.get()
 		mac.Write(sc.buf)
@@ -354,13 +356,6 @@ func appendLower(dst []byte, s string) []byte {
 		dst = append(dst, c)
 	}
 	return dst
-}
-
-func first(v []string) string {
-	if len(v) == 0 {
-		return ""
-	}
-	return v[0]
 }
 
 // SignHMAC returns the X-Signature value ("v1=<base64>") of a string to sign.

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+
+	"github.com/replayguard/replayguard/signature/internal/sigutil"
 )
 
 // MinRSABits is the smallest RSA modulus accepted for verification keys
@@ -110,47 +112,13 @@ type JWK struct {
 }
 
 // Secret returns the bytes of an "oct" key, and false for a public key.
-func (j JWK) Secret() ([]byte, bool) { return secretKey(j.Key) }
+func (j JWK) Secret() ([]byte, bool) { return sigutil.SecretKey(j.Key) }
 
 // Key types are told apart by type switches, never by a type assertion to
 // []byte or to a named byte-slice type: the Yaegi interpreter, which runs
 // the Traefik plugin, lets v.([]byte) succeed on an ed25519.PublicKey and
 // v.(ed25519.PublicKey) on a []byte, while a type switch, its named types
 // first, matches the concrete type there as in compiled code.
-
-// secretKey returns key as a shared secret: a []byte that is not an
-// Ed25519 key.
-func secretKey(key any) ([]byte, bool) {
-	switch k := key.(type) {
-	case ed25519.PublicKey, ed25519.PrivateKey:
-		return nil, false
-	case []byte:
-		return k, true
-	}
-	return nil, false
-}
-
-// ed25519Public returns key as an Ed25519 public key.
-func ed25519Public(key any) (ed25519.PublicKey, bool) {
-	switch k := key.(type) {
-	case ed25519.PublicKey:
-		return k, true
-	case ed25519.PrivateKey, []byte:
-		return nil, false
-	}
-	return nil, false
-}
-
-// ed25519Private returns key as an Ed25519 private key.
-func ed25519Private(key any) (ed25519.PrivateKey, bool) {
-	switch k := key.(type) {
-	case ed25519.PrivateKey:
-		return k, true
-	case ed25519.PublicKey, []byte:
-		return nil, false
-	}
-	return nil, false
-}
 
 // jwkSPKIPrefix holds the DER SubjectPublicKeyInfo bytes that precede an
 // uncompressed point (0x04 || X || Y) of each curve, so that an EC JWK is

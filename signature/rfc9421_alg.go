@@ -15,6 +15,8 @@ import (
 	"io"
 	"math/big"
 	"strings"
+
+	"github.com/replayguard/replayguard/signature/internal/sigutil"
 )
 
 // RFC 9421 signature algorithms (HTTP Signature Algorithms registry).
@@ -89,7 +91,7 @@ func checkKeyFits(alg string, pub crypto.PublicKey, secrets int) error {
 	case AlgHMACSHA256:
 		ok = secrets > 0
 	case AlgEd25519:
-		_, ok = ed25519Public(pub)
+		_, ok = sigutil.Ed25519Public(pub)
 	case AlgECDSAP256SHA256, AlgECDSAP384SHA384:
 		k, isEC := pub.(*ecdsa.PublicKey)
 		want := elliptic.P256()
@@ -113,7 +115,7 @@ func checkKeyFits(alg string, pub crypto.PublicKey, secrets int) error {
 func verifyAsymmetric(alg string, pub crypto.PublicKey, base, sig []byte) bool {
 	switch alg {
 	case AlgEd25519:
-		k, ok := ed25519Public(pub)
+		k, ok := sigutil.Ed25519Public(pub)
 		return ok && len(sig) == ed25519.SignatureSize && ed25519.Verify(k, base, sig)
 	case AlgECDSAP256SHA256, AlgECDSAP384SHA384:
 		k, ok := pub.(*ecdsa.PublicKey)
@@ -195,7 +197,7 @@ func signRFC9421(alg string, secret []byte, key crypto.Signer, rnd io.Reader, ba
 		m.Write(base)
 		return m.Sum(nil), nil
 	case AlgEd25519:
-		k, ok := ed25519Private(key)
+		k, ok := sigutil.Ed25519Private(key)
 		if !ok {
 			return nil, fmt.Errorf("signature: rfc9421: ed25519 needs an Ed25519 private key, got %T", key)
 		}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/replayguard/replayguard/signature/internal/sigutil"
+
 	"github.com/replayguard/replayguard/signature/internal/sfv"
 )
 
@@ -376,8 +378,8 @@ func formReencode(s string) string {
 		switch {
 		case c == '+':
 			emit(' ')
-		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
-			emit(unhex(s[i+1])<<4 | unhex(s[i+2]))
+		case c == '%' && i+2 < len(s) && sigutil.IsHex(s[i+1]) && sigutil.IsHex(s[i+2]):
+			emit(sigutil.Unhex(s[i+1])<<4 | sigutil.Unhex(s[i+2]))
 			i += 2
 		default:
 			emit(c)
@@ -388,20 +390,6 @@ func formReencode(s string) string {
 
 func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0'
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
 }
 
 func appendField(dst []byte, h http.Header, c Component, f componentFlags, fieldTypes map[string]FieldType) ([]byte, error) {

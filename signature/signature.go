@@ -38,9 +38,10 @@ var (
 // interpreted value, so errors.As on the way back fails.
 var errPOSTOnly = errors.New("")
 
-// postOnly returns the refusal of a request whose method is not POST under
-// a scheme that signs no method.
-func postOnly(scheme string) error {
+// POSTOnly returns the refusal of a request whose method is not POST under
+// a scheme that signs no method (ErrMethodNotAllowed; AllowedMethods
+// returns POST).
+func POSTOnly(scheme string) error {
 	return fmt.Errorf("%w: %s signs no method and accepts POST only%w", ErrMethodNotAllowed, scheme, errPOSTOnly)
 }
 

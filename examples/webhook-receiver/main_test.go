@@ -9,14 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/replayguard/replayguard/signature/webhooksig"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/replayguard/replayguard/signature"
 )
 
 // post sends a delivery signed the way preset's provider signs it.
-func post(t *testing.T, url string, s *signature.WebhookSigner, body string) *http.Response {
+func post(t *testing.T, url string, s *webhooksig.Signer, body string) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url+"/webhooks", strings.NewReader(body))
 	require.NoError(t, err)
@@ -54,16 +53,16 @@ func TestReceiver(t *testing.T) {
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	key, err := signature.ParseWebhookSecret("standard-webhooks", secret)
+	key, err := webhooksig.ParseSecret("standard-webhooks", secret)
 	require.NoError(t, err)
 	body := `{"type":"invoice.paid","data":{"id":"in_1"}}`
 
-	first := &signature.WebhookSigner{Preset: "standard-webhooks", Secret: key, DeliveryID: "msg_1", Now: func() time.Time { return time.Now().Add(-time.Minute) }}
+	first := &webhooksig.Signer{Preset: "standard-webhooks", Secret: key, DeliveryID: "msg_1", Now: func() time.Time { return time.Now().Add(-time.Minute) }}
 	resp := post(t, srv.URL, first, body)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.JSONEq(t, `{"handled":1}`, readAll(t, resp))
 
-	retry := &signature.WebhookSigner{Preset: "standard-webhooks", Secret: key, DeliveryID: "msg_1"}
+	retry := &webhooksig.Signer{Preset: "standard-webhooks", Secret: key, DeliveryID: "msg_1"}
 	resp = post(t, srv.URL, retry, body)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "true", resp.Header.Get("Idempotent-Replayed"))
@@ -76,7 +75,7 @@ func TestReceiver(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	assert.Contains(t, readAll(t, resp), "nonce_replayed")
 
-	forged := &signature.WebhookSigner{Preset: "standard-webhooks", Secret: []byte("guess"), DeliveryID: "msg_2"}
+	forged := &webhooksig.Signer{Preset: "standard-webhooks", Secret: []byte("guess"), DeliveryID: "msg_2"}
 	resp = post(t, srv.URL, forged, body)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 
@@ -87,7 +86,7 @@ func TestReceiver(t *testing.T) {
 // Every preset builds; GitHub's dedupe-only deliveries are answered from
 // the stored response when replayed.
 func TestReceiverPresets(t *testing.T) {
-	for _, p := range signature.WebhookPresets() {
+	for _, p := range webhooksig.Presets() {
 		_, _, err := newReceiver(p, "endpoint-secret-0123456789", io.Discard)
 		require.NoError(t, err, p)
 	}
@@ -100,7 +99,7 @@ func TestReceiverPresets(t *testing.T) {
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	s := &signature.WebhookSigner{Preset: "github", Secret: []byte("It's a Secret to Everybody"), DeliveryID: "72d3162e-cc78-11e3-81ab-4c9367dc0958"}
+	s := &webhooksig.Signer{Preset: "github", Secret: []byte("It's a Secret to Everybody"), DeliveryID: "72d3162e-cc78-11e3-81ab-4c9367dc0958"}
 	for i := 0; i < 3; i++ {
 		resp := post(t, srv.URL, s, "Hello, World!")
 		require.Equal(t, http.StatusOK, resp.StatusCode)

@@ -36,6 +36,7 @@ import (
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/plugin/traefik/internal/tree"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
 const (
@@ -52,6 +53,9 @@ var corePackages = []string{
 	coreModule + "/idempotency",
 	coreModule + "/nonce",
 	coreModule + "/signature",
+	coreModule + "/signature/internal/sfv",
+	coreModule + "/signature/internal/sigutil",
+	coreModule + "/signature/webhooksig",
 	coreModule + "/timestamp",
 }
 
@@ -744,9 +748,9 @@ func TestPluginUnderYaegi(t *testing.T) {
 		}{
 			{"jwt", &signature.JWTSigner{KeyID: keyID, Key: []byte(secret)}, `{"amount":1}`},
 			{"rfc9421", &signature.RFC9421Signer{KeyID: keyID, Secret: []byte(secret)}, `{"amount":2}`},
-			{signature.PresetStripe, &signature.WebhookSigner{Preset: signature.PresetStripe, Secret: []byte(secret)}, `{"id":"evt_1","type":"charge.succeeded"}`},
-			{signature.PresetStandardWebhooks, &signature.WebhookSigner{Preset: signature.PresetStandardWebhooks, Secret: []byte(secret)}, `{"type":"invoice.paid"}`},
-			{signature.PresetSlack, &signature.WebhookSigner{Preset: signature.PresetSlack, Secret: []byte(secret)}, `token=x&team_id=T1`},
+			{webhooksig.PresetStripe, &webhooksig.Signer{Preset: webhooksig.PresetStripe, Secret: []byte(secret)}, `{"id":"evt_1","type":"charge.succeeded"}`},
+			{webhooksig.PresetStandardWebhooks, &webhooksig.Signer{Preset: webhooksig.PresetStandardWebhooks, Secret: []byte(secret)}, `{"type":"invoice.paid"}`},
+			{webhooksig.PresetSlack, &webhooksig.Signer{Preset: webhooksig.PresetSlack, Secret: []byte(secret)}, `token=x&team_id=T1`},
 		}
 		for _, tt := range tests {
 			t.Run(tt.scheme, func(t *testing.T) {

@@ -13,13 +13,14 @@ import (
 	"github.com/stripe/stripe-go/v85/webhook"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
 func verify(t *testing.T, preset, secret string, h http.Header, body []byte) (signature.Verified, error) {
 	t.Helper()
-	key, err := signature.ParseWebhookSecret(preset, secret)
+	key, err := webhooksig.ParseSecret(preset, secret)
 	require.NoError(t, err)
-	w, err := signature.NewWebhook(preset, []signature.Key{{ID: "endpoint", Secrets: [][]byte{key}}})
+	w, err := webhooksig.New(preset, []signature.Key{{ID: "endpoint", Secrets: [][]byte{key}}})
 	require.NoError(t, err)
 	return w.Verify(context.Background(), &signature.Request{Method: http.MethodPost, Header: h, Body: body})
 }
@@ -40,7 +41,7 @@ func TestStandardWebhooksLibrary(t *testing.T) {
 			h.Set(prefix+"id", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")
 			h.Set(prefix+"timestamp", strconv.FormatInt(now.Unix(), 10))
 			h.Set(prefix+"signature", "v1,bm90LXRoZS1zaWduYXR1cmUtb2YtYW55LWtleS0wMDA= "+sig)
-			v, err := verify(t, signature.PresetStandardWebhooks, secret, h, body)
+			v, err := verify(t, webhooksig.PresetStandardWebhooks, secret, h, body)
 			require.NoError(t, err)
 			assert.Equal(t, "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", v.IdempotencyKey)
 			assert.Equal(t, now, v.Timestamp)
@@ -50,15 +51,15 @@ func TestStandardWebhooksLibrary(t *testing.T) {
 		}
 	}
 
-	key, err := signature.ParseWebhookSecret(signature.PresetStandardWebhooks, secret)
+	key, err := webhooksig.ParseSecret(webhooksig.PresetStandardWebhooks, secret)
 	require.NoError(t, err)
 	req, _ := http.NewRequest(http.MethodPost, "https://hooks.example.com/", nil)
 	body := []byte(`{"type":"contact.created"}`)
-	require.NoError(t, (&signature.WebhookSigner{Preset: signature.PresetStandardWebhooks, Secret: key}).Sign(req, body))
+	require.NoError(t, (&webhooksig.Signer{Preset: webhooksig.PresetStandardWebhooks, Secret: key}).Sign(req, body))
 	require.NoError(t, lib.Verify(body, req.Header), "the library accepts what WebhookSigner signs")
 
 	h := req.Header.Clone()
-	_, err = verify(t, signature.PresetStandardWebhooks, "whsec_"+"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", h, body)
+	_, err = verify(t, webhooksig.PresetStandardWebhooks, "whsec_"+"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", h, body)
 	require.ErrorIs(t, err, signature.ErrInvalid)
 }
 
@@ -71,18 +72,18 @@ func TestStripeGoTestHelper(t *testing.T) {
 	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: now})
 	h := http.Header{}
 	h.Set("Stripe-Signature", signed.Header)
-	v, err := verify(t, signature.PresetStripe, secret, h, body)
+	v, err := verify(t, webhooksig.PresetStripe, secret, h, body)
 	require.NoError(t, err)
 	assert.Equal(t, "evt_1NG8Du2eZvKYlo2CUI79vXWy", v.IdempotencyKey)
 	assert.Equal(t, now, v.Timestamp)
 	require.NoError(t, webhook.ValidatePayload(body, signed.Header, secret), "stripe-go accepts it too")
 
 	req, _ := http.NewRequest(http.MethodPost, "https://hooks.example.com/", nil)
-	require.NoError(t, (&signature.WebhookSigner{Preset: signature.PresetStripe, Secret: []byte(secret)}).Sign(req, body))
+	require.NoError(t, (&webhooksig.Signer{Preset: webhooksig.PresetStripe, Secret: []byte(secret)}).Sign(req, body))
 	require.NoError(t, webhook.ValidatePayload(body, req.Header.Get("Stripe-Signature"), secret), "stripe-go accepts what WebhookSigner signs")
 
 	other := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: "whsec_other", Timestamp: now})
 	h.Set("Stripe-Signature", other.Header)
-	_, err = verify(t, signature.PresetStripe, secret, h, body)
+	_, err = verify(t, webhooksig.PresetStripe, secret, h, body)
 	require.ErrorIs(t, err, signature.ErrInvalid)
 }

@@ -1,4 +1,4 @@
-package signature_test
+package webhooksig_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/webhooksig"
 	"github.com/replayguard/replayguard/timestamp"
 )
 
@@ -45,9 +46,9 @@ func loadWebhookVectors(t *testing.T) []webhookVector {
 	return vs
 }
 
-func webhookScheme(t *testing.T, preset string, keys ...signature.Key) *signature.Webhook {
+func webhookScheme(t *testing.T, preset string, keys ...signature.Key) *webhooksig.Scheme {
 	t.Helper()
-	w, err := signature.NewWebhook(preset, keys)
+	w, err := webhooksig.New(preset, keys)
 	require.NoError(t, err)
 	return w
 }
@@ -56,7 +57,7 @@ func webhookKey(t *testing.T, preset, id string, secrets ...string) signature.Ke
 	t.Helper()
 	k := signature.Key{ID: id}
 	for _, s := range secrets {
-		b, err := signature.ParseWebhookSecret(preset, s)
+		b, err := webhooksig.ParseSecret(preset, s)
 		require.NoError(t, err)
 		k.Secrets = append(k.Secrets, b)
 	}
@@ -91,7 +92,7 @@ func TestWebhookPublishedVectors(t *testing.T) {
 			} else {
 				assert.Equal(t, time.Unix(v.Timestamp, 0), got.Timestamp)
 			}
-			assert.Equal(t, v.Preset == signature.PresetSlack, got.IdempotencyOptional)
+			assert.Equal(t, v.Preset == webhooksig.PresetSlack, got.IdempotencyOptional)
 
 			tampered := webhookRequest(v.Headers, v.Body+" ")
 			_, err = w.Verify(context.Background(), tampered)
@@ -104,10 +105,10 @@ func TestWebhookPublishedVectors(t *testing.T) {
 func TestWebhookSignerReproducesVectors(t *testing.T) {
 	for _, v := range loadWebhookVectors(t) {
 		t.Run(v.Preset+": "+v.Source, func(t *testing.T) {
-			secret, err := signature.ParseWebhookSecret(v.Preset, v.Secret)
+			secret, err := webhooksig.ParseSecret(v.Preset, v.Secret)
 			require.NoError(t, err)
 			id := v.IdempotencyKey
-			s := &signature.WebhookSigner{Preset: v.Preset, Secret: secret, DeliveryID: id, Now: func() time.Time { return time.Unix(v.Timestamp, 0) }}
+			s := &webhooksig.Signer{Preset: v.Preset, Secret: secret, DeliveryID: id, Now: func() time.Time { return time.Unix(v.Timestamp, 0) }}
 			req, err := http.NewRequest(http.MethodPost, "https://hooks.example.com/hooks", strings.NewReader(v.Body))
 			require.NoError(t, err)
 			require.NoError(t, s.Sign(req, []byte(v.Body)))
@@ -134,7 +135,7 @@ func TestWebhookStripe(t *testing.T) {
 	const secret = "whsec_test_secret_0123456789"
 	const oldSecret = "whsec_previous_secret"
 	body := `{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","type":"payment_intent.succeeded"}`
-	w := webhookScheme(t, signature.PresetStripe, webhookKey(t, signature.PresetStripe, "acct", secret, oldSecret))
+	w := webhookScheme(t, webhooksig.PresetStripe, webhookKey(t, webhooksig.PresetStripe, "acct", secret, oldSecret))
 	sig := func(sec string) string {
 		return hex.EncodeToString(hmacSHA256([]byte(sec), []byte("1700000000."+body)))
 	}
@@ -187,7 +188,7 @@ func TestWebhookStripe(t *testing.T) {
 func TestWebhookShopify(t *testing.T) {
 	const secret = "shpss_0123456789abcdef"
 	body := `{"id":820982911946154508,"email":"jon@example.com"}`
-	w := webhookScheme(t, signature.PresetShopify, webhookKey(t, signature.PresetShopify, "shop", secret))
+	w := webhookScheme(t, webhooksig.PresetShopify, webhookKey(t, webhooksig.PresetShopify, "shop", secret))
 	good := base64.StdEncoding.EncodeToString(hmacSHA256([]byte(secret), []byte(body)))
 	headers := func(sig, id string) map[string]string {
 		return map[string]string{"X-Shopify-Hmac-Sha256": sig, "X-Shopify-Webhook-Id": id}
@@ -210,7 +211,7 @@ func TestWebhookShopify(t *testing.T) {
 }
 
 func TestWebhookGitHubAndSlackErrors(t *testing.T) {
-	gh := webhookScheme(t, signature.PresetGitHub, webhookKey(t, signature.PresetGitHub, "gh", "It's a Secret to Everybody"))
+	gh := webhookScheme(t, webhooksig.PresetGitHub, webhookKey(t, webhooksig.PresetGitHub, "gh", "It's a Secret to Everybody"))
 	_, err := gh.Verify(context.Background(), webhookRequest(map[string]string{"X-Hub-Signature-256": "sha1=abc", "X-GitHub-Delivery": "d"}, "x"))
 	require.ErrorIs(t, err, signature.ErrMalformed)
 	_, err = gh.Verify(context.Background(), webhookRequest(map[string]string{"X-GitHub-Delivery": "d"}, "x"))
@@ -218,7 +219,7 @@ func TestWebhookGitHubAndSlackErrors(t *testing.T) {
 	_, err = gh.Verify(context.Background(), webhookRequest(map[string]string{"X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"}, "Hello, World!"))
 	require.ErrorIs(t, err, signature.ErrMissing, "no delivery id")
 
-	sl := webhookScheme(t, signature.PresetSlack, webhookKey(t, signature.PresetSlack, "sl", "8f742231b10e8888abcd99yyyzzz85a5"))
+	sl := webhookScheme(t, webhooksig.PresetSlack, webhookKey(t, webhooksig.PresetSlack, "sl", "8f742231b10e8888abcd99yyyzzz85a5"))
 	for _, tc := range []struct {
 		sig, ts string
 		want    error
@@ -237,7 +238,7 @@ func TestWebhookGitHubAndSlackErrors(t *testing.T) {
 
 func TestWebhookStandardErrors(t *testing.T) {
 	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	w := webhookScheme(t, signature.PresetStandardWebhooks, webhookKey(t, signature.PresetStandardWebhooks, "sw", secret))
+	w := webhookScheme(t, webhooksig.PresetStandardWebhooks, webhookKey(t, webhooksig.PresetStandardWebhooks, "sw", secret))
 	good := map[string]string{"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "webhook-timestamp": "1614265330", "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}
 	body := `{"test": 2432232314}`
 	with := func(k, v string) map[string]string {
@@ -275,15 +276,15 @@ func TestWebhookStandardErrors(t *testing.T) {
 func TestWebhookStandardV1a(t *testing.T) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
-	parsed, err := signature.ParseStandardWebhooksPublicKey("whpk_" + base64.StdEncoding.EncodeToString(pub))
+	parsed, err := webhooksig.ParseStandardWebhooksPublicKey("whpk_" + base64.StdEncoding.EncodeToString(pub))
 	require.NoError(t, err)
 	assert.Equal(t, pub, parsed)
-	w := webhookScheme(t, signature.PresetStandardWebhooks,
-		webhookKey(t, signature.PresetStandardWebhooks, "sym", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+	w := webhookScheme(t, webhooksig.PresetStandardWebhooks,
+		webhookKey(t, webhooksig.PresetStandardWebhooks, "sym", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
 		signature.Key{ID: "asym", PublicKey: parsed})
 	body := []byte(`{"type":"contact.created"}`)
 	req, _ := http.NewRequest(http.MethodPost, "https://hooks.example.com/", nil)
-	s := &signature.WebhookSigner{Preset: signature.PresetStandardWebhooks, PrivateKey: priv, DeliveryID: "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", Now: func() time.Time { return time.Unix(1674087231, 0) }}
+	s := &webhooksig.Signer{Preset: webhooksig.PresetStandardWebhooks, PrivateKey: priv, DeliveryID: "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", Now: func() time.Time { return time.Unix(1674087231, 0) }}
 	require.NoError(t, s.Sign(req, body))
 	assert.True(t, strings.HasPrefix(req.Header.Get("webhook-signature"), "v1a,"))
 	r := &signature.Request{Method: http.MethodPost, Header: req.Header, Body: body}
@@ -296,26 +297,26 @@ func TestWebhookStandardV1a(t *testing.T) {
 	require.ErrorIs(t, err, signature.ErrInvalid)
 
 	for _, bad := range []string{"whsk_abc", "whpk_!!", "whpk_AAAA"} {
-		_, err := signature.ParseStandardWebhooksPublicKey(bad)
+		_, err := webhooksig.ParseStandardWebhooksPublicKey(bad)
 		require.Error(t, err, bad)
 	}
 }
 
 func TestParseWebhookSecret(t *testing.T) {
-	b, err := signature.ParseWebhookSecret(signature.PresetStandardWebhooks, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	b, err := webhooksig.ParseSecret(webhooksig.PresetStandardWebhooks, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	require.NoError(t, err)
 	assert.Len(t, b, 24)
-	b2, err := signature.ParseWebhookSecret(signature.PresetStandardWebhooks, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw==")
+	b2, err := webhooksig.ParseSecret(webhooksig.PresetStandardWebhooks, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw==")
 	require.Error(t, err, "wrong padding")
 	assert.Nil(t, b2)
-	raw, err := signature.ParseWebhookSecret(signature.PresetStripe, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	raw, err := webhooksig.ParseSecret(webhooksig.PresetStripe, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	require.NoError(t, err)
 	assert.Equal(t, []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), raw)
-	_, err = signature.ParseWebhookSecret(signature.PresetStandardWebhooks, "whsec_")
+	_, err = webhooksig.ParseSecret(webhooksig.PresetStandardWebhooks, "whsec_")
 	require.Error(t, err)
-	_, err = signature.ParseWebhookSecret(signature.PresetStandardWebhooks, "whsec_***")
+	_, err = webhooksig.ParseSecret(webhooksig.PresetStandardWebhooks, "whsec_***")
 	require.Error(t, err)
-	plain, err := signature.ParseWebhookSecret(signature.PresetStandardWebhooks, "plain")
+	plain, err := webhooksig.ParseSecret(webhooksig.PresetStandardWebhooks, "plain")
 	require.NoError(t, err)
 	assert.Equal(t, []byte("plain"), plain)
 }
@@ -328,28 +329,28 @@ func TestNewWebhookRejects(t *testing.T) {
 		keys   []signature.Key
 	}{
 		{"paypal", []signature.Key{{ID: "a", Secrets: s}}},
-		{signature.PresetGitHub, nil},
-		{signature.PresetGitHub, []signature.Key{{Secrets: s}}},
-		{signature.PresetGitHub, []signature.Key{{ID: "a", Secrets: s}, {ID: "a", Secrets: s}}},
-		{signature.PresetGitHub, []signature.Key{{ID: "a"}}},
-		{signature.PresetGitHub, []signature.Key{{ID: "a", Secrets: [][]byte{{}}}}},
-		{signature.PresetGitHub, []signature.Key{{ID: "a", PublicKey: pub}}},
-		{signature.PresetStandardWebhooks, []signature.Key{{ID: "a", PublicKey: "not a key"}}},
+		{webhooksig.PresetGitHub, nil},
+		{webhooksig.PresetGitHub, []signature.Key{{Secrets: s}}},
+		{webhooksig.PresetGitHub, []signature.Key{{ID: "a", Secrets: s}, {ID: "a", Secrets: s}}},
+		{webhooksig.PresetGitHub, []signature.Key{{ID: "a"}}},
+		{webhooksig.PresetGitHub, []signature.Key{{ID: "a", Secrets: [][]byte{{}}}}},
+		{webhooksig.PresetGitHub, []signature.Key{{ID: "a", PublicKey: pub}}},
+		{webhooksig.PresetStandardWebhooks, []signature.Key{{ID: "a", PublicKey: "not a key"}}},
 	} {
-		_, err := signature.NewWebhook(tc.preset, tc.keys)
+		_, err := webhooksig.New(tc.preset, tc.keys)
 		require.Error(t, err, "%+v", tc)
 	}
-	w, err := signature.NewWebhook(signature.PresetSlack, []signature.Key{{ID: "a", Secrets: s}})
+	w, err := webhooksig.New(webhooksig.PresetSlack, []signature.Key{{ID: "a", Secrets: s}})
 	require.NoError(t, err)
 	assert.Equal(t, "slack", w.Preset())
-	assert.Len(t, signature.WebhookPresets(), 5)
+	assert.Len(t, webhooksig.Presets(), 5)
 }
 
 func TestWebhookSignerErrors(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, "https://a.example/", nil)
-	require.Error(t, (&signature.WebhookSigner{Preset: "stripe"}).Sign(req, nil))
-	require.Error(t, (&signature.WebhookSigner{Preset: "paypal", Secret: []byte("s")}).Sign(req, nil))
-	s := &signature.WebhookSigner{Preset: "shopify", Secret: []byte("s")}
+	require.Error(t, (&webhooksig.Signer{Preset: "stripe"}).Sign(req, nil))
+	require.Error(t, (&webhooksig.Signer{Preset: "paypal", Secret: []byte("s")}).Sign(req, nil))
+	s := &webhooksig.Signer{Preset: "shopify", Secret: []byte("s")}
 	require.NoError(t, s.Sign(req, []byte("x")))
 	assert.True(t, strings.HasPrefix(req.Header.Get("X-Shopify-Webhook-Id"), "msg_"))
 }

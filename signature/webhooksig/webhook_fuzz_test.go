@@ -1,4 +1,4 @@
-package signature_test
+package webhooksig_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
 // fuzzWebhookSecret is the one secret of every preset under fuzzing.
@@ -18,13 +19,13 @@ var fuzzWebhookSecret = []byte("fuzz-webhook-secret")
 // webhookMAC is the MAC encoding each preset sends for the content it signs.
 func webhookMAC(preset, id, ts, body string) string {
 	switch preset {
-	case signature.PresetStandardWebhooks:
+	case webhooksig.PresetStandardWebhooks:
 		return base64.StdEncoding.EncodeToString(hmacSHA256(fuzzWebhookSecret, []byte(id+"."+ts+"."+body)))
-	case signature.PresetStripe:
+	case webhooksig.PresetStripe:
 		return hex.EncodeToString(hmacSHA256(fuzzWebhookSecret, []byte(ts+"."+body)))
-	case signature.PresetSlack:
+	case webhooksig.PresetSlack:
 		return hex.EncodeToString(hmacSHA256(fuzzWebhookSecret, []byte("v0:"+ts+":"+body)))
-	case signature.PresetGitHub:
+	case webhooksig.PresetGitHub:
 		return hex.EncodeToString(hmacSHA256(fuzzWebhookSecret, []byte(body)))
 	}
 	return base64.StdEncoding.EncodeToString(hmacSHA256(fuzzWebhookSecret, []byte(body)))
@@ -40,10 +41,10 @@ func FuzzWebhookVerify(f *testing.F) {
 	f.Add(uint8(2), "sha256={mac}", "72d3162e-cc78-11e3-81ab-4c9367dc0958", "", "Hello, World!")
 	f.Add(uint8(3), "v0={mac}", "", "1531420618", "token=x&team_id=T1")
 	f.Add(uint8(4), "{mac}", "b54557e4", "", `{"id":1}`)
-	presets := signature.WebhookPresets()
-	schemes := make([]*signature.Webhook, len(presets))
+	presets := webhooksig.Presets()
+	schemes := make([]*webhooksig.Scheme, len(presets))
 	for i, p := range presets {
-		w, err := signature.NewWebhook(p, []signature.Key{{ID: "other", Secrets: [][]byte{[]byte("x")}}, {ID: "k", Secrets: [][]byte{fuzzWebhookSecret}, PublicKey: pubIf(p)}})
+		w, err := webhooksig.New(p, []signature.Key{{ID: "other", Secrets: [][]byte{[]byte("x")}}, {ID: "k", Secrets: [][]byte{fuzzWebhookSecret}, PublicKey: pubIf(p)}})
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -56,16 +57,16 @@ func FuzzWebhookVerify(f *testing.F) {
 		sig = strings.ReplaceAll(sig, "{mac}", mac)
 		h := http.Header{}
 		switch preset {
-		case signature.PresetStandardWebhooks:
+		case webhooksig.PresetStandardWebhooks:
 			h.Set("webhook-signature", sig)
 			h.Set("webhook-id", id)
 			h.Set("webhook-timestamp", ts)
-		case signature.PresetStripe:
+		case webhooksig.PresetStripe:
 			h.Set("Stripe-Signature", sig)
-		case signature.PresetGitHub:
+		case webhooksig.PresetGitHub:
 			h.Set("X-Hub-Signature-256", sig)
 			h.Set("X-GitHub-Delivery", id)
-		case signature.PresetSlack:
+		case webhooksig.PresetSlack:
 			h.Set("X-Slack-Signature", sig)
 			h.Set("X-Slack-Request-Timestamp", ts)
 		default:
@@ -80,11 +81,11 @@ func FuzzWebhookVerify(f *testing.F) {
 			t.Fatalf("%s verified %q without its MAC %q: %+v", preset, sig, mac, v)
 		}
 		switch preset {
-		case signature.PresetStandardWebhooks:
+		case webhooksig.PresetStandardWebhooks:
 			if v.IdempotencyKey != id || v.ReplayKey != id+":"+ts || v.Timestamp.IsZero() {
 				t.Fatalf("standard-webhooks keys: %+v", v)
 			}
-		case signature.PresetGitHub, signature.PresetShopify:
+		case webhooksig.PresetGitHub, webhooksig.PresetShopify:
 			if v.IdempotencyKey != id || v.ReplayKey != "" || !v.Timestamp.IsZero() {
 				t.Fatalf("%s keys: %+v", preset, v)
 			}
@@ -97,14 +98,14 @@ func FuzzWebhookVerify(f *testing.F) {
 }
 
 func signedContent(preset, ts, body string) []byte {
-	if preset == signature.PresetSlack {
+	if preset == webhooksig.PresetSlack {
 		return []byte("v0:" + ts + ":" + body)
 	}
 	return []byte(ts + "." + body)
 }
 
 func pubIf(preset string) any {
-	if preset != signature.PresetStandardWebhooks {
+	if preset != webhooksig.PresetStandardWebhooks {
 		return nil
 	}
 	return ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public()

@@ -1,4 +1,4 @@
-package signature
+package webhooksig
 
 import (
 	"crypto/ed25519"
@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/replayguard/replayguard/signature"
 )
 
-// WebhookSigner signs requests the way a webhook provider signs its
+// Signer signs requests the way a webhook provider signs its
 // deliveries: for tests, and to replay provider traffic locally.
-type WebhookSigner struct {
+type Signer struct {
 	// Preset names the provider (PresetStandardWebhooks, …).
 	Preset string
 	// Secret is the MAC key: the decoded bytes (see ParseWebhookSecret).
@@ -32,10 +33,10 @@ type WebhookSigner struct {
 	Now func() time.Time
 }
 
-var _ Signer = (*WebhookSigner)(nil)
+var _ signature.Signer = (*Signer)(nil)
 
 // Sign sets the preset's headers on req for body.
-func (s *WebhookSigner) Sign(req *http.Request, body []byte) error {
+func (s *Signer) Sign(req *http.Request, body []byte) error {
 	if len(s.Secret) == 0 && s.PrivateKey == nil {
 		return errors.New("signature: webhook signer: a secret is required")
 	}

@@ -1,4 +1,4 @@
-package signature
+package webhooksig
 
 import (
 	"bytes"
@@ -17,10 +17,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/internal/sigutil"
 	"github.com/replayguard/replayguard/timestamp"
 )
 
-// Webhook presets: the signature schemes of webhook providers.
+// Scheme presets: the signature schemes of webhook providers.
 const (
 	PresetStandardWebhooks = "standard-webhooks"
 	PresetStripe           = "stripe"
@@ -29,8 +31,8 @@ const (
 	PresetShopify          = "shopify"
 )
 
-// WebhookPresets lists the presets NewWebhook accepts.
-func WebhookPresets() []string {
+// Presets lists the presets NewWebhook accepts.
+func Presets() []string {
 	return []string{PresetStandardWebhooks, PresetStripe, PresetGitHub, PresetSlack, PresetShopify}
 }
 
@@ -81,12 +83,12 @@ const (
 // SHA instructions a MAC pass costs more than an Ed25519 one).
 const MaxEd25519Signatures = 2
 
-// ParseWebhookSecret decodes a configured secret for a preset. Under
+// ParseSecret decodes a configured secret for a preset. Under
 // standard-webhooks a "whsec_" secret is the base64 after the prefix, as
 // the Standard Webhooks specification defines; every other secret (and
 // every secret of the other presets, Stripe's "whsec_" ones included) is
 // read by ParseSecret.
-func ParseWebhookSecret(preset, s string) ([]byte, error) {
+func ParseSecret(preset, s string) ([]byte, error) {
 	if preset == PresetStandardWebhooks {
 		if rest, ok := strings.CutPrefix(s, StandardWebhooksSecretPrefix); ok {
 			b, err := decodeLenientBase64(rest)
@@ -99,7 +101,7 @@ func ParseWebhookSecret(preset, s string) ([]byte, error) {
 			return b, nil
 		}
 	}
-	return ParseSecret(s)
+	return signature.ParseSecret(s)
 }
 
 // ParseStandardWebhooksPublicKey decodes a "whpk_" Ed25519 public key of
@@ -126,7 +128,7 @@ func decodeLenientBase64(s string) ([]byte, error) {
 	return base64.RawStdEncoding.DecodeString(s)
 }
 
-// Webhook verifies the deliveries of one webhook provider (a preset).
+// Scheme verifies the deliveries of one webhook provider (a preset).
 // Providers put no key id on the wire, so every configured key and every
 // secret of it is tried; the id of the key that verifies is the principal.
 //
@@ -145,7 +147,7 @@ func decodeLenientBase64(s string) ([]byte, error) {
 // No preset signs the request method, and providers deliver with POST
 // only: a request with any other method (also "post") is refused with
 // ErrMethodNotAllowed before its headers are read.
-type Webhook struct {
+type Scheme struct {
 	preset   string
 	keys     []*webhookKey
 	nsecrets int
@@ -155,7 +157,7 @@ type Webhook struct {
 	scratch sync.Pool
 }
 
-var _ Scheme = (*Webhook)(nil)
+var _ signature.Scheme = (*Scheme)(nil)
 
 type webhookKey struct {
 	id      string
@@ -164,12 +166,12 @@ type webhookKey struct {
 	pub     ed25519.PublicKey
 }
 
-// NewWebhook returns the verifier of preset over keys. Every key needs an
+// New returns the verifier of preset over keys. Every key needs an
 // id and at least one secret; under standard-webhooks a key may instead
 // (or also) have an Ed25519 PublicKey for "v1a" signatures.
-func NewWebhook(preset string, keys []Key) (*Webhook, error) {
+func New(preset string, keys []signature.Key) (*Scheme, error) {
 	known := false
-	for _, p := range WebhookPresets() {
+	for _, p := range Presets() {
 		known = known || p == preset
 	}
 	if !known {
@@ -178,7 +180,7 @@ func NewWebhook(preset string, keys []Key) (*Webhook, error) {
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("signature: %s: no keys configured", preset)
 	}
-	w := &Webhook{preset: preset}
+	w := &Scheme{preset: preset}
 	seen := map[string]bool{}
 	for i, k := range keys {
 		if k.ID == "" {
@@ -197,7 +199,7 @@ func NewWebhook(preset string, keys []Key) (*Webhook, error) {
 		}
 		w.nsecrets += len(wk.secrets)
 		if k.PublicKey != nil {
-			pub, ok := ed25519Public(k.PublicKey)
+			pub, ok := sigutil.Ed25519Public(k.PublicKey)
 			if !ok || preset != PresetStandardWebhooks {
 				return nil, fmt.Errorf("signature: %s: key %q: public keys are supported by standard-webhooks (Ed25519, v1a) only", preset, k.ID)
 			}
@@ -218,7 +220,7 @@ func NewWebhook(preset string, keys []Key) (*Webhook, error) {
 }
 
 // Preset returns the preset name.
-func (w *Webhook) Preset() string { return w.preset }
+func (w *Scheme) Preset() string { return w.preset }
 
 // whScratch holds the per-delivery buffers of a verification.
 type whScratch struct {
@@ -245,13 +247,13 @@ func (sc *whScratch) mac(k *webhookKey, j int) hash.Hash {
 // resent with another method would verify: every preset accepts POST, the
 // one method providers send, byte for byte, and refuses any other with
 // ErrMethodNotAllowed before any signature work.
-func (w *Webhook) Verify(_ context.Context, r *Request) (Verified, error) {
+func (w *Scheme) Verify(_ context.Context, r *signature.Request) (signature.Verified, error) {
 	if r.Method != http.MethodPost {
-		return Verified{}, postOnly("the " + w.preset + " preset")
+		return signature.Verified{}, signature.POSTOnly("the " + w.preset + " preset")
 	}
 	sc := w.scratch.Get().(*whScratch)
 	sc.prefix, sc.sigs, sc.asigs = sc.prefix[:0], sc.sigs[:0], sc.asigs[:0]
-	var v Verified
+	var v signature.Verified
 	var err error
 	switch w.preset {
 	case PresetStandardWebhooks:
@@ -269,7 +271,7 @@ func (w *Webhook) Verify(_ context.Context, r *Request) (Verified, error) {
 	return v, err
 }
 
-func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
+func (w *Scheme) verifyStandard(sc *whScratch, r *signature.Request) (signature.Verified, error) {
 	idH, tsH, sigH := StandardWebhookIDHeader, StandardWebhookTimestampHeader, StandardWebhookSignatureHeader
 	lines := r.Header[sigH]
 	if len(lines) == 0 {
@@ -278,35 +280,35 @@ func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
 		}
 	}
 	if firstValue(lines) == "" {
-		return Verified{}, fmt.Errorf("%w: %s header", ErrMissing, sigH)
+		return signature.Verified{}, fmt.Errorf("%w: %s header", signature.ErrMissing, sigH)
 	}
 	id := firstValue(r.Header[idH])
 	if id == "" {
-		return Verified{}, fmt.Errorf("%w: %s header", ErrMissing, idH)
+		return signature.Verified{}, fmt.Errorf("%w: %s header", signature.ErrMissing, idH)
 	}
 	if !validStandardID(id) {
-		return Verified{}, fmt.Errorf("%w: %s must be 1-%d printable characters without '.'", ErrMalformed, idH, maxDeliveryID)
+		return signature.Verified{}, fmt.Errorf("%w: %s must be 1-%d printable characters without '.'", signature.ErrMalformed, idH, maxDeliveryID)
 	}
 	tsRaw := firstValue(r.Header[tsH])
 	if tsRaw == "" {
-		return Verified{}, fmt.Errorf("%w: %s header", timestamp.ErrMissing, tsH)
+		return signature.Verified{}, fmt.Errorf("%w: %s header", timestamp.ErrMissing, tsH)
 	}
 	ts, err := timestamp.ParseUnix(tsRaw)
 	if err != nil {
-		return Verified{}, err
+		return signature.Verified{}, err
 	}
 	n, na, malformed, over, err := parseStandardSignatures(sc, lines)
 	if err != nil {
-		return Verified{}, err
+		return signature.Verified{}, err
 	}
 	if n > 0 && w.nsecrets > 0 && na > 1 {
 		na, over = 1, true
 	}
 	if n == 0 && na == 0 {
 		if malformed {
-			return Verified{}, fmt.Errorf("%w: no decodable v1 or v1a signature in %s", ErrMalformed, sigH)
+			return signature.Verified{}, fmt.Errorf("%w: no decodable v1 or v1a signature in %s", signature.ErrMalformed, sigH)
 		}
-		return Verified{}, fmt.Errorf("%w: no v1 or v1a signature in %s", ErrMissing, sigH)
+		return signature.Verified{}, fmt.Errorf("%w: no v1 or v1a signature in %s", signature.ErrMissing, sigH)
 	}
 	sc.prefix = append(sc.prefix, id...)
 	sc.prefix = append(sc.prefix, '.')
@@ -318,14 +320,14 @@ func (w *Webhook) verifyStandard(sc *whScratch, r *Request) (Verified, error) {
 	}
 	if key == nil {
 		if over {
-			return Verified{}, fmt.Errorf("%w: more v1a signatures in %s than are tried (%d, or 1 beside v1 signatures), and none tried verified", ErrMalformed, sigH, MaxEd25519Signatures)
+			return signature.Verified{}, fmt.Errorf("%w: more v1a signatures in %s than are tried (%d, or 1 beside v1 signatures), and none tried verified", signature.ErrMalformed, sigH, MaxEd25519Signatures)
 		}
 		if malformed {
-			return Verified{}, fmt.Errorf("%w: a signature in %s could not be decoded", ErrMalformed, sigH)
+			return signature.Verified{}, fmt.Errorf("%w: a signature in %s could not be decoded", signature.ErrMalformed, sigH)
 		}
-		return Verified{}, ErrInvalid
+		return signature.Verified{}, signature.ErrInvalid
 	}
-	return Verified{KeyID: key.id, Timestamp: ts, ReplayKey: id + ":" + tsRaw, IdempotencyKey: id}, nil
+	return signature.Verified{KeyID: key.id, Timestamp: ts, ReplayKey: id + ":" + tsRaw, IdempotencyKey: id}, nil
 }
 
 // parseStandardSignatures decodes the space-delimited "v1,<base64>" and
@@ -336,7 +338,7 @@ func parseStandardSignatures(sc *whScratch, lines []string) (n, na int, malforme
 	for _, line := range lines {
 		total += len(line)
 		if total > maxWebhookHeader {
-			return 0, 0, false, false, fmt.Errorf("%w: signature header longer than %d bytes", ErrMalformed, maxWebhookHeader)
+			return 0, 0, false, false, fmt.Errorf("%w: signature header longer than %d bytes", signature.ErrMalformed, maxWebhookHeader)
 		}
 		for line != "" {
 			var entry string
@@ -374,13 +376,13 @@ func parseStandardSignatures(sc *whScratch, lines []string) (n, na int, malforme
 	return n, na, malformed, over, nil
 }
 
-func (w *Webhook) verifyStripe(sc *whScratch, r *Request) (Verified, error) {
+func (w *Scheme) verifyStripe(sc *whScratch, r *signature.Request) (signature.Verified, error) {
 	header := firstValue(r.Header[StripeSignatureHeader])
 	if header == "" {
-		return Verified{}, fmt.Errorf("%w: %s header", ErrMissing, StripeSignatureHeader)
+		return signature.Verified{}, fmt.Errorf("%w: %s header", signature.ErrMissing, StripeSignatureHeader)
 	}
 	if len(header) > maxWebhookHeader {
-		return Verified{}, fmt.Errorf("%w: %s longer than %d bytes", ErrMalformed, StripeSignatureHeader, maxWebhookHeader)
+		return signature.Verified{}, fmt.Errorf("%w: %s longer than %d bytes", signature.ErrMalformed, StripeSignatureHeader, maxWebhookHeader)
 	}
 	tsRaw, n, malformed := "", 0, false
 	for rest := header; rest != ""; {
@@ -403,31 +405,31 @@ func (w *Webhook) verifyStripe(sc *whScratch, r *Request) (Verified, error) {
 		}
 	}
 	if tsRaw == "" {
-		return Verified{}, fmt.Errorf("%w: t in %s", timestamp.ErrMissing, StripeSignatureHeader)
+		return signature.Verified{}, fmt.Errorf("%w: t in %s", timestamp.ErrMissing, StripeSignatureHeader)
 	}
 	ts, err := timestamp.ParseUnix(tsRaw)
 	if err != nil {
-		return Verified{}, err
+		return signature.Verified{}, err
 	}
 	if n == 0 {
 		if malformed {
-			return Verified{}, fmt.Errorf("%w: no decodable v1 signature in %s", ErrMalformed, StripeSignatureHeader)
+			return signature.Verified{}, fmt.Errorf("%w: no decodable v1 signature in %s", signature.ErrMalformed, StripeSignatureHeader)
 		}
-		return Verified{}, fmt.Errorf("%w: no v1 signature in %s", ErrMissing, StripeSignatureHeader)
+		return signature.Verified{}, fmt.Errorf("%w: no v1 signature in %s", signature.ErrMissing, StripeSignatureHeader)
 	}
 	sc.prefix = append(sc.prefix, tsRaw...)
 	sc.prefix = append(sc.prefix, '.')
 	key := w.matchMAC(sc, n, r.Body)
 	if key == nil {
 		if malformed {
-			return Verified{}, fmt.Errorf("%w: a v1 signature in %s could not be decoded", ErrMalformed, StripeSignatureHeader)
+			return signature.Verified{}, fmt.Errorf("%w: a v1 signature in %s could not be decoded", signature.ErrMalformed, StripeSignatureHeader)
 		}
-		return Verified{}, ErrInvalid
+		return signature.Verified{}, signature.ErrInvalid
 	}
-	v := Verified{KeyID: key.id, Timestamp: ts, ReplayKey: "sig:" + hex.EncodeToString(sc.sum)}
+	v := signature.Verified{KeyID: key.id, Timestamp: ts, ReplayKey: "sig:" + hex.EncodeToString(sc.sum)}
 	id, err := stripeEventID(r.Body)
 	if err != nil {
-		return Verified{}, err
+		return signature.Verified{}, err
 	}
 	v.IdempotencyKey = id
 	v.IdempotencyOptional = id == ""
@@ -464,80 +466,80 @@ func stripeEventID(body []byte) (string, error) {
 			return "", nil
 		}
 		if !validDeliveryID(id) {
-			return "", fmt.Errorf("%w: event id must be 1-%d printable characters", ErrMalformed, maxDeliveryID)
+			return "", fmt.Errorf("%w: event id must be 1-%d printable characters", signature.ErrMalformed, maxDeliveryID)
 		}
 		return id, nil
 	}
 	return "", nil
 }
 
-func (w *Webhook) verifySlack(sc *whScratch, r *Request) (Verified, error) {
+func (w *Scheme) verifySlack(sc *whScratch, r *signature.Request) (signature.Verified, error) {
 	sig := firstValue(r.Header[SlackSignatureHeader])
 	if sig == "" {
-		return Verified{}, fmt.Errorf("%w: %s header", ErrMissing, SlackSignatureHeader)
+		return signature.Verified{}, fmt.Errorf("%w: %s header", signature.ErrMissing, SlackSignatureHeader)
 	}
 	tsRaw := firstValue(r.Header[SlackTimestampHeader])
 	if tsRaw == "" {
-		return Verified{}, fmt.Errorf("%w: %s header", timestamp.ErrMissing, SlackTimestampHeader)
+		return signature.Verified{}, fmt.Errorf("%w: %s header", timestamp.ErrMissing, SlackTimestampHeader)
 	}
 	ts, err := timestamp.ParseUnix(tsRaw)
 	if err != nil {
-		return Verified{}, err
+		return signature.Verified{}, err
 	}
 	v, ok := strings.CutPrefix(sig, "v0=")
 	if !ok {
-		return Verified{}, fmt.Errorf("%w: %s has no v0= signature", ErrMissing, SlackSignatureHeader)
+		return signature.Verified{}, fmt.Errorf("%w: %s has no v0= signature", signature.ErrMissing, SlackSignatureHeader)
 	}
 	if !appendHexMAC(sc, v) {
-		return Verified{}, fmt.Errorf("%w: %s is not v0=<64 hex digits>", ErrMalformed, SlackSignatureHeader)
+		return signature.Verified{}, fmt.Errorf("%w: %s is not v0=<64 hex digits>", signature.ErrMalformed, SlackSignatureHeader)
 	}
 	sc.prefix = append(sc.prefix, "v0:"...)
 	sc.prefix = append(sc.prefix, tsRaw...)
 	sc.prefix = append(sc.prefix, ':')
 	key := w.matchMAC(sc, 1, r.Body)
 	if key == nil {
-		return Verified{}, ErrInvalid
+		return signature.Verified{}, signature.ErrInvalid
 	}
-	return Verified{KeyID: key.id, Timestamp: ts, ReplayKey: "sig:" + hex.EncodeToString(sc.sum), IdempotencyOptional: true}, nil
+	return signature.Verified{KeyID: key.id, Timestamp: ts, ReplayKey: "sig:" + hex.EncodeToString(sc.sum), IdempotencyOptional: true}, nil
 }
 
 // verifyBodyMAC verifies the presets that sign the body alone (GitHub:
 // "sha256=<hex>", Shopify: base64) and take the delivery id from idHeader.
-func (w *Webhook) verifyBodyMAC(sc *whScratch, r *Request, sigHeader, idHeader string) (Verified, error) {
+func (w *Scheme) verifyBodyMAC(sc *whScratch, r *signature.Request, sigHeader, idHeader string) (signature.Verified, error) {
 	sig := firstValue(r.Header[sigHeader])
 	if sig == "" {
-		return Verified{}, fmt.Errorf("%w: %s header", ErrMissing, sigHeader)
+		return signature.Verified{}, fmt.Errorf("%w: %s header", signature.ErrMissing, sigHeader)
 	}
 	id := firstValue(r.Header[idHeader])
 	if id == "" {
-		return Verified{}, fmt.Errorf("%w: %s header (deliveries are deduplicated by it)", ErrMissing, idHeader)
+		return signature.Verified{}, fmt.Errorf("%w: %s header (deliveries are deduplicated by it)", signature.ErrMissing, idHeader)
 	}
 	if !validDeliveryID(id) {
-		return Verified{}, fmt.Errorf("%w: %s must be 1-%d printable characters", ErrMalformed, idHeader, maxDeliveryID)
+		return signature.Verified{}, fmt.Errorf("%w: %s must be 1-%d printable characters", signature.ErrMalformed, idHeader, maxDeliveryID)
 	}
 	if w.preset == PresetGitHub {
 		v, ok := strings.CutPrefix(sig, "sha256=")
 		if !ok || !appendHexMAC(sc, v) {
-			return Verified{}, fmt.Errorf("%w: %s is not sha256=<64 hex digits>", ErrMalformed, sigHeader)
+			return signature.Verified{}, fmt.Errorf("%w: %s is not sha256=<64 hex digits>", signature.ErrMalformed, sigHeader)
 		}
 	} else {
 		sc.sigs = append(sc.sigs, make([]byte, macSize)...)
 		if !decodeStdBase64(sc.sigs, sig) {
-			return Verified{}, fmt.Errorf("%w: %s is not base64 of 32 bytes", ErrMalformed, sigHeader)
+			return signature.Verified{}, fmt.Errorf("%w: %s is not base64 of 32 bytes", signature.ErrMalformed, sigHeader)
 		}
 	}
 	key := w.matchMAC(sc, 1, r.Body)
 	if key == nil {
-		return Verified{}, ErrInvalid
+		return signature.Verified{}, signature.ErrInvalid
 	}
-	return Verified{KeyID: key.id, IdempotencyKey: id}, nil
+	return signature.Verified{KeyID: key.id, IdempotencyKey: id}, nil
 }
 
 // matchMAC computes HMAC-SHA256(prefix || body) under every secret of
 // every key until one equals one of the n decoded signatures: one MAC per
 // secret, however many signatures the header holds. It returns the
 // matching key and leaves in sc.sum the MAC under that key's first secret.
-func (w *Webhook) matchMAC(sc *whScratch, n int, body []byte) *webhookKey {
+func (w *Scheme) matchMAC(sc *whScratch, n int, body []byte) *webhookKey {
 	if n == 0 {
 		return nil
 	}
@@ -566,7 +568,7 @@ func (w *Webhook) matchMAC(sc *whScratch, n int, body []byte) *webhookKey {
 // matchEd25519 verifies the na (at most MaxEd25519Signatures) decoded v1a
 // signatures over prefix || body with the keys that have an Ed25519 public
 // key.
-func (w *Webhook) matchEd25519(sc *whScratch, na int, body []byte) *webhookKey {
+func (w *Scheme) matchEd25519(sc *whScratch, na int, body []byte) *webhookKey {
 	var msg []byte
 	for _, k := range w.keys {
 		if k.pub == nil {
@@ -594,11 +596,11 @@ func appendHexMAC(sc *whScratch, s string) bool {
 	sc.sigs = append(sc.sigs, make([]byte, macSize)...)
 	for i := 0; i < macSize; i++ {
 		hi, lo := s[2*i], s[2*i+1]
-		if !isHex(hi) || !isHex(lo) {
+		if !sigutil.IsHex(hi) || !sigutil.IsHex(lo) {
 			sc.sigs = sc.sigs[:off]
 			return false
 		}
-		sc.sigs[off+i] = unhex(hi)<<4 | unhex(lo)
+		sc.sigs[off+i] = sigutil.Unhex(hi)<<4 | sigutil.Unhex(lo)
 	}
 	return true
 }

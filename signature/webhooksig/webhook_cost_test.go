@@ -1,4 +1,4 @@
-package signature_test
+package webhooksig_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
 // An Ed25519 signature costs a full pass over the delivery per public key,
@@ -25,7 +26,7 @@ import (
 // small multiple of a valid one. The 4096-byte header holds 44 such
 // entries.
 func TestWebhookEd25519SignatureCap(t *testing.T) {
-	require.Equal(t, 2, signature.MaxEd25519Signatures)
+	require.Equal(t, 2, webhooksig.MaxEd25519Signatures)
 	const id, ts = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", "1674087231"
 	body := []byte(`{"type":"contact.created"}`)
 	msg := append([]byte(id+"."+ts+"."), body...)
@@ -38,13 +39,13 @@ func TestWebhookEd25519SignatureCap(t *testing.T) {
 		keys = append(keys, signature.Key{ID: kid, Secrets: [][]byte{[]byte("secret-" + kid)}, PublicKey: pub})
 		privs = append(privs, priv)
 	}
-	w := webhookScheme(t, signature.PresetStandardWebhooks, keys...)
+	w := webhookScheme(t, webhooksig.PresetStandardWebhooks, keys...)
 	// Without secrets, v1 entries cost nothing and leave the v1a cap at two.
 	pubOnly := make([]signature.Key, len(keys))
 	for i, k := range keys {
 		pubOnly[i] = signature.Key{ID: k.ID, PublicKey: k.PublicKey}
 	}
-	wPub := webhookScheme(t, signature.PresetStandardWebhooks, pubOnly...)
+	wPub := webhookScheme(t, webhooksig.PresetStandardWebhooks, pubOnly...)
 	_, stranger, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
 	good := "v1a," + base64.StdEncoding.EncodeToString(ed25519.Sign(privs[3], msg))
@@ -60,7 +61,7 @@ func TestWebhookEd25519SignatureCap(t *testing.T) {
 	const wrongV1 = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= "
 	tests := []struct {
 		name    string
-		w       *signature.Webhook
+		w       *webhooksig.Scheme
 		header  string
 		wantErr error
 	}{
@@ -106,8 +107,8 @@ func TestWebhookEveryMACSignatureIsTried(t *testing.T) {
 	}
 	keys := []signature.Key{{ID: "a", Secrets: secrets}, {ID: "b", Secrets: [][]byte{[]byte("s3"), []byte("s4")}}}
 
-	t.Run(signature.PresetStandardWebhooks, func(t *testing.T) {
-		w := webhookScheme(t, signature.PresetStandardWebhooks, keys...)
+	t.Run(webhooksig.PresetStandardWebhooks, func(t *testing.T) {
+		w := webhookScheme(t, webhooksig.PresetStandardWebhooks, keys...)
 		wrong := "v1," + base64.StdEncoding.EncodeToString(make([]byte, 32))
 		entries := make([]string, 0, 85)
 		for len(entries) < 84 {
@@ -120,8 +121,8 @@ func TestWebhookEveryMACSignatureIsTried(t *testing.T) {
 		require.NoError(t, err, "the 85th entry verifies")
 		assert.Equal(t, "b", v.KeyID)
 	})
-	t.Run(signature.PresetStripe, func(t *testing.T) {
-		w := webhookScheme(t, signature.PresetStripe, keys...)
+	t.Run(webhooksig.PresetStripe, func(t *testing.T) {
+		w := webhookScheme(t, webhooksig.PresetStripe, keys...)
 		parts := []string{"t=" + ts}
 		for len(parts) < 60 {
 			parts = append(parts, "v1="+strings.Repeat("0", 64))
@@ -136,6 +137,6 @@ func TestWebhookEveryMACSignatureIsTried(t *testing.T) {
 }
 
 func TestNewWebhookRejectsShortEd25519Key(t *testing.T) {
-	_, err := signature.NewWebhook(signature.PresetStandardWebhooks, []signature.Key{{ID: "a", PublicKey: ed25519.PublicKey(make([]byte, 31))}})
+	_, err := webhooksig.New(webhooksig.PresetStandardWebhooks, []signature.Key{{ID: "a", PublicKey: ed25519.PublicKey(make([]byte, 31))}})
 	require.Error(t, err)
 }

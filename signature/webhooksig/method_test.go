@@ -1,4 +1,4 @@
-package signature_test
+package webhooksig_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
 // No webhook preset signs the method: a captured delivery resent with
@@ -22,20 +23,20 @@ func TestWebhookMethodNotAllowed(t *testing.T) {
 	secret := []byte("a-webhook-secret")
 	tests := []struct {
 		preset string
-		signer *signature.WebhookSigner
+		signer *webhooksig.Signer
 		key    signature.Key
 	}{
-		{signature.PresetStandardWebhooks, &signature.WebhookSigner{Preset: signature.PresetStandardWebhooks, Secret: secret}, signature.Key{ID: "k", Secrets: [][]byte{secret}}},
-		{signature.PresetStandardWebhooks + " v1a", &signature.WebhookSigner{Preset: signature.PresetStandardWebhooks, PrivateKey: priv}, signature.Key{ID: "k", PublicKey: priv.Public()}},
-		{signature.PresetStripe, &signature.WebhookSigner{Preset: signature.PresetStripe, Secret: secret}, signature.Key{ID: "k", Secrets: [][]byte{secret}}},
-		{signature.PresetGitHub, &signature.WebhookSigner{Preset: signature.PresetGitHub, Secret: secret}, signature.Key{ID: "k", Secrets: [][]byte{secret}}},
-		{signature.PresetSlack, &signature.WebhookSigner{Preset: signature.PresetSlack, Secret: secret}, signature.Key{ID: "k", Secrets: [][]byte{secret}}},
-		{signature.PresetShopify, &signature.WebhookSigner{Preset: signature.PresetShopify, Secret: secret}, signature.Key{ID: "k", Secrets: [][]byte{secret}}},
+		{webhooksig.PresetStandardWebhooks, &webhooksig.Signer{Preset: webhooksig.PresetStandardWebhooks, Secret: secret}, signature.Key{ID: "k", Secrets: [][]byte{secret}}},
+		{webhooksig.PresetStandardWebhooks + " v1a", &webhooksig.Signer{Preset: webhooksig.PresetStandardWebhooks, PrivateKey: priv}, signature.Key{ID: "k", PublicKey: priv.Public()}},
+		{webhooksig.PresetStripe, &webhooksig.Signer{Preset: webhooksig.PresetStripe, Secret: secret}, signature.Key{ID: "k", Secrets: [][]byte{secret}}},
+		{webhooksig.PresetGitHub, &webhooksig.Signer{Preset: webhooksig.PresetGitHub, Secret: secret}, signature.Key{ID: "k", Secrets: [][]byte{secret}}},
+		{webhooksig.PresetSlack, &webhooksig.Signer{Preset: webhooksig.PresetSlack, Secret: secret}, signature.Key{ID: "k", Secrets: [][]byte{secret}}},
+		{webhooksig.PresetShopify, &webhooksig.Signer{Preset: webhooksig.PresetShopify, Secret: secret}, signature.Key{ID: "k", Secrets: [][]byte{secret}}},
 	}
 	body := []byte(`{"id":"evt_1","type":"ping"}`)
 	for _, tt := range tests {
 		t.Run(tt.preset, func(t *testing.T) {
-			w, err := signature.NewWebhook(tt.signer.Preset, []signature.Key{tt.key})
+			w, err := webhooksig.New(tt.signer.Preset, []signature.Key{tt.key})
 			require.NoError(t, err)
 			req, err := http.NewRequest(http.MethodPost, "https://hooks.example.com/hooks", nil)
 			require.NoError(t, err)
