@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard"
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 type clock struct {
@@ -51,7 +51,7 @@ func TestDerivedKeys(t *testing.T) {
 		}
 		// A fresh nonce and timestamp on every send: these are new
 		// transmissions, not replays.
-		s := &signature.HMACSigner{KeyID: "client-a", Secret: []byte("secret-a-0123456789"), Now: clk.now}
+		s := &hmacsig.Signer{KeyID: "client-a", Secret: []byte("secret-a-0123456789"), Now: clk.now}
 		require.NoError(t, s.Sign(r, []byte(body)))
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)

@@ -15,6 +15,7 @@ import (
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/replayguard/replayguard/stores"
 )
 
@@ -43,7 +44,7 @@ func ExampleGuard_Middleware() {
 	body := []byte(`{"amount":100}`)
 	req := httptest.NewRequest(http.MethodPost, "http://api.example.com/v1/charges", bytes.NewReader(body))
 	req.Header.Set("Idempotency-Key", "op-1")
-	signer := &signature.HMACSigner{KeyID: "client-a", Secret: []byte(exampleSecret), Now: exampleNow,
+	signer := &hmacsig.Signer{KeyID: "client-a", Secret: []byte(exampleSecret), Now: exampleNow,
 		NewNonce: func() string { return "0f6c1a5e-3d1b-4c55-9f0e-5d2f7b8a9c10" }}
 	if err := signer.Sign(req, body); err != nil {
 		fmt.Println("sign:", err)
@@ -79,12 +80,12 @@ func ExampleGuard_Verify() {
 	ts := fmt.Sprint(exampleNow().Unix())
 	const nonceVal = "3c9d2a71-5b8e-4f0a-a6c4-1e2d3f4a5b6c"
 	body := []byte(`{"event":"shipped"}`)
-	sts := signature.StringToSign(http.MethodPost, "queue.internal", "/orders", ts, nonceVal, "", body)
+	sts := hmacsig.StringToSign(http.MethodPost, "queue.internal", "/orders", ts, nonceVal, "", body)
 	msg := &signature.Request{
 		Method: http.MethodPost, Scheme: "https", Host: "queue.internal", Target: "/orders", Body: body,
 		Header: http.Header{
 			"X-Key-Id": {"worker"}, "X-Timestamp": {ts}, "X-Nonce": {nonceVal},
-			"X-Signature": {signature.SignHMAC([]byte(exampleSecret), []byte(sts))},
+			"X-Signature": {hmacsig.Sign([]byte(exampleSecret), []byte(sts))},
 		},
 	}
 	v, err := g.Verify(context.Background(), msg)

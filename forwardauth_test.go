@@ -18,7 +18,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/nonce"
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 func TestForwardedRequest(t *testing.T) {
@@ -149,7 +149,7 @@ func signOriginal(t *testing.T, method, url, body string) signedOriginal {
 	t.Helper()
 	r, err := http.NewRequest(method, url, strings.NewReader(body))
 	require.NoError(t, err)
-	require.NoError(t, (&signature.HMACSigner{KeyID: "client-a", Secret: []byte(faSecret)}).Sign(r, []byte(body)))
+	require.NoError(t, (&hmacsig.Signer{KeyID: "client-a", Secret: []byte(faSecret)}).Sign(r, []byte(body)))
 	return signedOriginal{method: method, url: url, body: body, header: r.Header}
 }
 

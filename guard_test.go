@@ -20,6 +20,7 @@ import (
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 var fixedNow = time.Unix(1_750_000_000, 0)
@@ -50,7 +51,7 @@ func signedRequest(t *testing.T, keyID, secret, method, target string, body []by
 	for _, m := range mutate {
 		m(r)
 	}
-	s := &signature.HMACSigner{KeyID: keyID, Secret: []byte(secret), Now: func() time.Time { return at }}
+	s := &hmacsig.Signer{KeyID: keyID, Secret: []byte(secret), Now: func() time.Time { return at }}
 	require.NoError(t, s.Sign(r, body))
 	return r
 }
@@ -277,7 +278,7 @@ func TestSameNonceUnderTwoKeysIsTwoEntries(t *testing.T) {
 	h := newGuard(t, testConfig()).Middleware(up)
 	mk := func(key, secret string) *http.Request {
 		r := httptest.NewRequest("GET", "http://api.example.com/x", nil)
-		s := &signature.HMACSigner{KeyID: key, Secret: []byte(secret), Now: func() time.Time { return fixedNow }, NewNonce: func() string { return "shared-nonce-0123456789" }}
+		s := &hmacsig.Signer{KeyID: key, Secret: []byte(secret), Now: func() time.Time { return fixedNow }, NewNonce: func() string { return "shared-nonce-0123456789" }}
 		require.NoError(t, s.Sign(r, nil))
 		return r
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 func validateHMAC(c Config) []error {
@@ -18,7 +19,7 @@ func validateHMAC(c Config) []error {
 }
 
 func buildHMAC(c Config, keys []signature.Key, _ func() time.Time) (signature.Scheme, error) {
-	return signature.NewHMAC(keys, signature.WithHMACHeaders(signature.HMACHeaders{
+	return hmacsig.New(keys, hmacsig.WithHeaders(hmacsig.Headers{
 		KeyID: c.HMAC.KeyIDHeader, Timestamp: c.HMAC.TimestampHeader,
 		Nonce: c.HMAC.NonceHeader, Signature: c.HMAC.SignatureHeader,
 	}))

@@ -20,6 +20,7 @@ import (
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/config"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 // identityUpstream answers with a body naming the call, so a stored
@@ -225,8 +226,8 @@ func TestVerifyRefusesControlBytes(t *testing.T) {
 		if idem != "" {
 			h["Idempotency-Key"] = []string{idem}
 		}
-		sts := signature.StringToSign(method, host, target, ts, nonceVal, idem, nil)
-		h.Set("X-Signature", signature.SignHMAC([]byte("secret-a-0123456789"), []byte(sts)))
+		sts := hmacsig.StringToSign(method, host, target, ts, nonceVal, idem, nil)
+		h.Set("X-Signature", hmacsig.Sign([]byte("secret-a-0123456789"), []byte(sts)))
 		return &signature.Request{Method: method, Scheme: "http", Host: host, Target: target, Header: h}
 	}
 	nonceVal := func() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }

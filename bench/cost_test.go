@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
@@ -112,11 +113,11 @@ func costCases(b *testing.B) []costCase {
 	// per secret of that key over the short string to sign. The costliest
 	// failure names a configured key and fills the 2048-byte header with
 	// wrong entries.
-	hm, err := signature.NewHMAC(keys)
+	hm, err := hmacsig.New(keys)
 	if err != nil {
 		b.Fatal(err)
 	}
-	valid := signed(b, &signature.HMACSigner{KeyID: last.ID, Secret: last.Secrets[0], Now: costClock}, body)
+	valid := signed(b, &hmacsig.Signer{KeyID: last.ID, Secret: last.Secrets[0], Now: costClock}, body)
 	wrongV1 := "v1=" + base64.StdEncoding.EncodeToString(make([]byte, 32))
 	cs = append(cs, costCase{"hmac", hm, valid, with(valid, "X-Signature", fill("", ",", wrongV1, 2048))})
 

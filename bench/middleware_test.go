@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/replayguard/replayguard"
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 var sizes = []struct {
@@ -41,7 +41,7 @@ var bare = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 // requests builds n signed requests over body, each with a fresh nonce, the
 // way a server would receive them.
 func requests(b *testing.B, body []byte, n int) []*http.Request {
-	s := &signature.HMACSigner{KeyID: benchKeyID, Secret: []byte(benchSecret)}
+	s := &hmacsig.Signer{KeyID: benchKeyID, Secret: []byte(benchSecret)}
 	out := make([]*http.Request, n)
 	for i := range out {
 		r, err := http.NewRequest(http.MethodPost, "http://api.example.com/v1/charges?x=1", bytes.NewReader(body))

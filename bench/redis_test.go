@@ -22,7 +22,7 @@ import (
 	redisstore "github.com/replayguard/replayguard/redis"
 	"github.com/replayguard/replayguard/redis/layout"
 	"github.com/replayguard/replayguard/redis/redistest"
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 // goroutines is the concurrency of the Redis throughput benchmarks.
@@ -343,7 +343,7 @@ func BenchmarkRedisRoundTrips(b *testing.B) {
 					}
 					r.Header.Set("Idempotency-Key", k)
 				}
-				if err := (&signature.HMACSigner{KeyID: benchKeyID, Secret: []byte(benchSecret)}).Sign(r, body); err != nil {
+				if err := (&hmacsig.Signer{KeyID: benchKeyID, Secret: []byte(benchSecret)}).Sign(r, body); err != nil {
 					b.Fatal(err)
 				}
 				r.RequestURI = "/v1/charges"

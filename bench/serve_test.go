@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 // serveLoopback starts a real net/http server on loopback with h.
@@ -27,7 +27,7 @@ func runHTTP(b *testing.B, h http.Handler, body []byte) {
 	base := serveLoopback(b, h)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	defer client.CloseIdleConnections()
-	s := &signature.HMACSigner{KeyID: benchKeyID, Secret: []byte(benchSecret)}
+	s := &hmacsig.Signer{KeyID: benchKeyID, Secret: []byte(benchSecret)}
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	b.StopTimer()

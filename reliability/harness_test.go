@@ -20,9 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/stretchr/testify/require"
-
-	"github.com/replayguard/replayguard/signature"
 )
 
 // The one key every gateway verifies, and the Host every request is signed
@@ -463,7 +462,7 @@ type signedReq struct {
 	nonce, key     string
 }
 
-var signer = &signature.HMACSigner{KeyID: keyID, Secret: []byte(secret)}
+var signer = &hmacsig.Signer{KeyID: keyID, Secret: []byte(secret)}
 
 // sign signs a request for signedHost with a fresh nonce and timestamp.
 func sign(method, target, key string, body []byte) (*signedReq, error) {

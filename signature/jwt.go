@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/textproto"
 
+	"github.com/replayguard/replayguard/signature/internal/sigutil"
+
 	"strings"
 	"sync"
 	"time"
@@ -870,7 +872,7 @@ func HTU(req *http.Request) (string, error) {
 	if req.URL == nil {
 		return "", errors.New("signature: request has no URL")
 	}
-	host, err := wireHost(req)
+	host, err := sigutil.WireHost(req)
 	if err != nil {
 		return "", err
 	}

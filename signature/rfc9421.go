@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/replayguard/replayguard/signature/internal/sigutil"
+
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/signature/internal/sfv"
 	"github.com/replayguard/replayguard/timestamp"
@@ -60,7 +62,7 @@ var _ Scheme = (*RFC9421)(nil)
 type rfc9421Key struct {
 	id      string
 	alg     string
-	secrets []*macPool
+	secrets []*sigutil.MACPool
 	pub     crypto.PublicKey
 }
 
@@ -168,7 +170,7 @@ func NewRFC9421(keys []Key, opts ...RFC9421Option) (*RFC9421, error) {
 				if len(sec) == 0 {
 					return nil, fmt.Errorf("signature: rfc9421: key %q: secrets[%d] is empty", k.ID, j)
 				}
-				rk.secrets = append(rk.secrets, newMACPool(sec))
+				rk.secrets = append(rk.secrets, sigutil.NewMACPool(sec))
 			}
 		} else {
 			rk.pub = k.PublicKey
@@ -389,10 +391,10 @@ func (k *rfc9421Key) verify(base, sig []byte) bool {
 	}
 	var sum [sha256.Size]byte
 	for _, p := range k.secrets {
-		m := p.get()
+		m := p.Get()
 		m.Write(base)
 		m.Sum(sum[:0])
-		p.put(m)
+		p.Put(m)
 		if hmac.Equal(sum[:], sig) {
 			return true
 		}

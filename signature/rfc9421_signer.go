@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/replayguard/replayguard/signature/internal/sigutil"
+
 	"github.com/google/uuid"
 
 	"github.com/replayguard/replayguard/signature/internal/sfv"
@@ -172,7 +174,7 @@ func (s *RFC9421Signer) Sign(req *http.Request, body []byte) error {
 	if s.Tag != "" {
 		params.Params = append(params.Params, sfv.Param{Key: "tag", Value: sfv.String(s.Tag)})
 	}
-	host, err := wireHost(req)
+	host, err := sigutil.WireHost(req)
 	if err != nil {
 		return err
 	}

@@ -55,6 +55,10 @@ func AllowedMethods(err error) []string {
 	return nil
 }
 
+// IdempotencyKeyHeader carries the key of an operation (the IETF
+// Idempotency-Key draft); schemes that sign it read it from here.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
 // Request is what a scheme verifies: the parts of an HTTP request (or of a
 // message outside HTTP) that signatures cover.
 type Request struct {

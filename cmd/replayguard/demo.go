@@ -17,7 +17,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/config"
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -58,7 +58,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", uuid.NewString())
-	if err := (&signature.HMACSigner{KeyID: "demo", Secret: raw}).Sign(req, []byte(body)); err != nil {
+	if err := (&hmacsig.Signer{KeyID: "demo", Secret: raw}).Sign(req, []byte(body)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, `replayguard demo

@@ -22,10 +22,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/replayguard/replayguard/signature"
 )
 
 // buildBinary compiles the real replayguard binary once per test run.
@@ -184,7 +183,7 @@ func signed(t *testing.T, g *gateway, keyID, secret, method, path, body string, 
 		// a new operation.
 		r.Header.Set("Idempotency-Key", uuid.NewString())
 	}
-	s := &signature.HMACSigner{KeyID: keyID, Secret: []byte(secret), Now: func() time.Time { return at }}
+	s := &hmacsig.Signer{KeyID: keyID, Secret: []byte(secret), Now: func() time.Time { return at }}
 	require.NoError(t, s.Sign(r, []byte(body)))
 	return r
 }

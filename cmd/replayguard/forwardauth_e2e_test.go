@@ -13,10 +13,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/replayguard/replayguard/signature"
 )
 
 const faE2ESecret = "forward-auth-e2e-secret-0123456789"
@@ -51,7 +50,7 @@ func signedTo(t *testing.T, host, method, target, body string) *http.Request {
 	if method == http.MethodPost {
 		r.Header.Set("Idempotency-Key", uuid.NewString())
 	}
-	s := &signature.HMACSigner{KeyID: "client-a", Secret: []byte(faE2ESecret)}
+	s := &hmacsig.Signer{KeyID: "client-a", Secret: []byte(faE2ESecret)}
 	require.NoError(t, s.Sign(r, []byte(body)))
 	return r
 }

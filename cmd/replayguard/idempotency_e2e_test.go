@@ -12,10 +12,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/replayguard/replayguard/signature"
 )
 
 // opUpstream is an upstream whose operations have visible effects: every
@@ -76,7 +75,7 @@ func signedWithKey(t *testing.T, g *gateway, keyID, secret, path, idemKey, body 
 	if idemKey != "" {
 		r.Header.Set("Idempotency-Key", idemKey)
 	}
-	require.NoError(t, (&signature.HMACSigner{KeyID: keyID, Secret: []byte(secret)}).Sign(r, []byte(body)))
+	require.NoError(t, (&hmacsig.Signer{KeyID: keyID, Secret: []byte(secret)}).Sign(r, []byte(body)))
 	return r
 }
 

@@ -19,8 +19,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 // loadResult is what one request of a load run ended with.
@@ -119,7 +118,7 @@ func runLoad(ctx context.Context, o loadOptions, progress io.Writer) (*loadSumma
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: o.timeout}
-	signer := &signature.HMACSigner{KeyID: o.keyID, Secret: o.secret}
+	signer := &hmacsig.Signer{KeyID: o.keyID, Secret: o.secret}
 
 	ctx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
@@ -192,7 +191,7 @@ func runLoad(ctx context.Context, o loadOptions, progress io.Writer) (*loadSumma
 
 // one sends request n: freshly signed, or every replayEvery-th a byte-for-
 // byte replay of the previous request.
-func (o loadOptions) one(client *http.Client, signer *signature.HMACSigner, n int, prev *atomic.Pointer[http.Header]) loadResult {
+func (o loadOptions) one(client *http.Client, signer *hmacsig.Signer, n int, prev *atomic.Pointer[http.Header]) loadResult {
 	req, err := http.NewRequest(o.method, o.url, bytes.NewReader(o.body))
 	if err != nil {
 		return loadResult{outcome: "error: " + err.Error()}

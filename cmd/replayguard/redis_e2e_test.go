@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/redis/redistest"
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 const redisSecret = "redis-e2e-secret-0123456789"
@@ -45,7 +45,7 @@ func redisSigned(t *testing.T, method, path, idemKey, body string) *http.Request
 	if idemKey != "" {
 		r.Header.Set("Idempotency-Key", idemKey)
 	}
-	require.NoError(t, (&signature.HMACSigner{KeyID: "client-a", Secret: []byte(redisSecret)}).Sign(r, []byte(body)))
+	require.NoError(t, (&hmacsig.Signer{KeyID: "client-a", Secret: []byte(redisSecret)}).Sign(r, []byte(body)))
 	return r
 }
 

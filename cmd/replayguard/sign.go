@@ -16,6 +16,7 @@ import (
 
 	"github.com/replayguard/replayguard/config"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 type headerFlags []string
@@ -56,7 +57,7 @@ func cmdSign(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return signAndPrint(stdout, &signature.HMACSigner{KeyID: *keyID, Secret: sec}, *method, raw, *data, headers, *asCurl)
+	return signAndPrint(stdout, &hmacsig.Signer{KeyID: *keyID, Secret: sec}, *method, raw, *data, headers, *asCurl)
 }
 
 func checkSignURL(raw string) error {

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard"
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 // seenRequest is what the echo upstream reports of the request it ran.
@@ -137,11 +137,11 @@ func signedRaw(t *testing.T, method, target string) string {
 	t.Helper()
 	ts := fmt.Sprint(time.Now().Unix())
 	nonceVal := strings.ReplaceAll(uuid.NewString(), "-", "")
-	sts := signature.StringToSign(method, "api.example.com", target, ts, nonceVal, "", nil)
+	sts := hmacsig.StringToSign(method, "api.example.com", target, ts, nonceVal, "", nil)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n", method, target)
 	fmt.Fprintf(&b, "X-Key-Id: client-a\r\nX-Timestamp: %s\r\nX-Nonce: %s\r\nX-Signature: %s\r\n\r\n",
-		ts, nonceVal, signature.SignHMAC([]byte(trustSecret), []byte(sts)))
+		ts, nonceVal, hmacsig.Sign([]byte(trustSecret), []byte(sts)))
 	return b.String()
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 // TestAPI drives the example with the signing client: an order retried
@@ -35,7 +36,7 @@ func TestAPI(t *testing.T) {
 	})
 	client := &http.Client{Transport: &signature.Transport{
 		Base:   flaky,
-		Signer: &signature.HMACSigner{KeyID: "shop-frontend", Secret: []byte("example-secret-0123456789")},
+		Signer: &hmacsig.Signer{KeyID: "shop-frontend", Secret: []byte("example-secret-0123456789")},
 	}}
 	resp, err := client.Post(srv.URL+"/v1/orders", "application/json", strings.NewReader(`{"sku":"book"}`))
 	require.NoError(t, err)

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard"
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 // strictTB turns a skip into a failure under CI=true: the integration
@@ -138,7 +138,7 @@ func signWire(t *testing.T, secret, method, url, idemKey string, body []byte) wi
 	if body != nil {
 		r.Header.Set("Content-Type", "application/json")
 	}
-	s := &signature.HMACSigner{KeyID: "client-a", Secret: []byte(secret)}
+	s := &hmacsig.Signer{KeyID: "client-a", Secret: []byte(secret)}
 	require.NoError(t, s.Sign(r, body))
 	return wireRequest{method: method, url: url, header: r.Header, body: body}
 }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/postgres"
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 const testSecret = "caddy-module-test-secret"
@@ -52,7 +52,7 @@ func signedRequest(t *testing.T, secret, method, target, idemKey string, body []
 	if idemKey != "" {
 		r.Header.Set("Idempotency-Key", idemKey)
 	}
-	s := &signature.HMACSigner{KeyID: "client-a", Secret: []byte(secret)}
+	s := &hmacsig.Signer{KeyID: "client-a", Secret: []byte(secret)}
 	require.NoError(t, s.Sign(r, body))
 	return r
 }

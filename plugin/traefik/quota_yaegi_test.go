@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/replayguard/replayguard/signature"
 )
 
 // TestPluginKeySharesUnderYaegi runs the key shares of the memory stores
@@ -40,7 +39,7 @@ func TestPluginKeySharesUnderYaegi(t *testing.T) {
 	assert.InDelta(t, 300, ra, 5, "until the earliest nonce leaves the 5m window")
 
 	r := httptest.NewRequest(http.MethodGet, "http://api.example.com/v1/ping", nil)
-	require.NoError(t, (&signature.HMACSigner{KeyID: otherID, Secret: []byte(otherSecret)}).Sign(r, nil))
+	require.NoError(t, (&hmacsig.Signer{KeyID: otherID, Secret: []byte(otherSecret)}).Sign(r, nil))
 	rec = serve(h, r)
 	assert.Equal(t, http.StatusOK, rec.Code, "the other key is unaffected: %s", rec.Body.String())
 	assert.EqualValues(t, 3, up.hits.Load())

@@ -31,7 +31,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/redis/redistest"
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 type lockedBuffer struct {
@@ -255,7 +255,7 @@ http:
 func signWithNonce(t *testing.T, method, target, nonceVal string) signedRequest {
 	t.Helper()
 	r := httptest.NewRequest(method, "http://api.example.com"+target, nil)
-	s := &signature.HMACSigner{KeyID: keyID, Secret: []byte(secret), NewNonce: func() string { return nonceVal }}
+	s := &hmacsig.Signer{KeyID: keyID, Secret: []byte(secret), NewNonce: func() string { return nonceVal }}
 	require.NoError(t, s.Sign(r, nil))
 	return signedRequest{method: method, target: target, header: r.Header}
 }

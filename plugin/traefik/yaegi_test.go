@@ -36,6 +36,7 @@ import (
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/plugin/traefik/internal/tree"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
@@ -55,6 +56,7 @@ var corePackages = []string{
 	coreModule + "/signature",
 	coreModule + "/signature/internal/sfv",
 	coreModule + "/signature/internal/sigutil",
+	coreModule + "/signature/hmacsig",
 	coreModule + "/signature/webhooksig",
 	coreModule + "/timestamp",
 }
@@ -315,7 +317,7 @@ func signWithKey(t testing.TB, method, target string, body []byte, at time.Time,
 	if key != "" {
 		r.Header.Set(signature.IdempotencyKeyHeader, key)
 	}
-	s := &signature.HMACSigner{KeyID: keyID, Secret: []byte(secret), Now: func() time.Time { return at }}
+	s := &hmacsig.Signer{KeyID: keyID, Secret: []byte(secret), Now: func() time.Time { return at }}
 	require.NoError(t, s.Sign(r, body))
 	return signedRequest{method: method, target: target, header: r.Header}
 }
@@ -424,7 +426,7 @@ func TestPluginUnderYaegi(t *testing.T) {
 			}, http.StatusUnauthorized, "signature_missing"},
 			{"unknown key", func() *http.Request {
 				r := sign(t, http.MethodGet, "/v1/ping", nil, now).request(nil)
-				r.Header.Set(signature.DefaultKeyIDHeader, "someone-else")
+				r.Header.Set(hmacsig.DefaultKeyIDHeader, "someone-else")
 				return r
 			}, http.StatusUnauthorized, "key_unknown"},
 			{"expired", func() *http.Request {
@@ -435,7 +437,7 @@ func TestPluginUnderYaegi(t *testing.T) {
 			}, http.StatusUnauthorized, "timestamp_in_future"},
 			{"malformed nonce", func() *http.Request {
 				r := sign(t, http.MethodGet, "/v1/ping", nil, now).request(nil)
-				r.Header.Set(signature.DefaultNonceHeader, "short")
+				r.Header.Set(hmacsig.DefaultNonceHeader, "short")
 				return r
 			}, http.StatusUnauthorized, "nonce_malformed"},
 			{"body over the limit", func() *http.Request {

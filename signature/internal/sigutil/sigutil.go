@@ -3,7 +3,16 @@
 // Yaegi interpreter, hex digits, header helpers.
 package sigutil
 
-import "crypto/ed25519"
+import (
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"net/http"
+	"strings"
+	"sync"
+)
 
 // SecretKey returns key as a shared secret: a []byte that is not an
 // Ed25519 key. A type switch, not v.([]byte): under the Yaegi interpreter
@@ -62,4 +71,49 @@ func First(v []string) string {
 		return ""
 	}
 	return v[0]
+}
+
+// MACPool reuses keyed HMAC-SHA256 states of one secret: hmac.New per
+// request costs two key schedules and several allocations; Reset restores
+// the keyed state.
+type MACPool struct {
+	secret []byte
+	pool   sync.Pool
+}
+
+// NewMACPool returns the pool of secret.
+func NewMACPool(secret []byte) *MACPool {
+	p := &MACPool{secret: append([]byte(nil), secret...)}
+	p.pool.New = func() any { return hmac.New(sha256.New, p.secret) }
+	return p
+}
+
+// Get returns a keyed state.
+func (p *MACPool) Get() hash.Hash { return p.pool.Get().(hash.Hash) }
+
+// Put resets h and returns it to the pool.
+func (p *MACPool) Put(h hash.Hash) { h.Reset(); p.pool.Put(h) }
+
+// WireHost returns the Host header net/http will send for req, which is
+// what the server sees and verifies: req.Host, else the URL's host, with an
+// IPv6 zone removed as net/http removes it. Non-ASCII names are rejected:
+// net/http sends them in punycode, so sign with the xn-- form.
+func WireHost(req *http.Request) (string, error) {
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	for i := 0; i < len(host); i++ {
+		if host[i] >= 0x80 {
+			return "", fmt.Errorf("signature: host %q is not ASCII; use its punycode (xn--) form", host)
+		}
+	}
+	if strings.HasPrefix(host, "[") {
+		if pct := strings.IndexByte(host, '%'); pct >= 0 {
+			if end := strings.IndexByte(host[pct:], ']'); end >= 0 {
+				host = host[:pct] + host[pct+end:]
+			}
+		}
+	}
+	return host, nil
 }

@@ -1,4 +1,4 @@
-package signature_test
+package hmacsig_test
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/replayguard/replayguard/timestamp"
 )
 
@@ -104,9 +105,9 @@ func (v vector) signed() *signature.Request {
 	return v.request(testKeyID, "v1="+v.mac(testSecret))
 }
 
-func newTestHMAC(t testing.TB, opts ...signature.HMACOption) *signature.HMAC {
+func newTestHMAC(t testing.TB, opts ...hmacsig.Option) *hmacsig.Scheme {
 	t.Helper()
-	s, err := signature.NewHMAC([]signature.Key{
+	s, err := hmacsig.New([]signature.Key{
 		{ID: testKeyID, Secrets: [][]byte{[]byte(testSecret)}},
 		{ID: "client-b", Secrets: [][]byte{[]byte("client-b-secret")}},
 	}, opts...)
@@ -131,19 +132,19 @@ func TestStringToSignKnownAnswer(t *testing.T) {
 	const wantMAC = "lxO/fJ8Du17dH9IoIeHNy4l95yUWBXyGXRhlsoBcjMs="
 
 	v := baseVector()
-	got := signature.StringToSign(v.method, v.host, v.target, v.ts, v.nonce, v.idem, v.body)
+	got := hmacsig.StringToSign(v.method, v.host, v.target, v.ts, v.nonce, v.idem, v.body)
 	require.Equal(t, want, got)
 	require.Equal(t, want, v.stringToSign())
 	require.False(t, strings.HasSuffix(got, "\n"), "no trailing newline")
 
 	prefix := []byte("keep:")
-	appended := signature.AppendStringToSign(prefix, v.method, v.host, v.target, v.ts, v.nonce, v.idem, v.body)
+	appended := hmacsig.AppendStringToSign(prefix, v.method, v.host, v.target, v.ts, v.nonce, v.idem, v.body)
 	assert.Equal(t, "keep:"+want, string(appended))
 
 	m := hmac.New(sha256.New, []byte(testSecret))
 	m.Write([]byte(want))
 	require.Equal(t, wantMAC, base64.StdEncoding.EncodeToString(m.Sum(nil)))
-	require.Equal(t, "v1="+wantMAC, signature.SignHMAC([]byte(testSecret), []byte(want)))
+	require.Equal(t, "v1="+wantMAC, hmacsig.Sign([]byte(testSecret), []byte(want)))
 
 	got2, err := newTestHMAC(t).Verify(context.Background(), v.request(testKeyID, "v1="+wantMAC))
 	require.NoError(t, err)
@@ -152,7 +153,7 @@ func TestStringToSignKnownAnswer(t *testing.T) {
 
 func TestStringToSignEmptyParts(t *testing.T) {
 	const emptyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-	got := signature.StringToSign("GET", "h", "/", "0", "0123456789abcdef", "", nil)
+	got := hmacsig.StringToSign("GET", "h", "/", "0", "0123456789abcdef", "", nil)
 	assert.Equal(t, "RG1-HMAC-SHA256\nGET\nh\n/\n0\n0123456789abcdef\n\n"+emptyHash, got)
 }
 
@@ -355,7 +356,7 @@ func TestHMACSignatureEntries(t *testing.T) {
 }
 
 func TestHMACRotation(t *testing.T) {
-	s, err := signature.NewHMAC([]signature.Key{
+	s, err := hmacsig.New([]signature.Key{
 		{ID: testKeyID, Secrets: [][]byte{[]byte("secret-new"), []byte("secret-old")}},
 		{ID: "client-b", Secrets: [][]byte{[]byte("client-b-secret")}},
 	})
@@ -390,7 +391,7 @@ func TestHMACRotation(t *testing.T) {
 
 func TestNewHMACCopiesSecrets(t *testing.T) {
 	secret := []byte(testSecret)
-	s, err := signature.NewHMAC([]signature.Key{{ID: testKeyID, Secrets: [][]byte{secret}}})
+	s, err := hmacsig.New([]signature.Key{{ID: testKeyID, Secrets: [][]byte{secret}}})
 	require.NoError(t, err)
 	copy(secret, "XXXXXXXXXXXXXXXXXXX")
 	_, err = s.Verify(context.Background(), baseVector().signed())
@@ -411,13 +412,13 @@ func TestHMACCustomHeaders(t *testing.T) {
 		return r
 	}
 
-	s := newTestHMAC(t, signature.WithHMACHeaders(signature.HMACHeaders{
+	s := newTestHMAC(t, hmacsig.WithHeaders(hmacsig.Headers{
 		KeyID:     "x-api-key",
 		Timestamp: "x-request-time",
 		Nonce:     "X-REQUEST-ID",
 		Signature: "X-Api-Signature",
 	}))
-	assert.Equal(t, signature.HMACHeaders{
+	assert.Equal(t, hmacsig.Headers{
 		KeyID:     "X-Api-Key",
 		Timestamp: "X-Request-Time",
 		Nonce:     "X-Request-Id",
@@ -452,8 +453,8 @@ func TestHMACCustomHeaders(t *testing.T) {
 	}
 
 	t.Run("partial override keeps defaults", func(t *testing.T) {
-		s := newTestHMAC(t, signature.WithHMACHeaders(signature.HMACHeaders{Signature: "Signature"}))
-		assert.Equal(t, signature.HMACHeaders{
+		s := newTestHMAC(t, hmacsig.WithHeaders(hmacsig.Headers{Signature: "Signature"}))
+		assert.Equal(t, hmacsig.Headers{
 			KeyID: "X-Key-Id", Timestamp: "X-Timestamp", Nonce: "X-Nonce", Signature: "Signature",
 		}, s.Headers())
 		r := v.request(testKeyID, "")
@@ -463,7 +464,7 @@ func TestHMACCustomHeaders(t *testing.T) {
 	})
 
 	t.Run("defaults", func(t *testing.T) {
-		assert.Equal(t, signature.HMACHeaders{
+		assert.Equal(t, hmacsig.Headers{
 			KeyID: "X-Key-Id", Timestamp: "X-Timestamp", Nonce: "X-Nonce", Signature: "X-Signature",
 		}, newTestHMAC(t).Headers())
 	})
@@ -487,7 +488,7 @@ func TestNewHMACConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := signature.NewHMAC(tt.keys)
+			s, err := hmacsig.New(tt.keys)
 			require.Error(t, err)
 			assert.Nil(t, s)
 			assert.Contains(t, err.Error(), tt.want)
@@ -535,7 +536,7 @@ func TestParseSecret(t *testing.T) {
 		raw := []byte{0, 1, 2, 0xfe, 0xff, '\n', 0}
 		sec, err := signature.ParseSecret("base64:" + base64.StdEncoding.EncodeToString(raw))
 		require.NoError(t, err)
-		s, err := signature.NewHMAC([]signature.Key{{ID: testKeyID, Secrets: [][]byte{sec}}})
+		s, err := hmacsig.New([]signature.Key{{ID: testKeyID, Secrets: [][]byte{sec}}})
 		require.NoError(t, err)
 		v := baseVector()
 		_, err = s.Verify(context.Background(), v.request(testKeyID, "v1="+v.mac(string(raw))))
@@ -544,7 +545,7 @@ func TestParseSecret(t *testing.T) {
 }
 
 func TestHMACVerifyConcurrent(t *testing.T) {
-	s, err := signature.NewHMAC([]signature.Key{
+	s, err := hmacsig.New([]signature.Key{
 		{ID: testKeyID, Secrets: [][]byte{[]byte("rotated-out"), []byte(testSecret)}},
 		{ID: "client-b", Secrets: [][]byte{[]byte("client-b-secret")}},
 	})
@@ -586,9 +587,9 @@ func TestHMACVerifyConcurrent(t *testing.T) {
 	}
 }
 
-func ExampleHMACSigner() {
+func ExampleSigner() {
 	secret := []byte("rg-example-secret")
-	signer := &signature.HMACSigner{
+	signer := &hmacsig.Signer{
 		KeyID:    "client-a",
 		Secret:   secret,
 		Now:      func() time.Time { return time.Unix(1_700_000_000, 0) },
@@ -605,7 +606,7 @@ func ExampleHMACSigner() {
 		fmt.Printf("%s: %s\n", h, req.Header.Get(h))
 	}
 
-	verifier, err := signature.NewHMAC([]signature.Key{{ID: "client-a", Secrets: [][]byte{secret}}})
+	verifier, err := hmacsig.New([]signature.Key{{ID: "client-a", Secrets: [][]byte{secret}}})
 	if err != nil {
 		fmt.Println("config:", err)
 		return

@@ -1,4 +1,4 @@
-package signature_test
+package hmacsig_test
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/replayguard/replayguard/timestamp"
 )
 
@@ -38,12 +39,12 @@ func clients() []client {
 		{
 			name: "python", bins: []string{"python3"},
 			hint: "install Python 3 (apt-get install python3, brew install python)",
-			args: []string{"../examples/clients/python/rg_sign.py"},
+			args: []string{"../../examples/clients/python/rg_sign.py"},
 		},
 		{
 			name: "shell", bins: []string{"bash", "openssl"}, sendBins: []string{"curl"},
 			hint: "install bash, openssl and curl (apt-get install bash openssl curl)",
-			args: []string{"../examples/clients/shell/rg_sign.sh"},
+			args: []string{"../../examples/clients/shell/rg_sign.sh"},
 		},
 	}
 }
@@ -165,7 +166,7 @@ func TestExampleClientsPrintHeaders(t *testing.T) {
 
 					secret, err := signature.ParseSecret(tt.secret)
 					require.NoError(t, err)
-					s, err := signature.NewHMAC([]signature.Key{{ID: testKeyID, Secrets: [][]byte{secret}}})
+					s, err := hmacsig.New([]signature.Key{{ID: testKeyID, Secrets: [][]byte{secret}}})
 					require.NoError(t, err)
 					// The clients send the method upper-cased and sign it as sent.
 					v, err := s.Verify(context.Background(), &signature.Request{

@@ -1,4 +1,4 @@
-package signature
+package hmacsig
 
 import (
 	"context"
@@ -8,19 +8,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"net/textproto"
 	"strings"
 	"sync"
 
+	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/signature/internal/sigutil"
 
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/timestamp"
 )
 
-// HMACAlgorithm is the first line of the hmac scheme's string to sign.
-const HMACAlgorithm = "RG1-HMAC-SHA256"
+// Algorithm is the first line of the hmac scheme's string to sign.
+const Algorithm = "RG1-HMAC-SHA256"
 
 // Default header names of the hmac scheme.
 const (
@@ -28,7 +28,6 @@ const (
 	DefaultTimestampHeader = "X-Timestamp"
 	DefaultNonceHeader     = "X-Nonce"
 	DefaultSignatureHeader = "X-Signature"
-	IdempotencyKeyHeader   = "Idempotency-Key"
 )
 
 // Nonce syntax of the hmac scheme.
@@ -41,15 +40,15 @@ const (
 // more than a handful of v1= entries.
 const maxSignatureHeader = 2048
 
-// HMACHeaders names the headers of the hmac scheme.
-type HMACHeaders struct {
+// Headers names the headers of the hmac scheme.
+type Headers struct {
 	KeyID     string // default X-Key-Id
 	Timestamp string // default X-Timestamp
 	Nonce     string // default X-Nonce
 	Signature string // default X-Signature
 }
 
-func (h HMACHeaders) withDefaults() HMACHeaders {
+func (h Headers) withDefaults() Headers {
 	if h.KeyID == "" {
 		h.KeyID = DefaultKeyIDHeader
 	}
@@ -69,47 +68,31 @@ func (h HMACHeaders) withDefaults() HMACHeaders {
 	return h
 }
 
-// HMAC is the hmac scheme: HMAC-SHA256 over the RG1 string to sign.
-type HMAC struct {
-	headers HMACHeaders
+// Scheme is the hmac scheme: HMAC-SHA256 over the RG1 string to sign.
+type Scheme struct {
+	headers Headers
 	keys    map[string]*hmacKey
 }
 
-var _ Scheme = (*HMAC)(nil)
+var _ signature.Scheme = (*Scheme)(nil)
 
 type hmacKey struct {
 	id      string
-	secrets []*macPool
+	secrets []*sigutil.MACPool
 }
 
-// macPool reuses keyed HMAC states of one secret: hmac.New per request costs
-// two key schedules and several allocations; Reset restores the keyed state.
-type macPool struct {
-	secret []byte
-	pool   sync.Pool
+// Option configures an HMAC scheme.
+type Option func(*Scheme)
+
+// WithHeaders overrides header names; empty fields keep their defaults.
+func WithHeaders(h Headers) Option {
+	return func(s *Scheme) { s.headers = h }
 }
 
-func newMACPool(secret []byte) *macPool {
-	p := &macPool{secret: append([]byte(nil), secret...)}
-	p.pool.New = func() any { return hmac.New(sha256.New, p.secret) }
-	return p
-}
-
-func (p *macPool) get() hash.Hash  { return p.pool.Get().(hash.Hash) }
-func (p *macPool) put(h hash.Hash) { h.Reset(); p.pool.Put(h) }
-
-// HMACOption configures an HMAC scheme.
-type HMACOption func(*HMAC)
-
-// WithHMACHeaders overrides header names; empty fields keep their defaults.
-func WithHMACHeaders(h HMACHeaders) HMACOption {
-	return func(s *HMAC) { s.headers = h }
-}
-
-// NewHMAC returns the hmac scheme over keys. Every key needs an id and at
+// New returns the hmac scheme over keys. Every key needs an id and at
 // least one non-empty secret.
-func NewHMAC(keys []Key, opts ...HMACOption) (*HMAC, error) {
-	s := &HMAC{keys: make(map[string]*hmacKey, len(keys))}
+func New(keys []signature.Key, opts ...Option) (*Scheme, error) {
+	s := &Scheme{keys: make(map[string]*hmacKey, len(keys))}
 	for _, o := range opts {
 		o(s)
 	}
@@ -132,7 +115,7 @@ func NewHMAC(keys []Key, opts ...HMACOption) (*HMAC, error) {
 			if len(sec) == 0 {
 				return nil, fmt.Errorf("signature: hmac: key %q: secrets[%d] is empty", k.ID, j)
 			}
-			hk.secrets = append(hk.secrets, newMACPool(sec))
+			hk.secrets = append(hk.secrets, sigutil.NewMACPool(sec))
 		}
 		s.keys[k.ID] = hk
 	}
@@ -140,7 +123,7 @@ func NewHMAC(keys []Key, opts ...HMACOption) (*HMAC, error) {
 }
 
 // Headers returns the header names in use.
-func (s *HMAC) Headers() HMACHeaders { return s.headers }
+func (s *Scheme) Headers() Headers { return s.headers }
 
 // maxEntries is the most v1= entries a signature header within
 // maxSignatureHeader can hold ("v1=" plus 44 characters and a comma each),
@@ -157,64 +140,64 @@ type scratch struct {
 var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 0, 512)} }}
 
 // Verify implements Scheme.
-func (s *HMAC) Verify(_ context.Context, r *Request) (Verified, error) {
+func (s *Scheme) Verify(_ context.Context, r *signature.Request) (signature.Verified, error) {
 	h := r.Header
 	keyID := sigutil.First(h[s.headers.KeyID])
 	sigLines := h[s.headers.Signature]
 	if keyID == "" {
-		return Verified{}, fmt.Errorf("%w: %s header", ErrMissing, s.headers.KeyID)
+		return signature.Verified{}, fmt.Errorf("%w: %s header", signature.ErrMissing, s.headers.KeyID)
 	}
 	if sigutil.First(sigLines) == "" && len(sigLines) <= 1 {
-		return Verified{}, fmt.Errorf("%w: %s header", ErrMissing, s.headers.Signature)
+		return signature.Verified{}, fmt.Errorf("%w: %s header", signature.ErrMissing, s.headers.Signature)
 	}
 	key, ok := s.keys[keyID]
 	if !ok {
-		return Verified{}, ErrKeyUnknown
+		return signature.Verified{}, signature.ErrKeyUnknown
 	}
 	tsRaw := sigutil.First(h[s.headers.Timestamp])
 	if tsRaw == "" {
-		return Verified{}, fmt.Errorf("%w: %s header", timestamp.ErrMissing, s.headers.Timestamp)
+		return signature.Verified{}, fmt.Errorf("%w: %s header", timestamp.ErrMissing, s.headers.Timestamp)
 	}
 	ts, err := timestamp.ParseUnix(tsRaw)
 	if err != nil {
-		return Verified{}, err
+		return signature.Verified{}, err
 	}
 	nonceVal := sigutil.First(h[s.headers.Nonce])
 	if nonceVal == "" {
-		return Verified{}, fmt.Errorf("%w: %s header", nonce.ErrMissing, s.headers.Nonce)
+		return signature.Verified{}, fmt.Errorf("%w: %s header", nonce.ErrMissing, s.headers.Nonce)
 	}
 	if !ValidNonce(nonceVal) {
-		return Verified{}, fmt.Errorf("%w: want %d-%d characters of [A-Za-z0-9._~-]", nonce.ErrMalformed, MinNonceLen, MaxNonceLen)
+		return signature.Verified{}, fmt.Errorf("%w: want %d-%d characters of [A-Za-z0-9._~-]", nonce.ErrMalformed, MinNonceLen, MaxNonceLen)
 	}
 
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
 	n, malformed, err := parseV1(sigLines, &sc.sigs)
 	if err != nil {
-		return Verified{}, err
+		return signature.Verified{}, err
 	}
 	if n == 0 {
 		if malformed {
-			return Verified{}, fmt.Errorf("%w: v1 value is not base64 of 32 bytes", ErrMalformed)
+			return signature.Verified{}, fmt.Errorf("%w: v1 value is not base64 of 32 bytes", signature.ErrMalformed)
 		}
-		return Verified{}, fmt.Errorf("%w: no v1= entry in %s", ErrMissing, s.headers.Signature)
+		return signature.Verified{}, fmt.Errorf("%w: no v1= entry in %s", signature.ErrMissing, s.headers.Signature)
 	}
-	sc.buf = AppendStringToSign(sc.buf[:0], r.Method, r.Host, r.Target, tsRaw, nonceVal, sigutil.First(h[IdempotencyKeyHeader]), r.Body)
+	sc.buf = AppendStringToSign(sc.buf[:0], r.Method, r.Host, r.Target, tsRaw, nonceVal, sigutil.First(h[signature.IdempotencyKeyHeader]), r.Body)
 	for _, sec := range key.secrets {
-		mac := sec.get()
+		mac := sec.Get()
 		mac.Write(sc.buf)
 		mac.Sum(sc.mac[:0])
-		sec.put(mac)
+		sec.Put(mac)
 		for i := 0; i < n; i++ {
 			if hmac.Equal(sc.sigs[i][:], sc.mac[:]) {
-				return Verified{KeyID: keyID, Timestamp: ts, ReplayKey: nonceVal}, nil
+				return signature.Verified{KeyID: keyID, Timestamp: ts, ReplayKey: nonceVal}, nil
 			}
 		}
 	}
 	if malformed {
-		return Verified{}, fmt.Errorf("%w: a v1 value is not base64 of 32 bytes", ErrMalformed)
+		return signature.Verified{}, fmt.Errorf("%w: a v1 value is not base64 of 32 bytes", signature.ErrMalformed)
 	}
-	return Verified{}, ErrInvalid
+	return signature.Verified{}, signature.ErrInvalid
 }
 
 // parseV1 decodes the v1= entries of the signature header lines into dst.
@@ -226,7 +209,7 @@ func parseV1(lines []string, dst *[maxEntries][sha256.Size]byte) (n int, malform
 	for _, line := range lines {
 		total += len(line)
 		if total > maxSignatureHeader {
-			return 0, false, fmt.Errorf("%w: signature header longer than %d bytes", ErrMalformed, maxSignatureHeader)
+			return 0, false, fmt.Errorf("%w: signature header longer than %d bytes", signature.ErrMalformed, maxSignatureHeader)
 		}
 		for line != "" {
 			var entry string
@@ -301,7 +284,7 @@ func b64val(c byte) byte {
 // "post" does not verify, so a verified request runs the method its sender
 // signed. Clients send methods in upper case.
 func AppendStringToSign(dst []byte, method, host, target, ts, nonceVal, idempotencyKey string, body []byte) []byte {
-	dst = append(dst, HMACAlgorithm...)
+	dst = append(dst, Algorithm...)
 	dst = append(dst, '\n')
 	dst = append(dst, method...)
 	dst = append(dst, '\n')
@@ -358,8 +341,8 @@ func appendLower(dst []byte, s string) []byte {
 	return dst
 }
 
-// SignHMAC returns the X-Signature value ("v1=<base64>") of a string to sign.
-func SignHMAC(secret, stringToSign []byte) string {
+// Sign returns the X-Signature value ("v1=<base64>") of a string to sign.
+func Sign(secret, stringToSign []byte) string {
 	m := hmac.New(sha256.New, secret)
 	m.Write(stringToSign)
 	return "v1=" + base64.StdEncoding.EncodeToString(m.Sum(nil))

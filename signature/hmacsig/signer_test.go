@@ -1,4 +1,4 @@
-package signature_test
+package hmacsig_test
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/replayguard/replayguard/timestamp"
 )
 
@@ -58,7 +59,7 @@ func TestHMACSignerSign(t *testing.T) {
 			if tt.idem != "" {
 				req.Header.Set("Idempotency-Key", tt.idem)
 			}
-			s := &signature.HMACSigner{KeyID: testKeyID, Secret: []byte(testSecret), Now: fixedNow, NewNonce: fixedNonce}
+			s := &hmacsig.Signer{KeyID: testKeyID, Secret: []byte(testSecret), Now: fixedNow, NewNonce: fixedNonce}
 			require.NoError(t, s.Sign(req, tt.body))
 
 			assert.Equal(t, testKeyID, req.Header.Get("X-Key-Id"))
@@ -79,7 +80,7 @@ func TestHMACSignerSign(t *testing.T) {
 }
 
 func TestHMACSignerDefaults(t *testing.T) {
-	s := &signature.HMACSigner{KeyID: testKeyID, Secret: []byte(testSecret)}
+	s := &hmacsig.Signer{KeyID: testKeyID, Secret: []byte(testSecret)}
 	verifier := newTestHMAC(t)
 	seen := map[string]bool{}
 	for range 3 {
@@ -90,7 +91,7 @@ func TestHMACSignerDefaults(t *testing.T) {
 		after := time.Now()
 
 		n := req.Header.Get("X-Nonce")
-		require.True(t, signature.ValidNonce(n), n)
+		require.True(t, hmacsig.ValidNonce(n), n)
 		u, err := uuid.Parse(n)
 		require.NoError(t, err)
 		assert.Equal(t, uuid.Version(4), u.Version())
@@ -108,7 +109,7 @@ func TestHMACSignerDefaults(t *testing.T) {
 func TestHMACSignerResign(t *testing.T) {
 	verifier := newTestHMAC(t)
 	n := 0
-	s := &signature.HMACSigner{KeyID: testKeyID, Secret: []byte(testSecret),
+	s := &hmacsig.Signer{KeyID: testKeyID, Secret: []byte(testSecret),
 		NewNonce: func() string { n++; return fmt.Sprintf("nonce-%012d", n) }}
 	req, err := http.NewRequest(http.MethodGet, "http://example.com/p", nil)
 	require.NoError(t, err)
@@ -123,8 +124,8 @@ func TestHMACSignerResign(t *testing.T) {
 }
 
 func TestHMACSignerCustomHeaders(t *testing.T) {
-	headers := signature.HMACHeaders{KeyID: "x-api-key", Signature: "X-Api-Signature"}
-	s := &signature.HMACSigner{KeyID: testKeyID, Secret: []byte(testSecret), Headers: headers}
+	headers := hmacsig.Headers{KeyID: "x-api-key", Signature: "X-Api-Signature"}
+	s := &hmacsig.Signer{KeyID: testKeyID, Secret: []byte(testSecret), Headers: headers}
 	req, err := http.NewRequest(http.MethodGet, "http://example.com/p", nil)
 	require.NoError(t, err)
 	require.NoError(t, s.Sign(req, nil))
@@ -133,7 +134,7 @@ func TestHMACSignerCustomHeaders(t *testing.T) {
 	assert.Equal(t, testKeyID, req.Header.Get("X-Api-Key"))
 	assert.NotEmpty(t, req.Header.Get("X-Nonce"))
 
-	verifier := newTestHMAC(t, signature.WithHMACHeaders(headers))
+	verifier := newTestHMAC(t, hmacsig.WithHeaders(headers))
 	_, err = verifier.Verify(context.Background(), &signature.Request{Method: "GET", Host: "example.com", Target: "/p", Header: req.Header})
 	assert.NoError(t, err)
 }
@@ -141,13 +142,13 @@ func TestHMACSignerCustomHeaders(t *testing.T) {
 func TestHMACSignerErrors(t *testing.T) {
 	tests := []struct {
 		name   string
-		signer signature.HMACSigner
+		signer hmacsig.Signer
 		want   string
 	}{
-		{name: "no key id", signer: signature.HMACSigner{Secret: []byte("s")}, want: "key id and secret are required"},
-		{name: "no secret", signer: signature.HMACSigner{KeyID: "k"}, want: "key id and secret are required"},
-		{name: "short nonce", signer: signature.HMACSigner{KeyID: "k", Secret: []byte("s"), NewNonce: func() string { return "short" }}, want: "nonce"},
-		{name: "nonce with slash", signer: signature.HMACSigner{KeyID: "k", Secret: []byte("s"), NewNonce: func() string { return "0123456789/abcdef" }}, want: "nonce"},
+		{name: "no key id", signer: hmacsig.Signer{Secret: []byte("s")}, want: "key id and secret are required"},
+		{name: "no secret", signer: hmacsig.Signer{KeyID: "k"}, want: "key id and secret are required"},
+		{name: "short nonce", signer: hmacsig.Signer{KeyID: "k", Secret: []byte("s"), NewNonce: func() string { return "short" }}, want: "nonce"},
+		{name: "nonce with slash", signer: hmacsig.Signer{KeyID: "k", Secret: []byte("s"), NewNonce: func() string { return "0123456789/abcdef" }}, want: "nonce"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -239,7 +240,7 @@ func (b *backoffRecorder) seen() []int {
 
 func newTransport(b *backoffRecorder) *signature.Transport {
 	return &signature.Transport{
-		Signer:  &signature.HMACSigner{KeyID: testKeyID, Secret: []byte(testSecret)},
+		Signer:  &hmacsig.Signer{KeyID: testKeyID, Secret: []byte(testSecret)},
 		Backoff: b.backoff,
 	}
 }
@@ -591,7 +592,7 @@ func TestTransportErrors(t *testing.T) {
 	})
 	t.Run("signer error", func(t *testing.T) {
 		srv := newSignedServer(t, newTestHMAC(t), statuses(200))
-		tr := &signature.Transport{Signer: &signature.HMACSigner{KeyID: testKeyID, Secret: []byte(testSecret), NewNonce: func() string { return "bad" }}}
+		tr := &signature.Transport{Signer: &hmacsig.Signer{KeyID: testKeyID, Secret: []byte(testSecret), NewNonce: func() string { return "bad" }}}
 		req, err := http.NewRequest(http.MethodGet, srv.URL+"/x", nil)
 		require.NoError(t, err)
 		resp, err := tr.RoundTrip(req)
@@ -620,7 +621,7 @@ func TestTransportCanceledContext(t *testing.T) {
 		defer cancel()
 		var calls atomic.Int32
 		tr := &signature.Transport{
-			Signer: &signature.HMACSigner{KeyID: testKeyID, Secret: []byte(testSecret)},
+			Signer: &hmacsig.Signer{KeyID: testKeyID, Secret: []byte(testSecret)},
 			Backoff: func(int) time.Duration {
 				calls.Add(1)
 				cancel()
@@ -671,11 +672,11 @@ func TestTransportCanceledContext(t *testing.T) {
 }
 
 func TestTransportCustomHeaders(t *testing.T) {
-	headers := signature.HMACHeaders{KeyID: "X-Api-Key", Timestamp: "X-Api-Time", Nonce: "X-Nonce", Signature: "X-Api-Signature"}
-	srv := newSignedServer(t, newTestHMAC(t, signature.WithHMACHeaders(headers)), statuses(503, 200))
+	headers := hmacsig.Headers{KeyID: "X-Api-Key", Timestamp: "X-Api-Time", Nonce: "X-Nonce", Signature: "X-Api-Signature"}
+	srv := newSignedServer(t, newTestHMAC(t, hmacsig.WithHeaders(headers)), statuses(503, 200))
 	var b backoffRecorder
 	tr := &signature.Transport{
-		Signer:  &signature.HMACSigner{KeyID: testKeyID, Secret: []byte(testSecret), Headers: headers},
+		Signer:  &hmacsig.Signer{KeyID: testKeyID, Secret: []byte(testSecret), Headers: headers},
 		Backoff: b.backoff,
 	}
 	req, err := http.NewRequest(http.MethodPost, srv.URL+"/x", strings.NewReader("payload"))

@@ -1,4 +1,4 @@
-package signature_test
+package hmacsig_test
 
 import (
 	"context"
@@ -15,14 +15,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
 func TestEveryEntryOfAnAcceptedHeaderIsTried(t *testing.T) {
-	s, err := signature.NewHMAC([]signature.Key{{ID: "k", Secrets: [][]byte{[]byte("secret")}}})
+	s, err := hmacsig.New([]signature.Key{{ID: "k", Secrets: [][]byte{[]byte("secret")}}})
 	require.NoError(t, err)
 	ts := "1700000000"
 	nonce := "0123456789abcdef"
-	sts := signature.StringToSign("GET", "h", "/", ts, nonce, "", nil)
+	sts := hmacsig.StringToSign("GET", "h", "/", ts, nonce, "", nil)
 	m := hmac.New(sha256.New, []byte("secret"))
 	m.Write([]byte(sts))
 	good := "v1=" + base64.StdEncoding.EncodeToString(m.Sum(nil))
@@ -46,7 +47,7 @@ func TestEveryEntryOfAnAcceptedHeaderIsTried(t *testing.T) {
 }
 
 func TestSignerHostIsWhatNetHTTPSends(t *testing.T) {
-	s := &signature.HMACSigner{KeyID: "k", Secret: []byte("s")}
+	s := &hmacsig.Signer{KeyID: "k", Secret: []byte("s")}
 	r, err := http.NewRequest("GET", "http://example.com/", nil)
 	require.NoError(t, err)
 	r.Host = "bücher.example"
@@ -66,7 +67,7 @@ func TestSignerHostIsWhatNetHTTPSends(t *testing.T) {
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	seen := <-srvSeen
-	v, err := signature.NewHMAC([]signature.Key{{ID: "k", Secrets: [][]byte{[]byte("s")}}})
+	v, err := hmacsig.New([]signature.Key{{ID: "k", Secrets: [][]byte{[]byte("s")}}})
 	require.NoError(t, err)
 	_, err = v.Verify(context.Background(), &signature.Request{Method: "GET", Host: seen, Target: "/", Header: r.Header})
 	require.NoError(t, err, "signed host %q matches the host the server saw", seen)
@@ -86,7 +87,7 @@ func TestTransportHonoursHTTPDateRetryAfter(t *testing.T) {
 	defer srv.Close()
 	backoffCalled := false
 	tr := &signature.Transport{
-		Signer:             &signature.HMACSigner{KeyID: "k", Secret: []byte("s")},
+		Signer:             &hmacsig.Signer{KeyID: "k", Secret: []byte("s")},
 		IdempotencyMethods: []string{"post"},
 		Backoff:            func(int) time.Duration { backoffCalled = true; return time.Hour },
 	}

@@ -1,4 +1,4 @@
-package signature_test
+package hmacsig_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/replayguard/replayguard/timestamp"
 )
 
@@ -235,7 +236,7 @@ func FuzzValidNonce(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, n string) {
-		if got, want := signature.ValidNonce(n), nonceRE.MatchString(n); got != want {
+		if got, want := hmacsig.ValidNonce(n), nonceRE.MatchString(n); got != want {
 			t.Fatalf("ValidNonce(%q) = %v, want %v", n, got, want)
 		}
 	})
