@@ -17,9 +17,10 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/httpsig"
 )
 
-// rfcVectorMsg is an entry of signature/testdata/rfc9421/vectors.json.
+// rfcVectorMsg is an entry of signature/httpsig/testdata/rfc9421/vectors.json.
 type rfcVectorMsg struct {
 	Source         string      `json:"source"`
 	Key            string      `json:"key"`
@@ -41,18 +42,18 @@ func rfcAppendixKeys(t *testing.T) []replayguard.KeyConfig {
 	dir := t.TempDir()
 	file := func(name string) string {
 		p := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(p, mustRead(t, "signature/testdata/rfc9421/"+name), 0o600))
+		require.NoError(t, os.WriteFile(p, mustRead(t, "signature/httpsig/testdata/rfc9421/"+name), 0o600))
 		return p
 	}
 	var eccJWK map[string]any
-	require.NoError(t, json.Unmarshal(mustRead(t, "signature/testdata/rfc9421/test-key-ecc-p256.jwk.json"), &eccJWK))
+	require.NoError(t, json.Unmarshal(mustRead(t, "signature/httpsig/testdata/rfc9421/test-key-ecc-p256.jwk.json"), &eccJWK))
 	delete(eccJWK, "d") // configuration holds the public key only
 	return []replayguard.KeyConfig{
 		{ID: "test-key-rsa-pss", Algorithm: "rsa-pss-sha512", PublicKeyFile: file("test-key-rsa-pss.pub.pem")},
 		{ID: "test-key-rsa", Algorithm: "rsa-v1_5-sha256", PublicKeyFile: file("test-key-rsa.pub.pem")},
 		{ID: "test-key-ecc-p256", Algorithm: "ecdsa-p256-sha256", JWK: eccJWK},
 		{ID: "test-key-ed25519", Algorithm: "ed25519", PublicKeyFile: file("test-key-ed25519.pub.pem")},
-		{ID: "test-shared-secret", Secrets: []string{"base64:" + string(mustRead(t, "signature/testdata/rfc9421/test-shared-secret.b64"))}},
+		{ID: "test-shared-secret", Secrets: []string{"base64:" + string(mustRead(t, "signature/httpsig/testdata/rfc9421/test-shared-secret.b64"))}},
 	}
 }
 
@@ -61,7 +62,7 @@ func rfcAppendixKeys(t *testing.T) []replayguard.KeyConfig {
 // pipeline with a fixed clock at their created time, once each: the second
 // presentation is a replay.
 func TestRFC9421AppendixBThroughGuard(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("signature", "testdata", "rfc9421", "vectors.json"))
+	b, err := os.ReadFile(filepath.Join("signature", "httpsig", "testdata", "rfc9421", "vectors.json"))
 	require.NoError(t, err)
 	var vs []rfcVectorMsg
 	require.NoError(t, json.Unmarshal(b, &vs))
@@ -69,7 +70,7 @@ func TestRFC9421AppendixBThroughGuard(t *testing.T) {
 		if v.Status != 0 || v.Label == "proxy_sig" {
 			// B.2.4 signs a response; the proxy's signature of Section 4.3
 			// carries an expires time checked against the scheme's own
-			// clock (signature.WithRFC9421Clock), verified in package
+			// clock (httpsig.WithClock), verified in package
 			// signature.
 			continue
 		}
@@ -137,7 +138,7 @@ func TestRFC9421ThroughMiddleware(t *testing.T) {
 	up := &whUpstream{}
 	h := g.Middleware(up)
 	clock := func() time.Time { return whNow.Add(-5 * time.Second) }
-	signers := map[string]*signature.RFC9421Signer{
+	signers := map[string]*httpsig.Signer{
 		"client-hmac": {KeyID: "client-hmac", Secret: []byte("client-hmac-secret"), Now: clock},
 		"client-ed":   {KeyID: "client-ed", PrivateKey: priv, Now: clock},
 	}
@@ -164,16 +165,16 @@ func TestRFC9421ThroughMiddleware(t *testing.T) {
 			tampered := withBodyString(rfcMiddlewareRequest(t, s, body, "op-2-"+id), `{"amount":999}`)
 			assert.Equal(t, "signature_invalid", whCode(t, whServe(h, tampered)))
 
-			noDigest := rfcMiddlewareRequest(t, &signature.RFC9421Signer{KeyID: s.KeyID, Secret: s.Secret, PrivateKey: s.PrivateKey, Now: clock,
+			noDigest := rfcMiddlewareRequest(t, &httpsig.Signer{KeyID: s.KeyID, Secret: s.Secret, PrivateKey: s.PrivateKey, Now: clock,
 				Components: []string{"@method", "@target-uri"}}, body, "op-3-"+id)
 			assert.Equal(t, "signature_missing", whCode(t, whServe(h, noDigest)))
 
-			old := rfcMiddlewareRequest(t, &signature.RFC9421Signer{KeyID: s.KeyID, Secret: s.Secret, PrivateKey: s.PrivateKey,
+			old := rfcMiddlewareRequest(t, &httpsig.Signer{KeyID: s.KeyID, Secret: s.Secret, PrivateKey: s.PrivateKey,
 				Now: func() time.Time { return whNow.Add(-time.Hour) }}, body, "op-4-"+id)
 			assert.Equal(t, "timestamp_expired", whCode(t, whServe(h, old)))
 		})
 	}
-	unknown := rfcMiddlewareRequest(t, &signature.RFC9421Signer{KeyID: "nobody", Secret: []byte("x")}, "{}", "op-x")
+	unknown := rfcMiddlewareRequest(t, &httpsig.Signer{KeyID: "nobody", Secret: []byte("x")}, "{}", "op-x")
 	assert.Equal(t, "key_unknown", whCode(t, whServe(h, unknown)))
 	bad := httptest.NewRequest(http.MethodGet, "https://api.example.com/", nil)
 	bad.Header.Set("Signature-Input", `sig1=("@method"`)
@@ -191,7 +192,7 @@ func TestRFC9421TransportEndToEnd(t *testing.T) {
 	up := &whUpstream{}
 	srv := httptest.NewServer(g.Middleware(up))
 	defer srv.Close()
-	client := &http.Client{Transport: &signature.Transport{Signer: &signature.RFC9421Signer{KeyID: "c", Secret: []byte("s3cret-0123456789")}}}
+	client := &http.Client{Transport: &signature.Transport{Signer: &httpsig.Signer{KeyID: "c", Secret: []byte("s3cret-0123456789")}}}
 	for i := 0; i < 2; i++ {
 		resp, err := client.Post(srv.URL+"/v1/things?x=1", "application/json", strings.NewReader(`{"n":1}`))
 		require.NoError(t, err)
@@ -208,9 +209,9 @@ func TestRFC9421TransportEndToEnd(t *testing.T) {
 func TestRFC9421ConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	edPEM := filepath.Join(dir, "ed.pem")
-	require.NoError(t, os.WriteFile(edPEM, mustRead(t, "signature/testdata/rfc9421/test-key-ed25519.pub.pem"), 0o600))
+	require.NoError(t, os.WriteFile(edPEM, mustRead(t, "signature/httpsig/testdata/rfc9421/test-key-ed25519.pub.pem"), 0o600))
 	rsaPEM := filepath.Join(dir, "rsa.pem")
-	require.NoError(t, os.WriteFile(rsaPEM, mustRead(t, "signature/testdata/rfc9421/test-key-rsa.pub.pem"), 0o600))
+	require.NoError(t, os.WriteFile(rsaPEM, mustRead(t, "signature/httpsig/testdata/rfc9421/test-key-rsa.pub.pem"), 0o600))
 	tests := []struct {
 		name  string
 		cfg   replayguard.Config
@@ -272,7 +273,7 @@ func withBodyString(r *http.Request, body string) *http.Request {
 // client signed https://…: WithRequestScheme supplies the client's scheme,
 // and "" keeps the default taken from the connection.
 func TestRequestSchemeBehindATLSProxy(t *testing.T) {
-	signer := &signature.RFC9421Signer{KeyID: "c", Secret: []byte("s3cret-0123456789"), Components: []string{"@method", "@target-uri"}}
+	signer := &httpsig.Signer{KeyID: "c", Secret: []byte("s3cret-0123456789"), Components: []string{"@method", "@target-uri"}}
 	signedOverHTTPS := func() *http.Request {
 		r := httptest.NewRequest(http.MethodGet, "https://api.example.com/v1/things?x=1", nil)
 		require.NoError(t, signer.Sign(r, nil))

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/httpsig"
 )
 
 func validateRFC9421(c Config) []error {
@@ -28,7 +29,7 @@ func validateRFC9421(c Config) []error {
 // checkRequiredComponent reports whether comp can be required of a
 // signature: a known derived component or a field name.
 func checkRequiredComponent(comp string) error {
-	_, err := signature.NewRFC9421([]signature.Key{{ID: "probe", Secrets: [][]byte{{1}}}}, signature.WithRequiredComponents([]string{comp}))
+	_, err := httpsig.New([]signature.Key{{ID: "probe", Secrets: [][]byte{{1}}}}, httpsig.WithRequiredComponents([]string{comp}))
 	return err
 }
 
@@ -45,11 +46,11 @@ func buildRFC9421(c Config, keys []signature.Key, now func() time.Time) (signatu
 		}
 		out = append(out, k)
 	}
-	opts := []signature.RFC9421Option{signature.WithRFC9421Clock(now)}
+	opts := []httpsig.Option{httpsig.WithClock(now)}
 	if c.RFC9421.RequiredComponents != nil {
-		opts = append(opts, signature.WithRequiredComponents(c.RFC9421.RequiredComponents))
+		opts = append(opts, httpsig.WithRequiredComponents(c.RFC9421.RequiredComponents))
 	}
-	return signature.NewRFC9421(out, opts...)
+	return httpsig.New(out, opts...)
 }
 
 // rfc9421Key returns keys[i] as the rfc9421 scheme uses it: its secrets
@@ -74,7 +75,7 @@ func rfc9421Key(c Config, i int, parsed *signature.Key) (signature.Key, error) {
 	}
 	alg := ""
 	if kc.Algorithm != "" {
-		a, ok := signature.RFC9421Algorithm(kc.Algorithm)
+		a, ok := httpsig.Algorithm(kc.Algorithm)
 		if !ok {
 			return k, fieldErr(field+".algorithm", "%q is not an rfc9421 algorithm (hmac-sha256, ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256)", kc.Algorithm)
 		}
@@ -84,7 +85,7 @@ func rfc9421Key(c Config, i int, parsed *signature.Key) (signature.Key, error) {
 	switch {
 	case kc.PublicKeyFile != "" && len(kc.JWK) > 0:
 		return k, fieldErr(field+".jwk", "give public_key_file or jwk, not both")
-	case alg == signature.AlgHMACSHA256 || (alg == "" && !hasPub):
+	case alg == httpsig.AlgHMACSHA256 || (alg == "" && !hasPub):
 		if len(k.Secrets) == 0 {
 			return k, fieldErr(field+".secrets", "key %q needs a secret (hmac-sha256) or a public key (public_key_file or jwk)", kc.ID)
 		}
@@ -101,7 +102,7 @@ func rfc9421Key(c Config, i int, parsed *signature.Key) (signature.Key, error) {
 		k.PublicKey = pub
 	}
 	k.Secrets = nil
-	if _, err := signature.NewRFC9421([]signature.Key{k}); err != nil {
+	if _, err := httpsig.New([]signature.Key{k}); err != nil {
 		return k, wrapField(field+".algorithm", err)
 	}
 	return k, nil
@@ -114,13 +115,13 @@ func configPublicKey(kc KeyConfig, field string) (crypto.PublicKey, error) {
 		if err != nil {
 			return nil, wrapField(field+".public_key_file", err)
 		}
-		pub, err := signature.RFC9421PublicKey(b, nil)
+		pub, err := httpsig.PublicKey(b, nil)
 		if err != nil {
 			return nil, wrapField(field+".public_key_file", err)
 		}
 		return pub, nil
 	}
-	pub, err := signature.RFC9421PublicKey(nil, kc.JWK)
+	pub, err := httpsig.PublicKey(nil, kc.JWK)
 	if err != nil {
 		return nil, wrapField(field+".jwk", err)
 	}

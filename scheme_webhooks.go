@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/httpsig"
 	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
@@ -96,8 +97,8 @@ func webhookKeys(preset string, c Config) ([]signature.Key, []error) {
 		}
 		hasPub := kc.PublicKeyFile != "" || len(kc.JWK) > 0
 		if kc.Algorithm != "" {
-			alg, _ := signature.RFC9421Algorithm(kc.Algorithm)
-			ok := alg == signature.AlgHMACSHA256 || (preset == webhooksig.PresetStandardWebhooks && alg == signature.AlgEd25519)
+			alg, _ := httpsig.Algorithm(kc.Algorithm)
+			ok := alg == httpsig.AlgHMACSHA256 || (preset == webhooksig.PresetStandardWebhooks && alg == httpsig.AlgEd25519)
 			if !ok {
 				errs = append(errs, fieldErr(field+".algorithm", "the %s preset verifies %s, not %q", preset, webhookAlgorithms(preset), kc.Algorithm))
 			}

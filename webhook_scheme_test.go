@@ -224,9 +224,9 @@ func TestWebhookStandardVectorThroughGuard(t *testing.T) {
 func TestWebhookPresetConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	rsaPEM := filepath.Join(dir, "rsa.pem")
-	require.NoError(t, os.WriteFile(rsaPEM, mustRead(t, "signature/testdata/rfc9421/test-key-rsa.pub.pem"), 0o600))
+	require.NoError(t, os.WriteFile(rsaPEM, mustRead(t, "signature/httpsig/testdata/rfc9421/test-key-rsa.pub.pem"), 0o600))
 	edPEM := filepath.Join(dir, "ed.pem")
-	require.NoError(t, os.WriteFile(edPEM, mustRead(t, "signature/testdata/rfc9421/test-key-ed25519.pub.pem"), 0o600))
+	require.NoError(t, os.WriteFile(edPEM, mustRead(t, "signature/httpsig/testdata/rfc9421/test-key-ed25519.pub.pem"), 0o600))
 	off := false
 	tests := []struct {
 		name  string

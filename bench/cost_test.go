@@ -16,6 +16,7 @@ import (
 
 	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/signature/hmacsig"
+	"github.com/replayguard/replayguard/signature/httpsig"
 	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
@@ -134,11 +135,11 @@ func costCases(b *testing.B) []costCase {
 	// rfc9421 names its key by keyid; the body is hashed once for
 	// Content-Digest, after the signature verified. The costliest failure
 	// is a captured signature over another body.
-	rf, err := signature.NewRFC9421(keys, signature.WithRFC9421Clock(costClock))
+	rf, err := httpsig.New(keys, httpsig.WithClock(costClock))
 	if err != nil {
 		b.Fatal(err)
 	}
-	valid = signed(b, &signature.RFC9421Signer{KeyID: last.ID, Secret: last.Secrets[0], Now: costClock}, body)
+	valid = signed(b, &httpsig.Signer{KeyID: last.ID, Secret: last.Secrets[0], Now: costClock}, body)
 	cs = append(cs, costCase{"rfc9421", rf, valid, otherBody(valid)})
 
 	// The webhook presets name no key: one MAC per secret of every key,

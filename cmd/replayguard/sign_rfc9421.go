@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/replayguard/replayguard"
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/httpsig"
 )
 
 // rfc9421SignFlags are the flags of `replayguard sign` with the rfc9421
@@ -47,8 +47,8 @@ func newRFC9421SignFlags(out io.Writer) *rfc9421SignFlags {
 	f.privateKey = fs.String("private-key", "", "PEM private key (ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256) instead of a secret")
 	f.algorithm = fs.String("algorithm", "", "the key's algorithm (default: the configured one; hmac-sha256 for a secret; implied by an EC or Ed25519 key)")
 	f.components = fs.String("components", "", "covered components, comma-separated (default @method, @target-uri, content-digest with a body, idempotency-key when sent)")
-	f.label = fs.String("label", signature.DefaultRFC9421Label, "signature label")
-	f.digest = fs.String("digest", signature.DigestSHA256, "Content-Digest algorithm: sha-256 or sha-512")
+	f.label = fs.String("label", httpsig.DefaultLabel, "signature label")
+	f.digest = fs.String("digest", httpsig.DigestSHA256, "Content-Digest algorithm: sha-256 or sha-512")
 	f.tag = fs.String("tag", "", "tag parameter")
 	return f
 }
@@ -93,8 +93,8 @@ func cmdSignRFC9421(args []string, stdout, stderr io.Writer) (handled bool, err 
 // signer returns the RFC9421Signer of the flags: a --private-key signs
 // with the key's asymmetric algorithm, otherwise the key's secret (from
 // --secret, $REPLAYGUARD_SECRET or the configuration) with hmac-sha256.
-func (f *rfc9421SignFlags) signer(cfg *replayguard.Config) (*signature.RFC9421Signer, error) {
-	s := &signature.RFC9421Signer{KeyID: *f.keyID, Label: *f.label, Digest: *f.digest, Tag: *f.tag, Algorithm: *f.algorithm}
+func (f *rfc9421SignFlags) signer(cfg *replayguard.Config) (*httpsig.Signer, error) {
+	s := &httpsig.Signer{KeyID: *f.keyID, Label: *f.label, Digest: *f.digest, Tag: *f.tag, Algorithm: *f.algorithm}
 	if *f.components != "" {
 		for _, c := range strings.Split(*f.components, ",") {
 			s.Components = append(s.Components, strings.TrimSpace(c))
@@ -112,12 +112,12 @@ func (f *rfc9421SignFlags) signer(cfg *replayguard.Config) (*signature.RFC9421Si
 		if err != nil {
 			return nil, fmt.Errorf("sign: %w", err)
 		}
-		if s.PrivateKey, err = signature.RFC9421PrivateKey(b); err != nil {
+		if s.PrivateKey, err = httpsig.PrivateKey(b); err != nil {
 			return nil, fmt.Errorf("sign: --private-key: %w", err)
 		}
 		return s, nil
 	}
-	if alg, _ := signature.RFC9421Algorithm(s.Algorithm); alg != "" && alg != signature.AlgHMACSHA256 {
+	if alg, _ := httpsig.Algorithm(s.Algorithm); alg != "" && alg != httpsig.AlgHMACSHA256 {
 		return nil, errors.New("sign: key " + *f.keyID + " uses " + alg + ": give its --private-key")
 	}
 	sec, err := signingSecret(*f.cfgPath, *f.keyID, *f.secret)

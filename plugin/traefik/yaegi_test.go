@@ -37,6 +37,7 @@ import (
 	"github.com/replayguard/replayguard/plugin/traefik/internal/tree"
 	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/signature/hmacsig"
+	"github.com/replayguard/replayguard/signature/httpsig"
 	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
@@ -57,6 +58,7 @@ var corePackages = []string{
 	coreModule + "/signature/internal/sfv",
 	coreModule + "/signature/internal/sigutil",
 	coreModule + "/signature/hmacsig",
+	coreModule + "/signature/httpsig",
 	coreModule + "/signature/webhooksig",
 	coreModule + "/timestamp",
 }
@@ -749,7 +751,7 @@ func TestPluginUnderYaegi(t *testing.T) {
 			body   string
 		}{
 			{"jwt", &signature.JWTSigner{KeyID: keyID, Key: []byte(secret)}, `{"amount":1}`},
-			{"rfc9421", &signature.RFC9421Signer{KeyID: keyID, Secret: []byte(secret)}, `{"amount":2}`},
+			{"rfc9421", &httpsig.Signer{KeyID: keyID, Secret: []byte(secret)}, `{"amount":2}`},
 			{webhooksig.PresetStripe, &webhooksig.Signer{Preset: webhooksig.PresetStripe, Secret: []byte(secret)}, `{"id":"evt_1","type":"charge.succeeded"}`},
 			{webhooksig.PresetStandardWebhooks, &webhooksig.Signer{Preset: webhooksig.PresetStandardWebhooks, Secret: []byte(secret)}, `{"type":"invoice.paid"}`},
 			{webhooksig.PresetSlack, &webhooksig.Signer{Preset: webhooksig.PresetSlack, Secret: []byte(secret)}, `token=x&team_id=T1`},

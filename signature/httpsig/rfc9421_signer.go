@@ -1,4 +1,4 @@
-package signature
+package httpsig
 
 import (
 	"crypto"
@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/signature/internal/sigutil"
 
 	"github.com/google/uuid"
@@ -19,16 +20,16 @@ import (
 	"github.com/replayguard/replayguard/signature/internal/sfv"
 )
 
-// DefaultRFC9421Label is the label RFC9421Signer gives its signature.
-const DefaultRFC9421Label = "sig1"
+// DefaultLabel is the label RFC9421Signer gives its signature.
+const DefaultLabel = "sig1"
 
-// RFC9421Signer signs requests with HTTP Message Signatures (RFC 9421).
+// Signer signs requests with HTTP Message Signatures (RFC 9421).
 //
 // By default it covers @method and @target-uri, plus content-digest
 // (setting Content-Digest: sha-256) when the body is not empty and
 // idempotency-key when the request carries an Idempotency-Key, and adds
 // created, keyid and a random nonce.
-type RFC9421Signer struct {
+type Signer struct {
 	// KeyID is sent as the keyid parameter. Required.
 	KeyID string
 	// Algorithm is the RFC 9421 (or JOSE) algorithm name. Default:
@@ -70,11 +71,11 @@ type RFC9421Signer struct {
 	FieldTypes map[string]FieldType
 }
 
-var _ Signer = (*RFC9421Signer)(nil)
+var _ signature.Signer = (*Signer)(nil)
 
-func (s *RFC9421Signer) algorithm() (string, error) {
+func (s *Signer) algorithm() (string, error) {
 	if s.Algorithm != "" {
-		alg, ok := RFC9421Algorithm(s.Algorithm)
+		alg, ok := Algorithm(s.Algorithm)
 		if !ok {
 			return "", fmt.Errorf("signature: rfc9421 signer: unknown algorithm %q", s.Algorithm)
 		}
@@ -100,7 +101,7 @@ func (s *RFC9421Signer) algorithm() (string, error) {
 // Sign sets Signature-Input and Signature (and Content-Digest when it is
 // covered and absent) on req. A request already carrying signatures under
 // other labels keeps them.
-func (s *RFC9421Signer) Sign(req *http.Request, body []byte) error {
+func (s *Signer) Sign(req *http.Request, body []byte) error {
 	if s.KeyID == "" {
 		return errors.New("signature: rfc9421 signer: key id is required")
 	}
@@ -113,7 +114,7 @@ func (s *RFC9421Signer) Sign(req *http.Request, body []byte) error {
 	}
 	label := s.Label
 	if label == "" {
-		label = DefaultRFC9421Label
+		label = DefaultLabel
 	}
 	if !sfv.ValidKey(label) {
 		return fmt.Errorf("signature: rfc9421 signer: invalid label %q", label)
@@ -127,7 +128,7 @@ func (s *RFC9421Signer) Sign(req *http.Request, body []byte) error {
 		if len(body) > 0 {
 			names = append(names, "content-digest")
 		}
-		if req.Header.Get(IdempotencyKeyHeader) != "" {
+		if req.Header.Get(signature.IdempotencyKeyHeader) != "" {
 			names = append(names, "idempotency-key")
 		}
 	}

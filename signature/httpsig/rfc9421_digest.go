@@ -1,4 +1,4 @@
-package signature
+package httpsig
 
 import (
 	"crypto/sha256"
@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/signature/internal/sfv"
 )
 
@@ -62,7 +63,7 @@ func digestOf(alg string, body []byte) ([]byte, error) {
 func CheckContentDigest(lines []string, body []byte) error {
 	d, err := sfv.ParseDictionary(strings.Join(lines, ","))
 	if err != nil {
-		return fmt.Errorf("%w: content-digest: %w", ErrMalformed, err)
+		return fmt.Errorf("%w: content-digest: %w", signature.ErrMalformed, err)
 	}
 	var chosen *sfv.DictMember
 	for i := range d {
@@ -71,18 +72,18 @@ func CheckContentDigest(lines []string, body []byte) error {
 			continue
 		}
 		if m.Value.IsInnerList || m.Value.Item.Value.Type != sfv.TypeByteSequence {
-			return fmt.Errorf("%w: content-digest: %s is not a byte sequence", ErrMalformed, m.Key)
+			return fmt.Errorf("%w: content-digest: %s is not a byte sequence", signature.ErrMalformed, m.Key)
 		}
 		if chosen == nil || m.Key == DigestSHA256 {
 			chosen = m
 		}
 	}
 	if chosen == nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, ErrDigestUnsupported)
+		return fmt.Errorf("%w: %w", signature.ErrInvalid, ErrDigestUnsupported)
 	}
 	want, _ := digestOf(chosen.Key, body)
 	if subtle.ConstantTimeCompare(want, chosen.Value.Item.Value.Bytes) != 1 {
-		return fmt.Errorf("%w: %w (%s)", ErrInvalid, ErrDigestMismatch, chosen.Key)
+		return fmt.Errorf("%w: %w (%s)", signature.ErrInvalid, ErrDigestMismatch, chosen.Key)
 	}
 	return nil
 }

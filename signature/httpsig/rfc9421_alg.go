@@ -1,4 +1,4 @@
-package signature
+package httpsig
 
 import (
 	"crypto"
@@ -31,10 +31,10 @@ const (
 	maxRFC9421Signature = 1024
 )
 
-// RFC9421Algorithm returns the registry name of an algorithm given by its
+// Algorithm returns the registry name of an algorithm given by its
 // registry name or its JOSE name (HS256, EdDSA, ES256, ES384, PS512,
 // RS256), case-insensitively.
-func RFC9421Algorithm(name string) (string, bool) {
+func Algorithm(name string) (string, bool) {
 	switch strings.ToLower(name) {
 	case AlgHMACSHA256, "hs256":
 		return AlgHMACSHA256, true
@@ -56,7 +56,7 @@ func RFC9421Algorithm(name string) (string, bool) {
 // the configured one, else the only one its type allows.
 func algorithmFor(configured string, pub crypto.PublicKey, hasSecrets bool) (string, error) {
 	if configured != "" {
-		alg, ok := RFC9421Algorithm(configured)
+		alg, ok := Algorithm(configured)
 		if !ok {
 			return "", fmt.Errorf("unknown algorithm %q", configured)
 		}

@@ -1,4 +1,4 @@
-package signature
+package httpsig
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/signature/internal/sigutil"
 
 	"github.com/replayguard/replayguard/signature/internal/sfv"
@@ -38,7 +39,7 @@ type HTTPMessage struct {
 }
 
 // MessageFromRequest returns the HTTPMessage of a verified request.
-func MessageFromRequest(r *Request) *HTTPMessage {
+func MessageFromRequest(r *signature.Request) *HTTPMessage {
 	return &HTTPMessage{Method: r.Method, Scheme: r.Scheme, Authority: r.Host, Target: r.Target, Header: r.Header}
 }
 

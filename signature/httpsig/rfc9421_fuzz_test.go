@@ -1,4 +1,4 @@
-package signature_test
+package httpsig_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/httpsig"
 	"github.com/replayguard/replayguard/signature/internal/sfv"
 )
 
@@ -30,8 +31,8 @@ func FuzzSignatureBase(f *testing.F) {
 		h.Set("X-Dict", value)
 		h.Set("Content-Digest", value)
 		h.Set("Date", value)
-		m := &signature.HTTPMessage{Method: "POST", Scheme: "https", Authority: "Example.COM:443", Target: target, Header: h}
-		base, err := signature.SignatureBase(m, il, map[string]signature.FieldType{"x-dict": signature.FieldDictionary})
+		m := &httpsig.HTTPMessage{Method: "POST", Scheme: "https", Authority: "Example.COM:443", Target: target, Header: h}
+		base, err := httpsig.SignatureBase(m, il, map[string]httpsig.FieldType{"x-dict": httpsig.FieldDictionary})
 		if err != nil {
 			return
 		}
@@ -60,7 +61,7 @@ func FuzzSignatureBaseVerify(f *testing.F) {
 	f.Add(`sig1=();created=1;keyid="k", sig2=("@path");created=2;keyid="k"`, `sig2=:{mac}:, sig1=:YWJj:`, "/")
 	f.Add(`a=("@query-param";name="q");created=1;keyid="k";expires=5`, `a=:{mac}:`, "/x?q=%41+b")
 	secret := []byte("fuzz-secret")
-	s, err := signature.NewRFC9421([]signature.Key{{ID: "k", Secrets: [][]byte{secret}}}, signature.WithRequiredComponents(nil))
+	s, err := httpsig.New([]signature.Key{{ID: "k", Secrets: [][]byte{secret}}}, httpsig.WithRequiredComponents(nil))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func FuzzSignatureBaseVerify(f *testing.F) {
 		r := &signature.Request{Method: "GET", Scheme: "https", Host: "a.example", Target: target, Header: h}
 		var want []byte
 		if d, err := sfv.ParseDictionaryUniqueKeys(input); err == nil && len(d) > 0 && d[0].Value.IsInnerList {
-			if base, err := signature.SignatureBase(signature.MessageFromRequest(r), d[0].Value.Inner, nil); err == nil {
+			if base, err := httpsig.SignatureBase(httpsig.MessageFromRequest(r), d[0].Value.Inner, nil); err == nil {
 				m := hmac.New(sha256.New, secret)
 				m.Write(base)
 				want = m.Sum(nil)

@@ -1,4 +1,4 @@
-package signature_test
+package httpsig_test
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/httpsig"
 	"github.com/replayguard/replayguard/signature/internal/sfv"
 	"github.com/replayguard/replayguard/timestamp"
 )
@@ -97,30 +98,30 @@ func rfcKey(t *testing.T, name string, fromJWK bool) signature.Key {
 	if fromJWK {
 		var jwk map[string]any
 		require.NoError(t, json.Unmarshal(testdataFile(t, name+".jwk.json"), &jwk))
-		_, err = signature.RFC9421PublicKey(nil, jwk)
+		_, err = httpsig.PublicKey(nil, jwk)
 		require.ErrorIs(t, err, signature.ErrPrivateKey, "the Appendix B.1 JWKs hold the private key")
-		pub, err = signature.RFC9421PublicKey(nil, publicMembers(jwk))
+		pub, err = httpsig.PublicKey(nil, publicMembers(jwk))
 	} else {
-		pub, err = signature.RFC9421PublicKey(testdataFile(t, name+".pub.pem"), nil)
+		pub, err = httpsig.PublicKey(testdataFile(t, name+".pub.pem"), nil)
 	}
 	require.NoError(t, err)
 	alg := map[string]string{
-		"test-key-rsa-pss":  signature.AlgRSAPSSSHA512,
-		"test-key-rsa":      signature.AlgRSAV15SHA256,
-		"test-key-ecc-p256": signature.AlgECDSAP256SHA256,
-		"test-key-ed25519":  signature.AlgEd25519,
+		"test-key-rsa-pss":  httpsig.AlgRSAPSSSHA512,
+		"test-key-rsa":      httpsig.AlgRSAV15SHA256,
+		"test-key-ecc-p256": httpsig.AlgECDSAP256SHA256,
+		"test-key-ed25519":  httpsig.AlgEd25519,
 	}[name]
 	return signature.Key{ID: name, Algorithm: alg, PublicKey: pub}
 }
 
-func rfcScheme(t *testing.T, v rfcVector, fromJWK bool, opts ...signature.RFC9421Option) *signature.RFC9421 {
+func rfcScheme(t *testing.T, v rfcVector, fromJWK bool, opts ...httpsig.Option) *httpsig.Scheme {
 	t.Helper()
-	opts = append([]signature.RFC9421Option{
-		signature.WithRequiredComponents(nil),
-		signature.WithSignatureLabel(v.Label),
-		signature.WithRFC9421Clock(func() time.Time { return time.Unix(rfcCreated+60, 0) }),
+	opts = append([]httpsig.Option{
+		httpsig.WithRequiredComponents(nil),
+		httpsig.WithSignatureLabel(v.Label),
+		httpsig.WithClock(func() time.Time { return time.Unix(rfcCreated+60, 0) }),
 	}, opts...)
-	s, err := signature.NewRFC9421([]signature.Key{rfcKey(t, v.Key, fromJWK)}, opts...)
+	s, err := httpsig.New([]signature.Key{rfcKey(t, v.Key, fromJWK)}, opts...)
 	require.NoError(t, err)
 	return s
 }
@@ -164,7 +165,7 @@ func TestRFC9421B24ResponseVerifies(t *testing.T) {
 	in, err := sfv.ParseDictionary(v.SignatureInput)
 	require.NoError(t, err)
 	m, _ := in.Get("sig-b24")
-	base, err := signature.SignatureBase(&signature.HTTPMessage{Status: v.Status, Header: h}, m.Inner, nil)
+	base, err := httpsig.SignatureBase(&httpsig.HTTPMessage{Status: v.Status, Header: h}, m.Inner, nil)
 	require.NoError(t, err)
 	assert.Equal(t, `"@status": 200
 "content-type": application/json
@@ -179,7 +180,7 @@ func TestRFC9421B24ResponseVerifies(t *testing.T) {
 	key := rfcKey(t, "test-key-ecc-p256", false)
 	digest := sha256Sum(base)
 	assert.True(t, ecdsa.Verify(key.PublicKey.(*ecdsa.PublicKey), digest, bigInt(sig[:32]), bigInt(sig[32:])))
-	require.NoError(t, signature.CheckContentDigest(h.Values("Content-Digest"), []byte(v.Body)))
+	require.NoError(t, httpsig.CheckContentDigest(h.Values("Content-Digest"), []byte(v.Body)))
 }
 
 // The signature bases printed in RFC 9421 Appendix B.2.2, B.2.5 and B.2.6.
@@ -207,7 +208,7 @@ func TestRFC9421PublishedSignatureBases(t *testing.T) {
 			in, err := sfv.ParseDictionary(v.SignatureInput)
 			require.NoError(t, err)
 			m, _ := in.Get(tc.label)
-			base, err := signature.SignatureBase(signature.MessageFromRequest(v.request(false)), m.Inner, nil)
+			base, err := httpsig.SignatureBase(httpsig.MessageFromRequest(v.request(false)), m.Inner, nil)
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, string(base))
 		})
@@ -217,16 +218,16 @@ func TestRFC9421PublishedSignatureBases(t *testing.T) {
 // RFC 9421 Appendix B.2.5 (hmac-sha256) and B.2.6 (ed25519) are
 // deterministic: signing test-request reproduces both fields byte for byte.
 func TestRFC9421SignerReproducesB25AndB26(t *testing.T) {
-	edPriv, err := signature.RFC9421PrivateKey(testdataFile(t, "test-key-ed25519.priv.pem"))
+	edPriv, err := httpsig.PrivateKey(testdataFile(t, "test-key-ed25519.priv.pem"))
 	require.NoError(t, err)
 	secret := rfcKey(t, "test-shared-secret", false).Secrets[0]
 	tests := []struct {
 		source, label string
-		signer        *signature.RFC9421Signer
+		signer        *httpsig.Signer
 	}{
-		{"RFC 9421 Appendix B.2.5", "sig-b25", &signature.RFC9421Signer{
+		{"RFC 9421 Appendix B.2.5", "sig-b25", &httpsig.Signer{
 			KeyID: "test-shared-secret", Secret: secret, Components: []string{"date", "@authority", "content-type"}}},
-		{"RFC 9421 Appendix B.2.6", "sig-b26", &signature.RFC9421Signer{
+		{"RFC 9421 Appendix B.2.6", "sig-b26", &httpsig.Signer{
 			KeyID: "test-key-ed25519", PrivateKey: edPriv, Components: []string{"date", "@method", "@path", "@authority", "content-type", "content-length"}}},
 	}
 	for _, tc := range tests {
@@ -251,14 +252,14 @@ func TestRFC9421SignerReproducesB25AndB26(t *testing.T) {
 // proxy's signature is reproduced with test-key-rsa (Appendix B.1.1).
 func TestRFC9421SignerReproducesProxySignature(t *testing.T) {
 	v := rfcVectorFor(t, "RFC 9421 Section 4.3", "proxy_sig")
-	priv, err := signature.RFC9421PrivateKey(testdataFile(t, "test-key-rsa.priv.pem"))
+	priv, err := httpsig.PrivateKey(testdataFile(t, "test-key-rsa.priv.pem"))
 	require.NoError(t, err)
 	req, err := http.NewRequest(v.Method, "https://"+v.Host+v.Target, strings.NewReader(v.Body))
 	require.NoError(t, err)
 	for _, kv := range v.Headers {
 		req.Header.Add(kv[0], kv[1])
 	}
-	s := &signature.RFC9421Signer{KeyID: "test-key-rsa", PrivateKey: priv, Algorithm: "rsa-v1_5-sha256", IncludeAlg: true,
+	s := &httpsig.Signer{KeyID: "test-key-rsa", PrivateKey: priv, Algorithm: "rsa-v1_5-sha256", IncludeAlg: true,
 		Label: "proxy_sig", OmitNonce: true, Expires: 60 * time.Second,
 		Components: []string{"@method", "@authority", "@path", "content-digest", "content-type", "content-length", "forwarded"},
 		Now:        func() time.Time { return time.Unix(1618884480, 0) }}
@@ -318,8 +319,8 @@ func TestRFC9421FieldComponents(t *testing.T) {
 	h.Add("Example-Header", "value, with, lots")
 	h.Add("Example-Header", "of, commas")
 	h.Add("Example-Dict2", "a=1, b=2;x=1;y=2, c=(a   b    c), d")
-	m := &signature.HTTPMessage{Method: "GET", Scheme: "https", Authority: "www.example.com", Target: "/", Header: h}
-	types := map[string]signature.FieldType{"example-dict": signature.FieldDictionary, "example-dict2": signature.FieldDictionary}
+	m := &httpsig.HTTPMessage{Method: "GET", Scheme: "https", Authority: "www.example.com", Target: "/", Header: h}
+	types := map[string]httpsig.FieldType{"example-dict": httpsig.FieldDictionary, "example-dict2": httpsig.FieldDictionary}
 	tests := []struct{ component, want string }{
 		{`"host"`, `"host": www.example.com`},
 		{`"date"`, `"date": Tue, 20 Apr 2021 02:07:56 GMT`},
@@ -338,7 +339,7 @@ func TestRFC9421FieldComponents(t *testing.T) {
 		t.Run(tc.component, func(t *testing.T) {
 			it, err := sfv.ParseItem(tc.component)
 			require.NoError(t, err)
-			base, err := signature.SignatureBase(m, sfv.InnerList{Items: []sfv.Item{it}}, types)
+			base, err := httpsig.SignatureBase(m, sfv.InnerList{Items: []sfv.Item{it}}, types)
 			require.NoError(t, err)
 			line, _, _ := strings.Cut(string(base), "\n")
 			assert.Equal(t, tc.want, line)
@@ -346,18 +347,18 @@ func TestRFC9421FieldComponents(t *testing.T) {
 	}
 	h2 := http.Header{"Example-Header": {"value, with, lots, of, commas"}}
 	it, _ := sfv.ParseItem(`"example-header";bs`)
-	base, err := signature.SignatureBase(&signature.HTTPMessage{Header: h2}, sfv.InnerList{Items: []sfv.Item{it}}, nil)
+	base, err := httpsig.SignatureBase(&httpsig.HTTPMessage{Header: h2}, sfv.InnerList{Items: []sfv.Item{it}}, nil)
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(string(base), `"example-header";bs: :dmFsdWUsIHdpdGgsIGxvdHMsIG9mLCBjb21tYXM=:`+"\n"), string(base))
 }
 
 // RFC 9421 Sections 2.2.1-2.2.8: the derived components of a request.
 func TestRFC9421DerivedComponents(t *testing.T) {
-	m := func(target string) *signature.HTTPMessage {
-		return &signature.HTTPMessage{Method: "POST", Scheme: "https", Authority: "www.example.com", Target: target, Header: http.Header{}}
+	m := func(target string) *httpsig.HTTPMessage {
+		return &httpsig.HTTPMessage{Method: "POST", Scheme: "https", Authority: "www.example.com", Target: target, Header: http.Header{}}
 	}
 	tests := []struct {
-		msg       *signature.HTTPMessage
+		msg       *httpsig.HTTPMessage
 		component string
 		want      string
 	}{
@@ -376,15 +377,15 @@ func TestRFC9421DerivedComponents(t *testing.T) {
 		{m("/parameters?var=this%20is%20a%20big%0Amultiline%20value&bar=with+plus+whitespace&fa%C3%A7ade%22%3A%20=something"), `"@query-param";name="var"`, `this%20is%20a%20big%0Amultiline%20value`},
 		{m("/parameters?var=this%20is%20a%20big%0Amultiline%20value&bar=with+plus+whitespace&fa%C3%A7ade%22%3A%20=something"), `"@query-param";name="bar"`, `with%20plus%20whitespace`},
 		{m("/parameters?var=this%20is%20a%20big%0Amultiline%20value&bar=with+plus+whitespace&fa%C3%A7ade%22%3A%20=something"), `"@query-param";name="fa%C3%A7ade%22%3A%20"`, `something`},
-		{&signature.HTTPMessage{Method: "GET", Scheme: "HTTP", Authority: "WWW.Example.com:80", Target: "", Header: http.Header{}}, `"@authority"`, `www.example.com`},
-		{&signature.HTTPMessage{Method: "GET", Scheme: "https", Authority: "example.com:8443", Target: "", Header: http.Header{}}, `"@path"`, `/`},
-		{&signature.HTTPMessage{Method: "OPTIONS", Scheme: "https", Authority: "example.com", Target: "*", Header: http.Header{}}, `"@request-target"`, `*`},
+		{&httpsig.HTTPMessage{Method: "GET", Scheme: "HTTP", Authority: "WWW.Example.com:80", Target: "", Header: http.Header{}}, `"@authority"`, `www.example.com`},
+		{&httpsig.HTTPMessage{Method: "GET", Scheme: "https", Authority: "example.com:8443", Target: "", Header: http.Header{}}, `"@path"`, `/`},
+		{&httpsig.HTTPMessage{Method: "OPTIONS", Scheme: "https", Authority: "example.com", Target: "*", Header: http.Header{}}, `"@request-target"`, `*`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.component+" "+tc.msg.Target, func(t *testing.T) {
 			it, err := sfv.ParseItem(tc.component)
 			require.NoError(t, err)
-			base, err := signature.SignatureBase(tc.msg, sfv.InnerList{Items: []sfv.Item{it}}, nil)
+			base, err := httpsig.SignatureBase(tc.msg, sfv.InnerList{Items: []sfv.Item{it}}, nil)
 			require.NoError(t, err)
 			line, _, _ := strings.Cut(string(base), "\n")
 			assert.Equal(t, tc.component+": "+tc.want, line)
@@ -393,7 +394,7 @@ func TestRFC9421DerivedComponents(t *testing.T) {
 }
 
 func TestRFC9421SignatureBaseErrors(t *testing.T) {
-	msg := &signature.HTTPMessage{Method: "GET", Scheme: "https", Authority: "a.example", Target: "/p?a=1&a=2&b=%C3%A9", Header: http.Header{"X-Nl": {"a\nb"}, "X-Utf": {"caf\xc3\xa9"}, "X-List": {"a, b"}}}
+	msg := &httpsig.HTTPMessage{Method: "GET", Scheme: "https", Authority: "a.example", Target: "/p?a=1&a=2&b=%C3%A9", Header: http.Header{"X-Nl": {"a\nb"}, "X-Utf": {"caf\xc3\xa9"}, "X-List": {"a, b"}}}
 	bad := []string{
 		`"@unknown"`, `"@method";sf`, `"@query-param"`, `"@query-param";name="a"`, `"@query-param";name="zz"`,
 		`"@path";name="x"`, `"x-absent"`, `"x-list";sf`, `"x-list";bs;sf`, `"x-list";req`, `"x-list";tr`,
@@ -402,31 +403,31 @@ func TestRFC9421SignatureBaseErrors(t *testing.T) {
 	for _, c := range bad {
 		it, err := sfv.ParseItem(c)
 		require.NoError(t, err, c)
-		_, err = signature.SignatureBase(msg, sfv.InnerList{Items: []sfv.Item{it}}, nil)
-		require.ErrorIs(t, err, signature.ErrSignatureBase, c)
+		_, err = httpsig.SignatureBase(msg, sfv.InnerList{Items: []sfv.Item{it}}, nil)
+		require.ErrorIs(t, err, httpsig.ErrSignatureBase, c)
 	}
 	dup, _ := sfv.ParseInnerList(`("x-list";bs;sf "x-list";sf;bs)`)
-	_, err := signature.SignatureBase(msg, dup, nil)
-	require.ErrorIs(t, err, signature.ErrSignatureBase)
+	_, err := httpsig.SignatureBase(msg, dup, nil)
+	require.ErrorIs(t, err, httpsig.ErrSignatureBase)
 	dup2, _ := sfv.ParseInnerList(`("@method" "@method")`)
-	_, err = signature.SignatureBase(msg, dup2, nil)
-	require.ErrorIs(t, err, signature.ErrSignatureBase)
-	resp := &signature.HTTPMessage{Status: 200, Header: http.Header{}}
+	_, err = httpsig.SignatureBase(msg, dup2, nil)
+	require.ErrorIs(t, err, httpsig.ErrSignatureBase)
+	resp := &httpsig.HTTPMessage{Status: 200, Header: http.Header{}}
 	m, _ := sfv.ParseInnerList(`("@method")`)
-	_, err = signature.SignatureBase(resp, m, nil)
-	require.ErrorIs(t, err, signature.ErrSignatureBase)
+	_, err = httpsig.SignatureBase(resp, m, nil)
+	require.ErrorIs(t, err, httpsig.ErrSignatureBase)
 }
 
 func TestParseComponent(t *testing.T) {
-	c, err := signature.ParseComponent("Content-Digest")
+	c, err := httpsig.ParseComponent("Content-Digest")
 	require.NoError(t, err)
 	assert.Equal(t, `"content-digest"`, c.String())
-	c, err = signature.ParseComponent(`"@query-param";name="id"`)
+	c, err = httpsig.ParseComponent(`"@query-param";name="id"`)
 	require.NoError(t, err)
 	assert.Equal(t, `"@query-param";name="id"`, c.String())
 	for _, bad := range []string{"", "a b", `"@Method"`, `"x`, `"a";`} {
-		_, err := signature.ParseComponent(bad)
-		require.ErrorIs(t, err, signature.ErrSignatureBase, bad)
+		_, err := httpsig.ParseComponent(bad)
+		require.ErrorIs(t, err, httpsig.ErrSignatureBase, bad)
 	}
 }
 
@@ -434,7 +435,7 @@ func TestParseComponent(t *testing.T) {
 type rfcKeyPair struct {
 	alg    string
 	key    signature.Key
-	signer *signature.RFC9421Signer
+	signer *httpsig.Signer
 }
 
 func rfcKeyPairs(t *testing.T) []rfcKeyPair {
@@ -449,12 +450,12 @@ func rfcKeyPairs(t *testing.T) []rfcKeyPair {
 	require.NoError(t, err)
 	secret := []byte("a shared secret of some length!!")
 	return []rfcKeyPair{
-		{signature.AlgHMACSHA256, signature.Key{ID: "k-hmac", Secrets: [][]byte{[]byte("older"), secret}}, &signature.RFC9421Signer{KeyID: "k-hmac", Secret: secret}},
-		{signature.AlgEd25519, signature.Key{ID: "k-ed", PublicKey: edPub}, &signature.RFC9421Signer{KeyID: "k-ed", PrivateKey: edPriv}},
-		{signature.AlgECDSAP256SHA256, signature.Key{ID: "k-p256", Algorithm: "ES256", PublicKey: &p256.PublicKey}, &signature.RFC9421Signer{KeyID: "k-p256", PrivateKey: p256}},
-		{signature.AlgECDSAP384SHA384, signature.Key{ID: "k-p384", PublicKey: &p384.PublicKey}, &signature.RFC9421Signer{KeyID: "k-p384", PrivateKey: p384}},
-		{signature.AlgRSAPSSSHA512, signature.Key{ID: "k-pss", Algorithm: "rsa-pss-sha512", PublicKey: &rsaKey.PublicKey}, &signature.RFC9421Signer{KeyID: "k-pss", PrivateKey: rsaKey, Algorithm: "PS512"}},
-		{signature.AlgRSAV15SHA256, signature.Key{ID: "k-v15", Algorithm: "rsa-v1_5-sha256", PublicKey: &rsaKey.PublicKey}, &signature.RFC9421Signer{KeyID: "k-v15", PrivateKey: rsaKey, Algorithm: "rsa-v1_5-sha256"}},
+		{httpsig.AlgHMACSHA256, signature.Key{ID: "k-hmac", Secrets: [][]byte{[]byte("older"), secret}}, &httpsig.Signer{KeyID: "k-hmac", Secret: secret}},
+		{httpsig.AlgEd25519, signature.Key{ID: "k-ed", PublicKey: edPub}, &httpsig.Signer{KeyID: "k-ed", PrivateKey: edPriv}},
+		{httpsig.AlgECDSAP256SHA256, signature.Key{ID: "k-p256", Algorithm: "ES256", PublicKey: &p256.PublicKey}, &httpsig.Signer{KeyID: "k-p256", PrivateKey: p256}},
+		{httpsig.AlgECDSAP384SHA384, signature.Key{ID: "k-p384", PublicKey: &p384.PublicKey}, &httpsig.Signer{KeyID: "k-p384", PrivateKey: p384}},
+		{httpsig.AlgRSAPSSSHA512, signature.Key{ID: "k-pss", Algorithm: "rsa-pss-sha512", PublicKey: &rsaKey.PublicKey}, &httpsig.Signer{KeyID: "k-pss", PrivateKey: rsaKey, Algorithm: "PS512"}},
+		{httpsig.AlgRSAV15SHA256, signature.Key{ID: "k-v15", Algorithm: "rsa-v1_5-sha256", PublicKey: &rsaKey.PublicKey}, &httpsig.Signer{KeyID: "k-v15", PrivateKey: rsaKey, Algorithm: "rsa-v1_5-sha256"}},
 	}
 }
 
@@ -475,7 +476,7 @@ func TestRFC9421RoundTripEveryAlgorithm(t *testing.T) {
 	for _, p := range pairs {
 		keys = append(keys, p.key)
 	}
-	s, err := signature.NewRFC9421(keys)
+	s, err := httpsig.New(keys)
 	require.NoError(t, err)
 	now := time.Unix(1_750_000_000, 0)
 	for _, p := range pairs {
@@ -510,9 +511,9 @@ func TestRFC9421RoundTripEveryAlgorithm(t *testing.T) {
 func TestRFC9421ECDSAReplayKeyIsMalleabilityProof(t *testing.T) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	s, err := signature.NewRFC9421([]signature.Key{{ID: "k", PublicKey: &priv.PublicKey}})
+	s, err := httpsig.New([]signature.Key{{ID: "k", PublicKey: &priv.PublicKey}})
 	require.NoError(t, err)
-	signer := &signature.RFC9421Signer{KeyID: "k", PrivateKey: priv, OmitNonce: true}
+	signer := &httpsig.Signer{KeyID: "k", PrivateKey: priv, OmitNonce: true}
 	r := signedHTTP(t, signer, http.MethodGet, "https://api.example.com/x", nil)
 	v1, err := s.Verify(context.Background(), r)
 	require.NoError(t, err)
@@ -534,11 +535,11 @@ func TestRFC9421ECDSAReplayKeyIsMalleabilityProof(t *testing.T) {
 
 func TestRFC9421VerifyErrors(t *testing.T) {
 	secret := []byte("secret-for-errors")
-	s, err := signature.NewRFC9421([]signature.Key{{ID: "k", Secrets: [][]byte{secret}}},
-		signature.WithRFC9421Clock(func() time.Time { return time.Unix(2000, 0) }))
+	s, err := httpsig.New([]signature.Key{{ID: "k", Secrets: [][]byte{secret}}},
+		httpsig.WithClock(func() time.Time { return time.Unix(2000, 0) }))
 	require.NoError(t, err)
-	sign := func(mod func(*signature.RFC9421Signer), mutate ...func(*http.Request)) *signature.Request {
-		sg := &signature.RFC9421Signer{KeyID: "k", Secret: secret, Now: func() time.Time { return time.Unix(1000, 0) }}
+	sign := func(mod func(*httpsig.Signer), mutate ...func(*http.Request)) *signature.Request {
+		sg := &httpsig.Signer{KeyID: "k", Secret: secret, Now: func() time.Time { return time.Unix(1000, 0) }}
 		if mod != nil {
 			mod(sg)
 		}
@@ -573,37 +574,37 @@ func TestRFC9421VerifyErrors(t *testing.T) {
 	check("input not inner list", with(ok, "Signature-Input", `sig1="abc";keyid="k"`), signature.ErrMalformed)
 	check("no keyid", with(ok, "Signature-Input", `sig1=("@method");created=1000`), signature.ErrMissing)
 	check("keyid not string", with(ok, "Signature-Input", `sig1=("@method");created=1000;keyid=k`), signature.ErrMalformed)
-	check("unknown key", sign(func(sg *signature.RFC9421Signer) { sg.KeyID = "other" }), signature.ErrKeyUnknown)
-	check("wrong secret", sign(func(sg *signature.RFC9421Signer) { sg.Secret = []byte("nope") }), signature.ErrInvalid)
-	check("alg mismatch", sign(func(sg *signature.RFC9421Signer) { sg.IncludeAlg = true; sg.Algorithm = "hmac-sha256" }), nil)
-	check("not required components", sign(func(sg *signature.RFC9421Signer) { sg.Components = []string{"@method", "content-digest"} }), signature.ErrMissing)
-	check("no content-digest covered", sign(func(sg *signature.RFC9421Signer) { sg.Components = []string{"@method", "@target-uri"} }), signature.ErrMissing)
+	check("unknown key", sign(func(sg *httpsig.Signer) { sg.KeyID = "other" }), signature.ErrKeyUnknown)
+	check("wrong secret", sign(func(sg *httpsig.Signer) { sg.Secret = []byte("nope") }), signature.ErrInvalid)
+	check("alg mismatch", sign(func(sg *httpsig.Signer) { sg.IncludeAlg = true; sg.Algorithm = "hmac-sha256" }), nil)
+	check("not required components", sign(func(sg *httpsig.Signer) { sg.Components = []string{"@method", "content-digest"} }), signature.ErrMissing)
+	check("no content-digest covered", sign(func(sg *httpsig.Signer) { sg.Components = []string{"@method", "@target-uri"} }), signature.ErrMissing)
 	check("digest mismatch", sign(nil, func(r *http.Request) {
 		r.Header.Set("Content-Digest", "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:")
-	}), signature.ErrDigestMismatch)
-	check("digest unsupported", sign(nil, func(r *http.Request) { r.Header.Set("Content-Digest", "md5=:Sd/dVLAcvNLSq16eXua5uQ==:") }), signature.ErrDigestUnsupported)
+	}), httpsig.ErrDigestMismatch)
+	check("digest unsupported", sign(nil, func(r *http.Request) { r.Header.Set("Content-Digest", "md5=:Sd/dVLAcvNLSq16eXua5uQ==:") }), httpsig.ErrDigestUnsupported)
 	check("no created", with(ok, "Signature-Input", `sig1=("@method");keyid="k"`), timestamp.ErrMissing)
 	check("created not integer", with(ok, "Signature-Input", `sig1=("@method");created="1";keyid="k"`), timestamp.ErrMalformed)
-	check("expired", sign(func(sg *signature.RFC9421Signer) { sg.Expires = 10 * time.Second }), timestamp.ErrExpired)
-	check("nonce not string", sign(func(sg *signature.RFC9421Signer) { sg.NewNonce = func() string { return "" } }), nonce.ErrMalformed)
-	check("covered field absent", with(sign(func(sg *signature.RFC9421Signer) {
+	check("expired", sign(func(sg *httpsig.Signer) { sg.Expires = 10 * time.Second }), timestamp.ErrExpired)
+	check("nonce not string", sign(func(sg *httpsig.Signer) { sg.NewNonce = func() string { return "" } }), nonce.ErrMalformed)
+	check("covered field absent", with(sign(func(sg *httpsig.Signer) {
 		sg.Components = []string{"@method", "@target-uri", "content-digest", "x-gone"}
 	}, func(r *http.Request) { r.Header.Set("X-Gone", "1") }), "X-Gone", ""), signature.ErrInvalid)
 
-	mismatch := sign(func(sg *signature.RFC9421Signer) { sg.IncludeAlg = true; sg.Algorithm = "hmac-sha256" })
+	mismatch := sign(func(sg *httpsig.Signer) { sg.IncludeAlg = true; sg.Algorithm = "hmac-sha256" })
 	mismatch.Header.Set("Signature-Input", strings.Replace(mismatch.Header.Get("Signature-Input"), `alg="hmac-sha256"`, `alg="ed25519"`, 1))
 	check("alg other than the key's", mismatch, signature.ErrInvalid)
 }
 
 func TestRFC9421RequiredComponentsOption(t *testing.T) {
-	_, err := signature.NewRFC9421([]signature.Key{{ID: "k", Secrets: [][]byte{[]byte("s")}}}, signature.WithRequiredComponents([]string{"@nope"}))
+	_, err := httpsig.New([]signature.Key{{ID: "k", Secrets: [][]byte{[]byte("s")}}}, httpsig.WithRequiredComponents([]string{"@nope"}))
 	require.Error(t, err)
-	_, err = signature.NewRFC9421([]signature.Key{{ID: "k", Secrets: [][]byte{[]byte("s")}}}, signature.WithRequiredComponents([]string{`"@query-param"`}))
+	_, err = httpsig.New([]signature.Key{{ID: "k", Secrets: [][]byte{[]byte("s")}}}, httpsig.WithRequiredComponents([]string{`"@query-param"`}))
 	require.Error(t, err)
-	s, err := signature.NewRFC9421([]signature.Key{{ID: "k", Secrets: [][]byte{[]byte("s")}}},
-		signature.WithRequiredComponents([]string{"@method", `"@query-param";name="id"`}))
+	s, err := httpsig.New([]signature.Key{{ID: "k", Secrets: [][]byte{[]byte("s")}}},
+		httpsig.WithRequiredComponents([]string{"@method", `"@query-param";name="id"`}))
 	require.NoError(t, err)
-	sg := &signature.RFC9421Signer{KeyID: "k", Secret: []byte("s"), Components: []string{"@method", `"@query-param";name="id"`}}
+	sg := &httpsig.Signer{KeyID: "k", Secret: []byte("s"), Components: []string{"@method", `"@query-param";name="id"`}}
 	_, err = s.Verify(context.Background(), signedHTTP(t, sg, http.MethodGet, "https://a.example/x?id=7", nil))
 	require.NoError(t, err)
 	sg.Components = []string{"@method"}
@@ -624,10 +625,10 @@ func TestNewRFC9421Rejects(t *testing.T) {
 		{{ID: "a", Secrets: [][]byte{{}}}},
 	}
 	for i, keys := range bad {
-		_, err := signature.NewRFC9421(keys)
+		_, err := httpsig.New(keys)
 		require.Error(t, err, i)
 	}
-	_, err := signature.NewRFC9421([]signature.Key{{ID: "a", Secrets: [][]byte{[]byte("s")}}}, signature.WithSignatureLabel("Bad Label"))
+	_, err := httpsig.New([]signature.Key{{ID: "a", Secrets: [][]byte{[]byte("s")}}}, httpsig.WithSignatureLabel("Bad Label"))
 	require.Error(t, err)
 }
 
@@ -635,28 +636,28 @@ func TestNewRFC9421Rejects(t *testing.T) {
 // {"hello": "world"} (and of the same with a trailing LF, Appendix B.1).
 func TestContentDigestRFC9530(t *testing.T) {
 	hello := []byte(`{"hello": "world"}`)
-	v, err := signature.ContentDigest("sha-256", hello)
+	v, err := httpsig.ContentDigest("sha-256", hello)
 	require.NoError(t, err)
 	assert.Equal(t, "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:", v)
-	v, err = signature.ContentDigest("sha-512", hello)
+	v, err = httpsig.ContentDigest("sha-512", hello)
 	require.NoError(t, err)
 	assert.Equal(t, "sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:", v)
-	_, err = signature.ContentDigest("md5", hello)
+	_, err = httpsig.ContentDigest("md5", hello)
 	require.Error(t, err)
 
 	helloLF := append(append([]byte(nil), hello...), '\n')
-	require.NoError(t, signature.CheckContentDigest([]string{"sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:"}, helloLF))
-	require.NoError(t, signature.CheckContentDigest([]string{"sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:"}, nil))
-	require.NoError(t, signature.CheckContentDigest([]string{`sha-256=:jjcgBDWNAtbYUXI37CVG3gRuGOAjaaDRGpIUFsdyepQ=:`}, []byte("\"world\"}\n")))
-	require.NoError(t, signature.CheckContentDigest([]string{
+	require.NoError(t, httpsig.CheckContentDigest([]string{"sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:"}, helloLF))
+	require.NoError(t, httpsig.CheckContentDigest([]string{"sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:"}, nil))
+	require.NoError(t, httpsig.CheckContentDigest([]string{`sha-256=:jjcgBDWNAtbYUXI37CVG3gRuGOAjaaDRGpIUFsdyepQ=:`}, []byte("\"world\"}\n")))
+	require.NoError(t, httpsig.CheckContentDigest([]string{
 		"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:, md5=:Sd/dVLAcvNLSq16eXua5uQ==:",
 		"sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:",
 	}, hello))
-	require.ErrorIs(t, signature.CheckContentDigest([]string{"sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:"}, hello), signature.ErrDigestMismatch)
-	require.ErrorIs(t, signature.CheckContentDigest([]string{"sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:"}, helloLF), signature.ErrDigestMismatch)
-	require.ErrorIs(t, signature.CheckContentDigest([]string{"md5=:Sd/dVLAcvNLSq16eXua5uQ==:"}, hello), signature.ErrDigestUnsupported)
-	require.ErrorIs(t, signature.CheckContentDigest([]string{"sha-256=abc"}, hello), signature.ErrMalformed)
-	require.ErrorIs(t, signature.CheckContentDigest([]string{"sha-256=:X48E9qOokq"}, hello), signature.ErrMalformed)
+	require.ErrorIs(t, httpsig.CheckContentDigest([]string{"sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:"}, hello), httpsig.ErrDigestMismatch)
+	require.ErrorIs(t, httpsig.CheckContentDigest([]string{"sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:"}, helloLF), httpsig.ErrDigestMismatch)
+	require.ErrorIs(t, httpsig.CheckContentDigest([]string{"md5=:Sd/dVLAcvNLSq16eXua5uQ==:"}, hello), httpsig.ErrDigestUnsupported)
+	require.ErrorIs(t, httpsig.CheckContentDigest([]string{"sha-256=abc"}, hello), signature.ErrMalformed)
+	require.ErrorIs(t, httpsig.CheckContentDigest([]string{"sha-256=:X48E9qOokq"}, hello), signature.ErrMalformed)
 }
 
 // One digest is computed whatever Content-Digest holds: the sha-256 member
@@ -676,14 +677,14 @@ func TestContentDigestOneDigest(t *testing.T) {
 		wantErr error
 	}{
 		{"sha-256 checked, sha-512 not", sha512Bad + ", " + sha256OK, nil},
-		{"sha-256 wrong", sha512OK + ", " + sha256Bad, signature.ErrDigestMismatch},
+		{"sha-256 wrong", sha512OK + ", " + sha256Bad, httpsig.ErrDigestMismatch},
 		{"sha-512 alone", sha512OK, nil},
-		{"sha-512 alone, wrong", sha512Bad, signature.ErrDigestMismatch},
+		{"sha-512 alone, wrong", sha512Bad, httpsig.ErrDigestMismatch},
 		{"a malformed member is refused unhashed", sha256OK + ", sha-512=abc", signature.ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := signature.CheckContentDigest([]string{tt.field}, hello)
+			err := httpsig.CheckContentDigest([]string{tt.field}, hello)
 			if tt.wantErr == nil {
 				require.NoError(t, err)
 				return
@@ -699,9 +700,9 @@ func TestRFC9421KeyLoading(t *testing.T) {
 		b := rfcKey(t, name, true)
 		assert.Equal(t, a.PublicKey, b.PublicKey, name)
 	}
-	_, err := signature.RFC9421PublicKey(nil, nil)
+	_, err := httpsig.PublicKey(nil, nil)
 	require.Error(t, err)
-	_, err = signature.RFC9421PublicKey([]byte("not pem"), nil)
+	_, err = httpsig.PublicKey([]byte("not pem"), nil)
 	require.Error(t, err)
 	for _, jwk := range []map[string]any{
 		{"kty": "OKP", "crv": "X25519", "x": "AA"},
@@ -711,14 +712,14 @@ func TestRFC9421KeyLoading(t *testing.T) {
 		{"kty": "oct", "k": "AA"},
 		{"kty": "OKP", "crv": "Ed25519", "x": "!!"},
 	} {
-		_, err := signature.RFC9421PublicKey(nil, jwk)
+		_, err := httpsig.PublicKey(nil, jwk)
 		require.Error(t, err, jwk)
 	}
-	priv, err := signature.RFC9421PrivateKey(testdataFile(t, "test-key-ecc-p256.priv.pem"))
+	priv, err := httpsig.PrivateKey(testdataFile(t, "test-key-ecc-p256.priv.pem"))
 	require.NoError(t, err)
 	pub := rfcKey(t, "test-key-ecc-p256", false).PublicKey.(*ecdsa.PublicKey)
 	assert.True(t, pub.Equal(priv.Public()))
-	_, err = signature.RFC9421PrivateKey([]byte("-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n"))
+	_, err = httpsig.PrivateKey([]byte("-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n"))
 	require.Error(t, err)
 	assert.Equal(t, "ed25519", mustAlg(t, "EdDSA"))
 	assert.Equal(t, "rsa-pss-sha512", mustAlg(t, "PS512"))
@@ -726,24 +727,24 @@ func TestRFC9421KeyLoading(t *testing.T) {
 
 func mustAlg(t *testing.T, name string) string {
 	t.Helper()
-	a, ok := signature.RFC9421Algorithm(name)
+	a, ok := httpsig.Algorithm(name)
 	require.True(t, ok)
 	return a
 }
 
 func TestRFC9421SignerErrors(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, "https://a.example/", nil)
-	require.Error(t, (&signature.RFC9421Signer{}).Sign(req, nil))
-	require.Error(t, (&signature.RFC9421Signer{KeyID: "k", Algorithm: "nope"}).Sign(req, nil))
-	require.Error(t, (&signature.RFC9421Signer{KeyID: "k", Label: "Bad"}).Sign(req, nil))
-	require.Error(t, (&signature.RFC9421Signer{KeyID: "k"}).Sign(req, nil), "hmac without a secret")
+	require.Error(t, (&httpsig.Signer{}).Sign(req, nil))
+	require.Error(t, (&httpsig.Signer{KeyID: "k", Algorithm: "nope"}).Sign(req, nil))
+	require.Error(t, (&httpsig.Signer{KeyID: "k", Label: "Bad"}).Sign(req, nil))
+	require.Error(t, (&httpsig.Signer{KeyID: "k"}).Sign(req, nil), "hmac without a secret")
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
-	require.Error(t, (&signature.RFC9421Signer{KeyID: "k", PrivateKey: rsaKey}).Sign(req, nil), "RSA needs an algorithm")
-	require.Error(t, (&signature.RFC9421Signer{KeyID: "k", Secret: []byte("s"), Components: []string{"x-absent"}}).Sign(req, nil))
-	s := &signature.RFC9421Signer{KeyID: "k", Secret: []byte("s")}
+	require.Error(t, (&httpsig.Signer{KeyID: "k", PrivateKey: rsaKey}).Sign(req, nil), "RSA needs an algorithm")
+	require.Error(t, (&httpsig.Signer{KeyID: "k", Secret: []byte("s"), Components: []string{"x-absent"}}).Sign(req, nil))
+	s := &httpsig.Signer{KeyID: "k", Secret: []byte("s")}
 	require.NoError(t, s.Sign(req, nil))
 	require.Error(t, s.Sign(req, nil), "label already present")
-	s2 := &signature.RFC9421Signer{KeyID: "k", Secret: []byte("s"), Label: "second"}
+	s2 := &httpsig.Signer{KeyID: "k", Secret: []byte("s"), Label: "second"}
 	require.NoError(t, s2.Sign(req, nil))
 	assert.Len(t, req.Header.Values("Signature-Input"), 2)
 }

@@ -1,4 +1,4 @@
-package signature
+package httpsig
 
 import (
 	"crypto"
@@ -9,17 +9,19 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+
+	"github.com/replayguard/replayguard/signature"
 )
 
-// RFC9421PublicKey loads a verification key from PEM (see
+// PublicKey loads a verification key from PEM (see
 // ParsePublicKeyPEM) or, when pemData is empty, from a JSON Web Key (see
 // ParseJWK; a JWK with private members is refused).
-func RFC9421PublicKey(pemData []byte, jwk map[string]any) (crypto.PublicKey, error) {
+func PublicKey(pemData []byte, jwk map[string]any) (crypto.PublicKey, error) {
 	if len(pemData) > 0 {
-		return ParsePublicKeyPEM(pemData)
+		return signature.ParsePublicKeyPEM(pemData)
 	}
 	if len(jwk) > 0 {
-		j, err := ParseJWK(jwk)
+		j, err := signature.ParseJWK(jwk)
 		if err != nil {
 			return nil, err
 		}
@@ -32,9 +34,9 @@ func RFC9421PublicKey(pemData []byte, jwk map[string]any) (crypto.PublicKey, err
 	return nil, errors.New("signature: no public key given")
 }
 
-// RFC9421PrivateKey loads a signing key from PEM: PKCS#8 ("PRIVATE KEY"),
+// PrivateKey loads a signing key from PEM: PKCS#8 ("PRIVATE KEY"),
 // PKCS#1 ("RSA PRIVATE KEY") or SEC 1 ("EC PRIVATE KEY").
-func RFC9421PrivateKey(data []byte) (crypto.Signer, error) {
+func PrivateKey(data []byte) (crypto.Signer, error) {
 	for {
 		var block *pem.Block
 		block, data = pem.Decode(data)

@@ -1,4 +1,4 @@
-package signature
+package httpsig
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/signature/internal/sigutil"
 
 	"github.com/replayguard/replayguard/nonce"
@@ -38,7 +39,7 @@ const (
 	maxRFC9421Nonce = 256
 )
 
-// RFC9421 is the rfc9421 scheme: HTTP Message Signatures (RFC 9421) in
+// Scheme is the rfc9421 scheme: HTTP Message Signatures (RFC 9421) in
 // the Signature-Input and Signature fields.
 //
 // The signature verified is the first in Signature-Input (or the one
@@ -49,7 +50,7 @@ const (
 // else the signature value. A Content-Digest field, when present, must
 // match the body (its sha-256 member, else its sha-512 one; see
 // CheckContentDigest).
-type RFC9421 struct {
+type Scheme struct {
 	keys       map[string]*rfc9421Key
 	required   []Component
 	fieldTypes map[string]FieldType
@@ -57,7 +58,7 @@ type RFC9421 struct {
 	label      string
 }
 
-var _ Scheme = (*RFC9421)(nil)
+var _ signature.Scheme = (*Scheme)(nil)
 
 type rfc9421Key struct {
 	id      string
@@ -66,15 +67,15 @@ type rfc9421Key struct {
 	pub     crypto.PublicKey
 }
 
-// RFC9421Option configures an RFC9421 scheme.
-type RFC9421Option func(*RFC9421) error
+// Option configures an RFC9421 scheme.
+type Option func(*Scheme) error
 
 // WithRequiredComponents replaces DefaultRequiredComponents(). Each entry is
 // a component name or a serialized component identifier (see
 // ParseComponent); "content-digest" is required only of requests with a
 // body. An empty list requires nothing.
-func WithRequiredComponents(components []string) RFC9421Option {
-	return func(s *RFC9421) error {
+func WithRequiredComponents(components []string) Option {
+	return func(s *Scheme) error {
 		s.required = s.required[:0]
 		for i, c := range components {
 			comp, err := ParseComponent(c)
@@ -97,8 +98,8 @@ func WithRequiredComponents(components []string) RFC9421Option {
 
 // WithFieldTypes names structured fields (lowercase name → type) that
 // covered components may serialize with ";sf", besides DefaultFieldTypes().
-func WithFieldTypes(types map[string]FieldType) RFC9421Option {
-	return func(s *RFC9421) error {
+func WithFieldTypes(types map[string]FieldType) Option {
+	return func(s *Scheme) error {
 		s.fieldTypes = make(map[string]FieldType, len(types))
 		for k, v := range types {
 			s.fieldTypes[strings.ToLower(k)] = v
@@ -107,15 +108,15 @@ func WithFieldTypes(types map[string]FieldType) RFC9421Option {
 	}
 }
 
-// WithRFC9421Clock sets the clock an "expires" parameter is checked
+// WithClock sets the clock an "expires" parameter is checked
 // against. Default time.Now.
-func WithRFC9421Clock(now func() time.Time) RFC9421Option {
-	return func(s *RFC9421) error { s.now = now; return nil }
+func WithClock(now func() time.Time) Option {
+	return func(s *Scheme) error { s.now = now; return nil }
 }
 
 // WithSignatureLabel verifies only the signature with this label.
-func WithSignatureLabel(label string) RFC9421Option {
-	return func(s *RFC9421) error {
+func WithSignatureLabel(label string) Option {
+	return func(s *Scheme) error {
 		if !sfv.ValidKey(label) {
 			return fmt.Errorf("invalid signature label %q", label)
 		}
@@ -132,12 +133,12 @@ func knownDerived(name string) bool {
 	return false
 }
 
-// NewRFC9421 returns the rfc9421 scheme over keys. A key with secrets and
+// New returns the rfc9421 scheme over keys. A key with secrets and
 // no public key is an hmac-sha256 key; a key with a PublicKey uses its
 // Algorithm (RFC 9421 or JOSE name), which may be left empty for Ed25519
 // and ECDSA keys.
-func NewRFC9421(keys []Key, opts ...RFC9421Option) (*RFC9421, error) {
-	s := &RFC9421{keys: make(map[string]*rfc9421Key, len(keys)), now: time.Now}
+func New(keys []signature.Key, opts ...Option) (*Scheme, error) {
+	s := &Scheme{keys: make(map[string]*rfc9421Key, len(keys)), now: time.Now}
 	for _, c := range DefaultRequiredComponents() {
 		comp, _ := ParseComponent(c)
 		s.required = append(s.required, comp)
@@ -191,40 +192,40 @@ type chosenSignature struct {
 }
 
 // Verify implements Scheme.
-func (s *RFC9421) Verify(_ context.Context, r *Request) (Verified, error) {
+func (s *Scheme) Verify(_ context.Context, r *signature.Request) (signature.Verified, error) {
 	ch, err := s.choose(r)
 	if err != nil {
-		return Verified{}, err
+		return signature.Verified{}, err
 	}
 	ps := ch.params.Params
 	created, err := unixParam(ps, "created", true)
 	if err != nil {
-		return Verified{}, err
+		return signature.Verified{}, err
 	}
 	expires, err := unixParam(ps, "expires", false)
 	if err != nil {
-		return Verified{}, err
+		return signature.Verified{}, err
 	}
 	if !expires.IsZero() {
 		if expires.Before(created) {
-			return Verified{}, fmt.Errorf("%w: expires precedes created", timestamp.ErrMalformed)
+			return signature.Verified{}, fmt.Errorf("%w: expires precedes created", timestamp.ErrMalformed)
 		}
 		if s.now().After(expires) {
-			return Verified{}, fmt.Errorf("%w: the signature's expires time has passed", timestamp.ErrExpired)
+			return signature.Verified{}, fmt.Errorf("%w: the signature's expires time has passed", timestamp.ErrExpired)
 		}
 	}
 	if alg, ok := ps.Get("alg"); ok {
 		if alg.Type != sfv.TypeString {
-			return Verified{}, fmt.Errorf("%w: alg is not a string", ErrMalformed)
+			return signature.Verified{}, fmt.Errorf("%w: alg is not a string", signature.ErrMalformed)
 		}
 		if alg.Str != ch.key.alg {
-			return Verified{}, fmt.Errorf("%w: alg %q is not the key's algorithm", ErrInvalid, alg.Str)
+			return signature.Verified{}, fmt.Errorf("%w: alg %q is not the key's algorithm", signature.ErrInvalid, alg.Str)
 		}
 	}
 	replayKey := ""
 	if n, ok := ps.Get("nonce"); ok {
 		if n.Type != sfv.TypeString || n.Str == "" || len(n.Str) > maxRFC9421Nonce {
-			return Verified{}, fmt.Errorf("%w: nonce must be a string of 1-%d characters", nonce.ErrMalformed, maxRFC9421Nonce)
+			return signature.Verified{}, fmt.Errorf("%w: nonce must be a string of 1-%d characters", nonce.ErrMalformed, maxRFC9421Nonce)
 		}
 		replayKey = "n:" + n.Str
 	}
@@ -232,7 +233,7 @@ func (s *RFC9421) Verify(_ context.Context, r *Request) (Verified, error) {
 	for _, it := range ch.params.Items {
 		c, err := componentFromItem(it)
 		if err != nil {
-			return Verified{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+			return signature.Verified{}, fmt.Errorf("%w: %w", signature.ErrMalformed, err)
 		}
 		covered = append(covered, c)
 	}
@@ -243,11 +244,11 @@ func (s *RFC9421) Verify(_ context.Context, r *Request) (Verified, error) {
 				continue
 			}
 			if len(digestLines) == 0 {
-				return Verified{}, fmt.Errorf("%w: %s header (the request has a body)", ErrMissing, ContentDigestHeader)
+				return signature.Verified{}, fmt.Errorf("%w: %s header (the request has a body)", signature.ErrMissing, ContentDigestHeader)
 			}
 		}
 		if !coversComponent(covered, req) {
-			return Verified{}, fmt.Errorf("%w: the signature does not cover %s", ErrMissing, req)
+			return signature.Verified{}, fmt.Errorf("%w: the signature does not cover %s", signature.ErrMissing, req)
 		}
 	}
 
@@ -258,40 +259,40 @@ func (s *RFC9421) Verify(_ context.Context, r *Request) (Verified, error) {
 		*bp = base
 	}
 	if err != nil {
-		return Verified{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return signature.Verified{}, fmt.Errorf("%w: %w", signature.ErrInvalid, err)
 	}
 	if !ch.key.verify(base, ch.sig) {
-		return Verified{}, ErrInvalid
+		return signature.Verified{}, signature.ErrInvalid
 	}
 	if len(digestLines) > 0 {
 		if err := CheckContentDigest(digestLines, r.Body); err != nil {
-			return Verified{}, err
+			return signature.Verified{}, err
 		}
 	}
 	if replayKey == "" {
 		sum := sha256.Sum256(canonicalSignature(ch.key.alg, ch.key.pub, ch.sig))
 		replayKey = "s:" + base64.RawURLEncoding.EncodeToString(sum[:])
 	}
-	return Verified{KeyID: ch.key.id, Timestamp: created, ReplayKey: replayKey}, nil
+	return signature.Verified{KeyID: ch.key.id, Timestamp: created, ReplayKey: replayKey}, nil
 }
 
 // choose parses the signature fields and picks the signature to verify.
-func (s *RFC9421) choose(r *Request) (chosenSignature, error) {
+func (s *Scheme) choose(r *signature.Request) (chosenSignature, error) {
 	inLines := r.Header[SignatureInputHeader]
 	sigLines := r.Header[SignatureHeader]
 	if len(inLines) == 0 {
-		return chosenSignature{}, fmt.Errorf("%w: %s header", ErrMissing, SignatureInputHeader)
+		return chosenSignature{}, fmt.Errorf("%w: %s header", signature.ErrMissing, SignatureInputHeader)
 	}
 	if len(sigLines) == 0 {
-		return chosenSignature{}, fmt.Errorf("%w: %s header", ErrMissing, SignatureHeader)
+		return chosenSignature{}, fmt.Errorf("%w: %s header", signature.ErrMissing, SignatureHeader)
 	}
 	inputs, err := parseSignatureField(inLines)
 	if err != nil {
-		return chosenSignature{}, fmt.Errorf("%w: %s: %w", ErrMalformed, SignatureInputHeader, err)
+		return chosenSignature{}, fmt.Errorf("%w: %s: %w", signature.ErrMalformed, SignatureInputHeader, err)
 	}
 	sigs, err := parseSignatureField(sigLines)
 	if err != nil {
-		return chosenSignature{}, fmt.Errorf("%w: %s: %w", ErrMalformed, SignatureHeader, err)
+		return chosenSignature{}, fmt.Errorf("%w: %s: %w", signature.ErrMalformed, SignatureHeader, err)
 	}
 	var ch chosenSignature
 	sawKeyID := false
@@ -300,14 +301,14 @@ func (s *RFC9421) choose(r *Request) (chosenSignature, error) {
 			continue
 		}
 		if !m.Value.IsInnerList {
-			return chosenSignature{}, fmt.Errorf("%w: %s member %q is not an inner list", ErrMalformed, SignatureInputHeader, m.Key)
+			return chosenSignature{}, fmt.Errorf("%w: %s member %q is not an inner list", signature.ErrMalformed, SignatureInputHeader, m.Key)
 		}
 		kid, ok := m.Value.Inner.Params.Get("keyid")
 		if !ok {
 			continue
 		}
 		if kid.Type != sfv.TypeString {
-			return chosenSignature{}, fmt.Errorf("%w: keyid of %q is not a string", ErrMalformed, m.Key)
+			return chosenSignature{}, fmt.Errorf("%w: keyid of %q is not a string", signature.ErrMalformed, m.Key)
 		}
 		sawKeyID = true
 		if key, ok := s.keys[kid.Str]; ok {
@@ -318,22 +319,22 @@ func (s *RFC9421) choose(r *Request) (chosenSignature, error) {
 	if ch.key == nil {
 		switch {
 		case s.label != "" && !hasLabel(inputs, s.label):
-			return chosenSignature{}, fmt.Errorf("%w: no signature labelled %q", ErrMissing, s.label)
+			return chosenSignature{}, fmt.Errorf("%w: no signature labelled %q", signature.ErrMissing, s.label)
 		case !sawKeyID:
-			return chosenSignature{}, fmt.Errorf("%w: keyid parameter", ErrMissing)
+			return chosenSignature{}, fmt.Errorf("%w: keyid parameter", signature.ErrMissing)
 		}
-		return chosenSignature{}, ErrKeyUnknown
+		return chosenSignature{}, signature.ErrKeyUnknown
 	}
 	sm, ok := sigs.Get(ch.label)
 	if !ok {
-		return chosenSignature{}, fmt.Errorf("%w: %s has no member %q", ErrMalformed, SignatureHeader, ch.label)
+		return chosenSignature{}, fmt.Errorf("%w: %s has no member %q", signature.ErrMalformed, SignatureHeader, ch.label)
 	}
 	if sm.IsInnerList || sm.Item.Value.Type != sfv.TypeByteSequence {
-		return chosenSignature{}, fmt.Errorf("%w: %s member %q is not a byte sequence", ErrMalformed, SignatureHeader, ch.label)
+		return chosenSignature{}, fmt.Errorf("%w: %s member %q is not a byte sequence", signature.ErrMalformed, SignatureHeader, ch.label)
 	}
 	ch.sig = sm.Item.Value.Bytes
 	if len(ch.sig) == 0 || len(ch.sig) > maxRFC9421Signature {
-		return chosenSignature{}, fmt.Errorf("%w: signature of %d bytes", ErrMalformed, len(ch.sig))
+		return chosenSignature{}, fmt.Errorf("%w: signature of %d bytes", signature.ErrMalformed, len(ch.sig))
 	}
 	return ch, nil
 }

@@ -1,4 +1,4 @@
-package signature_test
+package httpsig_test
 
 import "math/big"
 
