@@ -28,6 +28,7 @@ import (
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/config"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
 const (
@@ -112,8 +113,8 @@ func writePEM(t *testing.T, dir, name string, pub any) string {
 	return p
 }
 
-func (f *jwtFixture) signer(kid string, at time.Time) *signature.JWTSigner {
-	s := &signature.JWTSigner{KeyID: kid, Issuer: jwtIssuer, Audience: jwtAudience, Subject: "user-" + kid, Now: func() time.Time { return at }}
+func (f *jwtFixture) signer(kid string, at time.Time) *jwtsig.Signer {
+	s := &jwtsig.Signer{KeyID: kid, Issuer: jwtIssuer, Audience: jwtAudience, Subject: "user-" + kid, Now: func() time.Time { return at }}
 	switch kid {
 	case "hs":
 		s.Key = []byte(jwtSecret)
@@ -169,7 +170,7 @@ func boundClaims(r *http.Request, body []byte, at time.Time) jwt.MapClaims {
 	return jwt.MapClaims{
 		"jti": uuid.NewString(), "iat": at.Unix(), "exp": at.Add(5 * time.Minute).Unix(),
 		"iss": jwtIssuer, "aud": jwtAudience, "sub": "u",
-		"htm": r.Method, "htu": "http://api.example.com" + r.URL.Path, "bsh": signature.BodyHash(body),
+		"htm": r.Method, "htu": "http://api.example.com" + r.URL.Path, "bsh": jwtsig.BodyHash(body),
 	}
 }
 
@@ -396,7 +397,7 @@ func TestJWTDPoPThroughGuard(t *testing.T) {
 	g := newJWTGuard(t, f.cfg)
 	client, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	sg := &signature.DPoPSigner{Key: client}
+	sg := &jwtsig.DPoPSigner{Key: client}
 	jkt, err := sg.Thumbprint()
 	require.NoError(t, err)
 	now := time.Now()
@@ -494,7 +495,7 @@ func TestJWTConfigWithJWKS(t *testing.T) {
 	f := newJWTFixture(t, "  jwks_url: "+srv.URL+"\n")
 	g := newJWTGuard(t, f.cfg)
 	body := []byte(`{}`)
-	r := jwtHTTPRequest(t, &signature.JWTSigner{KeyID: "idp-1", Key: k, Issuer: jwtIssuer, Audience: jwtAudience}, http.MethodPost, "/v1/x", body)
+	r := jwtHTTPRequest(t, &jwtsig.Signer{KeyID: "idp-1", Key: k, Issuer: jwtIssuer, Audience: jwtAudience}, http.MethodPost, "/v1/x", body)
 	v, err := g.Verify(context.Background(), signature.FromHTTP(r, body))
 	require.NoError(t, err)
 	assert.Equal(t, "jwks", v.KeyID, "the key set is one entry: a token's kid is never the identity")

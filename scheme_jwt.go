@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwks"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
 func validateJWT(c Config) []error {
@@ -20,7 +22,7 @@ func validateJWT(c Config) []error {
 		errs = append(errs, fieldErr("jwt.prefix", "%q is not an authentication scheme name", j.Prefix))
 	}
 	if j.JWKSURL != "" {
-		if _, err := signature.NewJWKS(j.JWKSURL); err != nil {
+		if _, err := jwks.New(j.JWKSURL); err != nil {
 			errs = append(errs, fieldErr("jwt.jwks_url", "want an http:// or https:// URL, got %q", j.JWKSURL))
 		}
 		id := jwksID(j)
@@ -33,7 +35,7 @@ func validateJWT(c Config) []error {
 			}
 		}
 	}
-	if j.DPoP && j.Prefix == "" && j.Header != "" && !strings.EqualFold(j.Header, signature.DefaultJWTHeader) {
+	if j.DPoP && j.Prefix == "" && j.Header != "" && !strings.EqualFold(j.Header, jwtsig.DefaultHeader) {
 		errs = append(errs, fieldErr("jwt.dpop", "DPoP needs a jwt.prefix when the token travels in %q", j.Header))
 	}
 	if j.Leeway < 0 {
@@ -43,13 +45,13 @@ func validateJWT(c Config) []error {
 	for i, b := range j.Bind {
 		f := fmt.Sprintf("jwt.bind[%d]", i)
 		switch b {
-		case signature.ClaimHTM, signature.ClaimHTU, signature.ClaimBSH:
+		case jwtsig.ClaimHTM, jwtsig.ClaimHTU, jwtsig.ClaimBSH:
 			if seen[b] {
 				errs = append(errs, fieldErr(f, "%q listed twice", b))
 			}
 			seen[b] = true
 		default:
-			errs = append(errs, fieldErr(f, "%q is not one of %s, %s, %s", b, signature.ClaimHTM, signature.ClaimHTU, signature.ClaimBSH))
+			errs = append(errs, fieldErr(f, "%q is not one of %s, %s, %s", b, jwtsig.ClaimHTM, jwtsig.ClaimHTU, jwtsig.ClaimBSH))
 		}
 	}
 	_, keyErrs := jwtKeys(c)
@@ -66,7 +68,7 @@ func buildJWT(c Config, _ []signature.Key, now func() time.Time) (signature.Sche
 
 // newJWTScheme builds the jwt scheme of c on the clock now, which checks exp
 // and nbf and ages the JWKS cache.
-func newJWTScheme(c Config, now func() time.Time) (*signature.JWT, error) {
+func newJWTScheme(c Config, now func() time.Time) (*jwtsig.Scheme, error) {
 	keys, errs := jwtKeys(c)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -74,38 +76,38 @@ func newJWTScheme(c Config, now func() time.Time) (*signature.JWT, error) {
 	j := c.JWT
 	header, prefix := j.Header, j.Prefix
 	if header == "" {
-		header = signature.DefaultJWTHeader
+		header = jwtsig.DefaultHeader
 	}
-	if prefix == "" && strings.EqualFold(header, signature.DefaultJWTHeader) {
-		prefix = signature.DefaultJWTPrefix
+	if prefix == "" && strings.EqualFold(header, jwtsig.DefaultHeader) {
+		prefix = jwtsig.DefaultPrefix
 	}
-	opts := []signature.JWTOption{
-		signature.WithJWTClock(now),
-		signature.WithJWTHeader(header, prefix),
-		signature.WithJWTIssuer(j.Issuer),
-		signature.WithJWTAudience(j.Audience),
-		signature.WithDPoP(j.DPoP),
+	opts := []jwtsig.Option{
+		jwtsig.WithClock(now),
+		jwtsig.WithHeader(header, prefix),
+		jwtsig.WithIssuer(j.Issuer),
+		jwtsig.WithAudience(j.Audience),
+		jwtsig.WithDPoP(j.DPoP),
 	}
 	if j.Leeway > 0 {
-		opts = append(opts, signature.WithJWTLeeway(j.Leeway.D()))
+		opts = append(opts, jwtsig.WithLeeway(j.Leeway.D()))
 	}
 	if j.Bind != nil {
-		opts = append(opts, signature.WithJWTBind(j.Bind...))
+		opts = append(opts, jwtsig.WithBind(j.Bind...))
 	}
 	if j.JWKSURL != "" {
-		set, err := signature.NewJWKS(j.JWKSURL, signature.WithJWKSClock(now), signature.WithJWKSID(jwksID(j)))
+		set, err := jwks.New(j.JWKSURL, jwks.WithClock(now), jwks.WithID(jwksID(j)))
 		if err != nil {
 			return nil, wrapField("jwt.jwks_url", err)
 		}
-		opts = append(opts, signature.WithJWKS(set))
+		opts = append(opts, jwtsig.WithJWKS(set))
 	}
-	return signature.NewJWT(keys, opts...)
+	return jwtsig.New(keys, opts...)
 }
 
 // jwksID is the identity of tokens verified with a key of the JWKS.
 func jwksID(j JWTConfig) string {
 	if j.JWKSID == "" {
-		return signature.DefaultJWKSID
+		return jwks.DefaultID
 	}
 	return j.JWKSID
 }
@@ -135,7 +137,7 @@ func jwtKeys(c Config) ([]signature.Key, []error) {
 			continue
 		}
 		if k.Algorithm != "" && !supportedJWTAlgorithm(k.Algorithm) {
-			errs = append(errs, fieldErr(f+".algorithm", "%q is not one of %s", k.Algorithm, strings.Join(signature.JWTAlgorithms(), ", ")))
+			errs = append(errs, fieldErr(f+".algorithm", "%q is not one of %s", k.Algorithm, strings.Join(jwtsig.Algorithms(), ", ")))
 			continue
 		}
 		sk := signature.Key{ID: k.ID}
@@ -223,7 +225,7 @@ func secretAlgorithm(alg string) (string, error) {
 }
 
 func supportedJWTAlgorithm(alg string) bool {
-	for _, a := range signature.JWTAlgorithms() {
+	for _, a := range jwtsig.Algorithms() {
 		if a == alg {
 			return true
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/replayguard/replayguard/signature/httpsig"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
@@ -125,11 +126,11 @@ func costCases(b *testing.B) []costCase {
 	// jwt names its key by kid; the body is hashed once for bsh, after the
 	// token verified. The costliest failure is a captured token over
 	// another body.
-	jw, err := signature.NewJWT(keys, signature.WithJWTClock(costClock))
+	jw, err := jwtsig.New(keys, jwtsig.WithClock(costClock))
 	if err != nil {
 		b.Fatal(err)
 	}
-	valid = signed(b, &signature.JWTSigner{KeyID: last.ID, Key: last.Secrets[0], Now: costClock}, body)
+	valid = signed(b, &jwtsig.Signer{KeyID: last.ID, Key: last.Secrets[0], Now: costClock}, body)
 	cs = append(cs, costCase{"jwt", jw, valid, otherBody(valid)})
 
 	// rfc9421 names its key by keyid; the body is hashed once for

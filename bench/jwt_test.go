@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
 // jwtNow is the fixed clock of both sides, so that the same token verifies
@@ -57,7 +58,7 @@ func jwtBenchRequest(b *testing.B, c jwtCase) (*signature.Request, string) {
 	}
 	tok := jwt.NewWithClaims(c.method, jwt.MapClaims{
 		"jti": "3f8e2b1c-6a4d-4e5f-9b7a-1c2d3e4f5a6b", "iat": jwtNow.Unix(), "exp": jwtNow.Add(5 * time.Minute).Unix(),
-		"sub": "bench", "htm": r.Method, "htu": "https://api.example.com/v1/charges", "bsh": signature.BodyHash(body),
+		"sub": "bench", "htm": r.Method, "htu": "https://api.example.com/v1/charges", "bsh": jwtsig.BodyHash(body),
 	})
 	tok.Header["kid"] = c.alg
 	raw, err := tok.SignedString(c.sign)
@@ -73,7 +74,7 @@ func jwtBenchRequest(b *testing.B, c jwtCase) (*signature.Request, string) {
 // same token with the same key, in the same run.
 func BenchmarkJWT(b *testing.B) {
 	for _, c := range jwtCases(b) {
-		s, err := signature.NewJWT([]signature.Key{jwtKey(c)}, signature.WithJWTClock(jwtClock))
+		s, err := jwtsig.New([]signature.Key{jwtKey(c)}, jwtsig.WithClock(jwtClock))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -108,7 +109,7 @@ func BenchmarkJWT(b *testing.B) {
 // ratios, which a preempted call does not move.
 func BenchmarkJWTPaired(b *testing.B) {
 	for _, c := range jwtCases(b) {
-		s, err := signature.NewJWT([]signature.Key{jwtKey(c)}, signature.WithJWTClock(jwtClock))
+		s, err := jwtsig.New([]signature.Key{jwtKey(c)}, jwtsig.WithClock(jwtClock))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -176,7 +177,7 @@ func BenchmarkJWTGarbage(b *testing.B) {
 		name string
 		max  int
 	}{{"64KiB/no-limit", 1 << 20}, {"64KiB/default-limit", 0}} {
-		s, err := signature.NewJWT([]signature.Key{jwtKey(c)}, signature.WithJWTClock(jwtClock), signature.WithJWTMaxTokenBytes(limit.max))
+		s, err := jwtsig.New([]signature.Key{jwtKey(c)}, jwtsig.WithClock(jwtClock), jwtsig.WithMaxTokenBytes(limit.max))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -20,7 +19,7 @@ import (
 
 // MinRSABits is the smallest RSA modulus accepted for verification keys
 // (RFC 7518 §3.3 requires 2048 bits).
-const MinRSABits = 2048
+const MinRSABits = sigutil.MinRSABits
 
 // ErrPrivateKey reports key material that holds a private key where only a
 // public key belongs (a configured verification key, a DPoP proof's jwk).
@@ -58,44 +57,10 @@ func ParsePublicKeyPEM(data []byte) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signature: parsing %s: %w", block.Type, err)
 	}
-	if err := checkPublicKey(pub); err != nil {
+	if err := sigutil.CheckPublicKey(pub); err != nil {
 		return nil, err
 	}
 	return pub, nil
-}
-
-// checkPublicKey accepts the public key types and sizes the jwt scheme
-// verifies with.
-func checkPublicKey(pub any) error {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		if k.N == nil || k.N.BitLen() < MinRSABits {
-			return fmt.Errorf("signature: RSA key shorter than %d bits", MinRSABits)
-		}
-	case *ecdsa.PublicKey:
-		if curveName(k.Curve) == "" {
-			return errors.New("signature: unsupported elliptic curve")
-		}
-	case ed25519.PublicKey:
-		if len(k) != ed25519.PublicKeySize {
-			return errors.New("signature: Ed25519 key of the wrong size")
-		}
-	default:
-		return fmt.Errorf("signature: unsupported public key type %T", pub)
-	}
-	return nil
-}
-
-func curveName(c elliptic.Curve) string {
-	switch c {
-	case elliptic.P256():
-		return "P-256"
-	case elliptic.P384():
-		return "P-384"
-	case elliptic.P521():
-		return "P-521"
-	}
-	return ""
 }
 
 // JWK is a parsed JSON Web Key (RFC 7517).
@@ -189,7 +154,7 @@ func ParseJWK(m map[string]any) (JWK, error) {
 			return j, errors.New("signature: JWK: RSA exponent must be odd and at least 3")
 		}
 		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: exp}
-		if err := checkPublicKey(pub); err != nil {
+		if err := sigutil.CheckPublicKey(pub); err != nil {
 			return j, err
 		}
 		j.Key = pub
@@ -303,7 +268,7 @@ func PublicJWK(key any) (map[string]any, error) {
 	case *rsa.PublicKey:
 		return map[string]any{"kty": "RSA", "n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}, nil
 	case *ecdsa.PublicKey:
-		crv := curveName(k.Curve)
+		crv := sigutil.CurveName(k.Curve)
 		if crv == "" {
 			return nil, errors.New("signature: unsupported elliptic curve")
 		}
@@ -337,4 +302,70 @@ func thumbprintOf(m map[string]any) string {
 	b, _ := json.Marshal(m)
 	sum := sha256.Sum256(b)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// keyAlgorithm returns the one algorithm key is used with: alg, checked
+// against the key's type and size, or the algorithm an ECDSA curve or an
+// Ed25519 key implies when alg is empty. Secrets are []byte.
+func keyAlgorithm(key any, alg string) (string, error) {
+	// The named byte-slice type comes before []byte (see secretKey).
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		switch alg {
+		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
+			return alg, nil
+		case "":
+			return "", errors.New("an RSA key needs its algorithm (RS256, RS384, RS512, PS256, PS384 or PS512)")
+		}
+		return "", fmt.Errorf("algorithm %q does not take an RSA key", alg)
+	case *ecdsa.PublicKey:
+		want := ""
+		switch sigutil.CurveName(k.Curve) {
+		case "P-256":
+			want = "ES256"
+		case "P-384":
+			want = "ES384"
+		case "P-521":
+			want = "ES512"
+		default:
+			return "", errors.New("unsupported elliptic curve")
+		}
+		if alg != "" && alg != want {
+			return "", fmt.Errorf("algorithm %q does not take a %s key (want %s)", alg, sigutil.CurveName(k.Curve), want)
+		}
+		return want, nil
+	case ed25519.PublicKey:
+		if alg != "" && alg != "EdDSA" {
+			return "", fmt.Errorf("algorithm %q does not take an Ed25519 key (want EdDSA)", alg)
+		}
+		return "EdDSA", nil
+	case []byte:
+		need := 0
+		switch alg {
+		case "HS256":
+			need = 32
+		case "HS384":
+			need = 48
+		case "HS512":
+			need = 64
+		default:
+			return "", fmt.Errorf("algorithm %q does not take a shared secret (want HS256, HS384 or HS512)", alg)
+		}
+		if len(k) < need {
+			return "", fmt.Errorf("%s needs a secret of at least %d bytes (RFC 7518 §3.2), got %d", alg, need, len(k))
+		}
+		return alg, nil
+	}
+	return "", fmt.Errorf("unsupported key type %T", key)
+}
+
+// KeyAlgorithm returns the one JOSE algorithm key is used with: alg checked
+// against the key's type and size, or the algorithm the key implies.
+// Secrets are []byte.
+func KeyAlgorithm(key any, alg string) (string, error) {
+	a, err := keyAlgorithm(key, alg)
+	if err != nil {
+		return "", fmt.Errorf("signature: %w", err)
+	}
+	return a, nil
 }

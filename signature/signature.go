@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/replayguard/replayguard/signature/internal/sigutil"
 )
 
 // Sentinel errors. Schemes wrap them with %w.
@@ -248,3 +250,7 @@ func IsToken(s string) bool {
 	}
 	return true
 }
+
+// WWWAuthenticate returns the WWW-Authenticate challenge a rejection
+// carries (the jwt scheme's Bearer and DPoP challenges), or "".
+func WWWAuthenticate(err error) string { return sigutil.Challenge(err) }

@@ -14,6 +14,7 @@ import (
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/config"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
 // jwtSignFlags are the flags of `replayguard sign` with the jwt scheme:
@@ -55,7 +56,7 @@ func newJWTSignFlags(out io.Writer) *jwtSignFlags {
 	f.issuer = fs.String("iss", "", "iss claim (default: the configuration's jwt.issuer)")
 	f.subject = fs.String("sub", "", "sub claim, the principal")
 	f.audience = fs.String("aud", "", "aud claim (default: the configuration's jwt.audience)")
-	f.ttl = fs.Duration("ttl", signature.DefaultJWTSignerTTL, "token lifetime (exp - iat)")
+	f.ttl = fs.Duration("ttl", jwtsig.DefaultSignerTTL, "token lifetime (exp - iat)")
 	f.dpopKey = fs.String("dpop-key", "", "PEM private key of DPoP proofs: send 'Authorization: DPoP' and a DPoP proof")
 	f.accessToken = fs.String("access-token", "", "with --dpop-key: the DPoP-bound access token to present (default: mint one with --key-id, bound to the DPoP key)")
 	return f
@@ -117,13 +118,13 @@ func (f *jwtSignFlags) signer(cfg *replayguard.Config) (signature.Signer, error)
 		}
 		proofKey = k
 		if *f.accessToken != "" {
-			return &signature.DPoPSigner{Key: proofKey, AccessToken: *f.accessToken}, nil
+			return &jwtsig.DPoPSigner{Key: proofKey, AccessToken: *f.accessToken}, nil
 		}
 	}
 	if *f.keyID == "" {
 		return nil, errors.New("sign: want --key-id (the token's kid)")
 	}
-	js := &signature.JWTSigner{
+	js := &jwtsig.Signer{
 		KeyID: *f.keyID, Algorithm: *f.algorithm, Issuer: *f.issuer, Subject: *f.subject,
 		Audience: *f.audience, TTL: *f.ttl,
 	}
@@ -164,7 +165,7 @@ func (f *jwtSignFlags) signer(cfg *replayguard.Config) (signature.Signer, error)
 	// proof binds the request.
 	js.Bind = []string{}
 	js.Header, js.Prefix = "", ""
-	return &signature.DPoPSigner{Key: proofKey, Mint: js}, nil
+	return &jwtsig.DPoPSigner{Key: proofKey, Mint: js}, nil
 }
 
 // readPrivateKey reads a PEM private key: PKCS #8 (RSA, ECDSA, Ed25519),

@@ -20,6 +20,7 @@ import (
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/config"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
 const signJWTSecret = "sign-jwt-secret-0123456789abcdef"
@@ -75,7 +76,7 @@ func TestSignJWTLeavesHMACAlone(t *testing.T) {
 }
 
 func TestSignJWTWithSecret(t *testing.T) {
-	s, err := signature.NewJWT([]signature.Key{{ID: "hs", Secrets: [][]byte{[]byte(signJWTSecret)}}})
+	s, err := jwtsig.New([]signature.Key{{ID: "hs", Secrets: [][]byte{[]byte(signJWTSecret)}}})
 	require.NoError(t, err)
 	handled, out, err := runSignJWT(t, "--scheme", "jwt", "--key-id", "hs", "--secret", signJWTSecret,
 		"--sub", "alice", "-d", `{"a":1}`, "https://api.example.com/v1/x?y=1")
@@ -92,7 +93,7 @@ func TestSignJWTWithSecret(t *testing.T) {
 
 func TestSignJWTWithPrivateKey(t *testing.T) {
 	path, k := writeECKey(t)
-	s, err := signature.NewJWT([]signature.Key{{ID: "es", PublicKey: &k.PublicKey}})
+	s, err := jwtsig.New([]signature.Key{{ID: "es", PublicKey: &k.PublicKey}})
 	require.NoError(t, err)
 	handled, _, _ := runSignJWT(t, "--key-id", "es", "--private-key", path, "https://api.example.com/v1/x/1")
 	require.False(t, handled, "--private-key alone is shared with other schemes")
@@ -127,7 +128,7 @@ jwt:
 func TestSignJWTDPoP(t *testing.T) {
 	t.Setenv("REPLAYGUARD_SECRET", "")
 	dpopPath, _ := writeECKey(t)
-	s, err := signature.NewJWT([]signature.Key{{ID: "hs", Secrets: [][]byte{[]byte(signJWTSecret)}}}, signature.WithDPoP(true))
+	s, err := jwtsig.New([]signature.Key{{ID: "hs", Secrets: [][]byte{[]byte(signJWTSecret)}}}, jwtsig.WithDPoP(true))
 	require.NoError(t, err)
 	handled, out, err := runSignJWT(t, "--key-id", "hs", "--secret", signJWTSecret, "--dpop-key", dpopPath, "-d", "b", "https://api.example.com/v1/x")
 	require.True(t, handled)

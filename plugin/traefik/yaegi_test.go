@@ -38,6 +38,7 @@ import (
 	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/replayguard/replayguard/signature/httpsig"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 	"github.com/replayguard/replayguard/signature/webhooksig"
 )
 
@@ -59,6 +60,8 @@ var corePackages = []string{
 	coreModule + "/signature/internal/sigutil",
 	coreModule + "/signature/hmacsig",
 	coreModule + "/signature/httpsig",
+	coreModule + "/signature/jwks",
+	coreModule + "/signature/jwtsig",
 	coreModule + "/signature/webhooksig",
 	coreModule + "/timestamp",
 }
@@ -750,7 +753,7 @@ func TestPluginUnderYaegi(t *testing.T) {
 			signer signature.Signer
 			body   string
 		}{
-			{"jwt", &signature.JWTSigner{KeyID: keyID, Key: []byte(secret)}, `{"amount":1}`},
+			{"jwt", &jwtsig.Signer{KeyID: keyID, Key: []byte(secret)}, `{"amount":1}`},
 			{"rfc9421", &httpsig.Signer{KeyID: keyID, Secret: []byte(secret)}, `{"amount":2}`},
 			{webhooksig.PresetStripe, &webhooksig.Signer{Preset: webhooksig.PresetStripe, Secret: []byte(secret)}, `{"id":"evt_1","type":"charge.succeeded"}`},
 			{webhooksig.PresetStandardWebhooks, &webhooksig.Signer{Preset: webhooksig.PresetStandardWebhooks, Secret: []byte(secret)}, `{"type":"invoice.paid"}`},
@@ -818,16 +821,16 @@ func TestPluginUnderYaegi(t *testing.T) {
 			{"jwt key as JWK", map[string]any{
 				"scheme": "jwt",
 				"keys":   []any{map[string]any{"id": keyID, "jwk": jwk}},
-			}, &signature.JWTSigner{KeyID: keyID, Key: priv}},
+			}, &jwtsig.Signer{KeyID: keyID, Key: priv}},
 			{"jwt key as JWK with its algorithm", map[string]any{
 				"scheme": "jwt",
 				"keys":   []any{map[string]any{"id": keyID, "algorithm": "EdDSA", "jwk": jwk}},
-			}, &signature.JWTSigner{KeyID: keyID, Key: priv}},
+			}, &jwtsig.Signer{KeyID: keyID, Key: priv}},
 			{"DPoP proof", map[string]any{
 				"scheme": "jwt",
 				"jwt":    map[string]any{"dpop": "true"},
 				"keys":   []any{map[string]any{"id": keyID, "secrets": []any{secretOpt}}},
-			}, &signature.DPoPSigner{Key: priv, Mint: &signature.JWTSigner{KeyID: keyID, Key: []byte(secret)}}},
+			}, &jwtsig.DPoPSigner{Key: priv, Mint: &jwtsig.Signer{KeyID: keyID, Key: []byte(secret)}}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

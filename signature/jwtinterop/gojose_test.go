@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
 var now = time.Unix(1_760_000_000, 0)
@@ -49,12 +50,12 @@ func newKeys(t *testing.T) keys {
 	return keys{es: es, ed: ed, rsa: rk}
 }
 
-func scheme(t *testing.T, k keys, opts ...signature.JWTOption) *signature.JWT {
+func scheme(t *testing.T, k keys, opts ...jwtsig.Option) *jwtsig.Scheme {
 	t.Helper()
-	opts = append([]signature.JWTOption{
-		signature.WithJWTClock(clock), signature.WithJWTIssuer(issuer), signature.WithJWTAudience(audience),
+	opts = append([]jwtsig.Option{
+		jwtsig.WithClock(clock), jwtsig.WithIssuer(issuer), jwtsig.WithAudience(audience),
 	}, opts...)
-	s, err := signature.NewJWT([]signature.Key{
+	s, err := jwtsig.New([]signature.Key{
 		{ID: "es", PublicKey: &k.es.PublicKey},
 		{ID: "ed", PublicKey: k.ed.Public()},
 		{ID: "ps", Algorithm: "PS256", PublicKey: &k.rsa.PublicKey},
@@ -81,7 +82,7 @@ func joseToken(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, r
 			ID: jti, Issuer: issuer, Subject: "user-1", Audience: josejwt.Audience{audience},
 			IssuedAt: josejwt.NewNumericDate(now), Expiry: josejwt.NewNumericDate(now.Add(5 * time.Minute)),
 		}).
-		Claims(map[string]any{"htm": r.Method, "htu": htu, "bsh": signature.BodyHash(r.Body)}).
+		Claims(map[string]any{"htm": r.Method, "htu": htu, "bsh": jwtsig.BodyHash(r.Body)}).
 		Serialize()
 	require.NoError(t, err)
 	return tok
@@ -117,7 +118,7 @@ func TestGoJoseTokensVerify(t *testing.T) {
 
 func TestGoJoseDPoPProofVerifies(t *testing.T) {
 	k := newKeys(t)
-	s := scheme(t, k, signature.WithDPoP(true))
+	s := scheme(t, k, jwtsig.WithDPoP(true))
 	for name, client := range map[string]struct {
 		alg jose.SignatureAlgorithm
 		key crypto.Signer
@@ -132,7 +133,7 @@ func TestGoJoseDPoPProofVerifies(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, ours, b64(jkt), "go-jose and package signature agree on the RFC 7638 thumbprint")
 
-			token, err := (&signature.JWTSigner{
+			token, err := (&jwtsig.Signer{
 				KeyID: "es", Key: k.es, Issuer: issuer, Audience: audience, Bind: []string{}, Confirmation: ours, Now: clock,
 			}).Token(httpRequest(t), nil)
 			require.NoError(t, err)
@@ -144,7 +145,7 @@ func TestGoJoseDPoPProofVerifies(t *testing.T) {
 			jti := uuid.NewString()
 			proof, err := josejwt.Signed(sig).Claims(map[string]any{
 				"jti": jti, "htm": r.Method, "htu": htu, "iat": now.Unix(),
-				"ath": signature.AccessTokenHash(token), "bsh": signature.BodyHash(r.Body),
+				"ath": jwtsig.AccessTokenHash(token), "bsh": jwtsig.BodyHash(r.Body),
 			}).Serialize()
 			require.NoError(t, err)
 			r.Header.Set("Authorization", "DPoP "+token)
@@ -168,7 +169,7 @@ func TestSignerTokensVerifyWithGoJose(t *testing.T) {
 		"EdDSA": {k.ed, k.ed.Public(), jose.EdDSA},
 	} {
 		t.Run(name, func(t *testing.T) {
-			sg := &signature.JWTSigner{KeyID: "k", Key: tc.key, Issuer: issuer, Audience: audience, Subject: "svc", Now: clock}
+			sg := &jwtsig.Signer{KeyID: "k", Key: tc.key, Issuer: issuer, Audience: audience, Subject: "svc", Now: clock}
 			raw, err := sg.Token(httpRequest(t), []byte(`{"amount":100}`))
 			require.NoError(t, err)
 			tok, err := josejwt.ParseSigned(raw, []jose.SignatureAlgorithm{tc.alg})

@@ -27,7 +27,7 @@ func TestSchemeUnderYaegi(t *testing.T) {
 	src, err := os.ReadFile(filepath.Join("testdata", "check.go.txt"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "check.go"), src, 0o644))
-	for importPath, pkgDir := range sourceDeps(t, "github.com/replayguard/replayguard/signature") {
+	for importPath, pkgDir := range sourceDeps(t, "github.com/replayguard/replayguard/signature/jwtsig") {
 		copyGoFiles(t, pkgDir, filepath.Join(dir, "vendor", filepath.FromSlash(importPath)))
 	}
 	i := interp.New(interp.Options{GoPath: gopath, Env: os.Environ()})

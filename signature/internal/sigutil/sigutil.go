@@ -4,9 +4,13 @@
 package sigutil
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/hmac"
+	"crypto/rsa"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 	"net/http"
@@ -116,4 +120,94 @@ func WireHost(req *http.Request) (string, error) {
 		}
 	}
 	return host, nil
+}
+
+// A rejection carries its WWW-Authenticate challenge (RFC 6750 §3, RFC
+// 9449 §7.1) as a marker joined to it by fmt.Errorf("%w%w"): an error with
+// empty text from errors.New, one per distinct challenge, found again with
+// errors.Is. Every link of the chain is thus a standard-library value. An
+// error type of the schemes would not do under the Yaegi interpreter (the
+// Traefik plugin), which hands compiled code a wrapper of its own in place
+// of an interpreted value, so a type assertion on the way back fails.
+// Challenges come from the schemes' configuration, so the set stays small.
+var challenges struct {
+	mu   sync.Mutex
+	list []challenge
+}
+
+// challenge is a marker and the challenge it stands for.
+type challenge struct {
+	marker error
+	text   string
+}
+
+// WithChallenge returns err carrying the WWW-Authenticate challenge text.
+func WithChallenge(err error, text string) error {
+	challenges.mu.Lock()
+	var m error
+	for _, c := range challenges.list {
+		if c.text == text {
+			m = c.marker
+			break
+		}
+	}
+	if m == nil {
+		m = errors.New("")
+		challenges.list = append(challenges.list, challenge{marker: m, text: text})
+	}
+	challenges.mu.Unlock()
+	return fmt.Errorf("%w%w", err, m)
+}
+
+// Challenge returns the challenge err carries, or "".
+func Challenge(err error) string {
+	if err == nil {
+		return ""
+	}
+	challenges.mu.Lock()
+	defer challenges.mu.Unlock()
+	for _, c := range challenges.list {
+		if errors.Is(err, c.marker) {
+			return c.text
+		}
+	}
+	return ""
+}
+
+// CheckPublicKey accepts the public key types and sizes the jwt scheme
+// verifies with.
+func CheckPublicKey(pub any) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if k.N == nil || k.N.BitLen() < MinRSABits {
+			return fmt.Errorf("signature: RSA key shorter than %d bits", MinRSABits)
+		}
+	case *ecdsa.PublicKey:
+		if CurveName(k.Curve) == "" {
+			return errors.New("signature: unsupported elliptic curve")
+		}
+	case ed25519.PublicKey:
+		if len(k) != ed25519.PublicKeySize {
+			return errors.New("signature: Ed25519 key of the wrong size")
+		}
+	default:
+		return fmt.Errorf("signature: unsupported public key type %T", pub)
+	}
+	return nil
+}
+
+// MinRSABits is the shortest RSA modulus accepted.
+const MinRSABits = 2048
+
+// CurveName returns the JOSE name of an ECDSA curve, or "".
+func CurveName(c elliptic.Curve) string {
+	switch c {
+	case elliptic.P256():
+		return "P-256"
+	case elliptic.P384():
+		return "P-384"
+	case elliptic.P521():
+		return "P-521"
+	}
+	return ""
 }

@@ -1,4 +1,4 @@
-package signature_test
+package jwtsig_test
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
 func TestJWTSignerRoundTrip(t *testing.T) {
@@ -24,14 +25,14 @@ func TestJWTSignerRoundTrip(t *testing.T) {
 	k := jwtKeys(t)
 	tests := []struct {
 		name string
-		sg   *signature.JWTSigner
+		sg   *jwtsig.Signer
 	}{
-		{"HS256", &signature.JWTSigner{KeyID: "hs", Key: jwtHS}},
-		{"ES256", &signature.JWTSigner{KeyID: "es", Key: k.es}},
-		{"ES384", &signature.JWTSigner{KeyID: "es384", Key: k.es3}},
-		{"EdDSA", &signature.JWTSigner{KeyID: "ed", Key: k.ed}},
-		{"RS256", &signature.JWTSigner{KeyID: "rs", Key: k.rsa, Algorithm: "RS256"}},
-		{"PS256", &signature.JWTSigner{KeyID: "ps", Key: k.rsa, Algorithm: "PS256"}},
+		{"HS256", &jwtsig.Signer{KeyID: "hs", Key: jwtHS}},
+		{"ES256", &jwtsig.Signer{KeyID: "es", Key: k.es}},
+		{"ES384", &jwtsig.Signer{KeyID: "es384", Key: k.es3}},
+		{"EdDSA", &jwtsig.Signer{KeyID: "ed", Key: k.ed}},
+		{"RS256", &jwtsig.Signer{KeyID: "rs", Key: k.rsa, Algorithm: "RS256"}},
+		{"PS256", &jwtsig.Signer{KeyID: "ps", Key: k.rsa, Algorithm: "PS256"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,7 +51,7 @@ func TestJWTSignerRoundTrip(t *testing.T) {
 			assert.Len(t, v.ReplayKey, 36, "a UUID jti")
 
 			claims := decodeClaims(t, strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer "))
-			assert.EqualValues(t, jwtNow.Add(signature.DefaultJWTSignerTTL).Unix(), claims["exp"])
+			assert.EqualValues(t, jwtNow.Add(jwtsig.DefaultSignerTTL).Unix(), claims["exp"])
 			assert.Equal(t, jwtHTU, claims["htu"], "host lowercased, query dropped")
 		})
 	}
@@ -69,7 +70,7 @@ func decodeClaims(t *testing.T, tok string) map[string]any {
 }
 
 func TestJWTSignerOptions(t *testing.T) {
-	sg := &signature.JWTSigner{
+	sg := &jwtsig.Signer{
 		KeyID: "hs", Key: jwtHS, TTL: -1, Bind: []string{}, Header: "X-Token",
 		Now: jwtFixedClock, NewJTI: func() string { return "fixed-jti" },
 	}
@@ -82,7 +83,7 @@ func TestJWTSignerOptions(t *testing.T) {
 	assert.Equal(t, map[string]any{"jti": "fixed-jti", "iat": float64(jwtNow.Unix())}, claims)
 
 	k := jwtKeys(t)
-	for name, bad := range map[string]*signature.JWTSigner{
+	for name, bad := range map[string]*jwtsig.Signer{
 		"no key id":        {Key: jwtHS},
 		"no key":           {KeyID: "a"},
 		"short secret":     {KeyID: "a", Key: []byte("short")},
@@ -96,9 +97,9 @@ func TestJWTSignerOptions(t *testing.T) {
 			assert.Error(t, bad.Sign(httptest.NewRequest(http.MethodGet, "http://h/", nil), nil))
 		})
 	}
-	_, err := (&signature.DPoPSigner{}).Thumbprint()
+	_, err := (&jwtsig.DPoPSigner{}).Thumbprint()
 	assert.Error(t, err)
-	assert.Error(t, (&signature.DPoPSigner{Key: k.es}).Sign(httptest.NewRequest(http.MethodGet, "http://h/", nil), nil), "no access token")
+	assert.Error(t, (&jwtsig.DPoPSigner{Key: k.es}).Sign(httptest.NewRequest(http.MethodGet, "http://h/", nil), nil), "no access token")
 }
 
 func TestHTU(t *testing.T) {
@@ -115,7 +116,7 @@ func TestHTU(t *testing.T) {
 		req, err := http.NewRequest(http.MethodGet, tt.url, nil)
 		require.NoError(t, err)
 		req.Host = tt.host
-		got, err := signature.HTU(req)
+		got, err := jwtsig.HTU(req)
 		require.NoError(t, err)
 		assert.Equal(t, tt.want, got, tt.url)
 	}
@@ -126,7 +127,7 @@ func TestHTU(t *testing.T) {
 // included, carries a token of its own.
 func TestTransportSignsJWTs(t *testing.T) {
 	k := jwtKeys(t)
-	s, err := signature.NewJWT([]signature.Key{{ID: "ed", PublicKey: k.ed.Public()}})
+	s, err := jwtsig.New([]signature.Key{{ID: "ed", PublicKey: k.ed.Public()}})
 	require.NoError(t, err)
 	var (
 		mu   sync.Mutex
@@ -156,7 +157,7 @@ func TestTransportSignsJWTs(t *testing.T) {
 	}))
 	defer srv.Close()
 	client := &http.Client{Transport: &signature.Transport{
-		Signer:  &signature.JWTSigner{KeyID: "ed", Key: k.ed},
+		Signer:  &jwtsig.Signer{KeyID: "ed", Key: k.ed},
 		Backoff: func(int) time.Duration { return time.Millisecond },
 	}}
 	resp, err := client.Post(srv.URL+"/v1/charges?x=1", "application/json", bytes.NewReader([]byte(`{"amount":1}`)))

@@ -1,4 +1,4 @@
-package signature
+package jwtsig
 
 import (
 	"crypto"
@@ -12,15 +12,16 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
+	"github.com/replayguard/replayguard/signature"
 )
 
-// DefaultJWTSignerTTL is how long a minted token stays valid (its exp).
-const DefaultJWTSignerTTL = 5 * time.Minute
+// DefaultSignerTTL is how long a minted token stays valid (its exp).
+const DefaultSignerTTL = 5 * time.Minute
 
-// JWTSigner signs requests with the jwt scheme: every request gets a token
+// Signer signs requests with the jwt scheme: every request gets a token
 // of its own, with a fresh jti, iat now, exp iat+TTL and the binding claims
 // of its method, URI and body.
-type JWTSigner struct {
+type Signer struct {
 	// KeyID is sent as the kid header. Required.
 	KeyID string
 	// Key signs: the secret bytes ([]byte) of an HMAC key, or an
@@ -47,20 +48,20 @@ type JWTSigner struct {
 	NewJTI func() string
 }
 
-var _ Signer = (*JWTSigner)(nil)
+var _ signature.Signer = (*Signer)(nil)
 
 // Sign sets the token header on req.
-func (s *JWTSigner) Sign(req *http.Request, body []byte) error {
+func (s *Signer) Sign(req *http.Request, body []byte) error {
 	tok, err := s.Token(req, body)
 	if err != nil {
 		return err
 	}
 	header, prefix := s.Header, s.Prefix
 	if header == "" {
-		header = DefaultJWTHeader
+		header = DefaultHeader
 	}
-	if prefix == "" && strings.EqualFold(header, DefaultJWTHeader) {
-		prefix = DefaultJWTPrefix
+	if prefix == "" && strings.EqualFold(header, DefaultHeader) {
+		prefix = DefaultPrefix
 	}
 	if prefix != "" {
 		tok = prefix + " " + tok
@@ -70,7 +71,7 @@ func (s *JWTSigner) Sign(req *http.Request, body []byte) error {
 }
 
 // Token mints the token for req and its body.
-func (s *JWTSigner) Token(req *http.Request, body []byte) (string, error) {
+func (s *Signer) Token(req *http.Request, body []byte) (string, error) {
 	if s.KeyID == "" || s.Key == nil {
 		return "", errors.New("signature: jwt signer: key id and key are required")
 	}
@@ -80,7 +81,7 @@ func (s *JWTSigner) Token(req *http.Request, body []byte) (string, error) {
 	}
 	bind := s.Bind
 	if bind == nil {
-		bind = DefaultJWTBind()
+		bind = DefaultBind()
 	}
 	b, err := parseBind(bind)
 	if err != nil {
@@ -94,7 +95,7 @@ func (s *JWTSigner) Token(req *http.Request, body []byte) (string, error) {
 	claims := jwt.MapClaims{"jti": newJTI(s.NewJTI), "iat": t.Unix()}
 	ttl := s.TTL
 	if ttl == 0 {
-		ttl = DefaultJWTSignerTTL
+		ttl = DefaultSignerTTL
 	}
 	if ttl > 0 {
 		claims["exp"] = t.Add(ttl).Unix()
@@ -165,7 +166,7 @@ func signingMethod(key any, alg string) (jwt.SigningMethod, error) {
 	default:
 		return nil, fmt.Errorf("unsupported signing key type %T", key)
 	}
-	alg, err := keyAlgorithm(pub, alg)
+	alg, err := signature.KeyAlgorithm(pub, alg)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +191,7 @@ type DPoPSigner struct {
 	AccessToken string
 	// Mint, when set, mints an access token for every request, bound to
 	// Key (its Confirmation is set to Key's thumbprint).
-	Mint *JWTSigner
+	Mint *Signer
 	// OmitBodyHash leaves bsh out of the proofs; a server binding the body
 	// then rejects them.
 	OmitBodyHash bool
@@ -200,7 +201,7 @@ type DPoPSigner struct {
 	NewJTI func() string
 }
 
-var _ Signer = (*DPoPSigner)(nil)
+var _ signature.Signer = (*DPoPSigner)(nil)
 
 // Thumbprint returns the jkt of the proof key: the cnf.jkt an access token
 // bound to it carries.
@@ -208,7 +209,7 @@ func (s *DPoPSigner) Thumbprint() (string, error) {
 	if s.Key == nil {
 		return "", errors.New("signature: dpop signer: key is required")
 	}
-	return JWKThumbprint(s.Key.Public())
+	return signature.JWKThumbprint(s.Key.Public())
 }
 
 // Sign sets the Authorization and DPoP headers on req.
@@ -232,7 +233,7 @@ func (s *DPoPSigner) Sign(req *http.Request, body []byte) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set(DefaultJWTHeader, DPoPPrefix+" "+token)
+	req.Header.Set(DefaultHeader, DPoPPrefix+" "+token)
 	req.Header.Set(DPoPHeader, proof)
 	return nil
 }
@@ -251,7 +252,7 @@ func (s *DPoPSigner) Proof(req *http.Request, body []byte, accessToken string) (
 	if err != nil {
 		return "", fmt.Errorf("signature: dpop signer: %w", err)
 	}
-	jwk, err := PublicJWK(s.Key)
+	jwk, err := signature.PublicJWK(s.Key)
 	if err != nil {
 		return "", err
 	}

@@ -1,4 +1,4 @@
-package signature_test
+package jwtsig_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
 // FuzzJWTVerify feeds arbitrary Authorization and DPoP values to the jwt
@@ -15,7 +16,7 @@ import (
 // with exactly one category of the problem map, and may accept only a
 // token that verifies with a configured key.
 func FuzzJWTVerify(f *testing.F) {
-	s := newJWTScheme(f, signature.WithDPoP(true))
+	s := newJWTScheme(f, jwtsig.WithDPoP(true))
 	sg := jwtSigners(f)
 	r := jwtRequest()
 	valid := mintJWT(f, sg["ES256"], jwtClaimsFor(r), nil)
@@ -55,7 +56,7 @@ func FuzzJWTVerify(f *testing.F) {
 		}
 		require.NotEmpty(t, v.KeyID)
 		require.NotEmpty(t, v.ReplayKey)
-		require.LessOrEqual(t, len(v.ReplayKey), signature.MaxJTIBytes)
+		require.LessOrEqual(t, len(v.ReplayKey), jwtsig.MaxJTIBytes)
 		require.False(t, v.Timestamp.IsZero())
 	})
 }

@@ -1,4 +1,4 @@
-package signature_test
+package jwtsig_test
 
 import (
 	"context"
@@ -7,8 +7,7 @@ import (
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
 // BenchmarkJWTVerify compares the jwt scheme with a bare jwt.Parse of the
@@ -79,9 +78,9 @@ func garbageTokens(b *testing.B) map[string]string {
 // size limit and with the limit lifted above 64 KiB so that the token
 // reaches the parser; -benchmem shows the bytes allocated per rejection.
 func BenchmarkJWTGarbage64KiB(b *testing.B) {
-	limits := map[string]*signature.JWT{
+	limits := map[string]*jwtsig.Scheme{
 		"default-limit": newJWTScheme(b),
-		"no-limit":      newJWTScheme(b, signature.WithJWTMaxTokenBytes(1<<20)),
+		"no-limit":      newJWTScheme(b, jwtsig.WithMaxTokenBytes(1<<20)),
 	}
 	for _, limit := range []string{"default-limit", "no-limit"} {
 		s := limits[limit]

@@ -1,10 +1,7 @@
-package signature
+package jwtsig
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -12,10 +9,11 @@ import (
 	"net/http"
 	"net/textproto"
 
+	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/signature/internal/sigutil"
+	"github.com/replayguard/replayguard/signature/jwks"
 
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -36,20 +34,20 @@ const (
 
 // Defaults of the jwt scheme.
 const (
-	DefaultJWTHeader = "Authorization"
-	DefaultJWTPrefix = "Bearer"
-	// DefaultJWTLeeway is the clock skew allowed on exp and nbf.
-	DefaultJWTLeeway = 30 * time.Second
-	// DefaultJWTMaxTokenBytes bounds a token (and a DPoP proof); larger ones
+	DefaultHeader = "Authorization"
+	DefaultPrefix = "Bearer"
+	// DefaultLeeway is the clock skew allowed on exp and nbf.
+	DefaultLeeway = 30 * time.Second
+	// DefaultMaxTokenBytes bounds a token (and a DPoP proof); larger ones
 	// are rejected before any decoding.
-	DefaultJWTMaxTokenBytes = 8 << 10
+	DefaultMaxTokenBytes = 8 << 10
 	// MaxJTIBytes bounds a jti; a longer one is nonce_malformed, so that
 	// replay records stay small (RFC 9449 §11.1).
 	MaxJTIBytes = 256
 )
 
-// DefaultJWTBind is the request binding in force when none is configured.
-func DefaultJWTBind() []string { return []string{ClaimHTM, ClaimHTU, ClaimBSH} }
+// DefaultBind is the request binding in force when none is configured.
+func DefaultBind() []string { return []string{ClaimHTM, ClaimHTU, ClaimBSH} }
 
 // jwtAlgorithms are the algorithms the jwt scheme verifies; never "none".
 var jwtAlgorithms = []string{
@@ -67,8 +65,8 @@ var dpopAlgorithms = []string{
 	"RS256", "RS384", "RS512",
 }
 
-// JWTAlgorithms returns the algorithms the jwt scheme supports.
-func JWTAlgorithms() []string { return append([]string(nil), jwtAlgorithms...) }
+// Algorithms returns the algorithms the jwt scheme supports.
+func Algorithms() []string { return append([]string(nil), jwtAlgorithms...) }
 
 type binding uint8
 
@@ -100,7 +98,7 @@ func parseBind(claims []string) (binding, error) {
 	return b, nil
 }
 
-// JWT is the jwt scheme: a JWT in a request header (default
+// Scheme is the jwt scheme: a JWT in a request header (default
 // "Authorization: Bearer <jwt>"), signed with the one algorithm of its key
 // (looked up by kid in the configured keys, then in a JWKS), bound to the
 // request by its htm, htu and bsh claims. Its jti is the replay key and its
@@ -112,11 +110,11 @@ func parseBind(claims []string) (binding, error) {
 //
 // Verify checks exp and nbf against its clock but leaves the window on iat
 // to the caller (Guard.Verify), as every scheme does.
-type JWT struct {
+type Scheme struct {
 	header   string
 	prefix   string
-	keys     map[string]*jwtKey
-	jwks     *JWKS
+	keys     map[string]*jwks.Key
+	jwks     *jwks.Set
 	issuer   string
 	audience string
 	subject  string
@@ -133,69 +131,62 @@ type JWT struct {
 	dpopAlgs    string
 }
 
-var _ Scheme = (*JWT)(nil)
+var _ signature.Scheme = (*Scheme)(nil)
 
-// jwtKey is a verification key and the one algorithm it is used with.
-type jwtKey struct {
-	id     string
-	alg    string
-	verify any // public key, secret bytes, or jwt.VerificationKeySet of secrets
-}
+// Option configures a JWT scheme.
+type Option func(*Scheme)
 
-// JWTOption configures a JWT scheme.
-type JWTOption func(*JWT)
-
-// WithJWTHeader sets the header carrying the token and the authentication
+// WithHeader sets the header carrying the token and the authentication
 // scheme before it. An empty prefix takes the whole header value as the
 // token. Default "Authorization" and "Bearer".
-func WithJWTHeader(header, prefix string) JWTOption {
-	return func(s *JWT) { s.header, s.prefix = header, prefix }
+func WithHeader(header, prefix string) Option {
+	return func(s *Scheme) { s.header, s.prefix = header, prefix }
 }
 
-// WithJWTIssuer requires the iss claim to equal iss.
-func WithJWTIssuer(iss string) JWTOption { return func(s *JWT) { s.issuer = iss } }
+// WithIssuer requires the iss claim to equal iss.
+func WithIssuer(iss string) Option { return func(s *Scheme) { s.issuer = iss } }
 
-// WithJWTAudience requires the aud claim to contain aud.
-func WithJWTAudience(aud string) JWTOption { return func(s *JWT) { s.audience = aud } }
+// WithAudience requires the aud claim to contain aud.
+func WithAudience(aud string) Option { return func(s *Scheme) { s.audience = aud } }
 
-// WithJWTSubject requires the sub claim to equal sub.
-func WithJWTSubject(sub string) JWTOption { return func(s *JWT) { s.subject = sub } }
+// WithSubject requires the sub claim to equal sub.
+func WithSubject(sub string) Option { return func(s *Scheme) { s.subject = sub } }
 
-// WithJWTLeeway sets the clock skew allowed on exp and nbf. Default
-// DefaultJWTLeeway; negative values count as zero.
-func WithJWTLeeway(d time.Duration) JWTOption { return func(s *JWT) { s.leeway = d } }
+// WithLeeway sets the clock skew allowed on exp and nbf. Default
+// DefaultLeeway; negative values count as zero.
+func WithLeeway(d time.Duration) Option { return func(s *Scheme) { s.leeway = d } }
 
-// WithJWTBind sets the binding claims a token must carry, among ClaimHTM,
+// WithBind sets the binding claims a token must carry, among ClaimHTM,
 // ClaimHTU and ClaimBSH. No claims turns the requirement off; a binding
 // claim a token carries anyway is still checked. Default DefaultJWTBind.
-func WithJWTBind(claims ...string) JWTOption {
-	return func(s *JWT) { s.bindList = append([]string{}, claims...) }
+func WithBind(claims ...string) Option {
+	return func(s *Scheme) { s.bindList = append([]string{}, claims...) }
 }
 
-// WithJWTClock sets the clock exp and nbf are checked against. Default
+// WithClock sets the clock exp and nbf are checked against. Default
 // time.Now.
-func WithJWTClock(now func() time.Time) JWTOption { return func(s *JWT) { s.now = now } }
+func WithClock(now func() time.Time) Option { return func(s *Scheme) { s.now = now } }
 
-// WithJWTMaxTokenBytes bounds the size of a token and of a DPoP proof.
+// WithMaxTokenBytes bounds the size of a token and of a DPoP proof.
 // Default DefaultJWTMaxTokenBytes.
-func WithJWTMaxTokenBytes(n int) JWTOption { return func(s *JWT) { s.maxToken = n } }
+func WithMaxTokenBytes(n int) Option { return func(s *Scheme) { s.maxToken = n } }
 
 // WithJWKS adds a key set fetched from a URL; configured keys win over a
 // key of the same id in the set.
-func WithJWKS(j *JWKS) JWTOption { return func(s *JWT) { s.jwks = j } }
+func WithJWKS(j *jwks.Set) Option { return func(s *Scheme) { s.jwks = j } }
 
 // WithDPoP accepts DPoP-bound tokens with DPoP proofs (RFC 9449) besides
 // bearer tokens; it needs a header prefix. Default off.
-func WithDPoP(on bool) JWTOption { return func(s *JWT) { s.dpop = on } }
+func WithDPoP(on bool) Option { return func(s *Scheme) { s.dpop = on } }
 
-// NewJWT returns the jwt scheme over keys. A key with secrets is an HMAC key
+// New returns the jwt scheme over keys. A key with secrets is an HMAC key
 // (algorithm HS256 unless set; each secret at least as long as the hash);
 // a key with a PublicKey is used with its Algorithm, which an ECDSA or
 // Ed25519 key implies when unset. Keys may be empty when a JWKS is given.
-func NewJWT(keys []Key, opts ...JWTOption) (*JWT, error) {
-	s := &JWT{
-		header: DefaultJWTHeader, prefix: DefaultJWTPrefix, leeway: DefaultJWTLeeway,
-		now: time.Now, maxToken: DefaultJWTMaxTokenBytes, keys: make(map[string]*jwtKey, len(keys)),
+func New(keys []signature.Key, opts ...Option) (*Scheme, error) {
+	s := &Scheme{
+		header: DefaultHeader, prefix: DefaultPrefix, leeway: DefaultLeeway,
+		now: time.Now, maxToken: DefaultMaxTokenBytes, keys: make(map[string]*jwks.Key, len(keys)),
 	}
 	for _, o := range opts {
 		o(s)
@@ -214,13 +205,13 @@ func NewJWT(keys []Key, opts ...JWTOption) (*JWT, error) {
 		s.leeway = 0
 	}
 	if s.maxToken <= 0 {
-		s.maxToken = DefaultJWTMaxTokenBytes
+		s.maxToken = DefaultMaxTokenBytes
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.bindList == nil {
-		s.bindList = DefaultJWTBind()
+		s.bindList = DefaultBind()
 	}
 	var err error
 	if s.bind, err = parseBind(s.bindList); err != nil {
@@ -245,7 +236,7 @@ func NewJWT(keys []Key, opts ...JWTOption) (*JWT, error) {
 	s.parser = jwt.NewParser(jwt.WithValidMethods(jwtAlgorithms), jwt.WithoutClaimsValidation(), jwt.WithStrictDecoding())
 	s.proofParser = jwt.NewParser(jwt.WithValidMethods(dpopAlgorithms), jwt.WithoutClaimsValidation(), jwt.WithStrictDecoding())
 	s.dpopAlgs = `algs="` + strings.Join(dpopAlgorithms, " ") + `"`
-	if s.prefix != "" && s.header == DefaultJWTHeader {
+	if s.prefix != "" && s.header == DefaultHeader {
 		s.missing = s.prefix
 	}
 	if s.dpop {
@@ -258,7 +249,7 @@ func NewJWT(keys []Key, opts ...JWTOption) (*JWT, error) {
 }
 
 // newJWTKey checks a configured key and fixes its algorithm.
-func newJWTKey(k Key) (*jwtKey, error) {
+func newJWTKey(k signature.Key) (*jwks.Key, error) {
 	if k.ID == "" {
 		return nil, errors.New("empty id")
 	}
@@ -269,159 +260,33 @@ func newJWTKey(k Key) (*jwtKey, error) {
 		if k.PublicKey == nil {
 			return nil, fmt.Errorf("key %q has neither secrets nor a public key", k.ID)
 		}
-		if err := checkPublicKey(k.PublicKey); err != nil {
+		if err := sigutil.CheckPublicKey(k.PublicKey); err != nil {
 			return nil, fmt.Errorf("key %q: %w", k.ID, err)
 		}
-		alg, err := keyAlgorithm(k.PublicKey, k.Algorithm)
+		alg, err := signature.KeyAlgorithm(k.PublicKey, k.Algorithm)
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", k.ID, err)
 		}
-		return &jwtKey{id: k.ID, alg: alg, verify: k.PublicKey}, nil
+		return &jwks.Key{ID: k.ID, Algorithm: alg, Verify: k.PublicKey}, nil
 	}
 	alg := k.Algorithm
 	if alg == "" {
 		alg = "HS256"
 	}
 	for i, sec := range k.Secrets {
-		if _, err := keyAlgorithm(sec, alg); err != nil {
+		if _, err := signature.KeyAlgorithm(sec, alg); err != nil {
 			return nil, fmt.Errorf("key %q: secrets[%d]: %w", k.ID, i, err)
 		}
 	}
 	if len(k.Secrets) == 1 {
-		return &jwtKey{id: k.ID, alg: alg, verify: append([]byte(nil), k.Secrets[0]...)}, nil
+		return &jwks.Key{ID: k.ID, Algorithm: alg, Verify: append([]byte(nil), k.Secrets[0]...)}, nil
 	}
 	set := jwt.VerificationKeySet{}
 	for _, sec := range k.Secrets {
 		set.Keys = append(set.Keys, append([]byte(nil), sec...))
 	}
-	return &jwtKey{id: k.ID, alg: alg, verify: set}, nil
+	return &jwks.Key{ID: k.ID, Algorithm: alg, Verify: set}, nil
 }
-
-// keyAlgorithm returns the one algorithm key is used with: alg, checked
-// against the key's type and size, or the algorithm an ECDSA curve or an
-// Ed25519 key implies when alg is empty. Secrets are []byte.
-func keyAlgorithm(key any, alg string) (string, error) {
-	// The named byte-slice type comes before []byte (see secretKey).
-	switch k := key.(type) {
-	case *rsa.PublicKey:
-		switch alg {
-		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
-			return alg, nil
-		case "":
-			return "", errors.New("an RSA key needs its algorithm (RS256, RS384, RS512, PS256, PS384 or PS512)")
-		}
-		return "", fmt.Errorf("algorithm %q does not take an RSA key", alg)
-	case *ecdsa.PublicKey:
-		want := ""
-		switch curveName(k.Curve) {
-		case "P-256":
-			want = "ES256"
-		case "P-384":
-			want = "ES384"
-		case "P-521":
-			want = "ES512"
-		default:
-			return "", errors.New("unsupported elliptic curve")
-		}
-		if alg != "" && alg != want {
-			return "", fmt.Errorf("algorithm %q does not take a %s key (want %s)", alg, curveName(k.Curve), want)
-		}
-		return want, nil
-	case ed25519.PublicKey:
-		if alg != "" && alg != "EdDSA" {
-			return "", fmt.Errorf("algorithm %q does not take an Ed25519 key (want EdDSA)", alg)
-		}
-		return "EdDSA", nil
-	case []byte:
-		need := 0
-		switch alg {
-		case "HS256":
-			need = 32
-		case "HS384":
-			need = 48
-		case "HS512":
-			need = 64
-		default:
-			return "", fmt.Errorf("algorithm %q does not take a shared secret (want HS256, HS384 or HS512)", alg)
-		}
-		if len(k) < need {
-			return "", fmt.Errorf("%s needs a secret of at least %d bytes (RFC 7518 §3.2), got %d", alg, need, len(k))
-		}
-		return alg, nil
-	}
-	return "", fmt.Errorf("unsupported key type %T", key)
-}
-
-// KeyAlgorithm returns the one algorithm the jwt scheme uses key with (see
-// NewJWT): alg checked against the key, or the algorithm the key implies.
-// Secrets are []byte.
-func KeyAlgorithm(key any, alg string) (string, error) {
-	a, err := keyAlgorithm(key, alg)
-	if err != nil {
-		return "", fmt.Errorf("signature: %w", err)
-	}
-	return a, nil
-}
-
-// A rejection carries its WWW-Authenticate challenge (RFC 6750 §3, RFC
-// 9449 §7.1) as a marker joined to it by fmt.Errorf("%w%w"): an error with
-// empty text from errors.New, one per distinct challenge, found again with
-// errors.Is. Every link of the chain is thus a standard-library value. An
-// error type of this package would not do under the Yaegi interpreter (the
-// Traefik plugin), which hands compiled code a wrapper of its own in place
-// of an interpreted value, so a type assertion on the way back fails.
-// Challenges come from the scheme's configuration, so the set stays small.
-var challenges struct {
-	mu   sync.Mutex
-	list []challenge
-}
-
-// challenge is a marker and the challenge it stands for.
-type challenge struct {
-	marker error
-	text   string
-}
-
-func withChallenge(err error, text string) error {
-	challenges.mu.Lock()
-	var m error
-	for _, c := range challenges.list {
-		if c.text == text {
-			m = c.marker
-			break
-		}
-	}
-	if m == nil {
-		m = errors.New("")
-		challenges.list = append(challenges.list, challenge{marker: m, text: text})
-	}
-	challenges.mu.Unlock()
-	return fmt.Errorf("%w%w", err, m)
-}
-
-// WWWAuthenticate returns the WWW-Authenticate challenge a rejection of
-// the jwt scheme carries, or "": errors.Is against each marker, the one
-// check that sees through the interpreter's wrappers.
-func WWWAuthenticate(err error) string {
-	if err == nil {
-		return ""
-	}
-	challenges.mu.Lock()
-	defer challenges.mu.Unlock()
-	for _, c := range challenges.list {
-		if errors.Is(err, c.marker) {
-			return c.text
-		}
-	}
-	return ""
-}
-
-// quietError keeps an error in a chain without adding its text to the
-// message (the text of a fetch error names addresses).
-type quietError struct{ err error }
-
-func (e *quietError) Error() string { return "" }
-func (e *quietError) Unwrap() error { return e.err }
 
 // tokenClaims are the claims the jwt scheme reads, of a token or of a DPoP
 // proof. They are decoded as jwt.MapClaims, which Yaegi handles (a struct
@@ -444,7 +309,7 @@ type tokenClaims struct {
 func readClaims(m jwt.MapClaims, cl *tokenClaims, what string) error {
 	var err error
 	if cl.IssuedAt, err = m.GetIssuedAt(); err != nil {
-		return fmt.Errorf("%w: %s: iat is not a number", ErrMalformed, what)
+		return fmt.Errorf("%w: %s: iat is not a number", signature.ErrMalformed, what)
 	}
 	names := [...]string{"jti", "sub", ClaimHTM, ClaimHTU, ClaimBSH, "ath"}
 	dst := [...]*string{&cl.ID, &cl.Subject, &cl.HTM, &cl.HTU, &cl.BSH, &cl.ATH}
@@ -455,19 +320,19 @@ func readClaims(m jwt.MapClaims, cl *tokenClaims, what string) error {
 		}
 		str, ok := v.(string)
 		if !ok {
-			return fmt.Errorf("%w: %s: %s is not a string", ErrMalformed, what, name)
+			return fmt.Errorf("%w: %s: %s is not a string", signature.ErrMalformed, what, name)
 		}
 		*dst[i] = str
 	}
 	if v, ok := m["cnf"]; ok {
 		cnf, ok := v.(map[string]any)
 		if !ok {
-			return fmt.Errorf("%w: %s: cnf is not an object", ErrMalformed, what)
+			return fmt.Errorf("%w: %s: cnf is not an object", signature.ErrMalformed, what)
 		}
 		cl.cnf = true
 		if v, ok := cnf["jkt"]; ok {
 			if cl.JKT, ok = v.(string); !ok {
-				return fmt.Errorf("%w: %s: cnf.jkt is not a string", ErrMalformed, what)
+				return fmt.Errorf("%w: %s: cnf.jkt is not a string", signature.ErrMalformed, what)
 			}
 		}
 	}
@@ -476,17 +341,17 @@ func readClaims(m jwt.MapClaims, cl *tokenClaims, what string) error {
 
 // call is the state of one verification.
 type call struct {
-	s      *JWT
+	s      *Scheme
 	kid    string
 	keyErr error  // the key function's own rejection
 	jkt    string // thumbprint of a DPoP proof's key
 }
 
 // Verify implements Scheme.
-func (s *JWT) Verify(_ context.Context, r *Request) (Verified, error) {
+func (s *Scheme) Verify(_ context.Context, r *signature.Request) (signature.Verified, error) {
 	raw, dpop, err := s.credentials(r.Header)
 	if err != nil {
-		return Verified{}, err
+		return signature.Verified{}, err
 	}
 	if dpop {
 		return s.verifyDPoP(raw, r)
@@ -494,24 +359,24 @@ func (s *JWT) Verify(_ context.Context, r *Request) (Verified, error) {
 	c := &call{s: s}
 	var cl tokenClaims
 	if err := c.parseToken(raw, &cl); err != nil {
-		return Verified{}, s.bearerErr(err)
+		return signature.Verified{}, s.bearerErr(err)
 	}
 	if cl.cnf {
-		return Verified{}, s.bearerErr(fmt.Errorf("%w: jwt: a DPoP-bound token (cnf.jkt) presented as a bearer token", ErrInvalid))
+		return signature.Verified{}, s.bearerErr(fmt.Errorf("%w: jwt: a DPoP-bound token (cnf.jkt) presented as a bearer token", signature.ErrInvalid))
 	}
 	if err := checkBinding(&cl, r, s.bind, "jwt"); err != nil {
-		return Verified{}, s.bearerErr(err)
+		return signature.Verified{}, s.bearerErr(err)
 	}
 	if cl.IssuedAt == nil {
-		return Verified{}, s.bearerErr(fmt.Errorf("%w: jwt: iat claim", timestamp.ErrMissing))
+		return signature.Verified{}, s.bearerErr(fmt.Errorf("%w: jwt: iat claim", timestamp.ErrMissing))
 	}
 	if err := checkJTI(cl.ID, "jwt"); err != nil {
-		return Verified{}, s.bearerErr(err)
+		return signature.Verified{}, s.bearerErr(err)
 	}
 	if err := checkSubject(cl.Subject, "jwt"); err != nil {
-		return Verified{}, s.bearerErr(err)
+		return signature.Verified{}, s.bearerErr(err)
 	}
-	return Verified{KeyID: c.kid, Subject: cl.Subject, Timestamp: cl.IssuedAt.Time, ReplayKey: cl.ID}, nil
+	return signature.Verified{KeyID: c.kid, Subject: cl.Subject, Timestamp: cl.IssuedAt.Time, ReplayKey: cl.ID}, nil
 }
 
 func checkJTI(jti, what string) error {
@@ -521,7 +386,7 @@ func checkJTI(jti, what string) error {
 	if len(jti) > MaxJTIBytes {
 		return fmt.Errorf("%w: %s: jti longer than %d bytes", nonce.ErrMalformed, what, MaxJTIBytes)
 	}
-	if HasControl(jti) {
+	if signature.HasControl(jti) {
 		return fmt.Errorf("%w: %s: jti contains a control byte", nonce.ErrMalformed, what)
 	}
 	return nil
@@ -530,24 +395,24 @@ func checkJTI(jti, what string) error {
 // checkSubject holds a token's sub to what may scope records and travel to
 // the upstream in a header.
 func checkSubject(sub, what string) error {
-	if len(sub) > MaxSubjectBytes {
-		return fmt.Errorf("%w: %s: sub longer than %d bytes", ErrMalformed, what, MaxSubjectBytes)
+	if len(sub) > signature.MaxSubjectBytes {
+		return fmt.Errorf("%w: %s: sub longer than %d bytes", signature.ErrMalformed, what, signature.MaxSubjectBytes)
 	}
-	if HasControl(sub) {
-		return fmt.Errorf("%w: %s: sub contains a control byte", ErrMalformed, what)
+	if signature.HasControl(sub) {
+		return fmt.Errorf("%w: %s: sub contains a control byte", signature.ErrMalformed, what)
 	}
 	return nil
 }
 
 // credentials returns the token of the request and whether it is presented
 // under the DPoP authentication scheme.
-func (s *JWT) credentials(h http.Header) (string, bool, error) {
+func (s *Scheme) credentials(h http.Header) (string, bool, error) {
 	vals := h[s.header]
 	if len(vals) == 0 || vals[0] == "" {
-		return "", false, s.challenge(fmt.Errorf("%w: %s header", ErrMissing, s.header), s.missing)
+		return "", false, s.challenge(fmt.Errorf("%w: %s header", signature.ErrMissing, s.header), s.missing)
 	}
 	if len(vals) > 1 {
-		return "", false, s.bearerErr(fmt.Errorf("%w: more than one %s header", ErrMalformed, s.header))
+		return "", false, s.bearerErr(fmt.Errorf("%w: more than one %s header", signature.ErrMalformed, s.header))
 	}
 	v := vals[0]
 	if s.prefix == "" {
@@ -561,35 +426,35 @@ func (s *JWT) credentials(h http.Header) (string, bool, error) {
 	case s.dpop && strings.EqualFold(scheme, DPoPPrefix):
 		dpop = true
 	default:
-		return "", false, s.challenge(fmt.Errorf("%w: no %s credentials in %s", ErrMissing, s.prefix, s.header), s.missing)
+		return "", false, s.challenge(fmt.Errorf("%w: no %s credentials in %s", signature.ErrMissing, s.prefix, s.header), s.missing)
 	}
 	if tok == "" {
-		return "", false, s.challenge(fmt.Errorf("%w: empty %s credentials", ErrMissing, scheme), s.missing)
+		return "", false, s.challenge(fmt.Errorf("%w: empty %s credentials", signature.ErrMissing, scheme), s.missing)
 	}
 	return tok, dpop, nil
 }
 
-func (s *JWT) challenge(err error, ch string) error {
+func (s *Scheme) challenge(err error, ch string) error {
 	if ch == "" {
 		return err
 	}
-	return withChallenge(err, ch)
+	return sigutil.WithChallenge(err, ch)
 }
 
 // bearerErr attaches the Bearer invalid_token challenge when the token
 // travels in the Authorization header.
-func (s *JWT) bearerErr(err error) error {
-	if s.prefix == "" || s.header != DefaultJWTHeader {
+func (s *Scheme) bearerErr(err error) error {
+	if s.prefix == "" || s.header != DefaultHeader {
 		return err
 	}
-	return withChallenge(err, s.prefix+` error="invalid_token"`)
+	return sigutil.WithChallenge(err, s.prefix+` error="invalid_token"`)
 }
 
 // checkCompact rejects, without allocating, what cannot be a compact JWS of
 // at most max bytes: three base64url segments separated by dots.
 func checkCompact(tok string, max int, what string) error {
 	if len(tok) > max {
-		return fmt.Errorf("%w: %s longer than %d bytes", ErrMalformed, what, max)
+		return fmt.Errorf("%w: %s longer than %d bytes", signature.ErrMalformed, what, max)
 	}
 	dots := 0
 	for i := 0; i < len(tok); i++ {
@@ -599,11 +464,11 @@ func checkCompact(tok string, max int, what string) error {
 			continue
 		}
 		if !base64URLChar(c) {
-			return fmt.Errorf("%w: %s is not base64url segments", ErrMalformed, what)
+			return fmt.Errorf("%w: %s is not base64url segments", signature.ErrMalformed, what)
 		}
 	}
 	if dots != 2 {
-		return fmt.Errorf("%w: %s does not have three segments", ErrMalformed, what)
+		return fmt.Errorf("%w: %s does not have three segments", signature.ErrMalformed, what)
 	}
 	return nil
 }
@@ -630,7 +495,7 @@ func (c *call) parseTokenWith(raw string, cl *tokenClaims, keyFunc jwt.Keyfunc) 
 		return c.classify(tok, err, "jwt")
 	}
 	if !tok.Valid {
-		return fmt.Errorf("%w: jwt: token rejected", ErrInvalid)
+		return fmt.Errorf("%w: jwt: token rejected", signature.ErrInvalid)
 	}
 	if err := c.s.checkRegistered(m); err != nil {
 		return err
@@ -641,18 +506,18 @@ func (c *call) parseTokenWith(raw string, cl *tokenClaims, keyFunc jwt.Keyfunc) 
 // checkRegistered checks exp and nbf against the clock with the leeway, as
 // golang-jwt's validator does (valid while now < exp+leeway and
 // now >= nbf-leeway), and iss, aud and sub when configured.
-func (s *JWT) checkRegistered(m jwt.MapClaims) error {
+func (s *Scheme) checkRegistered(m jwt.MapClaims) error {
 	now := s.now()
 	exp, err := m.GetExpirationTime()
 	if err != nil {
-		return fmt.Errorf("%w: jwt: exp is not a number", ErrMalformed)
+		return fmt.Errorf("%w: jwt: exp is not a number", signature.ErrMalformed)
 	}
 	if exp != nil && !now.Before(exp.Add(s.leeway)) {
 		return fmt.Errorf("%w: jwt: exp has passed", timestamp.ErrExpired)
 	}
 	nbf, err := m.GetNotBefore()
 	if err != nil {
-		return fmt.Errorf("%w: jwt: nbf is not a number", ErrMalformed)
+		return fmt.Errorf("%w: jwt: nbf is not a number", signature.ErrMalformed)
 	}
 	if nbf != nil && now.Before(nbf.Add(-s.leeway)) {
 		return fmt.Errorf("%w: jwt: nbf is ahead", timestamp.ErrInFuture)
@@ -661,20 +526,20 @@ func (s *JWT) checkRegistered(m jwt.MapClaims) error {
 		iss, err := m.GetIssuer()
 		switch {
 		case err != nil:
-			return fmt.Errorf("%w: jwt: iss is not a string", ErrMalformed)
+			return fmt.Errorf("%w: jwt: iss is not a string", signature.ErrMalformed)
 		case iss == "":
-			return fmt.Errorf("%w: jwt: iss claim", ErrMissing)
+			return fmt.Errorf("%w: jwt: iss claim", signature.ErrMissing)
 		case iss != s.issuer:
-			return fmt.Errorf("%w: jwt: iss does not match", ErrInvalid)
+			return fmt.Errorf("%w: jwt: iss does not match", signature.ErrInvalid)
 		}
 	}
 	if s.audience != "" {
 		aud, err := m.GetAudience()
 		if err != nil {
-			return fmt.Errorf("%w: jwt: aud is not a string or an array of strings", ErrMalformed)
+			return fmt.Errorf("%w: jwt: aud is not a string or an array of strings", signature.ErrMalformed)
 		}
 		if len(aud) == 0 {
-			return fmt.Errorf("%w: jwt: aud claim", ErrMissing)
+			return fmt.Errorf("%w: jwt: aud claim", signature.ErrMissing)
 		}
 		found := false
 		for _, a := range aud {
@@ -684,18 +549,18 @@ func (s *JWT) checkRegistered(m jwt.MapClaims) error {
 			}
 		}
 		if !found {
-			return fmt.Errorf("%w: jwt: aud does not match", ErrInvalid)
+			return fmt.Errorf("%w: jwt: aud does not match", signature.ErrInvalid)
 		}
 	}
 	if s.subject != "" {
 		sub, err := m.GetSubject()
 		switch {
 		case err != nil:
-			return fmt.Errorf("%w: jwt: sub is not a string", ErrMalformed)
+			return fmt.Errorf("%w: jwt: sub is not a string", signature.ErrMalformed)
 		case sub == "":
-			return fmt.Errorf("%w: jwt: sub claim", ErrMissing)
+			return fmt.Errorf("%w: jwt: sub claim", signature.ErrMissing)
 		case sub != s.subject:
-			return fmt.Errorf("%w: jwt: sub does not match", ErrInvalid)
+			return fmt.Errorf("%w: jwt: sub does not match", signature.ErrInvalid)
 		}
 	}
 	return nil
@@ -709,21 +574,21 @@ func (c *call) tokenKey(t *jwt.Token) (any, error) {
 		return nil, err
 	}
 	if typ, _ := t.Header["typ"].(string); strings.EqualFold(typ, dpopType) {
-		c.keyErr = fmt.Errorf("%w: jwt: a DPoP proof is not an access token", ErrInvalid)
+		c.keyErr = fmt.Errorf("%w: jwt: a DPoP proof is not an access token", signature.ErrInvalid)
 		return nil, c.keyErr
 	}
 	kidVal, ok := t.Header["kid"]
 	if !ok {
-		c.keyErr = fmt.Errorf("%w: jwt: kid header", ErrMissing)
+		c.keyErr = fmt.Errorf("%w: jwt: kid header", signature.ErrMissing)
 		return nil, c.keyErr
 	}
 	kid, ok := kidVal.(string)
 	if !ok {
-		c.keyErr = fmt.Errorf("%w: jwt: kid is not a string", ErrMalformed)
+		c.keyErr = fmt.Errorf("%w: jwt: kid is not a string", signature.ErrMalformed)
 		return nil, c.keyErr
 	}
 	if kid == "" {
-		c.keyErr = fmt.Errorf("%w: jwt: kid header", ErrMissing)
+		c.keyErr = fmt.Errorf("%w: jwt: kid header", signature.ErrMissing)
 		return nil, c.keyErr
 	}
 	k, err := c.s.key(kid)
@@ -731,39 +596,39 @@ func (c *call) tokenKey(t *jwt.Token) (any, error) {
 		c.keyErr = err
 		return nil, err
 	}
-	if t.Method.Alg() != k.alg {
-		c.keyErr = fmt.Errorf("%w: jwt: key %q is used with %s only", ErrInvalid, kid, k.alg)
+	if t.Method.Alg() != k.Algorithm {
+		c.keyErr = fmt.Errorf("%w: jwt: key %q is used with %s only", signature.ErrInvalid, kid, k.Algorithm)
 		return nil, c.keyErr
 	}
 	c.kid = c.s.entryID(kid)
-	return k.verify, nil
+	return k.Verify, nil
 }
 
-func (s *JWT) key(kid string) (*jwtKey, error) {
+func (s *Scheme) key(kid string) (*jwks.Key, error) {
 	if k := s.keys[kid]; k != nil {
 		return k, nil
 	}
 	if s.jwks != nil {
-		return s.jwks.lookup(kid)
+		return s.jwks.Lookup(kid)
 	}
-	return nil, ErrKeyUnknown
+	return nil, signature.ErrKeyUnknown
 }
 
 // entryID returns the identity of a token verified with the key named
 // kid: the configured key's id, or the id of the key set's entry for a key
 // fetched from the JWKS, never the token's own choice of kid.
-func (s *JWT) entryID(kid string) string {
+func (s *Scheme) entryID(kid string) string {
 	if s.keys[kid] != nil || s.jwks == nil {
 		return kid
 	}
-	return s.jwks.id
+	return s.jwks.ID()
 }
 
 // checkCrit rejects critical header extensions: the scheme understands
 // none (RFC 7515 §4.1.11).
 func checkCrit(h map[string]any) error {
 	if _, ok := h["crit"]; ok {
-		return fmt.Errorf("%w: jwt: unsupported critical header extensions", ErrInvalid)
+		return fmt.Errorf("%w: jwt: unsupported critical header extensions", signature.ErrInvalid)
 	}
 	return nil
 }
@@ -777,21 +642,21 @@ func (c *call) classify(tok *jwt.Token, err error, what string) error {
 	}
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return fmt.Errorf("%w: %s: a segment does not decode to JSON", ErrMalformed, what)
+		return fmt.Errorf("%w: %s: a segment does not decode to JSON", signature.ErrMalformed, what)
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		if tok != nil {
 			if alg, _ := tok.Header["alg"].(string); alg != "" {
-				return fmt.Errorf("%w: %s: algorithm not allowed", ErrInvalid, what)
+				return fmt.Errorf("%w: %s: algorithm not allowed", signature.ErrInvalid, what)
 			}
 		}
-		return fmt.Errorf("%w: %s: alg header missing", ErrMalformed, what)
+		return fmt.Errorf("%w: %s: alg header missing", signature.ErrMalformed, what)
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		if tok != nil && tok.Method != nil && !c.allowed(tok.Method.Alg(), what) {
-			return fmt.Errorf("%w: %s: algorithm not allowed", ErrInvalid, what)
+			return fmt.Errorf("%w: %s: algorithm not allowed", signature.ErrInvalid, what)
 		}
-		return fmt.Errorf("%w: %s: signature does not verify", ErrInvalid, what)
+		return fmt.Errorf("%w: %s: signature does not verify", signature.ErrInvalid, what)
 	}
-	return fmt.Errorf("%w: %s: token rejected", ErrInvalid, what)
+	return fmt.Errorf("%w: %s: token rejected", signature.ErrInvalid, what)
 }
 
 func (c *call) allowed(alg, what string) bool {
@@ -810,27 +675,27 @@ func (c *call) allowed(alg, what string) bool {
 // checkBinding checks the binding claims of a token or proof against the
 // request: the claims in required must be present, and every binding claim
 // present must match.
-func checkBinding(cl *tokenClaims, r *Request, required binding, what string) error {
+func checkBinding(cl *tokenClaims, r *signature.Request, required binding, what string) error {
 	if cl.HTM == "" {
 		if required&bindHTM != 0 {
-			return fmt.Errorf("%w: %s: htm claim", ErrMissing, what)
+			return fmt.Errorf("%w: %s: htm claim", signature.ErrMissing, what)
 		}
 	} else if cl.HTM != r.Method {
-		return fmt.Errorf("%w: %s: htm does not match the request method", ErrInvalid, what)
+		return fmt.Errorf("%w: %s: htm does not match the request method", signature.ErrInvalid, what)
 	}
 	if cl.HTU == "" {
 		if required&bindHTU != 0 {
-			return fmt.Errorf("%w: %s: htu claim", ErrMissing, what)
+			return fmt.Errorf("%w: %s: htu claim", signature.ErrMissing, what)
 		}
 	} else if !htuMatches(cl.HTU, r) {
-		return fmt.Errorf("%w: %s: htu does not match the request URI", ErrInvalid, what)
+		return fmt.Errorf("%w: %s: htu does not match the request URI", signature.ErrInvalid, what)
 	}
 	if cl.BSH == "" {
 		if required&bindBSH != 0 {
-			return fmt.Errorf("%w: %s: bsh claim", ErrMissing, what)
+			return fmt.Errorf("%w: %s: bsh claim", signature.ErrMissing, what)
 		}
 	} else if !hashMatches(cl.BSH, r.Body) {
-		return fmt.Errorf("%w: %s: bsh does not match the request body", ErrInvalid, what)
+		return fmt.Errorf("%w: %s: bsh does not match the request body", signature.ErrInvalid, what)
 	}
 	return nil
 }
@@ -838,7 +703,7 @@ func checkBinding(cl *tokenClaims, r *Request, required binding, what string) er
 // htuMatches compares an htu claim with the request's
 // scheme://host/path as an exact string: scheme, host lowercased, path
 // as sent, no query (SPEC §3.2).
-func htuMatches(htu string, r *Request) bool {
+func htuMatches(htu string, r *signature.Request) bool {
 	scheme := r.Scheme
 	if scheme == "" {
 		scheme = "http"

@@ -1,4 +1,4 @@
-package signature_test
+package jwtsig_test
 
 import (
 	"crypto"

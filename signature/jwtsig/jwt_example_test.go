@@ -1,4 +1,4 @@
-package signature_test
+package jwtsig_test
 
 import (
 	"context"
@@ -10,24 +10,25 @@ import (
 	"time"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
 // A client signs a request with a request-bound JWT; the server verifies it
 // and gets the replay key (jti) and signed timestamp (iat) that the Guard
 // then checks. The same token on another path is refused.
-func ExampleJWT() {
+func ExampleScheme() {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	at := time.Unix(1_760_000_000, 0)
 	clock := func() time.Time { return at }
 
-	scheme, err := signature.NewJWT([]signature.Key{{ID: "partner-b", PublicKey: pub}}, signature.WithJWTClock(clock))
+	scheme, err := jwtsig.New([]signature.Key{{ID: "partner-b", PublicKey: pub}}, jwtsig.WithClock(clock))
 	if err != nil {
 		panic(err)
 	}
 
 	body := []byte(`{"amount":100}`)
 	req, _ := http.NewRequest(http.MethodPost, "https://api.example.com/v1/charges?currency=eur", nil)
-	signer := &signature.JWTSigner{KeyID: "partner-b", Key: priv, Subject: "partner-b-billing", Now: clock, NewJTI: func() string { return "op-1" }}
+	signer := &jwtsig.Signer{KeyID: "partner-b", Key: priv, Subject: "partner-b-billing", Now: clock, NewJTI: func() string { return "op-1" }}
 	if err := signer.Sign(req, body); err != nil {
 		panic(err)
 	}

@@ -1,4 +1,4 @@
-package signature_test
+package jwtsig_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 	"github.com/replayguard/replayguard/timestamp"
 )
 
@@ -64,7 +65,7 @@ func dpopAccessToken(t testing.TB, jkt string, edit func(jwt.MapClaims)) string 
 func dpopProofClaims(r *signature.Request, token string) jwt.MapClaims {
 	return jwt.MapClaims{
 		"jti": uuid.NewString(), "iat": jwtNow.Unix(), "htm": r.Method, "htu": jwtHTU,
-		"ath": signature.AccessTokenHash(token), "bsh": signature.BodyHash(r.Body),
+		"ath": jwtsig.AccessTokenHash(token), "bsh": jwtsig.BodyHash(r.Body),
 	}
 }
 
@@ -102,11 +103,11 @@ func withDPoP(r *signature.Request, token, proof string) *signature.Request {
 }
 
 func TestDPoPSignerVerifies(t *testing.T) {
-	s := newJWTScheme(t, signature.WithDPoP(true))
+	s := newJWTScheme(t, jwtsig.WithDPoP(true))
 	k := jwtKeys(t)
 	for name, key := range map[string]crypto.Signer{"ES256": otherP256(t).(crypto.Signer), "EdDSA": k.ed, "PS256": k.rsa, "ES384": k.es3} {
 		t.Run(name, func(t *testing.T) {
-			sg := &signature.DPoPSigner{Key: key, Now: jwtFixedClock}
+			sg := &jwtsig.DPoPSigner{Key: key, Now: jwtFixedClock}
 			jkt, err := sg.Thumbprint()
 			require.NoError(t, err)
 			sg.AccessToken = dpopAccessToken(t, jkt, nil)
@@ -133,14 +134,14 @@ func TestDPoPSignerVerifies(t *testing.T) {
 }
 
 func TestDPoPBearerStillAccepted(t *testing.T) {
-	s := newJWTScheme(t, signature.WithDPoP(true))
+	s := newJWTScheme(t, jwtsig.WithDPoP(true))
 	r := jwtRequest()
 	_, err := s.Verify(context.Background(), withBearer(r, mintJWT(t, jwtSigners(t)["ES256"], jwtClaimsFor(r), nil)))
 	assert.NoError(t, err)
 }
 
 func TestDPoPRejections(t *testing.T) {
-	s := newJWTScheme(t, signature.WithDPoP(true))
+	s := newJWTScheme(t, jwtsig.WithDPoP(true))
 	client := newDPoPClient(t)
 	other := newDPoPClient(t)
 	type parts struct{ token, proof string }
@@ -270,7 +271,7 @@ func TestDPoPRejections(t *testing.T) {
 		{"two proofs", nil, func(r *signature.Request) { r.Header.Add("DPoP", r.Header.Get("DPoP")) }, signature.ErrMalformed, invalidProof},
 		{"garbage proof", nil, func(r *signature.Request) { r.Header.Set("DPoP", "x.y") }, signature.ErrMalformed, invalidProof},
 		{"oversized proof", nil, func(r *signature.Request) {
-			r.Header.Set("DPoP", strings.Repeat("a", signature.DefaultJWTMaxTokenBytes)+".b.c")
+			r.Header.Set("DPoP", strings.Repeat("a", jwtsig.DefaultMaxTokenBytes)+".b.c")
 		}, signature.ErrMalformed, invalidProof},
 	}
 	for _, tt := range tests {
@@ -296,7 +297,7 @@ func TestDPoPRejections(t *testing.T) {
 }
 
 func TestDPoPWithoutBodyBinding(t *testing.T) {
-	s := newJWTScheme(t, signature.WithDPoP(true), signature.WithJWTBind(signature.ClaimHTM, signature.ClaimHTU))
+	s := newJWTScheme(t, jwtsig.WithDPoP(true), jwtsig.WithBind(jwtsig.ClaimHTM, jwtsig.ClaimHTU))
 	client := newDPoPClient(t)
 	r := jwtRequest()
 	tok := dpopAccessToken(t, client.jkt(t), nil)
@@ -313,11 +314,11 @@ func TestDPoPWithoutBodyBinding(t *testing.T) {
 }
 
 func TestDPoPSignerMintsBoundTokens(t *testing.T) {
-	s := newJWTScheme(t, signature.WithDPoP(true))
+	s := newJWTScheme(t, jwtsig.WithDPoP(true))
 	k := jwtKeys(t)
-	sg := &signature.DPoPSigner{
+	sg := &jwtsig.DPoPSigner{
 		Key: k.ed, Now: jwtFixedClock,
-		Mint: &signature.JWTSigner{KeyID: "es", Key: k.es, Issuer: jwtIssuer, Audience: jwtAudience, Subject: "svc", Bind: []string{}, Now: jwtFixedClock},
+		Mint: &jwtsig.Signer{KeyID: "es", Key: k.es, Issuer: jwtIssuer, Audience: jwtAudience, Subject: "svc", Bind: []string{}, Now: jwtFixedClock},
 	}
 	req, err := http.NewRequest(http.MethodPost, "https://api.example.com/v1/charges", nil)
 	require.NoError(t, err)

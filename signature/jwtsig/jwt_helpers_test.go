@@ -1,4 +1,4 @@
-package signature_test
+package jwtsig_test
 
 import (
 	"crypto/ecdsa"
@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
 // jwtNow is the fixed clock of the jwt tests.
@@ -92,12 +93,12 @@ func jwtSchemeKeys(t testing.TB) []signature.Key {
 	}
 }
 
-func newJWTScheme(t testing.TB, opts ...signature.JWTOption) *signature.JWT {
+func newJWTScheme(t testing.TB, opts ...jwtsig.Option) *jwtsig.Scheme {
 	t.Helper()
-	opts = append([]signature.JWTOption{
-		signature.WithJWTClock(jwtFixedClock), signature.WithJWTIssuer(jwtIssuer), signature.WithJWTAudience(jwtAudience),
+	opts = append([]jwtsig.Option{
+		jwtsig.WithClock(jwtFixedClock), jwtsig.WithIssuer(jwtIssuer), jwtsig.WithAudience(jwtAudience),
 	}, opts...)
-	s, err := signature.NewJWT(jwtSchemeKeys(t), opts...)
+	s, err := jwtsig.New(jwtSchemeKeys(t), opts...)
 	require.NoError(t, err)
 	return s
 }
@@ -134,7 +135,7 @@ func jwtClaimsFor(r *signature.Request) jwt.MapClaims {
 	return jwt.MapClaims{
 		"jti": uuid.NewString(), "iat": jwtNow.Unix(), "exp": jwtNow.Add(5 * time.Minute).Unix(),
 		"iss": jwtIssuer, "aud": jwtAudience, "sub": "user-1",
-		"htm": r.Method, "htu": jwtHTU, "bsh": signature.BodyHash(r.Body),
+		"htm": r.Method, "htu": jwtHTU, "bsh": jwtsig.BodyHash(r.Body),
 	}
 }
 

@@ -1,4 +1,4 @@
-package signature_test
+package jwtsig_test
 
 import (
 	"context"
@@ -20,6 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwks"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
 // jwksServer serves a key set on 127.0.0.1 and counts the fetches.
@@ -108,16 +110,16 @@ func newP256Key(t *testing.T) *ecdsa.PrivateKey {
 }
 
 // jwksScheme is a jwt scheme whose keys come from js alone, on clock.
-func jwksScheme(t *testing.T, js *jwksServer, clock *jwksClock, keys ...signature.Key) (*signature.JWT, *signature.JWKS) {
+func jwksScheme(t *testing.T, js *jwksServer, clock *jwksClock, keys ...signature.Key) (*jwtsig.Scheme, *jwks.Set) {
 	t.Helper()
-	set, err := signature.NewJWKS(js.URL+"/.well-known/jwks.json", signature.WithJWKSClock(clock.Now))
+	set, err := jwks.New(js.URL+"/.well-known/jwks.json", jwks.WithClock(clock.Now))
 	require.NoError(t, err)
-	s, err := signature.NewJWT(keys, signature.WithJWKS(set), signature.WithJWTClock(clock.Now), signature.WithJWTBind())
+	s, err := jwtsig.New(keys, jwtsig.WithJWKS(set), jwtsig.WithClock(clock.Now), jwtsig.WithBind())
 	require.NoError(t, err)
 	return s, set
 }
 
-func verifyKid(t *testing.T, s *signature.JWT, sg jwtSigner, clock *jwksClock) error {
+func verifyKid(t *testing.T, s *jwtsig.Scheme, sg jwtSigner, clock *jwksClock) error {
 	t.Helper()
 	r := jwtRequest()
 	cl := jwt.MapClaims{"jti": "j-" + time.Now().String(), "iat": clock.Now().Unix()}
@@ -160,12 +162,12 @@ func TestJWKSRefreshOnUnknownKidIsRateLimited(t *testing.T) {
 	assert.ErrorIs(t, verifyKid(t, s, sg2, clock), signature.ErrKeyUnknown, "inside the minimum interval no fetch happens")
 	assert.EqualValues(t, 1, js.hits.Load())
 
-	clock.Add(signature.DefaultJWKSMinRefresh)
+	clock.Add(jwks.DefaultMinRefresh)
 	require.NoError(t, verifyKid(t, s, sg2, clock), "an unknown kid refreshes the set once the interval passed")
 	assert.EqualValues(t, 2, js.hits.Load())
 
 	// A flood of invented kids costs one fetch per interval.
-	clock.Add(signature.DefaultJWKSMinRefresh)
+	clock.Add(jwks.DefaultMinRefresh)
 	toks := make([]string, 40)
 	for i := range toks {
 		toks[i] = mintJWT(t, jwtSigner{"flood-" + string(rune('a'+i%26)), jwt.SigningMethodES256, k2}, jwt.MapClaims{"jti": "x", "iat": jwtNow.Unix()}, nil)
@@ -195,7 +197,7 @@ func TestJWKSRefreshesStaleSetInBackground(t *testing.T) {
 	require.NoError(t, verifyKid(t, s, sg, clock))
 
 	js.set(t, jwkOf(t, k1, "k1", "ES256"), jwkOf(t, k2, "k2", "ES256"))
-	clock.Add(signature.DefaultJWKSRefresh)
+	clock.Add(jwks.DefaultRefresh)
 	require.NoError(t, verifyKid(t, s, sg, clock), "a stale set goes on serving")
 	require.Eventually(t, func() bool { return len(set.KeyIDs()) == 2 }, 5*time.Second, 5*time.Millisecond)
 	assert.EqualValues(t, 2, js.hits.Load())
@@ -219,14 +221,14 @@ func TestJWKSFailedFetchKeepsKeys(t *testing.T) {
 		{"server error", `{"keys":[]}`, http.StatusInternalServerError},
 		{"not JSON", `<html>`, http.StatusOK},
 		{"no usable key", `{"keys":[{"kty":"oct","k":"AAAA","kid":"s"}]}`, http.StatusOK},
-		{"too large", `{"keys":[],"pad":"` + strings.Repeat("x", signature.DefaultJWKSMaxBytes) + `"}`, http.StatusOK},
+		{"too large", `{"keys":[],"pad":"` + strings.Repeat("x", jwks.DefaultMaxBytes) + `"}`, http.StatusOK},
 	} {
 		t.Run(bad.name, func(t *testing.T) {
 			js.setRaw([]byte(bad.doc), bad.status)
-			clock.Add(signature.DefaultJWKSMinRefresh)
+			clock.Add(jwks.DefaultMinRefresh)
 			err := verifyKid(t, s, jwtSigner{"k9", jwt.SigningMethodES256, k1}, clock)
 			require.ErrorIs(t, err, signature.ErrKeyUnknown)
-			assert.ErrorIs(t, err, signature.ErrJWKSFetch, "the fetch error stays in the chain")
+			assert.ErrorIs(t, err, jwks.ErrFetch, "the fetch error stays in the chain")
 			assert.NotContains(t, err.Error(), "127.0.0.1", "the detail names no address")
 			require.NoError(t, verifyKid(t, s, sg, clock), "the cached keys stay")
 			require.Error(t, set.Refresh(context.Background()))
@@ -260,7 +262,7 @@ func TestParseJWKSSelectsSignatureKeys(t *testing.T) {
 		map[string]any{"kty": "oct", "k": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY", "kid": "hmac", "alg": "HS256"},
 	}})
 	require.NoError(t, err)
-	set, err := signature.ParseJWKS(doc)
+	set, err := jwks.Parse(doc)
 	require.NoError(t, err)
 	assert.Equal(t, 4, set.Len())
 	assert.Equal(t, "EdDSA", set.Algorithm("ed"))
@@ -270,14 +272,14 @@ func TestParseJWKSSelectsSignatureKeys(t *testing.T) {
 	for _, skipped := range []string{"enc", "bad", "hmac", ""} {
 		assert.Empty(t, set.Algorithm(skipped), skipped)
 	}
-	empty, err := signature.ParseJWKS([]byte(`{"keys":[]}`))
+	empty, err := jwks.Parse([]byte(`{"keys":[]}`))
 	require.NoError(t, err)
 	assert.Zero(t, empty.Len())
 }
 
 func TestNewJWKSRejectsBadURLs(t *testing.T) {
 	for _, u := range []string{"", "file:///etc/jwks.json", "ftp://x/jwks", "https://", "::"} {
-		_, err := signature.NewJWKS(u)
+		_, err := jwks.New(u)
 		assert.Error(t, err, u)
 	}
 }
@@ -292,10 +294,10 @@ func TestJWKSFetchTimeout(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(block)
-	set, err := signature.NewJWKS(srv.URL, signature.WithJWKSTimeout(50*time.Millisecond))
+	set, err := jwks.New(srv.URL, jwks.WithTimeout(50*time.Millisecond))
 	require.NoError(t, err)
 	start := time.Now()
 	err = set.Refresh(context.Background())
-	require.ErrorIs(t, err, signature.ErrJWKSFetch)
+	require.ErrorIs(t, err, jwks.ErrFetch)
 	assert.Less(t, time.Since(start), 5*time.Second)
 }

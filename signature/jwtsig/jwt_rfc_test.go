@@ -1,4 +1,4 @@
-package signature
+package jwtsig
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/timestamp"
 )
 
@@ -25,31 +26,31 @@ const (
 	rfc7515A1Exp = 1300819380
 )
 
-func rfc7515A1Scheme(t *testing.T, at time.Time) *JWT {
+func rfc7515A1Scheme(t *testing.T, at time.Time) *Scheme {
 	t.Helper()
-	jk, err := ParseJWKJSON([]byte(rfc7515A1JWK))
+	jk, err := signature.ParseJWKJSON([]byte(rfc7515A1JWK))
 	require.NoError(t, err)
 	secret, ok := jk.Key.([]byte)
 	require.True(t, ok, "an oct JWK parses to its secret bytes")
 	require.Len(t, secret, 64)
-	s, err := NewJWT([]Key{{ID: "joe", Secrets: [][]byte{secret}}},
-		WithJWTClock(func() time.Time { return at }), WithJWTIssuer("joe"), WithJWTBind())
+	s, err := New([]signature.Key{{ID: "joe", Secrets: [][]byte{secret}}},
+		WithClock(func() time.Time { return at }), WithIssuer("joe"), WithBind())
 	require.NoError(t, err)
 	return s
 }
 
 // verifyA1 runs the token path on the A.1 token, whose header names no
 // key: the key function resolves it to the configured key "joe".
-func verifyA1(s *JWT, raw string) (jwt.MapClaims, error) {
+func verifyA1(s *Scheme, raw string) (jwt.MapClaims, error) {
 	c := &call{s: s}
 	var cl tokenClaims
 	var claims jwt.MapClaims
 	err := c.parseTokenWith(raw, &cl, func(t *jwt.Token) (any, error) {
 		claims = t.Claims.(jwt.MapClaims)
-		if t.Method.Alg() != s.keys["joe"].alg {
-			return nil, ErrInvalid
+		if t.Method.Alg() != s.keys["joe"].Algorithm {
+			return nil, signature.ErrInvalid
 		}
-		return s.keys["joe"].verify, nil
+		return s.keys["joe"].Verify, nil
 	})
 	return claims, err
 }
@@ -61,7 +62,7 @@ func TestRFC7515A1(t *testing.T) {
 	assert.Equal(t, "joe", claims["iss"])
 	assert.Equal(t, true, claims["http://example.com/is_root"])
 
-	_, err = verifyA1(rfc7515A1Scheme(t, time.Unix(rfc7515A1Exp, 0).Add(DefaultJWTLeeway)), rfc7515A1Token)
+	_, err = verifyA1(rfc7515A1Scheme(t, time.Unix(rfc7515A1Exp, 0).Add(DefaultLeeway)), rfc7515A1Token)
 	assert.ErrorIs(t, err, timestamp.ErrExpired, "past exp and the leeway")
 
 	tampered := rfc7515A1Token[:len(rfc7515A1Token)-2] + "Xk"
@@ -69,14 +70,14 @@ func TestRFC7515A1(t *testing.T) {
 		tampered = rfc7515A1Token[:len(rfc7515A1Token)-2] + "Yk"
 	}
 	_, err = verifyA1(rfc7515A1Scheme(t, before), tampered)
-	assert.ErrorIs(t, err, ErrInvalid)
+	assert.ErrorIs(t, err, signature.ErrInvalid)
 
 	// Through the scheme the example is refused for what it lacks: it names
 	// no kid (SPEC §3.2: signature_missing).
-	r := &Request{Method: http.MethodGet, Scheme: "https", Host: "example.com", Target: "/", Header: http.Header{}}
+	r := &signature.Request{Method: http.MethodGet, Scheme: "https", Host: "example.com", Target: "/", Header: http.Header{}}
 	r.Header.Set("Authorization", "Bearer "+rfc7515A1Token)
 	_, err = rfc7515A1Scheme(t, before).Verify(context.Background(), r)
-	assert.ErrorIs(t, err, ErrMissing)
+	assert.ErrorIs(t, err, signature.ErrMissing)
 	assert.Contains(t, err.Error(), "kid")
 }
 
@@ -102,31 +103,31 @@ const (
 func TestRFC9449Examples(t *testing.T) {
 	assert.Equal(t, rfc9449ATH, AccessTokenHash(rfc9449AccessToken), "ath of §7.1")
 
-	jk, err := ParseJWK(map[string]any{
+	jk, err := signature.ParseJWK(map[string]any{
 		"kty": "EC", "crv": "P-256",
 		"x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs", "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA",
 	})
 	require.NoError(t, err)
-	jkt, err := JWKThumbprint(jk.Key)
+	jkt, err := signature.JWKThumbprint(jk.Key)
 	require.NoError(t, err)
 	assert.Equal(t, rfc9449JKT, jkt, "jkt of §6.1")
 
-	s, err := NewJWT([]Key{{ID: "as", Secrets: [][]byte{[]byte("0123456789abcdef0123456789abcdef")}}}, WithDPoP(true))
+	s, err := New([]signature.Key{{ID: "as", Secrets: [][]byte{[]byte("0123456789abcdef0123456789abcdef")}}}, WithDPoP(true))
 	require.NoError(t, err)
 	tests := []struct {
 		name   string
 		proof  string
-		req    *Request
+		req    *signature.Request
 		jti    string
 		iat    int64
 		ath    string
 		bindTo binding
 	}{
 		{"token request (§4.1)", rfc9449TokenRequestProof,
-			&Request{Method: http.MethodPost, Scheme: "https", Host: "server.example.com", Target: "/token"},
+			&signature.Request{Method: http.MethodPost, Scheme: "https", Host: "server.example.com", Target: "/token"},
 			"-BwC3ESc6acc2lTc", 1562262616, "", bindHTM | bindHTU},
 		{"resource request (§7.1)", rfc9449ResourceProof,
-			&Request{Method: http.MethodGet, Scheme: "https", Host: "resource.example.org", Target: "/protectedresource"},
+			&signature.Request{Method: http.MethodGet, Scheme: "https", Host: "resource.example.org", Target: "/protectedresource"},
 			"e1j3V_bKic8-LAEB", 1562262618, rfc9449ATH, bindHTM | bindHTU},
 	}
 	for _, tt := range tests {
@@ -142,15 +143,15 @@ func TestRFC9449Examples(t *testing.T) {
 
 			other := *tt.req
 			other.Method = http.MethodPut
-			assert.ErrorIs(t, checkBinding(&cl, &other, tt.bindTo, "dpop"), ErrInvalid)
+			assert.ErrorIs(t, checkBinding(&cl, &other, tt.bindTo, "dpop"), signature.ErrInvalid)
 			other = *tt.req
 			other.Target += "2"
-			assert.ErrorIs(t, checkBinding(&cl, &other, tt.bindTo, "dpop"), ErrInvalid)
+			assert.ErrorIs(t, checkBinding(&cl, &other, tt.bindTo, "dpop"), signature.ErrInvalid)
 
 			parts := strings.Split(tt.proof, ".")
 			forged := parts[0] + "." + strings.Split(tests[0].proof, ".")[1] + "." + parts[2]
 			if forged != tt.proof {
-				assert.ErrorIs(t, (&call{s: s}).parseProof(forged, &tokenClaims{}), ErrInvalid)
+				assert.ErrorIs(t, (&call{s: s}).parseProof(forged, &tokenClaims{}), signature.ErrInvalid)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package signature
+package jwtsig
 
 import (
 	"crypto/sha256"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/internal/sigutil"
 	"github.com/replayguard/replayguard/timestamp"
 )
 
@@ -40,61 +42,61 @@ func AccessTokenHash(token string) string {
 // proof's key; the proof must carry jti, htm, htu, iat and ath (and bsh when
 // the body is bound), and its jti and iat become the replay key and the
 // timestamp.
-func (s *JWT) verifyDPoP(raw string, r *Request) (Verified, error) {
+func (s *Scheme) verifyDPoP(raw string, r *signature.Request) (signature.Verified, error) {
 	proofs := r.Header[dpopHeaderKey]
 	if len(proofs) == 0 || proofs[0] == "" {
-		return Verified{}, s.proofErr(fmt.Errorf("%w: dpop: DPoP header", ErrMissing))
+		return signature.Verified{}, s.proofErr(fmt.Errorf("%w: dpop: DPoP header", signature.ErrMissing))
 	}
 	if len(proofs) > 1 {
-		return Verified{}, s.proofErr(fmt.Errorf("%w: dpop: more than one DPoP header", ErrMalformed))
+		return signature.Verified{}, s.proofErr(fmt.Errorf("%w: dpop: more than one DPoP header", signature.ErrMalformed))
 	}
 	tc := &call{s: s}
 	var cl tokenClaims
 	if err := tc.parseToken(raw, &cl); err != nil {
-		return Verified{}, s.dpopTokenErr(err)
+		return signature.Verified{}, s.dpopTokenErr(err)
 	}
 	if cl.JKT == "" {
-		return Verified{}, s.dpopTokenErr(fmt.Errorf("%w: dpop: the token has no cnf.jkt", ErrMissing))
+		return signature.Verified{}, s.dpopTokenErr(fmt.Errorf("%w: dpop: the token has no cnf.jkt", signature.ErrMissing))
 	}
 	if err := checkBinding(&cl, r, 0, "jwt"); err != nil {
-		return Verified{}, s.dpopTokenErr(err)
+		return signature.Verified{}, s.dpopTokenErr(err)
 	}
 
 	pc := &call{s: s}
 	var pcl tokenClaims
 	if err := pc.parseProof(proofs[0], &pcl); err != nil {
-		return Verified{}, s.proofErr(err)
+		return signature.Verified{}, s.proofErr(err)
 	}
 	if err := checkBinding(&pcl, r, bindHTM|bindHTU|(s.bind&bindBSH), "dpop"); err != nil {
-		return Verified{}, s.proofErr(err)
+		return signature.Verified{}, s.proofErr(err)
 	}
 	if pcl.ATH == "" {
-		return Verified{}, s.proofErr(fmt.Errorf("%w: dpop: ath claim", ErrMissing))
+		return signature.Verified{}, s.proofErr(fmt.Errorf("%w: dpop: ath claim", signature.ErrMissing))
 	}
 	if !hashMatches(pcl.ATH, []byte(raw)) {
-		return Verified{}, s.proofErr(fmt.Errorf("%w: dpop: ath does not match the access token", ErrInvalid))
+		return signature.Verified{}, s.proofErr(fmt.Errorf("%w: dpop: ath does not match the access token", signature.ErrInvalid))
 	}
 	if pc.jkt != cl.JKT {
-		return Verified{}, s.dpopTokenErr(fmt.Errorf("%w: dpop: the token is bound to another key", ErrInvalid))
+		return signature.Verified{}, s.dpopTokenErr(fmt.Errorf("%w: dpop: the token is bound to another key", signature.ErrInvalid))
 	}
 	if pcl.IssuedAt == nil {
-		return Verified{}, s.proofErr(fmt.Errorf("%w: dpop: iat claim", timestamp.ErrMissing))
+		return signature.Verified{}, s.proofErr(fmt.Errorf("%w: dpop: iat claim", timestamp.ErrMissing))
 	}
 	if err := checkJTI(pcl.ID, "dpop"); err != nil {
-		return Verified{}, s.proofErr(err)
+		return signature.Verified{}, s.proofErr(err)
 	}
 	if err := checkSubject(cl.Subject, "jwt"); err != nil {
-		return Verified{}, s.dpopTokenErr(err)
+		return signature.Verified{}, s.dpopTokenErr(err)
 	}
-	return Verified{KeyID: tc.kid, Subject: cl.Subject, Timestamp: pcl.IssuedAt.Time, ReplayKey: pcl.ID}, nil
+	return signature.Verified{KeyID: tc.kid, Subject: cl.Subject, Timestamp: pcl.IssuedAt.Time, ReplayKey: pcl.ID}, nil
 }
 
-func (s *JWT) proofErr(err error) error {
-	return withChallenge(err, DPoPPrefix+` error="invalid_dpop_proof", `+s.dpopAlgs)
+func (s *Scheme) proofErr(err error) error {
+	return sigutil.WithChallenge(err, DPoPPrefix+` error="invalid_dpop_proof", `+s.dpopAlgs)
 }
 
-func (s *JWT) dpopTokenErr(err error) error {
-	return withChallenge(err, DPoPPrefix+` error="invalid_token", `+s.dpopAlgs)
+func (s *Scheme) dpopTokenErr(err error) error {
+	return sigutil.WithChallenge(err, DPoPPrefix+` error="invalid_token", `+s.dpopAlgs)
 }
 
 // parseProof verifies a DPoP proof's signature with the key in its header.
@@ -108,7 +110,7 @@ func (c *call) parseProof(raw string, cl *tokenClaims) error {
 		return c.classify(tok, err, "dpop")
 	}
 	if !tok.Valid {
-		return fmt.Errorf("%w: dpop: proof rejected", ErrInvalid)
+		return fmt.Errorf("%w: dpop: proof rejected", signature.ErrInvalid)
 	}
 	return readClaims(m, cl, "dpop")
 }
@@ -118,9 +120,9 @@ func (c *call) parseProof(raw string, cl *tokenClaims) error {
 func (c *call) proofKey(t *jwt.Token) (any, error) {
 	key, err := proofJWK(t)
 	if err == nil {
-		c.jkt, err = JWKThumbprint(key)
+		c.jkt, err = signature.JWKThumbprint(key)
 		if err != nil {
-			err = fmt.Errorf("%w: dpop: jwk", ErrMalformed)
+			err = fmt.Errorf("%w: dpop: jwk", signature.ErrMalformed)
 		}
 	}
 	if err != nil {
@@ -136,28 +138,28 @@ func proofJWK(t *jwt.Token) (any, error) {
 	}
 	typ, _ := t.Header["typ"].(string)
 	if !strings.EqualFold(typ, dpopType) {
-		return nil, fmt.Errorf("%w: dpop: typ is not %s", ErrInvalid, dpopType)
+		return nil, fmt.Errorf("%w: dpop: typ is not %s", signature.ErrInvalid, dpopType)
 	}
 	v, ok := t.Header["jwk"]
 	if !ok {
-		return nil, fmt.Errorf("%w: dpop: jwk header", ErrMissing)
+		return nil, fmt.Errorf("%w: dpop: jwk header", signature.ErrMissing)
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("%w: dpop: jwk is not an object", ErrMalformed)
+		return nil, fmt.Errorf("%w: dpop: jwk is not an object", signature.ErrMalformed)
 	}
-	jk, err := ParseJWK(m)
-	if errors.Is(err, ErrPrivateKey) {
-		return nil, fmt.Errorf("%w: dpop: jwk holds a private key", ErrInvalid)
+	jk, err := signature.ParseJWK(m)
+	if errors.Is(err, signature.ErrPrivateKey) {
+		return nil, fmt.Errorf("%w: dpop: jwk holds a private key", signature.ErrInvalid)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: dpop: jwk does not parse", ErrMalformed)
+		return nil, fmt.Errorf("%w: dpop: jwk does not parse", signature.ErrMalformed)
 	}
 	if _, ok := jk.Secret(); ok {
-		return nil, fmt.Errorf("%w: dpop: jwk is a symmetric key", ErrInvalid)
+		return nil, fmt.Errorf("%w: dpop: jwk is a symmetric key", signature.ErrInvalid)
 	}
-	if _, err := keyAlgorithm(jk.Key, t.Method.Alg()); err != nil {
-		return nil, fmt.Errorf("%w: dpop: alg does not fit the jwk", ErrInvalid)
+	if _, err := signature.KeyAlgorithm(jk.Key, t.Method.Alg()); err != nil {
+		return nil, fmt.Errorf("%w: dpop: alg does not fit the jwk", signature.ErrInvalid)
 	}
 	return jk.Key, nil
 }

@@ -1,4 +1,4 @@
-package signature_test
+package jwtsig_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/signature"
+	"github.com/replayguard/replayguard/signature/jwtsig"
 	"github.com/replayguard/replayguard/timestamp"
 )
 
@@ -128,7 +129,7 @@ func TestJWTRejections(t *testing.T) {
 		}, nil, nonce.ErrMissing},
 		{"jti too long", func(t *testing.T, r *signature.Request) string {
 			cl := jwtClaimsFor(r)
-			cl["jti"] = strings.Repeat("j", signature.MaxJTIBytes+1)
+			cl["jti"] = strings.Repeat("j", jwtsig.MaxJTIBytes+1)
 			return "Bearer " + mintJWT(t, sg["ES256"], cl, nil)
 		}, nil, nonce.ErrMalformed},
 		{"jti not a string", func(t *testing.T, r *signature.Request) string {
@@ -224,7 +225,7 @@ func TestJWTRejections(t *testing.T) {
 			return "Bearer eyJhbGciOiJIUzEwMjQiLCJraWQiOiJocyJ9.e30.c2ln"
 		}, nil, signature.ErrInvalid},
 		{"over the size limit", func(*testing.T, *signature.Request) string {
-			return "Bearer " + strings.Repeat("a", signature.DefaultJWTMaxTokenBytes) + ".b.c"
+			return "Bearer " + strings.Repeat("a", jwtsig.DefaultMaxTokenBytes) + ".b.c"
 		}, nil, signature.ErrMalformed},
 	}
 	for _, tt := range tests {
@@ -290,7 +291,7 @@ func TestJWTLeeway(t *testing.T) {
 		_, err := s.Verify(context.Background(), withBearer(r, mintJWT(t, sg, cl, nil)))
 		assert.NoError(t, err, "%s within the 30s leeway", tc.claim)
 	}
-	strict := newJWTScheme(t, signature.WithJWTLeeway(time.Second))
+	strict := newJWTScheme(t, jwtsig.WithLeeway(time.Second))
 	r := jwtRequest()
 	cl := jwtClaimsFor(r)
 	cl["exp"] = jwtNow.Add(-2 * time.Second).Unix()
@@ -308,7 +309,7 @@ func TestJWTAudienceList(t *testing.T) {
 }
 
 func TestJWTSubject(t *testing.T) {
-	s := newJWTScheme(t, signature.WithJWTSubject("svc-a"))
+	s := newJWTScheme(t, jwtsig.WithSubject("svc-a"))
 	sg := jwtSigners(t)["ES256"]
 	r := jwtRequest()
 	cl := jwtClaimsFor(r)
@@ -357,7 +358,7 @@ func TestJWTHTUComparison(t *testing.T) {
 }
 
 func TestJWTBindOff(t *testing.T) {
-	s := newJWTScheme(t, signature.WithJWTBind())
+	s := newJWTScheme(t, jwtsig.WithBind())
 	sg := jwtSigners(t)["ES256"]
 	r := jwtRequest()
 	cl := jwtClaimsFor(r)
@@ -373,7 +374,7 @@ func TestJWTBindOff(t *testing.T) {
 	_, err = s.Verify(context.Background(), withBearer(r, tok))
 	assert.ErrorIs(t, err, signature.ErrInvalid, "a binding claim the token carries is still checked")
 
-	only := newJWTScheme(t, signature.WithJWTBind(signature.ClaimHTM))
+	only := newJWTScheme(t, jwtsig.WithBind(jwtsig.ClaimHTM))
 	r = jwtRequest()
 	cl = jwtClaimsFor(r)
 	delete(cl, "bsh")
@@ -383,7 +384,7 @@ func TestJWTBindOff(t *testing.T) {
 }
 
 func TestJWTCustomHeader(t *testing.T) {
-	s := newJWTScheme(t, signature.WithJWTHeader("x-access-token", ""))
+	s := newJWTScheme(t, jwtsig.WithHeader("x-access-token", ""))
 	r := jwtRequest()
 	r.Header.Set("X-Access-Token", mintJWT(t, jwtSigners(t)["HS256"], jwtClaimsFor(r), nil))
 	_, err := s.Verify(context.Background(), r)
@@ -416,7 +417,7 @@ func TestJWTTwoAuthorizationHeaders(t *testing.T) {
 func TestJWTHMACRotation(t *testing.T) {
 	old := []byte("old-secret-0123456789abcdef-0123")
 	cur := []byte("new-secret-0123456789abcdef-0123")
-	s, err := signature.NewJWT([]signature.Key{{ID: "rot", Secrets: [][]byte{cur, old}}}, signature.WithJWTClock(jwtFixedClock))
+	s, err := jwtsig.New([]signature.Key{{ID: "rot", Secrets: [][]byte{cur, old}}}, jwtsig.WithClock(jwtFixedClock))
 	require.NoError(t, err)
 	for _, sec := range [][]byte{cur, old} {
 		r := jwtRequest()
@@ -444,7 +445,7 @@ func TestJWTChallenges(t *testing.T) {
 	assert.Equal(t, `Bearer error="invalid_token"`, signature.WWWAuthenticate(wrapped), "found through further wrapping")
 	assert.True(t, strings.HasPrefix(err.Error(), "signature: malformed: "), err.Error())
 
-	d := newJWTScheme(t, signature.WithDPoP(true))
+	d := newJWTScheme(t, jwtsig.WithDPoP(true))
 	_, err = d.Verify(context.Background(), jwtRequest())
 	assert.Equal(t, `Bearer, DPoP algs="ES256 ES384 ES512 EdDSA PS256 PS384 PS512 RS256 RS384 RS512"`, signature.WWWAuthenticate(err))
 	assert.Empty(t, signature.WWWAuthenticate(errors.New("other")))
@@ -455,7 +456,7 @@ func TestNewJWTRejectsBadKeys(t *testing.T) {
 	tests := []struct {
 		name string
 		keys []signature.Key
-		opts []signature.JWTOption
+		opts []jwtsig.Option
 	}{
 		{"no keys", nil, nil},
 		{"empty id", []signature.Key{{Secrets: [][]byte{jwtHS}}}, nil},
@@ -471,15 +472,15 @@ func TestNewJWTRejectsBadKeys(t *testing.T) {
 		{"Ed25519 with ES256", []signature.Key{{ID: "a", Algorithm: "ES256", PublicKey: k.ed.Public()}}, nil},
 		{"none", []signature.Key{{ID: "a", Algorithm: "none", Secrets: [][]byte{jwtHS}}}, nil},
 		{"private key", []signature.Key{{ID: "a", PublicKey: k.es}}, nil},
-		{"unknown bind", []signature.Key{{ID: "a", Secrets: [][]byte{jwtHS}}}, []signature.JWTOption{signature.WithJWTBind("htm", "body")}},
-		{"bind twice", []signature.Key{{ID: "a", Secrets: [][]byte{jwtHS}}}, []signature.JWTOption{signature.WithJWTBind("htm", "htm")}},
-		{"empty header", []signature.Key{{ID: "a", Secrets: [][]byte{jwtHS}}}, []signature.JWTOption{signature.WithJWTHeader("", "Bearer")}},
-		{"DPoP without prefix", []signature.Key{{ID: "a", Secrets: [][]byte{jwtHS}}}, []signature.JWTOption{signature.WithJWTHeader("X-Token", ""), signature.WithDPoP(true)}},
-		{"prefix with space", []signature.Key{{ID: "a", Secrets: [][]byte{jwtHS}}}, []signature.JWTOption{signature.WithJWTHeader("Authorization", "Bearer x")}},
+		{"unknown bind", []signature.Key{{ID: "a", Secrets: [][]byte{jwtHS}}}, []jwtsig.Option{jwtsig.WithBind("htm", "body")}},
+		{"bind twice", []signature.Key{{ID: "a", Secrets: [][]byte{jwtHS}}}, []jwtsig.Option{jwtsig.WithBind("htm", "htm")}},
+		{"empty header", []signature.Key{{ID: "a", Secrets: [][]byte{jwtHS}}}, []jwtsig.Option{jwtsig.WithHeader("", "Bearer")}},
+		{"DPoP without prefix", []signature.Key{{ID: "a", Secrets: [][]byte{jwtHS}}}, []jwtsig.Option{jwtsig.WithHeader("X-Token", ""), jwtsig.WithDPoP(true)}},
+		{"prefix with space", []signature.Key{{ID: "a", Secrets: [][]byte{jwtHS}}}, []jwtsig.Option{jwtsig.WithHeader("Authorization", "Bearer x")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := signature.NewJWT(tt.keys, tt.opts...)
+			_, err := jwtsig.New(tt.keys, tt.opts...)
 			assert.Error(t, err)
 		})
 	}
