@@ -235,3 +235,37 @@ func TestDocsPythonClient(t *testing.T) {
 	assert.Equal(t, "200 client-a POST /v1/charges {\"amount\":100}\n", string(out))
 	assert.Equal(t, int64(1), hits.Load())
 }
+
+// TestDocsConfigurationAtAGlance parses the whole-file example of
+// docs/configuration.md and checks that the values it shows are the
+// defaults: a file with only its required fields reads the same.
+func TestDocsConfigurationAtAGlance(t *testing.T) {
+	doc, err := os.ReadFile("docs/configuration.md")
+	require.NoError(t, err)
+	_, after, ok := strings.Cut(string(doc), "## The whole file at a glance")
+	require.True(t, ok)
+	_, after, ok = strings.Cut(after, "```yaml\n")
+	require.True(t, ok)
+	example, _, ok := strings.Cut(after, "```")
+	require.True(t, ok)
+
+	env := func(name string) (string, bool) {
+		if name == "CLIENT_A_SECRET" {
+			return "docs-secret-0123456789", true
+		}
+		return "", false
+	}
+	full, err := config.Parse([]byte(example), env)
+	require.NoError(t, err)
+	minimal, err := config.Parse([]byte("upstream: http://127.0.0.1:9000\nkeys: [{id: client-a, secrets: [\"${CLIENT_A_SECRET}\"]}]\n"), env)
+	require.NoError(t, err)
+	// The scheme sections stay empty in the file model; their scheme
+	// fills them when it is built. Empty and absent lists read the same.
+	minimal.HMAC, minimal.JWT, minimal.RFC9421 = full.HMAC, full.JWT, full.RFC9421
+	for _, l := range []*[]string{&full.Idempotency.FingerprintHeaders, &full.Redis.Addrs} {
+		if len(*l) == 0 {
+			*l = nil
+		}
+	}
+	assert.Equal(t, minimal, full, "docs/configuration.md shows a value that is not the default")
+}
