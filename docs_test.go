@@ -269,3 +269,17 @@ func TestDocsConfigurationAtAGlance(t *testing.T) {
 	}
 	assert.Equal(t, minimal, full, "docs/configuration.md shows a value that is not the default")
 }
+
+// TestReadmeMinimalConfiguration parses the minimal gateway of README.md.
+func TestReadmeMinimalConfiguration(t *testing.T) {
+	doc, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	_, after, ok := strings.Cut(string(doc), "A minimal gateway:")
+	require.True(t, ok)
+	_, after, ok = strings.Cut(after, "```yaml\n")
+	require.True(t, ok)
+	example, _, ok := strings.Cut(after, "```")
+	require.True(t, ok)
+	_, err = config.Parse([]byte(example), func(string) (string, bool) { return "readme-secret-0123456789", true })
+	require.NoError(t, err)
+}
