@@ -140,78 +140,106 @@ func jwtKeys(c Config) ([]signature.Key, []error) {
 			errs = append(errs, fieldErr(f+".algorithm", "%q is not one of %s", k.Algorithm, strings.Join(jwtsig.Algorithms(), ", ")))
 			continue
 		}
-		sk := signature.Key{ID: k.ID}
-		var err error
+		var (
+			sk   signature.Key
+			kerr []error
+		)
 		switch {
 		case len(k.Secrets) > 0:
-			sk.Algorithm, err = secretAlgorithm(k.Algorithm)
-			if err != nil {
-				errs = append(errs, wrapField(f+".algorithm", err))
-				continue
-			}
-			for j, s := range k.Secrets {
-				b, err := signature.ParseSecret(s)
-				if err != nil {
-					// Config.Validate reports unparsable secrets.
-					continue
-				}
-				if _, err := signature.KeyAlgorithm(b, sk.Algorithm); err != nil {
-					errs = append(errs, wrapField(fmt.Sprintf("%s.secrets[%d]", f, j), err))
-					continue
-				}
-				sk.Secrets = append(sk.Secrets, b)
-			}
-			if len(sk.Secrets) != len(k.Secrets) {
-				continue
-			}
+			sk, kerr = jwtSecretKey(f, k)
 		case k.PublicKeyFile != "":
-			data, err := os.ReadFile(k.PublicKeyFile)
-			if err != nil {
-				errs = append(errs, wrapField(f+".public_key_file", err))
-				continue
-			}
-			if sk.PublicKey, err = signature.ParsePublicKeyPEM(data); err != nil {
-				errs = append(errs, wrapField(f+".public_key_file", err))
-				continue
-			}
-			if sk.Algorithm, err = signature.KeyAlgorithm(sk.PublicKey, k.Algorithm); err != nil {
-				errs = append(errs, wrapField(f+".algorithm", err))
-				continue
-			}
+			sk, kerr = jwtPEMKey(f, k)
 		default:
-			jk, err := signature.ParseJWK(k.JWK)
-			if err != nil {
-				errs = append(errs, wrapField(f+".jwk", err))
-				continue
-			}
-			if jk.KeyID != "" && jk.KeyID != k.ID {
-				errs = append(errs, fieldErr(f+".jwk", "kid %q differs from the key id %q", jk.KeyID, k.ID))
-				continue
-			}
-			alg := k.Algorithm
-			if alg == "" {
-				alg = jk.Algorithm
-			} else if jk.Algorithm != "" && jk.Algorithm != alg {
-				errs = append(errs, fieldErr(f+".algorithm", "%q differs from the jwk's alg %q", alg, jk.Algorithm))
-				continue
-			}
-			if secret, ok := jk.Secret(); ok {
-				if sk.Algorithm, err = secretAlgorithm(alg); err == nil {
-					_, err = signature.KeyAlgorithm(secret, sk.Algorithm)
+			sk, kerr = jwtJWKKey(f, k)
+		}
+		if len(kerr) > 0 {
+			for _, e := range kerr {
+				if !errors.Is(e, errSkipKey) {
+					errs = append(errs, e)
 				}
-				sk.Secrets = [][]byte{secret}
-			} else {
-				sk.PublicKey = jk.Key
-				sk.Algorithm, err = signature.KeyAlgorithm(jk.Key, alg)
 			}
-			if err != nil {
-				errs = append(errs, wrapField(f+".algorithm", err))
-				continue
-			}
+			continue
 		}
 		keys = append(keys, sk)
 	}
 	return keys, errs
+}
+
+// errSkipKey leaves a key out without an error of its own: Config.Validate
+// reports the problem.
+var errSkipKey = errors.New("skip")
+
+// jwtSecretKey is the key entry k (field f) of HMAC secrets.
+func jwtSecretKey(f string, k KeyConfig) (signature.Key, []error) {
+	sk := signature.Key{ID: k.ID}
+	var err error
+	if sk.Algorithm, err = secretAlgorithm(k.Algorithm); err != nil {
+		return sk, []error{wrapField(f+".algorithm", err)}
+	}
+	var errs []error
+	for j, s := range k.Secrets {
+		b, err := signature.ParseSecret(s)
+		if err != nil {
+			// Config.Validate reports unparsable secrets; the key is
+			// left out all the same.
+			errs = append(errs, errSkipKey)
+			continue
+		}
+		if _, err := signature.KeyAlgorithm(b, sk.Algorithm); err != nil {
+			errs = append(errs, wrapField(fmt.Sprintf("%s.secrets[%d]", f, j), err))
+			continue
+		}
+		sk.Secrets = append(sk.Secrets, b)
+	}
+	return sk, errs
+}
+
+// jwtPEMKey is the key entry k (field f) of a PEM public key file.
+func jwtPEMKey(f string, k KeyConfig) (signature.Key, []error) {
+	sk := signature.Key{ID: k.ID}
+	data, err := os.ReadFile(k.PublicKeyFile)
+	if err != nil {
+		return sk, []error{wrapField(f+".public_key_file", err)}
+	}
+	if sk.PublicKey, err = signature.ParsePublicKeyPEM(data); err != nil {
+		return sk, []error{wrapField(f+".public_key_file", err)}
+	}
+	if sk.Algorithm, err = signature.KeyAlgorithm(sk.PublicKey, k.Algorithm); err != nil {
+		return sk, []error{wrapField(f+".algorithm", err)}
+	}
+	return sk, nil
+}
+
+// jwtJWKKey is the key entry k (field f) given as a JWK: a public key, or
+// an "oct" secret.
+func jwtJWKKey(f string, k KeyConfig) (signature.Key, []error) {
+	sk := signature.Key{ID: k.ID}
+	jk, err := signature.ParseJWK(k.JWK)
+	if err != nil {
+		return sk, []error{wrapField(f+".jwk", err)}
+	}
+	if jk.KeyID != "" && jk.KeyID != k.ID {
+		return sk, []error{fieldErr(f+".jwk", "kid %q differs from the key id %q", jk.KeyID, k.ID)}
+	}
+	alg := k.Algorithm
+	if alg == "" {
+		alg = jk.Algorithm
+	} else if jk.Algorithm != "" && jk.Algorithm != alg {
+		return sk, []error{fieldErr(f+".algorithm", "%q differs from the jwk's alg %q", alg, jk.Algorithm)}
+	}
+	if secret, ok := jk.Secret(); ok {
+		if sk.Algorithm, err = secretAlgorithm(alg); err == nil {
+			_, err = signature.KeyAlgorithm(secret, sk.Algorithm)
+		}
+		sk.Secrets = [][]byte{secret}
+	} else {
+		sk.PublicKey = jk.Key
+		sk.Algorithm, err = signature.KeyAlgorithm(jk.Key, alg)
+	}
+	if err != nil {
+		return sk, []error{wrapField(f+".algorithm", err)}
+	}
+	return sk, nil
 }
 
 func secretAlgorithm(alg string) (string, error) {
