@@ -130,90 +130,104 @@ func ParseJWK(m map[string]any) (JWK, error) {
 	}
 	switch kty {
 	case "RSA":
-		for _, p := range rsaPrivateMembers {
-			if _, ok := m[p]; ok {
-				return j, fmt.Errorf("%w: JWK has a %q member", ErrPrivateKey, p)
-			}
-		}
-		n, err := jwkBytes(m, "n")
-		if err != nil {
-			return j, err
-		}
-		e, err := jwkBytes(m, "e")
-		if err != nil {
-			return j, err
-		}
-		if len(e) > 4 || (len(e) > 0 && e[0] == 0) || (len(n) > 0 && n[0] == 0) {
-			return j, errors.New("signature: JWK: RSA \"n\" or \"e\" is not a minimal big-endian integer")
-		}
-		exp := 0
-		for _, b := range e {
-			exp = exp<<8 | int(b)
-		}
-		if exp < 3 || exp%2 == 0 {
-			return j, errors.New("signature: JWK: RSA exponent must be odd and at least 3")
-		}
-		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: exp}
-		if err := sigutil.CheckPublicKey(pub); err != nil {
-			return j, err
-		}
-		j.Key = pub
+		j.Key, err = jwkRSA(m)
 	case "EC":
-		crv, err := jwkString(m, "crv", true)
-		if err != nil {
-			return j, err
-		}
-		size, ok := curveBytes[crv]
-		if !ok {
-			return j, fmt.Errorf("signature: JWK: unsupported curve %q", crv)
-		}
-		x, err := jwkBytes(m, "x")
-		if err != nil {
-			return j, err
-		}
-		y, err := jwkBytes(m, "y")
-		if err != nil {
-			return j, err
-		}
-		if len(x) != size || len(y) != size {
-			return j, fmt.Errorf("signature: JWK: %s coordinates must be %d bytes", crv, size)
-		}
-		der := make([]byte, 0, len(jwkSPKIPrefix[crv])+1+2*size)
-		der = append(der, jwkSPKIPrefix[crv]...)
-		der = append(der, 4)
-		der = append(der, x...)
-		der = append(der, y...)
-		pub, err := x509.ParsePKIXPublicKey(der)
-		if err != nil {
-			return j, errors.New("signature: JWK: EC point is not on the curve")
-		}
-		j.Key = pub
+		j.Key, err = jwkEC(m)
 	case "OKP":
-		crv, err := jwkString(m, "crv", true)
-		if err != nil {
-			return j, err
-		}
-		if crv != "Ed25519" {
-			return j, fmt.Errorf("signature: JWK: unsupported OKP curve %q", crv)
-		}
-		x, err := jwkBytes(m, "x")
-		if err != nil {
-			return j, err
-		}
-		if len(x) != ed25519.PublicKeySize {
-			return j, errors.New("signature: JWK: Ed25519 \"x\" must be 32 bytes")
-		}
-		j.Key = ed25519.PublicKey(x)
+		j.Key, err = jwkOKP(m)
 	case "oct":
-		k, err := jwkBytes(m, "k")
-		if err != nil {
-			return j, err
-		}
-		j.Key = k
+		j.Key, err = jwkBytes(m, "k")
 	default:
-		return j, fmt.Errorf("signature: JWK: unsupported key type %q", kty)
+		err = fmt.Errorf("signature: JWK: unsupported key type %q", kty)
+	}
+	if err != nil {
+		return JWK{}, err
 	}
 	return j, nil
+}
+
+// jwkRSA is the public key of an "RSA" JWK.
+func jwkRSA(m map[string]any) (any, error) {
+	for _, p := range rsaPrivateMembers {
+		if _, ok := m[p]; ok {
+			return nil, fmt.Errorf("%w: JWK has a %q member", ErrPrivateKey, p)
+		}
+	}
+	n, err := jwkBytes(m, "n")
+	if err != nil {
+		return nil, err
+	}
+	e, err := jwkBytes(m, "e")
+	if err != nil {
+		return nil, err
+	}
+	if len(e) > 4 || (len(e) > 0 && e[0] == 0) || (len(n) > 0 && n[0] == 0) {
+		return nil, errors.New("signature: JWK: RSA \"n\" or \"e\" is not a minimal big-endian integer")
+	}
+	exp := 0
+	for _, b := range e {
+		exp = exp<<8 | int(b)
+	}
+	if exp < 3 || exp%2 == 0 {
+		return nil, errors.New("signature: JWK: RSA exponent must be odd and at least 3")
+	}
+	pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: exp}
+	if err := sigutil.CheckPublicKey(pub); err != nil {
+		return nil, err
+	}
+	return pub, nil
+}
+
+// jwkEC is the public key of an "EC" JWK, checked to lie on its curve.
+func jwkEC(m map[string]any) (any, error) {
+	crv, err := jwkString(m, "crv", true)
+	if err != nil {
+		return nil, err
+	}
+	size, ok := curveBytes[crv]
+	if !ok {
+		return nil, fmt.Errorf("signature: JWK: unsupported curve %q", crv)
+	}
+	x, err := jwkBytes(m, "x")
+	if err != nil {
+		return nil, err
+	}
+	y, err := jwkBytes(m, "y")
+	if err != nil {
+		return nil, err
+	}
+	if len(x) != size || len(y) != size {
+		return nil, fmt.Errorf("signature: JWK: %s coordinates must be %d bytes", crv, size)
+	}
+	der := make([]byte, 0, len(jwkSPKIPrefix[crv])+1+2*size)
+	der = append(der, jwkSPKIPrefix[crv]...)
+	der = append(der, 4)
+	der = append(der, x...)
+	der = append(der, y...)
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, errors.New("signature: JWK: EC point is not on the curve")
+	}
+	return pub, nil
+}
+
+// jwkOKP is the public key of an "OKP" (Ed25519) JWK.
+func jwkOKP(m map[string]any) (any, error) {
+	crv, err := jwkString(m, "crv", true)
+	if err != nil {
+		return nil, err
+	}
+	if crv != "Ed25519" {
+		return nil, fmt.Errorf("signature: JWK: unsupported OKP curve %q", crv)
+	}
+	x, err := jwkBytes(m, "x")
+	if err != nil {
+		return nil, err
+	}
+	if len(x) != ed25519.PublicKeySize {
+		return nil, errors.New("signature: JWK: Ed25519 \"x\" must be 32 bytes")
+	}
+	return ed25519.PublicKey(x), nil
 }
 
 // ParseJWKJSON parses a JSON Web Key from its JSON text.
