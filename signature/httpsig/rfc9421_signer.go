@@ -122,58 +122,9 @@ func (s *Signer) Sign(req *http.Request, body []byte) error {
 	if req.Header == nil {
 		req.Header = http.Header{}
 	}
-	names := s.Components
-	if names == nil {
-		names = []string{"@method", "@target-uri"}
-		if len(body) > 0 {
-			names = append(names, "content-digest")
-		}
-		if req.Header.Get(signature.IdempotencyKeyHeader) != "" {
-			names = append(names, "idempotency-key")
-		}
-	}
-	params := sfv.InnerList{Items: make([]sfv.Item, 0, len(names))}
-	for _, n := range names {
-		c, err := ParseComponent(n)
-		if err != nil {
-			return fmt.Errorf("signature: rfc9421 signer: %w", err)
-		}
-		if c.Name == "content-digest" && len(req.Header.Values(ContentDigestHeader)) == 0 {
-			alg := s.Digest
-			if alg == "" {
-				alg = DigestSHA256
-			}
-			v, err := ContentDigest(alg, body)
-			if err != nil {
-				return err
-			}
-			req.Header.Set(ContentDigestHeader, v)
-		}
-		params.Items = append(params.Items, c.Item())
-	}
-	now := time.Now
-	if s.Now != nil {
-		now = s.Now
-	}
-	created := now().Unix()
-	params.Params = append(params.Params, sfv.Param{Key: "created", Value: sfv.Integer(created)}, sfv.Param{Key: "keyid", Value: sfv.String(s.KeyID)})
-	if s.IncludeAlg {
-		params.Params = append(params.Params, sfv.Param{Key: "alg", Value: sfv.String(alg)})
-	}
-	if s.Expires > 0 {
-		params.Params = append(params.Params, sfv.Param{Key: "expires", Value: sfv.Integer(created + int64(s.Expires/time.Second))})
-	}
-	if !s.OmitNonce {
-		n := ""
-		if s.NewNonce != nil {
-			n = s.NewNonce()
-		} else {
-			n = uuid.NewString()
-		}
-		params.Params = append(params.Params, sfv.Param{Key: "nonce", Value: sfv.String(n)})
-	}
-	if s.Tag != "" {
-		params.Params = append(params.Params, sfv.Param{Key: "tag", Value: sfv.String(s.Tag)})
+	params, err := s.coverage(req, body, alg)
+	if err != nil {
+		return err
 	}
 	host, err := sigutil.WireHost(req)
 	if err != nil {
@@ -209,4 +160,64 @@ func (s *Signer) Sign(req *http.Request, body []byte) error {
 	req.Header.Add(SignatureInputHeader, in)
 	req.Header.Add(SignatureHeader, out)
 	return nil
+}
+
+// coverage returns the signature's inner list: the covered components
+// (setting Content-Digest when it is covered and absent) and the
+// parameters created, keyid and, as configured, alg, expires, nonce, tag.
+func (s *Signer) coverage(req *http.Request, body []byte, alg string) (sfv.InnerList, error) {
+	names := s.Components
+	if names == nil {
+		names = []string{"@method", "@target-uri"}
+		if len(body) > 0 {
+			names = append(names, "content-digest")
+		}
+		if req.Header.Get(signature.IdempotencyKeyHeader) != "" {
+			names = append(names, "idempotency-key")
+		}
+	}
+	params := sfv.InnerList{Items: make([]sfv.Item, 0, len(names))}
+	for _, n := range names {
+		c, err := ParseComponent(n)
+		if err != nil {
+			return sfv.InnerList{}, fmt.Errorf("signature: rfc9421 signer: %w", err)
+		}
+		if c.Name == "content-digest" && len(req.Header.Values(ContentDigestHeader)) == 0 {
+			alg := s.Digest
+			if alg == "" {
+				alg = DigestSHA256
+			}
+			v, err := ContentDigest(alg, body)
+			if err != nil {
+				return sfv.InnerList{}, err
+			}
+			req.Header.Set(ContentDigestHeader, v)
+		}
+		params.Items = append(params.Items, c.Item())
+	}
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	created := now().Unix()
+	params.Params = append(params.Params, sfv.Param{Key: "created", Value: sfv.Integer(created)}, sfv.Param{Key: "keyid", Value: sfv.String(s.KeyID)})
+	if s.IncludeAlg {
+		params.Params = append(params.Params, sfv.Param{Key: "alg", Value: sfv.String(alg)})
+	}
+	if s.Expires > 0 {
+		params.Params = append(params.Params, sfv.Param{Key: "expires", Value: sfv.Integer(created + int64(s.Expires/time.Second))})
+	}
+	if !s.OmitNonce {
+		n := ""
+		if s.NewNonce != nil {
+			n = s.NewNonce()
+		} else {
+			n = uuid.NewString()
+		}
+		params.Params = append(params.Params, sfv.Param{Key: "nonce", Value: sfv.String(n)})
+	}
+	if s.Tag != "" {
+		params.Params = append(params.Params, sfv.Param{Key: "tag", Value: sfv.String(s.Tag)})
+	}
+	return params, nil
 }
