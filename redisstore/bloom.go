@@ -76,7 +76,7 @@ type BloomNonce struct {
 	fpRate  float64
 	partCap uint
 
-	geom    []subGeom // of sub-filters 0..maxSubFilters-1
+	geom []subGeom // of sub-filters 0..maxSubFilters-1
 
 	mu        sync.RWMutex
 	parts     map[partID]*partState

@@ -21,8 +21,10 @@ type watcher struct {
 	funcs  map[string]func() float64
 }
 
-func (w *watcher) WatchBloom(name string, stats func() []bloomcore.BucketStats) { w.blooms[name] = stats }
-func (w *watcher) WatchFunc(name, _ string, _ bool, fn func() float64)      { w.funcs[name] = fn }
+func (w *watcher) WatchBloom(name string, stats func() []bloomcore.BucketStats) {
+	w.blooms[name] = stats
+}
+func (w *watcher) WatchFunc(name, _ string, _ bool, fn func() float64) { w.funcs[name] = fn }
 
 func redisConfig(addr string, mutate func(*replayguard.Config)) replayguard.Config {
 	c := replayguard.Config{

@@ -43,9 +43,6 @@ func TestKeysHideClientBytes(t *testing.T) {
 	assert.NotEqual(t, a, b)
 }
 
-
-
-
 func TestSizeClass(t *testing.T) {
 	for n, want := range map[uint]uint{1: 8, 8: 8, 9: 16, 17: 32, 33: 48, 128: 128, 129: 160, 256: 256, 257: 320,
 		4097: 5120, 34_000: 40_960, 40_960: 40_960, 40_961: 49_152, 1 << 20: 1 << 20, 1<<20 + 1: 1<<20 + 1<<18} {
@@ -75,7 +72,6 @@ func TestBitmapBitsFillsTheSizeClass(t *testing.T) {
 		assert.Equal(t, layout.SizeClass(hdr+(m+7)/8+4+1), alloc, "m %d: the class the optimal size falls in", m)
 	}
 }
-
 
 func TestHeaderRoundTrip(t *testing.T) {
 	for _, h := range []http.Header{
