@@ -71,6 +71,24 @@ func (s *Script) Source() string { return s.src }
 // EVALSHA.
 func (s *Script) Hash() string { return s.hash }
 
+// EvalSHA returns the command running s on keys with args by its hash:
+// EVALSHA <hash> <len(keys)> <keys…> <args…>.
+func (s *Script) EvalSHA(keys []string, args []any) []any {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	a = append(a, "evalsha", s.hash, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	return append(a, args...)
+}
+
+// Eval turns cmd, a command from EvalSHA, into the one sending the source,
+// which also loads the script: EVAL <source> <len(keys)> <keys…> <args…>.
+// A client sends it after the server answers EVALSHA with NOSCRIPT.
+func (s *Script) Eval(cmd []any) []any {
+	return append([]any{"eval", s.src}, cmd[2:]...)
+}
+
 // ping sends PING within timeout.
 func ping(ctx context.Context, c Client, timeout time.Duration, sentinel error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)

@@ -15,7 +15,7 @@ import (
 // binary's, on a standard-library RESP client, so they run the same
 // commands, keys and scripts.
 type redisConn struct {
-	client *resp.Client
+	client redisstore.Client
 	opts   []redisstore.Option
 }
 
@@ -42,7 +42,12 @@ func dialRedis(_ context.Context, cfg replayguard.Config) (*redisConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &redisConn{client: c, opts: []redisstore.Option{
+	// Converted in an assignment of its own: Yaegi v0.16.1 panics
+	// converting the interpreted *resp.Client to the interpreted interface
+	// where it is handed on to the stores' constructors.
+	var client redisstore.Client
+	client = c
+	return &redisConn{client: client, opts: []redisstore.Option{
 		redisstore.WithKeyPrefix(r.KeyPrefix),
 		redisstore.WithTimeout(r.Timeout.D()),
 	}}, nil

@@ -145,17 +145,11 @@ func (c *Client) ProcessPipeline(ctx context.Context, cmds []redisstore.Cmd) ([]
 // RunScript implements redisstore.Client: EVALSHA, then EVAL after a
 // NOSCRIPT.
 func (c *Client) RunScript(ctx context.Context, s *redisstore.Script, keys []string, cmd redisstore.Cmd) (any, error) {
-	a := make([]any, 0, 3+len(keys)+len(cmd.Args))
-	a = append(a, "evalsha", s.Hash(), len(keys))
-	for _, k := range keys {
-		a = append(a, k)
-	}
-	a = append(a, cmd.Args...)
+	a := s.EvalSHA(keys, cmd.Args)
 	rc := redis.NewCmd(ctx, a...)
 	err := c.c.Process(ctx, wrap(rc, cmd.Once))
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		a[0], a[1] = "eval", s.Source()
-		rc = redis.NewCmd(ctx, a...)
+		rc = redis.NewCmd(ctx, s.Eval(a)...)
 		err = c.c.Process(ctx, wrap(rc, cmd.Once))
 	}
 	return reply(rc, err)

@@ -58,19 +58,13 @@ func (c *Client) ProcessPipeline(ctx context.Context, cmds []redisstore.Cmd) ([]
 // share its slot. The reply decodes as for Do, an error reply (a Lua error
 // included) as an error of type *Error.
 func (c *Client) RunScript(ctx context.Context, s *redisstore.Script, keys []string, cmd redisstore.Cmd) (any, error) {
-	a := make([]any, 0, 3+len(keys)+len(cmd.Args))
-	a = append(a, "evalsha", s.Hash(), len(keys))
-	for _, k := range keys {
-		a = append(a, k)
-	}
-	a = append(a, cmd.Args...)
-	cl := call{args: a, retry: !cmd.Once, limit: cmd.MaxReply}
+	cl := call{args: s.EvalSHA(keys, cmd.Args), retry: !cmd.Once, limit: cmd.MaxReply}
 	if len(keys) > 0 {
 		cl.key, cl.keyed = keys[0], true
 	}
 	v, err := c.exec(ctx, cl)
 	if e, ok := v.(*Error); ok && err == nil && e.Prefix() == "NOSCRIPT" {
-		a[0], a[1] = "eval", s.Source()
+		cl.args = s.Eval(cl.args)
 		v, err = c.exec(ctx, cl)
 	}
 	return reply(v, err)
