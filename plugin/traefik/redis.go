@@ -45,8 +45,7 @@ func dialRedis(_ context.Context, cfg replayguard.Config) (*redisConn, error) {
 	// Converted in an assignment of its own: Yaegi v0.16.1 panics
 	// converting the interpreted *resp.Client to the interpreted interface
 	// where it is handed on to the stores' constructors.
-	var client redisstore.Client
-	client = c
+	var client redisstore.Client = c
 	return &redisConn{client: client, opts: []redisstore.Option{
 		redisstore.WithKeyPrefix(r.KeyPrefix),
 		redisstore.WithTimeout(r.Timeout.D()),
