@@ -18,10 +18,14 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/bloom"
+	"github.com/replayguard/replayguard/bloom/bloomcore"
+	"github.com/replayguard/replayguard/confval"
 	"github.com/replayguard/replayguard/nonce"
-	redisstore "github.com/replayguard/replayguard/redis"
-	"github.com/replayguard/replayguard/redis/layout"
-	"github.com/replayguard/replayguard/redis/redistest"
+	"github.com/replayguard/replayguard/redisstore"
+	rgoredis "github.com/replayguard/replayguard/redisstore/goredis"
+	"github.com/replayguard/replayguard/redisstore/layout"
+	"github.com/replayguard/replayguard/redisstore/redistest"
 	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
@@ -31,9 +35,9 @@ const goroutines = 64
 // window is the span of signed timestamps (tolerance + future skew).
 const window = 10 * time.Minute
 
-func redisClient(b *testing.B, addrs ...string) redisstore.Client {
+func redisClient(b *testing.B, addrs ...string) *rgoredis.Client {
 	b.Helper()
-	c, err := redisstore.NewClient(replayguard.RedisConfig{Addrs: addrs, Timeout: replayguard.Duration(2 * time.Second)})
+	c, err := rgoredis.New(redisstore.Config{Addrs: addrs, Timeout: confval.Duration(2 * time.Second)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -111,7 +115,7 @@ func BenchmarkRedisNonce(b *testing.B) {
 	b.Run("setnx", func(b *testing.B) {
 		flush()
 		parallelAdd(b, func(ctx context.Context, key string) error {
-			ok, err := c.SetNX(ctx, "rg:n:"+key, "1", window).Result()
+			ok, err := c.Unwrap().SetNX(ctx, "rg:n:"+key, "1", window).Result()
 			if err == nil && !ok {
 				err = fmt.Errorf("%s: taken", key)
 			}
@@ -141,7 +145,7 @@ func BenchmarkRedisNoncePaired(b *testing.B) {
 		func(ctx context.Context, key string) error { return exact.Add(ctx, entry(key)) },
 		func(ctx context.Context, key string) error { return bloomStore.Add(ctx, entry(key)) },
 		func(ctx context.Context, key string) error {
-			ok, err := c.SetNX(ctx, "rg:n:"+key, "1", window).Result()
+			ok, err := c.Unwrap().SetNX(ctx, "rg:n:"+key, "1", window).Result()
 			if err == nil && !ok {
 				err = fmt.Errorf("%s: taken", key)
 			}
@@ -190,10 +194,11 @@ func BenchmarkRedisNoncePaired(b *testing.B) {
 // shield: answered in process, no Redis call.
 func BenchmarkRedisShieldReplayFlood(b *testing.B) {
 	srv := redistest.Start(b)
-	s, err := redisstore.NewShield(redisstore.NewNonce(redisClient(b, srv.Addr())), 1_000_000, window)
+	seen, err := bloom.NewMemory(1_000_000, bloomcore.DefaultShieldFalsePositiveRate, window)
 	if err != nil {
 		b.Fatal(err)
 	}
+	s := bloomcore.NewShield(redisstore.NewNonce(redisClient(b, srv.Addr())), seen)
 	ctx := context.Background()
 	now := time.Now()
 	e := nonce.Entry{Scope: benchKeyID, Key: "flooded-nonce-0123456789abcdef", Timestamp: now, Expires: now.Add(window)}
@@ -249,7 +254,7 @@ func BenchmarkRedisMemory(b *testing.B) {
 					b.Fatal(err)
 				}
 				before := usedMemory(b, srv)
-				c, err := redisstore.NewClient(replayguard.RedisConfig{Addrs: []string{srv.Addr()}, Timeout: replayguard.Duration(2 * time.Second)})
+				c, err := rgoredis.New(redisstore.Config{Addrs: []string{srv.Addr()}, Timeout: confval.Duration(2 * time.Second)})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -311,7 +316,7 @@ func BenchmarkRedisRoundTrips(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			c := redisClient(b, srv.Addr())
 			var rt roundTrips
-			c.AddHook(&rt)
+			c.Unwrap().AddHook(&rt)
 			var ns nonce.Store = redisstore.NewNonce(c)
 			if tc.mode == "bloom" {
 				// Sized for the traffic, so no partition grows.

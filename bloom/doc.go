@@ -3,14 +3,15 @@
 //
 // Memory is a nonce.Store whose memory is bounded by a capacity and a target
 // false-positive rate instead of by the traffic itself (about 5.6 bytes per
-// nonce at 1e-9, see Optimal and BitsPerEntry). In exchange it may report a
+// nonce at 1e-9, see bloomcore.Optimal and bloomcore.BitsPerEntry). In exchange it may report a
 // fresh nonce as replayed with that probability; the client re-signs and
 // retries.
 //
 // # Layout
 //
-// The layout is deterministic so that every instance, and a store keeping the
-// same bits elsewhere, agrees on where an entry lives:
+// The layout is package bloomcore's, deterministic so that every instance,
+// and a store keeping the same bits elsewhere (package redisstore's Redis
+// bitmaps), agrees on where an entry lives:
 //
 //   - The element is nonce.ScopedKey(Entry.Scope, Entry.Key).
 //   - The bucket is floor(Entry.Timestamp / width), computed on the signed
@@ -20,9 +21,10 @@
 //     (DefaultPartitions).
 //   - A partition holds a stack of sub-filters. Sub-filter i has capacity
 //     c·2^i and false-positive rate p/2·(1/2)^i, where c is the partition
-//     capacity and p the target rate, and is sized with Optimal. Bit positions
-//     are those of bits-and-blooms/bloom/v3 (Locations: murmur3, each
-//     location taken modulo the sub-filter's size in bits).
+//     capacity and p the target rate, and is sized with bloomcore.Optimal.
+//     Bit positions are those of bits-and-blooms/bloom/v3, which
+//     bloomcore.Locations computes without it (a test here holds the two
+//     equal), each taken modulo the sub-filter's size in bits.
 //
 // # Growth and expiry
 //

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/replayguard/replayguard/bloom/bloomcore"
 	"github.com/replayguard/replayguard/nonce"
 )
 
@@ -75,7 +76,7 @@ func TestLayoutMatchesLocations(t *testing.T) {
 	require.Contains(t, m.buckets, idx)
 	b := m.buckets[idx]
 
-	want := partitionOf(data, m.partitions)
+	want := bloomcore.Partition(data, m.partitions)
 	for i := range b.parts {
 		if i != want {
 			assert.Empty(t, b.parts[i].subs, "partition %d", i)
@@ -87,7 +88,7 @@ func TestLayoutMatchesLocations(t *testing.T) {
 
 	// Per-bucket capacity ceil(10000·10s/10m) = 167, 11 per partition, at
 	// half the target rate.
-	wantM, wantK := Optimal(11, 0.5e-6)
+	wantM, wantK := bloomcore.Optimal(11, 0.5e-6)
 	require.Equal(t, wantM, f.Cap())
 	require.Equal(t, wantK, f.K())
 
@@ -108,7 +109,7 @@ func TestSubFilterSizing(t *testing.T) {
 		sf := newSubFilter(i, 100, 1e-3)
 		assert.Equal(t, uint(100)<<i, sf.capacity)
 		p := 1e-3 / float64(uint(2)<<i)
-		wantM, wantK := Optimal(sf.capacity, p)
+		wantM, wantK := bloomcore.Optimal(sf.capacity, p)
 		assert.Equal(t, wantM, sf.f.Cap())
 		assert.Equal(t, wantK, sf.f.K())
 		sum += p
@@ -120,7 +121,7 @@ func TestPartitionsSpread(t *testing.T) {
 	counts := make([]int, DefaultPartitions)
 	const n = 16_000
 	for i := range n {
-		counts[partitionOf([]byte(nonce.ScopedKey("kid", strconv.Itoa(i))), DefaultPartitions)]++
+		counts[bloomcore.Partition([]byte(nonce.ScopedKey("kid", strconv.Itoa(i))), DefaultPartitions)]++
 	}
 	for p, c := range counts {
 		assert.InDelta(t, n/DefaultPartitions, c, 150, "partition %d", p)

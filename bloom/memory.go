@@ -2,10 +2,8 @@ package bloom
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,16 +11,17 @@ import (
 
 	"github.com/bits-and-blooms/bloom/v3"
 
+	"github.com/replayguard/replayguard/bloom/bloomcore"
 	"github.com/replayguard/replayguard/nonce"
 )
 
 // Defaults of Memory.
 const (
 	// DefaultBucketWidth is the span of signed timestamps sharing one bucket.
-	DefaultBucketWidth = time.Minute
+	DefaultBucketWidth = bloomcore.DefaultBucketWidth
 	// DefaultPartitions is the number of independently locked partitions of
 	// a bucket.
-	DefaultPartitions = 16
+	DefaultPartitions = bloomcore.DefaultPartitions
 	// DefaultMaxSubFilters is the most sub-filters a partition grows to:
 	// four hold 1+2+4+8 = 15 times its share of the configured capacity.
 	DefaultMaxSubFilters = 4
@@ -31,7 +30,7 @@ const (
 )
 
 // ErrInvalidParameter reports a constructor argument or option out of range.
-var ErrInvalidParameter = errors.New("bloom: invalid parameter")
+var ErrInvalidParameter = bloomcore.ErrInvalidParameter
 
 // Memory is an in-process nonce.Store keeping time-sliced, partitioned,
 // scalable Bloom filters (see the package documentation for the layout).
@@ -152,17 +151,11 @@ func NewMemory(capacity uint, fpRate float64, window time.Duration, opts ...Opti
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidParameter)
 	}
 
-	// ceil(capacity·width/window) without overflowing the product.
-	hi, lo := bits.Mul64(uint64(capacity), uint64(m.width))
-	if hi >= uint64(window) {
-		return nil, fmt.Errorf("%w: capacity %d per %v is too large for buckets of %v", ErrInvalidParameter, capacity, window, m.width)
+	pc, err := bloomcore.PartitionCapacity(capacity, m.width, window, m.partitions)
+	if err != nil {
+		return nil, err
 	}
-	perBucket, rem := bits.Div64(hi, lo, uint64(window))
-	if rem != 0 {
-		perBucket++
-	}
-	parts := uint64(m.partitions)
-	m.partCap = uint(max((perBucket+parts-1)/parts, 1))
+	m.partCap = pc
 	if m.partCap > math.MaxInt32 {
 		return nil, fmt.Errorf("%w: capacity %d is too large", ErrInvalidParameter, capacity)
 	}
@@ -198,7 +191,7 @@ func (m *Memory) Add(ctx context.Context, e nonce.Entry) error {
 
 	b := m.lockBucket(idx, exp)
 	defer m.mu.RUnlock()
-	p := &b.parts[partitionOf(data, m.partitions)]
+	p := &b.parts[bloomcore.Partition(data, m.partitions)]
 	owner := e.Owner
 	if m.ownerCap == 0 {
 		owner = ""
@@ -214,7 +207,7 @@ func (m *Memory) Add(ctx context.Context, e nonce.Entry) error {
 	case resultOverShare:
 		// The owner's count is per bucket: its requests signed in the
 		// next bucket find room.
-		next := time.Unix(0, (idx+1)*int64(m.width))
+		next := bloomcore.BucketEnd(idx, m.width)
 		return nonce.NewQuotaError(next.Sub(now))
 	}
 	b.extend(exp)
@@ -237,7 +230,7 @@ func (m *Memory) Contains(ctx context.Context, e nonce.Entry) (bool, error) {
 	if b == nil || b.maxExpires.Load() <= now.UnixNano() {
 		return false, nil
 	}
-	p := &b.parts[partitionOf(data, m.partitions)]
+	p := &b.parts[bloomcore.Partition(data, m.partitions)]
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.test(data), nil
@@ -253,31 +246,7 @@ func (m *Memory) Sweep() {
 func (m *Memory) Ping(context.Context) error { return nil }
 
 // BucketStats describes one bucket, for metrics.
-type BucketStats struct {
-	// Start is the first signed timestamp of the bucket; it spans
-	// [Start, Start+width).
-	Start time.Time
-	// Expires is the latest expiry recorded in the bucket, after which the
-	// bucket is dropped.
-	Expires time.Time
-	// Entries is the number of entries recorded.
-	Entries uint64
-	// Capacity is the number of entries the allocated sub-filters are sized
-	// for; it grows as partitions grow.
-	Capacity uint64
-	// BitsSet and Bits count the set and total bits of all sub-filters.
-	BitsSet, Bits uint64
-	// FillRatio is BitsSet/Bits, 0 for an empty bucket.
-	FillRatio float64
-	// SubFilters is the number of sub-filters across all partitions. It
-	// exceeds the number of partitions once some partition has grown.
-	SubFilters int
-	// FalsePositiveRate is the estimated probability that a fresh entry of
-	// this bucket is reported replayed: for each partition the sum over its
-	// sub-filters of fill^k, averaged over partitions (an entry picks one
-	// uniformly).
-	FalsePositiveRate float64
-}
+type BucketStats = bloomcore.BucketStats
 
 // Stats returns the live buckets, oldest first.
 func (m *Memory) Stats() []BucketStats {
@@ -314,17 +283,12 @@ func (m *Memory) Stats() []BucketStats {
 	return out
 }
 
-// bucketIndex returns floor(ts/width), with now standing in for a zero ts.
+// bucketIndex returns the bucket of ts, with now standing in for a zero ts.
 func (m *Memory) bucketIndex(ts, now time.Time) int64 {
 	if ts.IsZero() {
 		ts = now
 	}
-	n, w := nonce.UnixNano(ts), int64(m.width)
-	q := n / w
-	if n%w < 0 {
-		q--
-	}
-	return q
+	return bloomcore.BucketIndex(ts, m.width)
 }
 
 // lockBucket returns bucket idx, creating it with expiry exp if missing, with
@@ -405,8 +369,8 @@ type subFilter struct {
 // entries at fpRate/2^(i+1), so that the rates of all sub-filters sum to
 // less than fpRate.
 func newSubFilter(i int, capacity uint, fpRate float64) *subFilter {
-	c := capacity << i
-	m, k := Optimal(c, math.Ldexp(fpRate, -(i+1)))
+	c := bloomcore.SubCapacity(capacity, i)
+	m, k := bloomcore.Optimal(c, bloomcore.SubRate(fpRate, i))
 	return &subFilter{f: bloom.New(m, k), capacity: c}
 }
 
@@ -474,18 +438,4 @@ func testAny(data []byte, subs []*subFilter) bool {
 		}
 	}
 	return false
-}
-
-// partitionOf returns FNV-1a 64(data) mod n.
-func partitionOf(data []byte, n int) int {
-	const (
-		offset64 = 14695981039346656037
-		prime64  = 1099511628211
-	)
-	h := uint64(offset64)
-	for _, c := range data {
-		h ^= uint64(c)
-		h *= prime64
-	}
-	return int(h % uint64(n))
 }

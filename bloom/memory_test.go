@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/bloom"
+	"github.com/replayguard/replayguard/bloom/bloomcore"
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/nonce/noncetest"
 )
@@ -377,17 +378,17 @@ func TestOptimal(t *testing.T) {
 		{1_000_000, 0.01, 1.20, 7},
 	}
 	for _, tt := range tests {
-		m, k := bloom.Optimal(tt.capacity, tt.fpRate)
+		m, k := bloomcore.Optimal(tt.capacity, tt.fpRate)
 		assert.InDelta(t, tt.bytes, float64(m)/8/float64(tt.capacity), 0.01, "fp %g", tt.fpRate)
-		assert.InDelta(t, bloom.BitsPerEntry(tt.fpRate), float64(m)/float64(tt.capacity), 0.01)
+		assert.InDelta(t, bloomcore.BitsPerEntry(tt.fpRate), float64(m)/float64(tt.capacity), 0.01)
 		assert.Equal(t, tt.k, k, "fp %g", tt.fpRate)
 	}
-	m, k := bloom.Optimal(0, 1e-3)
-	m1, k1 := bloom.Optimal(1, 1e-3)
+	m, k := bloomcore.Optimal(0, 1e-3)
+	m1, k1 := bloomcore.Optimal(1, 1e-3)
 	assert.Equal(t, [2]uint{m1, k1}, [2]uint{m, k}, "capacity 0 counts as 1")
-	m, k = bloom.Optimal(10, 1.5)
+	m, k = bloomcore.Optimal(10, 1.5)
 	assert.Zero(t, m+k)
-	assert.Zero(t, bloom.BitsPerEntry(0))
+	assert.Zero(t, bloomcore.BitsPerEntry(0))
 }
 
 func BenchmarkMemoryAdd(b *testing.B) {

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/replayguard/replayguard/redis/redistest"
+	"github.com/replayguard/replayguard/redisstore/redistest"
 )
 
 // Redis (append-only file, fsync always) is killed under load and started

@@ -7,11 +7,28 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/bloom"
+	"github.com/replayguard/replayguard/bloom/bloomcore"
 	"github.com/replayguard/replayguard/nonce"
-	redisstore "github.com/replayguard/replayguard/redis"
+	"github.com/replayguard/replayguard/redisstore"
+	"github.com/replayguard/replayguard/redisstore/goredis"
 )
 
-type redisClient = redisstore.Client
+type redisClient = *goredis.Client
+
+// RedisConfig returns the `redis:` section of cfg as the Redis store's
+// configuration.
+func RedisConfig(cfg replayguard.RedisConfig) redisstore.Config {
+	return redisstore.Config{
+		Addrs:      cfg.Addrs,
+		MasterName: cfg.MasterName,
+		Username:   cfg.Username,
+		Password:   cfg.Password,
+		DB:         cfg.DB,
+		TLS:        cfg.TLS,
+		Timeout:    cfg.Timeout,
+		KeyPrefix:  cfg.KeyPrefix,
+	}
+}
 
 // redisClient returns the Set's Redis client, creating it on first use.
 // A new client is pinged: under fail_mode closed an unreachable Redis fails
@@ -21,7 +38,7 @@ func (s *Set) redisClient(ctx context.Context, cfg replayguard.Config, field str
 	if s.redis != nil {
 		return s.redis, nil
 	}
-	c, err := redisstore.NewClient(cfg.Redis)
+	c, err := goredis.New(RedisConfig(cfg.Redis))
 	if err != nil {
 		return nil, err
 	}
@@ -29,7 +46,7 @@ func (s *Set) redisClient(ctx context.Context, cfg replayguard.Config, field str
 	s.closers = append(s.closers, c.Close)
 	pctx, cancel := context.WithTimeout(ctx, max(cfg.Redis.Timeout.D(), replayguard.DefaultRedisTimeout)*5)
 	defer cancel()
-	if err := c.Ping(pctx).Err(); err != nil {
+	if err := c.Unwrap().Ping(pctx).Err(); err != nil {
 		if cfg.FailMode != replayguard.FailOpen {
 			return nil, &replayguard.FieldError{Field: field, Err: fmt.Errorf("redis at %s does not answer: %w", strings.Join(cfg.Redis.Addrs, ","), err)}
 		}
@@ -42,11 +59,7 @@ func (s *Set) redisClient(ctx context.Context, cfg replayguard.Config, field str
 }
 
 func redisOptions(cfg replayguard.Config, o options) []redisstore.Option {
-	return []redisstore.Option{
-		redisstore.WithKeyPrefix(cfg.Redis.KeyPrefix),
-		redisstore.WithTimeout(cfg.Redis.Timeout.D()),
-		redisstore.WithClock(o.now),
-	}
+	return append(RedisConfig(cfg.Redis).StoreOptions(), redisstore.WithClock(o.now))
 }
 
 func (s *Set) openRedisNonce(ctx context.Context, cfg replayguard.Config, o options) error {
@@ -74,11 +87,11 @@ func (s *Set) openRedisNonce(ctx context.Context, cfg replayguard.Config, o opti
 		return &replayguard.FieldError{Field: "nonce.mode", Err: fmt.Errorf("unknown mode %q", cfg.Nonce.Mode)}
 	}
 	if cfg.Nonce.LocalShield {
-		sh, err := redisstore.NewShield(st, uint(cfg.Nonce.Capacity), span, redisstore.WithShieldClock(o.now))
+		seen, err := bloom.NewMemory(uint(cfg.Nonce.Capacity), bloomcore.DefaultShieldFalsePositiveRate, span, bloom.WithClock(o.now))
 		if err != nil {
 			return &replayguard.FieldError{Field: "nonce.local_shield", Err: err}
 		}
-		st, name = sh, name+"+local-shield"
+		st, name = bloomcore.NewShield(st, seen), name+"+local-shield"
 	}
 	s.add(name, st, p)
 	return nil
@@ -89,7 +102,8 @@ func (s *Set) openRedisIdempotency(ctx context.Context, cfg replayguard.Config, 
 	if err != nil {
 		return err
 	}
-	st := redisstore.NewIdempotency(c, redisOptions(cfg, o)...)
+	opts := append(redisOptions(cfg, o), redisstore.WithMaxResponseBytes(cfg.Idempotency.MaxResponseBytes))
+	st := redisstore.NewIdempotency(c, opts...)
 	s.Idempotency = st
 	s.Names = append(s.Names, "idempotency:redis")
 	s.pingers = append(s.pingers, namedPinger{"idempotency:redis", st})
@@ -99,7 +113,7 @@ func (s *Set) openRedisIdempotency(ctx context.Context, cfg replayguard.Config, 
 // Watcher receives store statistics for metrics; *metrics.Metrics
 // implements it.
 type Watcher interface {
-	WatchBloom(name string, stats func() []bloom.BucketStats)
+	WatchBloom(name string, stats func() []bloomcore.BucketStats)
 	WatchFunc(name, help string, counter bool, fn func() float64)
 }
 
@@ -111,14 +125,14 @@ type Watcher interface {
 // replayguard_nonce_local_shield_saved_total.
 func (s *Set) WatchRedis(w Watcher) {
 	st := s.Nonce
-	if sh, ok := st.(*redisstore.Shield); ok {
+	if sh, ok := st.(*bloomcore.Shield); ok {
 		w.WatchFunc("replayguard_nonce_local_shield_saved_total",
 			"Nonce checks the local shield answered without a shared-store call.", true,
 			func() float64 { return float64(sh.Saved()) })
 		st = sh.Next()
 	}
 	if b, ok := st.(*redisstore.BloomNonce); ok {
-		w.WatchBloom("nonce", func() []bloom.BucketStats {
+		w.WatchBloom("nonce", func() []bloomcore.BucketStats {
 			stats, err := b.Stats(context.Background())
 			if err != nil {
 				return nil

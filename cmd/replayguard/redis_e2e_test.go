@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/replayguard/replayguard/redis/redistest"
+	"github.com/replayguard/replayguard/redisstore/redistest"
 	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 

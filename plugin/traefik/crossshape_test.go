@@ -23,7 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/idempotency"
-	"github.com/replayguard/replayguard/redis/redistest"
+	"github.com/replayguard/replayguard/redisstore/redistest"
 )
 
 // binaryGateway is a running `replayguard serve` process.

@@ -7,14 +7,16 @@ import (
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
-	"github.com/replayguard/replayguard/redis/resp"
+	"github.com/replayguard/replayguard/redisstore"
+	"github.com/replayguard/replayguard/redisstore/resp"
 )
 
-// redisConn is the plugin's Redis: a standard-library RESP client running
-// the same commands, keys and scripts as the binary's go-redis stores.
+// redisConn is the plugin's Redis: the stores of package redisstore, the
+// binary's, on a standard-library RESP client, so they run the same
+// commands, keys and scripts.
 type redisConn struct {
-	client *resp.Client
-	opts   []resp.StoreOption
+	client redisstore.Client
+	opts   []redisstore.Option
 }
 
 // dialRedis builds the client from cfg.redis. It connects lazily, so a
@@ -40,19 +42,23 @@ func dialRedis(_ context.Context, cfg replayguard.Config) (*redisConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &redisConn{client: c, opts: []resp.StoreOption{
-		resp.WithKeyPrefix(r.KeyPrefix),
-		resp.WithTimeout(r.Timeout.D()),
+	// Converted in an assignment of its own: Yaegi v0.16.1 panics
+	// converting the interpreted *resp.Client to the interpreted interface
+	// where it is handed on to the stores' constructors.
+	var client redisstore.Client = c
+	return &redisConn{client: client, opts: []redisstore.Option{
+		redisstore.WithKeyPrefix(r.KeyPrefix),
+		redisstore.WithTimeout(r.Timeout.D()),
 	}}, nil
 }
 
-func (rc *redisConn) nonces() nonce.Store { return resp.NewNonce(rc.client, rc.opts...) }
+func (rc *redisConn) nonces() nonce.Store { return redisstore.NewNonce(rc.client, rc.opts...) }
 
 // idempotency returns an idempotency store whose records hold response
 // bodies of up to maxResponseBytes (idempotency.max_response_bytes): the
-// client reads a record back within resp.RecordBytes of it, and any other
+// client reads a record back within layout.RecordBytes of it, and any other
 // reply within resp.DefaultMaxReplyBytes.
 func (rc *redisConn) idempotency(maxResponseBytes int64) idempotency.Store {
-	opts := append(append([]resp.StoreOption(nil), rc.opts...), resp.WithMaxResponseBytes(maxResponseBytes))
-	return resp.NewIdempotency(rc.client, opts...)
+	opts := append(append([]redisstore.Option(nil), rc.opts...), redisstore.WithMaxResponseBytes(maxResponseBytes))
+	return redisstore.NewIdempotency(rc.client, opts...)
 }

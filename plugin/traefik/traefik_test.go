@@ -30,7 +30,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard"
-	"github.com/replayguard/replayguard/redis/redistest"
+	"github.com/replayguard/replayguard/redisstore/redistest"
 	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 

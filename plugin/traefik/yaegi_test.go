@@ -53,8 +53,13 @@ const (
 // vendored package has to load under Yaegi.
 var corePackages = []string{
 	coreModule,
+	coreModule + "/bloom/bloomcore",
+	coreModule + "/confval",
 	coreModule + "/idempotency",
 	coreModule + "/nonce",
+	coreModule + "/redisstore",
+	coreModule + "/redisstore/layout",
+	coreModule + "/redisstore/resp",
 	coreModule + "/signature",
 	coreModule + "/signature/internal/sfv",
 	coreModule + "/signature/internal/sigutil",

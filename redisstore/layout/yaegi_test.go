@@ -1,0 +1,15 @@
+package layout_test
+
+import (
+	"testing"
+
+	"github.com/replayguard/replayguard/internal/yaegisubset"
+)
+
+// The Traefik plugin loads this package in Yaegi: it imports the standard
+// library and, of this module, only packages the plugin loads anyway, and
+// keeps to the Go Yaegi runs.
+func TestYaegiSubset(t *testing.T) {
+	yaegisubset.Imports(t, ".", "github.com/replayguard/replayguard/idempotency")
+	yaegisubset.Subset(t, ".")
+}
