@@ -6,7 +6,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"time"
+
+	"github.com/replayguard/replayguard/confval"
 
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
@@ -24,8 +25,6 @@ const (
 	DefaultLease             = idempotency.DefaultLease
 	DefaultMaxResponseBytes  = idempotency.DefaultMaxResponseBytes
 	DefaultDeriveWindow      = idempotency.DefaultDeriveWindow
-	DefaultRedisTimeout      = 200 * time.Millisecond
-	DefaultRedisKeyPrefix    = "rg"
 	DefaultMaxSubFilters     = 4
 	DefaultNonceMaxEntries   = 10_000_000
 	DefaultMemoryMaxBytes    = idempotency.DefaultMemoryMaxBytes
@@ -66,8 +65,6 @@ type Config struct {
 	Nonce NonceConfig `yaml:"nonce" json:"nonce,omitempty"`
 	// Idempotency configures the dedupe layer.
 	Idempotency IdempotencyConfig `yaml:"idempotency" json:"idempotency,omitempty"`
-	// Redis is the shared store, used by stores set to "redis".
-	Redis RedisConfig `yaml:"redis" json:"redis,omitempty"`
 	// FailMode is "closed" (default: 503 when a store fails) or "open".
 	FailMode string `yaml:"fail_mode" json:"fail_mode,omitempty"`
 }
@@ -205,27 +202,6 @@ type IdempotencyConfig struct {
 	KeyShare float64 `yaml:"key_share" json:"key_share,omitempty"`
 }
 
-// RedisConfig is the shared Redis.
-type RedisConfig struct {
-	// Addrs: one address is a standalone server, several a Cluster (or
-	// the Sentinels when MasterName is set).
-	Addrs []string `yaml:"addrs" json:"addrs,omitempty"`
-	// MasterName selects Sentinel mode. Default none.
-	MasterName string `yaml:"master_name" json:"master_name,omitempty"`
-	// Username for ACL auth. Default none.
-	Username string `yaml:"username" json:"username,omitempty"`
-	// Password for auth. Default none.
-	Password string `yaml:"password" json:"password,omitempty"`
-	// DB is the database number (standalone and Sentinel). Default 0.
-	DB int `yaml:"db" json:"db,omitempty"`
-	// TLS connects with TLS. Default false.
-	TLS bool `yaml:"tls" json:"tls,omitempty"`
-	// Timeout bounds each store call, retries included. Default 200ms.
-	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
-	// KeyPrefix starts every key. Default rg.
-	KeyPrefix string `yaml:"key_prefix" json:"key_prefix,omitempty"`
-}
-
 // WithDefaults returns c with every unset field at its default.
 func (c Config) WithDefaults() Config {
 	if c.MaxBodyBytes == 0 {
@@ -242,12 +218,6 @@ func (c Config) WithDefaults() Config {
 	}
 	c.Nonce = c.Nonce.withDefaults()
 	c.Idempotency = c.Idempotency.withDefaults()
-	if c.Redis.Timeout == 0 {
-		c.Redis.Timeout = Duration(DefaultRedisTimeout)
-	}
-	if c.Redis.KeyPrefix == "" {
-		c.Redis.KeyPrefix = DefaultRedisKeyPrefix
-	}
 	if c.FailMode == "" {
 		c.FailMode = FailClosed
 	}
@@ -313,13 +283,7 @@ func (id IdempotencyConfig) withDefaults() IdempotencyConfig {
 func boolPtr(b bool) *bool { return &b }
 
 // FieldError names the configuration field that is wrong.
-type FieldError struct {
-	Field string // dotted path, e.g. "timestamp.tolerance"
-	Err   error
-}
-
-func (e *FieldError) Error() string { return "config: " + e.Field + ": " + e.Err.Error() }
-func (e *FieldError) Unwrap() error { return e.Err }
+type FieldError = confval.FieldError
 
 func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
@@ -346,13 +310,6 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Timestamp.validate()...)
 	errs = append(errs, c.Nonce.validate()...)
 	errs = append(errs, c.Idempotency.validate()...)
-	if c.Redis.Timeout < 0 {
-		errs = append(errs, fieldErr("redis.timeout", "must be positive"))
-	}
-	usesRedis := c.Nonce.Store == StoreRedis || c.Idempotency.Store == StoreRedis
-	if usesRedis && len(c.Redis.Addrs) == 0 {
-		errs = append(errs, fieldErr("redis.addrs", "required when a store is \"redis\""))
-	}
 	if err := oneOf("fail_mode", c.FailMode, FailClosed, FailOpen); err != nil {
 		errs = append(errs, err)
 	}
@@ -641,4 +598,9 @@ func (c Config) SignatureKeys() ([]signature.Key, error) {
 		keys = append(keys, sk)
 	}
 	return keys, nil
+}
+
+// UsesRedis reports whether a store of c is "redis".
+func (c Config) UsesRedis() bool {
+	return c.Nonce.Store == StoreRedis || c.Idempotency.Store == StoreRedis
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/postgres"
+	"github.com/replayguard/replayguard/redisstore"
+	"github.com/replayguard/replayguard/stores"
 )
 
 // File is the configuration file of the replayguard binary: the Guard's
@@ -35,6 +37,8 @@ type File struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// Server tunes the HTTP servers on listen, auth_listen and admin_listen.
 	Server Server `yaml:"server"`
+	// Redis is the Redis of the stores set to "redis".
+	Redis redisstore.Config `yaml:"redis"`
 	// Postgres is the database of the PostgreSQL idempotency store.
 	Postgres postgres.Config `yaml:"postgres"`
 }
@@ -74,6 +78,7 @@ func (f File) WithDefaults() File {
 	if len(f.TrustedProxies) == 0 {
 		f.TrustedProxies = replayguard.DefaultTrustedProxies()
 	}
+	f.Redis = f.Redis.WithDefaults()
 	f.Postgres = f.Postgres.WithDefaults()
 	sv := &f.Server
 	if sv.ReadHeaderTimeout == 0 {
@@ -130,6 +135,12 @@ func (f File) Validate() error {
 	if f.Server.MaxHeaderBytes < 0 {
 		add(fieldErr("server.max_header_bytes", "must be positive"))
 	}
+	if f.UsesRedis() || len(f.Redis.Addrs) > 0 {
+		add(f.Redis.Validate())
+	}
+	if f.UsesRedis() && len(f.Redis.Addrs) == 0 {
+		add(fieldErr("redis.addrs", "required when a store is %q", replayguard.StoreRedis))
+	}
 	add(f.Postgres.Validate())
 	if f.Idempotency.Store == replayguard.StorePostgres && f.Postgres.DSN == "" {
 		add(fieldErr("postgres.dsn", "required when idempotency.store is %q", replayguard.StorePostgres))
@@ -154,4 +165,10 @@ func validAddr(field, addr string) error {
 		return fieldErr(field, "want host:port, got %q", addr)
 	}
 	return nil
+}
+
+// StoreOptions returns what package stores needs of f besides the Guard's
+// configuration: the Redis and PostgreSQL sections.
+func (f File) StoreOptions() []stores.Option {
+	return []stores.Option{stores.WithRedis(f.Redis), stores.WithPostgres(f.Postgres)}
 }

@@ -26,11 +26,15 @@ func (w *watcher) WatchBloom(name string, stats func() []bloomcore.BucketStats) 
 }
 func (w *watcher) WatchFunc(name, _ string, _ bool, fn func() float64) { w.funcs[name] = fn }
 
+// redisAt is the redis: section of the stores these tests open.
+func redisAt(addr string) stores.Option {
+	return stores.WithRedis(redisstore.Config{Addrs: []string{addr}, KeyPrefix: "st", Timeout: replayguard.Duration(slow)})
+}
+
 func redisConfig(addr string, mutate func(*replayguard.Config)) replayguard.Config {
 	c := replayguard.Config{
 		Keys:  []replayguard.KeyConfig{{ID: "a", Secrets: []string{"s"}}},
 		Nonce: replayguard.NonceConfig{Store: "redis"},
-		Redis: replayguard.RedisConfig{Addrs: []string{addr}, KeyPrefix: "st", Timeout: replayguard.Duration(slow)},
 	}
 	c.Idempotency.Store = "redis"
 	if mutate != nil {
@@ -46,7 +50,7 @@ func TestStoresOpenRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 
-	s, err := stores.Open(ctx, redisConfig(srv.Addr(), nil))
+	s, err := stores.Open(ctx, redisConfig(srv.Addr(), nil), redisAt(srv.Addr()))
 	require.NoError(t, err)
 	assert.IsType(t, &redisstore.Nonce{}, s.Nonce)
 	assert.IsType(t, &redisstore.Idempotency{}, s.Idempotency)
@@ -58,7 +62,7 @@ func TestStoresOpenRedis(t *testing.T) {
 		c.Nonce.Mode = "bloom"
 		c.Nonce.LocalShield = true
 		c.Nonce.Capacity = 10_000
-	}))
+	}), redisAt(srv.Addr()))
 	require.NoError(t, err)
 	defer s.Close()
 	assert.Equal(t, []string{"nonce:redis-bloom+local-shield", "idempotency:redis"}, s.Names)
@@ -84,11 +88,11 @@ func TestStoresOpenUnreachableRedis(t *testing.T) {
 	addr := srv.Addr()
 	srv.Kill()
 	ctx := context.Background()
-	_, err := stores.Open(ctx, redisConfig(addr, nil))
+	_, err := stores.Open(ctx, redisConfig(addr, nil), redisAt(addr))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nonce.store")
 
-	s, err := stores.Open(ctx, redisConfig(addr, func(c *replayguard.Config) { c.FailMode = "open" }))
+	s, err := stores.Open(ctx, redisConfig(addr, func(c *replayguard.Config) { c.FailMode = "open" }), redisAt(addr))
 	require.NoError(t, err)
 	defer s.Close()
 	require.Error(t, s.Ping(ctx))

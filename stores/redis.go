@@ -15,40 +15,35 @@ import (
 
 type redisClient = *goredis.Client
 
-// RedisConfig returns the `redis:` section of cfg as the Redis store's
-// configuration.
-func RedisConfig(cfg replayguard.RedisConfig) redisstore.Config {
-	return redisstore.Config{
-		Addrs:      cfg.Addrs,
-		MasterName: cfg.MasterName,
-		Username:   cfg.Username,
-		Password:   cfg.Password,
-		DB:         cfg.DB,
-		TLS:        cfg.TLS,
-		Timeout:    cfg.Timeout,
-		KeyPrefix:  cfg.KeyPrefix,
-	}
+// WithRedis sets the Redis of the stores set to "redis" (the `redis:`
+// section).
+func WithRedis(c redisstore.Config) Option {
+	return func(o *options) { o.redis = c }
 }
 
 // redisClient returns the Set's Redis client, creating it on first use.
 // A new client is pinged: under fail_mode closed an unreachable Redis fails
 // Open with an error naming field; under open the gateway starts degraded
 // and the client connects when Redis answers.
-func (s *Set) redisClient(ctx context.Context, cfg replayguard.Config, field string) (redisClient, error) {
+func (s *Set) redisClient(ctx context.Context, cfg replayguard.Config, o options, field string) (redisClient, error) {
 	if s.redis != nil {
 		return s.redis, nil
 	}
-	c, err := goredis.New(RedisConfig(cfg.Redis))
+	rc := o.redis.WithDefaults()
+	if len(rc.Addrs) == 0 {
+		return nil, &replayguard.FieldError{Field: "redis.addrs", Err: fmt.Errorf("required when %s is %q", field, replayguard.StoreRedis)}
+	}
+	c, err := goredis.New(rc)
 	if err != nil {
 		return nil, err
 	}
 	s.redis = c
 	s.closers = append(s.closers, c.Close)
-	pctx, cancel := context.WithTimeout(ctx, max(cfg.Redis.Timeout.D(), replayguard.DefaultRedisTimeout)*5)
+	pctx, cancel := context.WithTimeout(ctx, rc.Timeout.D()*5)
 	defer cancel()
 	if err := c.Unwrap().Ping(pctx).Err(); err != nil {
 		if cfg.FailMode != replayguard.FailOpen {
-			return nil, &replayguard.FieldError{Field: field, Err: fmt.Errorf("redis at %s does not answer: %w", strings.Join(cfg.Redis.Addrs, ","), err)}
+			return nil, &replayguard.FieldError{Field: field, Err: fmt.Errorf("redis at %s does not answer: %w", strings.Join(rc.Addrs, ","), err)}
 		}
 		return c, nil
 	}
@@ -58,12 +53,12 @@ func (s *Set) redisClient(ctx context.Context, cfg replayguard.Config, field str
 	return c, nil
 }
 
-func redisOptions(cfg replayguard.Config, o options) []redisstore.Option {
-	return append(RedisConfig(cfg.Redis).StoreOptions(), redisstore.WithClock(o.now))
+func redisOptions(o options) []redisstore.Option {
+	return append(o.redis.WithDefaults().StoreOptions(), redisstore.WithClock(o.now))
 }
 
 func (s *Set) openRedisNonce(ctx context.Context, cfg replayguard.Config, o options) error {
-	c, err := s.redisClient(ctx, cfg, "nonce.store")
+	c, err := s.redisClient(ctx, cfg, o, "nonce.store")
 	if err != nil {
 		return err
 	}
@@ -75,10 +70,10 @@ func (s *Set) openRedisNonce(ctx context.Context, cfg replayguard.Config, o opti
 	)
 	switch cfg.Nonce.Mode {
 	case replayguard.ModeExact:
-		n := redisstore.NewNonce(c, redisOptions(cfg, o)...)
+		n := redisstore.NewNonce(c, redisOptions(o)...)
 		st, p, name = n, n, "nonce:redis-exact"
 	case replayguard.ModeBloom:
-		b, err := redisstore.NewBloomNonce(c, uint(cfg.Nonce.Capacity), cfg.Nonce.FalsePositiveRate, span, redisOptions(cfg, o)...)
+		b, err := redisstore.NewBloomNonce(c, uint(cfg.Nonce.Capacity), cfg.Nonce.FalsePositiveRate, span, redisOptions(o)...)
 		if err != nil {
 			return &replayguard.FieldError{Field: "nonce", Err: err}
 		}
@@ -98,11 +93,11 @@ func (s *Set) openRedisNonce(ctx context.Context, cfg replayguard.Config, o opti
 }
 
 func (s *Set) openRedisIdempotency(ctx context.Context, cfg replayguard.Config, o options) error {
-	c, err := s.redisClient(ctx, cfg, "idempotency.store")
+	c, err := s.redisClient(ctx, cfg, o, "idempotency.store")
 	if err != nil {
 		return err
 	}
-	opts := append(redisOptions(cfg, o), redisstore.WithMaxResponseBytes(cfg.Idempotency.MaxResponseBytes))
+	opts := append(redisOptions(o), redisstore.WithMaxResponseBytes(cfg.Idempotency.MaxResponseBytes))
 	st := redisstore.NewIdempotency(c, opts...)
 	s.Idempotency = st
 	s.Names = append(s.Names, "idempotency:redis")

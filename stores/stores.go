@@ -16,6 +16,7 @@ import (
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/postgres"
+	"github.com/replayguard/replayguard/redisstore"
 )
 
 // Set is the stores of one Guard.
@@ -51,6 +52,7 @@ type Option func(*options)
 type options struct {
 	now      func() time.Time
 	postgres postgres.Config
+	redis    redisstore.Config
 }
 
 // WithClock sets the clock of the in-memory stores. Default time.Now. It

@@ -12,6 +12,7 @@ import (
 	"github.com/replayguard/replayguard/bloom"
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
+	"github.com/replayguard/replayguard/redisstore"
 	"github.com/replayguard/replayguard/stores"
 )
 
@@ -54,8 +55,7 @@ func TestOpenBuildsConfiguredStores(t *testing.T) {
 func TestOpenRejectsUnavailableStore(t *testing.T) {
 	_, err := stores.Open(context.Background(), cfg(func(c *replayguard.Config) {
 		c.Nonce.Store = "redis"
-		c.Redis.Addrs = []string{"127.0.0.1:1"}
-	}))
+	}), stores.WithRedis(redisstore.Config{Addrs: []string{"127.0.0.1:1"}}))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nonce.store")
 }

@@ -70,7 +70,7 @@ type listeners struct {
 // reverse proxy on listen when upstream is set, the forward-auth endpoint
 // on auth_listen when that is set, the admin endpoints on admin_listen.
 func serve(ctx context.Context, cfg config.File, logger *slog.Logger, ls *listeners) error {
-	set, err := stores.Open(ctx, cfg.Config, stores.WithPostgres(cfg.Postgres))
+	set, err := stores.Open(ctx, cfg.Config, cfg.StoreOptions()...)
 	if err != nil {
 		return err
 	}
@@ -310,7 +310,7 @@ func adminHandler(cfg config.File, set *stores.Set, reg *prometheus.Registry) ht
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		timeout := cfg.Redis.Timeout.D() * 5
+		timeout := cfg.Redis.WithDefaults().Timeout.D() * 5
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/replayguard/replayguard/redisstore"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -150,7 +152,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "idempotency":
 			err = parseIdempotency(d, &c.Idempotency)
 		case "redis":
-			err = parseRedis(d, &c.Redis)
+			err = parseRedis(d, &h.Redis)
 		case "postgres":
 			p := &h.Postgres
 			err = block(d, "postgres", map[string]func() error{
@@ -202,7 +204,7 @@ func parseNonce(d *caddyfile.Dispenser, n *replayguard.NonceConfig) error {
 }
 
 // parseRedis reads the redis block.
-func parseRedis(d *caddyfile.Dispenser, rc *replayguard.RedisConfig) error {
+func parseRedis(d *caddyfile.Dispenser, rc *redisstore.Config) error {
 	return block(d, "redis", map[string]func() error{
 		"addrs":       func() (err error) { rc.Addrs, err = listArg(d); return },
 		"master_name": func() (err error) { rc.MasterName, err = stringArg(d); return },

@@ -20,6 +20,7 @@ import (
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/config"
 	"github.com/replayguard/replayguard/postgres"
+	"github.com/replayguard/replayguard/redisstore"
 )
 
 func unmarshal(t *testing.T, input string) (*Handler, error) {
@@ -134,11 +135,11 @@ func TestUnmarshalCaddyfileEverySubdirective(t *testing.T) {
 			TTL: dur(24 * time.Hour), Lease: dur(10 * time.Second), MaxResponseBytes: 65536, StoreServerErrors: true,
 			Store: "postgres", DeriveKey: "fingerprint", DeriveWindow: dur(time.Minute), FingerprintHeaders: []string{"Content-Type", "X-Tenant"},
 			MemoryMaxBytes: 64 << 20, KeyShare: 0.5},
-		Redis: replayguard.RedisConfig{Addrs: []string{"127.0.0.1:6379", "127.0.0.1:6380"}, MasterName: "mymaster", Username: "rg",
-			Password: "{env.REDIS_PASSWORD}", DB: 2, TLS: true, Timeout: dur(150 * time.Millisecond), KeyPrefix: "rgx"},
 		FailMode: "open",
 	}
 	assert.Equal(t, want, h.Config)
+	assert.Equal(t, redisstore.Config{Addrs: []string{"127.0.0.1:6379", "127.0.0.1:6380"}, MasterName: "mymaster", Username: "rg",
+		Password: "{env.REDIS_PASSWORD}", DB: 2, TLS: true, Timeout: dur(150 * time.Millisecond), KeyPrefix: "rgx"}, h.Redis)
 	assert.Equal(t, postgres.Config{DSN: "postgres://rg@127.0.0.1/rg?sslmode=disable", Timeout: dur(2 * time.Second)}, h.Postgres)
 }
 

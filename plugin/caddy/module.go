@@ -21,6 +21,7 @@ import (
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/metrics"
 	"github.com/replayguard/replayguard/postgres"
+	"github.com/replayguard/replayguard/redisstore"
 	"github.com/replayguard/replayguard/stores"
 )
 
@@ -54,6 +55,8 @@ const (
 // values never appear in the configuration the admin API returns.
 type Handler struct {
 	replayguard.Config
+	// Redis is the Redis of the stores set to "redis".
+	Redis redisstore.Config `json:"redis,omitempty"`
 	// Postgres is the database of the PostgreSQL idempotency store
 	// (idempotency.store: postgres).
 	Postgres postgres.Config `json:"postgres,omitempty"`
@@ -80,8 +83,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h Handler) MarshalJSON() ([]byte, error) {
 	b, err := json.Marshal(struct {
 		replayguard.Config
-		Postgres postgres.Config `json:"postgres,omitempty"`
-	}{h.Config, h.Postgres})
+		Redis    redisstore.Config `json:"redis,omitempty"`
+		Postgres postgres.Config   `json:"postgres,omitempty"`
+	}{h.Config, h.Redis, h.Postgres})
 	if err != nil {
 		return nil, err
 	}
@@ -141,19 +145,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	pg := h.Postgres.WithDefaults()
-	pg.DSN = caddy.NewReplacer().ReplaceKnown(pg.DSN, "")
+	rc, pg := backendsResolved(h.Redis, h.Postgres)
 	cfg = cfg.WithDefaults()
-	if err := errors.Join(cfg.Validate(), pg.Validate()); err != nil {
+	if err := errors.Join(cfg.Validate(), backendsValid(cfg, rc, pg)); err != nil {
 		return fmt.Errorf("replayguard: %w", err)
 	}
 
-	key, err := poolKey(cfg, pg)
+	key, err := poolKey(cfg, rc, pg)
 	if err != nil {
 		return err
 	}
 	val, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		set, err := stores.Open(ctx, cfg, stores.WithPostgres(pg))
+		set, err := stores.Open(ctx, cfg, stores.WithRedis(rc), stores.WithPostgres(pg))
 		if err != nil {
 			return nil, err
 		}
@@ -283,19 +286,19 @@ func forward(w http.ResponseWriter, verified *http.Request) {
 // idempotency store, the Redis and PostgreSQL sections, and the window
 // span a Bloom store is sized for. Keys, schemes and the rest of the
 // configuration can change on a reload without losing any record.
-func poolKey(cfg replayguard.Config, pg postgres.Config) (string, error) {
+func poolKey(cfg replayguard.Config, rc redisstore.Config, pg postgres.Config) (string, error) {
 	k := struct {
 		Nonce       replayguard.NonceConfig
 		IdemEnabled bool
 		IdemStore   string
-		Redis       replayguard.RedisConfig
+		Redis       redisstore.Config
 		Postgres    postgres.Config
 		BloomSpan   replayguard.Duration
 	}{
 		Nonce:       cfg.Nonce,
 		IdemEnabled: cfg.Idempotency.Enabled == nil || *cfg.Idempotency.Enabled,
 		IdemStore:   cfg.Idempotency.Store,
-		Redis:       cfg.Redis,
+		Redis:       rc,
 		Postgres:    pg,
 	}
 	if cfg.Nonce.Mode == replayguard.ModeBloom {
@@ -328,16 +331,42 @@ func resolvePlaceholders(cfg replayguard.Config) (replayguard.Config, error) {
 	}
 	cfg.Keys = keys
 	cfg.JWT.JWKSURL = repl.ReplaceKnown(cfg.JWT.JWKSURL, "")
-	addrs := make([]string, 0, len(cfg.Redis.Addrs))
-	for _, a := range cfg.Redis.Addrs {
-		addrs = append(addrs, repl.ReplaceKnown(a, ""))
-	}
-	if cfg.Redis.Addrs != nil {
-		cfg.Redis.Addrs = addrs
-	}
-	cfg.Redis.Username = repl.ReplaceKnown(cfg.Redis.Username, "")
-	cfg.Redis.Password = repl.ReplaceKnown(cfg.Redis.Password, "")
 	return cfg, errors.Join(errs...)
+}
+
+// backendsResolved returns the Redis and PostgreSQL sections with their
+// defaults and Caddy's global placeholders replaced in the addresses and
+// credentials.
+func backendsResolved(rc redisstore.Config, pg postgres.Config) (redisstore.Config, postgres.Config) {
+	repl := caddy.NewReplacer()
+	if rc.Addrs != nil {
+		addrs := make([]string, 0, len(rc.Addrs))
+		for _, a := range rc.Addrs {
+			addrs = append(addrs, repl.ReplaceKnown(a, ""))
+		}
+		rc.Addrs = addrs
+	}
+	rc.Username = repl.ReplaceKnown(rc.Username, "")
+	rc.Password = repl.ReplaceKnown(rc.Password, "")
+	pg.DSN = repl.ReplaceKnown(pg.DSN, "")
+	return rc.WithDefaults(), pg.WithDefaults()
+}
+
+// backendsValid checks the Redis and PostgreSQL sections against the
+// stores cfg names.
+func backendsValid(cfg replayguard.Config, rc redisstore.Config, pg postgres.Config) error {
+	var errs []error
+	if cfg.UsesRedis() || len(rc.Addrs) > 0 {
+		errs = append(errs, rc.Validate())
+	}
+	if cfg.UsesRedis() && len(rc.Addrs) == 0 {
+		errs = append(errs, &replayguard.FieldError{Field: "redis.addrs", Err: errors.New("required when a store is \"redis\"")})
+	}
+	errs = append(errs, pg.Validate())
+	if cfg.Idempotency.Store == replayguard.StorePostgres && pg.DSN == "" {
+		errs = append(errs, &replayguard.FieldError{Field: "postgres.dsn", Err: errors.New("required when idempotency.store is \"postgres\"")})
+	}
+	return errors.Join(errs...)
 }
 
 // Interface guards.

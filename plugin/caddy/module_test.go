@@ -17,6 +17,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/postgres"
+	"github.com/replayguard/replayguard/redisstore"
 	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
@@ -301,7 +302,7 @@ func TestStoresOutliveAReload(t *testing.T) {
 func TestPoolKey(t *testing.T) {
 	base := testConfig().WithDefaults()
 	k := func(c replayguard.Config) string {
-		key, err := poolKey(c, postgres.Config{})
+		key, err := poolKey(c, redisstore.Config{}, postgres.Config{})
 		require.NoError(t, err)
 		return key
 	}
@@ -317,15 +318,17 @@ func TestPoolKey(t *testing.T) {
 		"nonce store":       func(c *replayguard.Config) { c.Nonce.Store = replayguard.StoreRedis },
 		"nonce mode":        func(c *replayguard.Config) { c.Nonce.Mode = replayguard.ModeBloom },
 		"idempotency store": func(c *replayguard.Config) { c.Idempotency.Store = replayguard.StorePostgres },
-		"redis":             func(c *replayguard.Config) { c.Redis.Addrs = []string{"127.0.0.1:6379"} },
 	} {
 		c := base
 		change(&c)
 		assert.NotEqual(t, k(base), k(c), name)
 	}
-	withDB, err := poolKey(base, postgres.Config{DSN: "postgres://x"})
+	withDB, err := poolKey(base, redisstore.Config{}, postgres.Config{DSN: "postgres://x"})
 	require.NoError(t, err)
 	assert.NotEqual(t, k(base), withDB, "postgres")
+	withRedis, err := poolKey(base, redisstore.Config{Addrs: []string{"127.0.0.1:6379"}}, postgres.Config{})
+	require.NoError(t, err)
+	assert.NotEqual(t, k(base), withRedis, "redis")
 	bloomA, bloomB := base, base
 	bloomA.Nonce.Mode, bloomB.Nonce.Mode = replayguard.ModeBloom, replayguard.ModeBloom
 	bloomB.Timestamp.Tolerance *= 2

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/replayguard/replayguard/redisstore"
+
 	"github.com/replayguard/replayguard"
 )
 
@@ -155,7 +157,7 @@ func CreateConfig() *Config {
 // model converts c to replayguard's configuration, with defaults filled in
 // and validated, adding the plugin's own limits. Errors name fields as
 // the plugin's options are named.
-func (c *Config) model() (replayguard.Config, error) {
+func (c *Config) model() (replayguard.Config, redisstore.Config, error) {
 	var errs []error
 	dur := func(field, s string) replayguard.Duration {
 		if s == "" {
@@ -217,16 +219,6 @@ func (c *Config) model() (replayguard.Config, error) {
 			MemoryMaxBytes:     c.Idempotency.MemoryMaxBytes,
 			KeyShare:           c.Idempotency.KeyShare,
 		},
-		Redis: replayguard.RedisConfig{
-			Addrs:      c.Redis.Addrs,
-			MasterName: c.Redis.MasterName,
-			Username:   c.Redis.Username,
-			Password:   c.Redis.Password,
-			DB:         c.Redis.DB,
-			TLS:        c.Redis.TLS,
-			Timeout:    dur("redis.timeout", c.Redis.Timeout),
-			KeyPrefix:  c.Redis.KeyPrefix,
-		},
 		FailMode: c.FailMode,
 	}
 	for _, k := range c.Keys {
@@ -234,9 +226,28 @@ func (c *Config) model() (replayguard.Config, error) {
 			ID: k.ID, Secrets: k.Secrets, Algorithm: k.Algorithm, PublicKeyFile: k.PublicKeyFile, JWK: k.JWK,
 		})
 	}
+	rc := redisstore.Config{
+		Addrs:      c.Redis.Addrs,
+		MasterName: c.Redis.MasterName,
+		Username:   c.Redis.Username,
+		Password:   c.Redis.Password,
+		DB:         c.Redis.DB,
+		TLS:        c.Redis.TLS,
+		Timeout:    dur("redis.timeout", c.Redis.Timeout),
+		KeyPrefix:  c.Redis.KeyPrefix,
+	}
 	m = m.WithDefaults()
+	rc = rc.WithDefaults()
 	if err := m.Validate(); err != nil {
 		errs = append(errs, camelFields(err))
+	}
+	if m.UsesRedis() || len(rc.Addrs) > 0 {
+		if err := rc.Validate(); err != nil {
+			errs = append(errs, camelFields(err))
+		}
+	}
+	if m.UsesRedis() && len(rc.Addrs) == 0 {
+		errs = append(errs, errors.New("config: redis.addrs: required when a store is \"redis\""))
 	}
 	if m.Nonce.Mode != replayguard.ModeExact {
 		errs = append(errs, fmt.Errorf("config: nonce.mode: %q is not available in the Traefik plugin, whose interpreter cannot load the Bloom library; use %q here, or the binary or Caddy module for Bloom mode", m.Nonce.Mode, replayguard.ModeExact))
@@ -247,13 +258,13 @@ func (c *Config) model() (replayguard.Config, error) {
 	if m.Idempotency.Store == replayguard.StorePostgres {
 		errs = append(errs, errors.New("config: idempotency.store: \"postgres\" is not available in the Traefik plugin; use \"redis\" to share records with other instances"))
 	}
-	if m.Redis.MasterName != "" {
+	if rc.MasterName != "" {
 		errs = append(errs, errors.New("config: redis.masterName: Sentinel is not available in the Traefik plugin; name the master's address in redis.addrs"))
 	}
 	if len(errs) > 0 {
-		return replayguard.Config{}, errors.Join(errs...)
+		return replayguard.Config{}, redisstore.Config{}, errors.Join(errs...)
 	}
-	return m, nil
+	return m, rc, nil
 }
 
 // camelFields rewrites the field paths of the model's validation errors

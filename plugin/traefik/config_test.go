@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/redisstore"
 )
 
 // fieldPaths lists the dotted paths of t's fields, named by the tag key
@@ -47,7 +48,14 @@ func TestConfigMirrorsTheModel(t *testing.T) {
 	for _, p := range fieldPaths(reflect.TypeOf(replayguard.Config{}), "yaml", "", nil) {
 		model = append(model, camel(p))
 	}
+	// The redis: section belongs to the Redis store's package.
+	model = append(model, "redis")
+	for _, p := range fieldPaths(reflect.TypeOf(redisstore.Config{}), "yaml", "redis.", nil) {
+		model = append(model, camel(p))
+	}
 	plugin := fieldPaths(reflect.TypeOf(Config{}), "json", "", nil)
+	sort.Strings(model)
+	sort.Strings(plugin)
 	assert.Equal(t, model, plugin)
 }
 
@@ -68,7 +76,7 @@ func TestModelConversion(t *testing.T) {
 		Redis:    Redis{Addrs: []string{"127.0.0.1:6379"}, Username: "u", Password: "p", DB: 2, TLS: true, Timeout: "150ms", KeyPrefix: "px"},
 		FailMode: "open",
 	}
-	m, err := c.model()
+	m, rc, err := c.model()
 	require.NoError(t, err)
 	assert.Equal(t, int64(2048), m.MaxBodyBytes)
 	assert.Equal(t, "jwt", m.Scheme)
@@ -94,8 +102,8 @@ func TestModelConversion(t *testing.T) {
 	assert.Equal(t, []string{"X-Tenant"}, id.FingerprintHeaders)
 	assert.Equal(t, int64(1<<20), id.MemoryMaxBytes)
 	assert.Equal(t, 0.5, id.KeyShare)
-	assert.Equal(t, replayguard.RedisConfig{Addrs: []string{"127.0.0.1:6379"}, Username: "u", Password: "p", DB: 2, TLS: true,
-		Timeout: replayguard.Duration(150 * time.Millisecond), KeyPrefix: "px"}, m.Redis)
+	assert.Equal(t, redisstore.Config{Addrs: []string{"127.0.0.1:6379"}, Username: "u", Password: "p", DB: 2, TLS: true,
+		Timeout: replayguard.Duration(150 * time.Millisecond), KeyPrefix: "px"}, rc)
 	assert.Equal(t, "open", m.FailMode)
 }
 

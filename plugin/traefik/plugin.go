@@ -44,11 +44,11 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if config == nil {
 		config = CreateConfig()
 	}
-	cfg, err := config.model()
+	cfg, rc, err := config.model()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	set, err := sharedStores(ctx, name, cfg)
+	set, err := sharedStores(ctx, name, cfg, rc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

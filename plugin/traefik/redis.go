@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 
-	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/redisstore"
@@ -25,8 +24,7 @@ type redisConn struct {
 // the client loads the slot map (CLUSTER SLOTS) from any of them and routes
 // each key to its slot's master, following MOVED and ASK and reloading the
 // map after a failover.
-func dialRedis(_ context.Context, cfg replayguard.Config) (*redisConn, error) {
-	r := cfg.Redis
+func dialRedis(_ context.Context, r redisstore.Config) (*redisConn, error) {
 	o := resp.Options{
 		Addr:         r.Addrs[0],
 		ClusterAddrs: r.Addrs[1:],

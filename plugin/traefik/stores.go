@@ -9,6 +9,7 @@ import (
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
+	"github.com/replayguard/replayguard/redisstore"
 )
 
 // storeSet is the stores one middleware instance uses.
@@ -43,45 +44,44 @@ var registry = struct {
 }{nonces: map[string]nonce.Store{}, idem: map[string]idempotency.Store{}, redis: map[string]*redisConn{}}
 
 // redisKey identifies the Redis cfg names, and how its keys are named.
-func redisKey(cfg replayguard.Config) string {
-	r := cfg.Redis
+func redisKey(r redisstore.Config) string {
 	return strings.Join([]string{strings.Join(r.Addrs, ","), r.Username, r.Password,
 		fmt.Sprint(r.DB), fmt.Sprint(r.TLS), r.Timeout.String(), r.KeyPrefix}, "\x00")
 }
 
 // nonceKey identifies the nonce store of middleware name under cfg.
-func nonceKey(name string, cfg replayguard.Config) string {
+func nonceKey(name string, cfg replayguard.Config, rc redisstore.Config) string {
 	n := cfg.Nonce
 	k := strings.Join([]string{name, n.Store, n.Mode, fmt.Sprint(n.MaxEntries)}, "\x00")
 	if n.Store == replayguard.StoreRedis {
-		k += "\x00" + redisKey(cfg)
+		k += "\x00" + redisKey(rc)
 	}
 	return k
 }
 
 // idempotencyKey identifies the idempotency store of middleware name under
 // cfg.
-func idempotencyKey(name string, cfg replayguard.Config) string {
+func idempotencyKey(name string, cfg replayguard.Config, rc redisstore.Config) string {
 	k := name + "\x00" + cfg.Idempotency.Store + "\x00" + fmt.Sprint(cfg.Idempotency.MemoryMaxBytes)
 	if cfg.Idempotency.Store == replayguard.StoreRedis {
 		// The largest record the store reads back follows
 		// max_response_bytes.
-		k += "\x00" + redisKey(cfg) + "\x00" + fmt.Sprint(cfg.Idempotency.MaxResponseBytes)
+		k += "\x00" + redisKey(rc) + "\x00" + fmt.Sprint(cfg.Idempotency.MaxResponseBytes)
 	}
 	return k
 }
 
 // sharedStores returns the stores of middleware name under cfg, building
 // those not built yet.
-func sharedStores(ctx context.Context, name string, cfg replayguard.Config) (*storeSet, error) {
+func sharedStores(ctx context.Context, name string, cfg replayguard.Config, rc redisstore.Config) (*storeSet, error) {
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
-	rc := func() (*redisConn, error) {
-		k := redisKey(cfg)
+	conn := func() (*redisConn, error) {
+		k := redisKey(rc)
 		if c, ok := registry.redis[k]; ok {
 			return c, nil
 		}
-		c, err := dialRedis(ctx, cfg)
+		c, err := dialRedis(ctx, rc)
 		if err != nil {
 			return nil, err
 		}
@@ -90,12 +90,12 @@ func sharedStores(ctx context.Context, name string, cfg replayguard.Config) (*st
 	}
 	s := &storeSet{}
 
-	nk := nonceKey(name, cfg)
+	nk := nonceKey(name, cfg, rc)
 	if ns, ok := registry.nonces[nk]; ok {
 		s.nonces = ns
 	} else {
 		if cfg.Nonce.Store == replayguard.StoreRedis {
-			c, err := rc()
+			c, err := conn()
 			if err != nil {
 				return nil, err
 			}
@@ -106,12 +106,12 @@ func sharedStores(ctx context.Context, name string, cfg replayguard.Config) (*st
 		registry.nonces[nk] = s.nonces
 	}
 
-	ik := idempotencyKey(name, cfg)
+	ik := idempotencyKey(name, cfg, rc)
 	if is, ok := registry.idem[ik]; ok {
 		s.idem = is
 	} else {
 		if cfg.Idempotency.Store == replayguard.StoreRedis {
-			c, err := rc()
+			c, err := conn()
 			if err != nil {
 				return nil, err
 			}

@@ -17,14 +17,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/redisstore"
 	"github.com/replayguard/replayguard/redisstore/redistest"
 	"github.com/replayguard/replayguard/redisstore/resp"
 )
 
 func TestDefaultsMatchTheGateway(t *testing.T) {
-	assert.Equal(t, replayguard.DefaultRedisTimeout, resp.DefaultTimeout)
+	assert.Equal(t, redisstore.DefaultTimeout, resp.DefaultTimeout)
 }
 
 func TestNewValidates(t *testing.T) {
