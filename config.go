@@ -43,9 +43,11 @@ const (
 	FailOpen   = "open"
 )
 
-// Config is the one configuration model of every shape: the YAML file of
-// the binary, the Caddy module's JSON and the Traefik plugin's options all
-// decode into it. Field names are a contract (docs/configuration.md).
+// Config configures a Guard: what New reads, and nothing else. It is the
+// one configuration model of every shape: the binary's YAML file
+// (config.File) inlines it beside the gateway's own sections, the Caddy
+// module's JSON embeds it, the Traefik plugin's options mirror it. Field
+// names are a contract (docs/configuration.md).
 type Config struct {
 	// MaxBodyBytes bounds the request body. Default 1 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes,omitempty"`

@@ -28,7 +28,7 @@ var (
 	fuzzSecrets = map[string]string{testKeyID: testSecret, "client-b": "client-b-secret"}
 )
 
-// sigEntries returns the v1 values of X-Signature field lines as SPEC §3.1
+// sigEntries returns the v1 values of X-Signature field lines as the hmac wire format (docs/wire-format.md)
 // reads them: comma-separated entries, optional spaces, other prefixes ignored.
 func sigEntries(lines []string) []string {
 	var out []string
@@ -151,7 +151,7 @@ func FuzzHMACVerify(f *testing.F) {
 }
 
 // FuzzHMACSignatureHeader checks the outcome of every X-Signature value on
-// an otherwise valid request against SPEC §3.1's rules.
+// an otherwise valid request against the hmac wire format (docs/wire-format.md)'s rules.
 func FuzzHMACSignatureHeader(f *testing.F) {
 	v := baseVector()
 	good := v.mac(testSecret)

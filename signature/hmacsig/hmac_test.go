@@ -49,7 +49,7 @@ func baseVector() vector {
 	}
 }
 
-// stringToSign builds the SPEC §3.1 string to sign without the package's
+// stringToSign builds the the hmac wire format (docs/wire-format.md) string to sign without the package's
 // helpers, as an independent oracle.
 func (v vector) stringToSign() string {
 	sum := sha256.Sum256(v.body)

@@ -24,7 +24,7 @@ import (
 )
 
 // client is one of the example clients in examples/clients, each written
-// from SPEC §3.1 alone: their output verifying here is the interoperability
+// from the hmac wire format (docs/wire-format.md) alone: their output verifying here is the interoperability
 // check of the hmac scheme.
 type client struct {
 	name     string

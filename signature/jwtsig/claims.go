@@ -211,7 +211,7 @@ func checkBinding(cl *tokenClaims, r *signature.Request, required binding, what 
 
 // htuMatches compares an htu claim with the request's
 // scheme://host/path as an exact string: scheme, host lowercased, path
-// as sent, no query (SPEC §3.2).
+// as sent, no query (the jwt wire format (docs/wire-format.md)).
 func htuMatches(htu string, r *signature.Request) bool {
 	scheme := r.Scheme
 	if scheme == "" {

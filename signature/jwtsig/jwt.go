@@ -18,7 +18,7 @@ import (
 	"github.com/replayguard/replayguard/timestamp"
 )
 
-// Request-binding claims of the jwt scheme (SPEC §3.2).
+// Request-binding claims of the jwt scheme (the jwt wire format (docs/wire-format.md)).
 const (
 	// ClaimHTM binds the request method.
 	ClaimHTM = "htm"

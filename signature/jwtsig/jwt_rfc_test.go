@@ -73,7 +73,7 @@ func TestRFC7515A1(t *testing.T) {
 	assert.ErrorIs(t, err, signature.ErrInvalid)
 
 	// Through the scheme the example is refused for what it lacks: it names
-	// no kid (SPEC §3.2: signature_missing).
+	// no kid (the jwt wire format (docs/wire-format.md): signature_missing).
 	r := &signature.Request{Method: http.MethodGet, Scheme: "https", Host: "example.com", Target: "/", Header: http.Header{}}
 	r.Header.Set("Authorization", "Bearer "+rfc7515A1Token)
 	_, err = rfc7515A1Scheme(t, before).Verify(context.Background(), r)

@@ -50,7 +50,7 @@ func TestJWTWithoutSubIsTheKeyAlone(t *testing.T) {
 }
 
 // TestJWTRejections covers every rejection of a bearer token with the
-// sentinel its SPEC §3.2 code maps from.
+// sentinel its the jwt wire format (docs/wire-format.md) code maps from.
 func TestJWTRejections(t *testing.T) {
 	s := newJWTScheme(t)
 	sg := jwtSigners(t)
