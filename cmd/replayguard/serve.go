@@ -70,104 +70,140 @@ type listeners struct {
 // reverse proxy on listen when upstream is set, the forward-auth endpoint
 // on auth_listen when that is set, the admin endpoints on admin_listen.
 func serve(ctx context.Context, cfg config.File, logger *slog.Logger, ls *listeners) error {
-	set, err := stores.Open(ctx, cfg.Config, cfg.StoreOptions()...)
+	gw, err := openGateway(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = set.Close() }()
-	for _, w := range set.Warnings {
-		logger.Warn(w)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m, err := metrics.New(reg)
-	if err != nil {
-		return err
-	}
-	if b, ok := set.Nonce.(*bloom.Memory); ok {
-		m.WatchBloom("nonce", b.Stats)
-	}
-	set.WatchRedis(m)
-	nets, err := cfg.TrustedProxyNets()
-	if err != nil {
-		return err
-	}
-	g, err := replayguard.New(cfg.Config, append(set.Options(), replayguard.WithLogger(logger), replayguard.WithObserver(m),
-		replayguard.WithRequestScheme(replayguard.ForwardedScheme(nets)))...)
-	if err != nil {
-		return err
-	}
+	defer func() { _ = gw.set.Close() }()
 	if ls == nil {
 		ls = &listeners{}
 	}
-	var (
-		servers []*http.Server
-		lns     []net.Listener
-		attrs   []any
-		serving bool
-	)
-	defer func() {
+	b, err := gw.bind(ls)
+	if err != nil {
 		// A listener bound before a later one failed is not left open.
-		if !serving {
-			for _, l := range []net.Listener{ls.main, ls.auth, ls.admin} {
-				if l != nil {
-					_ = l.Close()
-				}
+		for _, l := range []net.Listener{ls.main, ls.auth, ls.admin} {
+			if l != nil {
+				_ = l.Close()
 			}
 		}
-	}()
+		return err
+	}
+	return b.run(ctx, logger)
+}
+
+// gateway is what serve runs: the Guard, its stores and metrics.
+type gateway struct {
+	cfg    config.File
+	logger *slog.Logger
+	set    *stores.Set
+	reg    *prometheus.Registry
+	nets   []*net.IPNet
+	guard  *replayguard.Guard
+}
+
+// openGateway opens the stores cfg names and builds the Guard on them,
+// reporting to a fresh metrics registry.
+func openGateway(ctx context.Context, cfg config.File, logger *slog.Logger) (*gateway, error) {
+	set, err := stores.Open(ctx, cfg.Config, cfg.StoreOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	gw := &gateway{cfg: cfg, logger: logger, set: set, reg: prometheus.NewRegistry()}
+	if err := gw.build(); err != nil {
+		_ = set.Close()
+		return nil, err
+	}
+	return gw, nil
+}
+
+func (gw *gateway) build() error {
+	for _, w := range gw.set.Warnings {
+		gw.logger.Warn(w)
+	}
+	gw.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := metrics.New(gw.reg)
+	if err != nil {
+		return err
+	}
+	if b, ok := gw.set.Nonce.(*bloom.Memory); ok {
+		m.WatchBloom("nonce", b.Stats)
+	}
+	gw.set.WatchRedis(m)
+	if gw.nets, err = gw.cfg.TrustedProxyNets(); err != nil {
+		return err
+	}
+	gw.guard, err = replayguard.New(gw.cfg.Config, append(gw.set.Options(), replayguard.WithLogger(gw.logger), replayguard.WithObserver(m),
+		replayguard.WithRequestScheme(replayguard.ForwardedScheme(gw.nets)))...)
+	return err
+}
+
+// bound is the gateway's servers on their listeners.
+type bound struct {
+	servers []*http.Server
+	lns     []net.Listener
+	attrs   []any
+}
+
+func (b *bound) add(s *http.Server, l net.Listener, attrs ...any) {
+	b.servers, b.lns, b.attrs = append(b.servers, s), append(b.lns, l), append(b.attrs, attrs...)
+}
+
+// bind puts the reverse proxy on listen when upstream is set, the
+// forward-auth endpoint on auth_listen when set, and the admin endpoints
+// on admin_listen, listening where ls has no listener yet.
+func (gw *gateway) bind(ls *listeners) (*bound, error) {
+	cfg, b := gw.cfg, &bound{}
+	var err error
 	if cfg.Upstream != "" {
-		proxy, err := newProxy(cfg, logger)
+		proxy, err := newProxy(cfg, gw.logger)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if ls.main == nil {
 			if ls.main, err = net.Listen("tcp", cfg.Listen); err != nil {
-				return fmt.Errorf("listen: %w", err)
+				return nil, fmt.Errorf("listen: %w", err)
 			}
 		}
-		servers = append(servers, newServer(cfg, forwardable(proxy.base, g.Middleware(proxy)), logger))
-		lns = append(lns, ls.main)
-		attrs = append(attrs, slog.String("listen", ls.main.Addr().String()), slog.String("upstream", cfg.Upstream))
+		b.add(newServer(cfg, forwardable(proxy.base, gw.guard.Middleware(proxy)), gw.logger), ls.main,
+			slog.String("listen", ls.main.Addr().String()), slog.String("upstream", cfg.Upstream))
 	}
 	if cfg.AuthListen != "" {
-		fa := g.ForwardAuth(nets)
 		if ls.auth == nil {
 			if ls.auth, err = net.Listen("tcp", cfg.AuthListen); err != nil {
-				return fmt.Errorf("auth_listen: %w", err)
+				return nil, fmt.Errorf("auth_listen: %w", err)
 			}
 		}
-		servers = append(servers, newServer(cfg, fa, logger))
-		lns = append(lns, ls.auth)
-		attrs = append(attrs, slog.String("auth_listen", ls.auth.Addr().String()), slog.Any("trusted_proxies", cfg.TrustedProxies))
+		b.add(newServer(cfg, gw.guard.ForwardAuth(gw.nets), gw.logger), ls.auth,
+			slog.String("auth_listen", ls.auth.Addr().String()), slog.Any("trusted_proxies", cfg.TrustedProxies))
 	}
-	if len(servers) == 0 {
-		return errUpstreamRequired()
+	if len(b.servers) == 0 {
+		return nil, errUpstreamRequired()
 	}
 	if ls.admin == nil && cfg.AdminListen != "" {
 		if ls.admin, err = net.Listen("tcp", cfg.AdminListen); err != nil {
-			return fmt.Errorf("admin_listen: %w", err)
+			return nil, fmt.Errorf("admin_listen: %w", err)
 		}
 	}
+	b.attrs = append(b.attrs, slog.String("scheme", cfg.Scheme), slog.String("nonce_store", cfg.Nonce.Store), slog.String("nonce_mode", cfg.Nonce.Mode),
+		slog.String("fail_mode", cfg.FailMode), slog.String("version", versionString()))
 	if ls.admin != nil {
-		servers = append(servers, newServer(cfg, adminHandler(cfg, set, reg), logger))
-		lns = append(lns, ls.admin)
+		b.add(newServer(cfg, adminHandler(cfg, gw.set, gw.reg), gw.logger), ls.admin, slog.String("admin_listen", ls.admin.Addr().String()))
 	}
-	serving = true
-	errc := make(chan error, len(servers))
-	for i := range servers {
+	return b, nil
+}
+
+// run serves until ctx is done or a server fails, then shuts down
+// gracefully.
+func (b *bound) run(ctx context.Context, logger *slog.Logger) error {
+	errc := make(chan error, len(b.servers))
+	for i := range b.servers {
 		go func(s *http.Server, l net.Listener) {
 			if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
-		}(servers[i], lns[i])
+		}(b.servers[i], b.lns[i])
 	}
-	attrs = append(attrs, slog.String("scheme", cfg.Scheme), slog.String("nonce_store", cfg.Nonce.Store), slog.String("nonce_mode", cfg.Nonce.Mode),
-		slog.String("fail_mode", cfg.FailMode), slog.String("version", versionString()))
-	if ls.admin != nil {
-		attrs = append(attrs, slog.String("admin_listen", ls.admin.Addr().String()))
-	}
-	logger.Info("replayguard serving", attrs...)
+	logger.Info("replayguard serving", b.attrs...)
 
 	select {
 	case <-ctx.Done():
@@ -178,7 +214,7 @@ func serve(ctx context.Context, cfg config.File, logger *slog.Logger, ls *listen
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var errs []error
-	for _, s := range servers {
+	for _, s := range b.servers {
 		errs = append(errs, s.Shutdown(sctx))
 	}
 	return errors.Join(errs...)
