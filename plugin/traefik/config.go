@@ -158,84 +158,10 @@ func CreateConfig() *Config {
 // and validated, adding the plugin's own limits. Errors name fields as
 // the plugin's options are named.
 func (c *Config) model() (replayguard.Config, redisstore.Config, error) {
-	var errs []error
-	dur := func(field, s string) replayguard.Duration {
-		if s == "" {
-			return 0
-		}
-		d, err := replayguard.ParseDuration(s)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("config: %s: %w", field, err))
-		}
-		return replayguard.Duration(d)
-	}
-	m := replayguard.Config{
-		MaxBodyBytes: c.MaxBodyBytes,
-		Scheme:       c.Scheme,
-		HMAC: replayguard.HMACConfig{
-			KeyIDHeader:     c.HMAC.KeyIDHeader,
-			TimestampHeader: c.HMAC.TimestampHeader,
-			NonceHeader:     c.HMAC.NonceHeader,
-			SignatureHeader: c.HMAC.SignatureHeader,
-		},
-		JWT: replayguard.JWTConfig{
-			Header:   c.JWT.Header,
-			Prefix:   c.JWT.Prefix,
-			JWKSURL:  c.JWT.JWKSURL,
-			JWKSID:   c.JWT.JWKSID,
-			Issuer:   c.JWT.Issuer,
-			Audience: c.JWT.Audience,
-			Leeway:   dur("jwt.leeway", c.JWT.Leeway),
-			Bind:     c.JWT.Bind,
-			DPoP:     c.JWT.DPoP,
-		},
-		RFC9421: replayguard.RFC9421Config{RequiredComponents: c.RFC9421.RequiredComponents},
-		Timestamp: replayguard.TimestampConfig{
-			Tolerance:  dur("timestamp.tolerance", c.Timestamp.Tolerance),
-			FutureSkew: dur("timestamp.futureSkew", c.Timestamp.FutureSkew),
-		},
-		Nonce: replayguard.NonceConfig{
-			Store:             c.Nonce.Store,
-			Mode:              c.Nonce.Mode,
-			Capacity:          c.Nonce.Capacity,
-			FalsePositiveRate: c.Nonce.FalsePositiveRate,
-			LocalShield:       c.Nonce.LocalShield,
-			MaxEntries:        c.Nonce.MaxEntries,
-			MaxSubFilters:     c.Nonce.MaxSubFilters,
-			KeyShare:          c.Nonce.KeyShare,
-		},
-		Idempotency: replayguard.IdempotencyConfig{
-			Enabled:            c.Idempotency.Enabled,
-			Required:           c.Idempotency.Required,
-			Methods:            c.Idempotency.Methods,
-			TTL:                dur("idempotency.ttl", c.Idempotency.TTL),
-			Lease:              dur("idempotency.lease", c.Idempotency.Lease),
-			MaxResponseBytes:   c.Idempotency.MaxResponseBytes,
-			StoreServerErrors:  c.Idempotency.StoreServerErrors,
-			Store:              c.Idempotency.Store,
-			DeriveKey:          c.Idempotency.DeriveKey,
-			DeriveWindow:       dur("idempotency.deriveWindow", c.Idempotency.DeriveWindow),
-			FingerprintHeaders: c.Idempotency.FingerprintHeaders,
-			MemoryMaxBytes:     c.Idempotency.MemoryMaxBytes,
-			KeyShare:           c.Idempotency.KeyShare,
-		},
-		FailMode: c.FailMode,
-	}
-	for _, k := range c.Keys {
-		m.Keys = append(m.Keys, replayguard.KeyConfig{
-			ID: k.ID, Secrets: k.Secrets, Algorithm: k.Algorithm, PublicKeyFile: k.PublicKeyFile, JWK: k.JWK,
-		})
-	}
-	rc := redisstore.Config{
-		Addrs:      c.Redis.Addrs,
-		MasterName: c.Redis.MasterName,
-		Username:   c.Redis.Username,
-		Password:   c.Redis.Password,
-		DB:         c.Redis.DB,
-		TLS:        c.Redis.TLS,
-		Timeout:    dur("redis.timeout", c.Redis.Timeout),
-		KeyPrefix:  c.Redis.KeyPrefix,
-	}
+	d := &durations{}
+	m := c.guardConfig(d)
+	rc := c.redisConfig(d)
+	errs := d.errs
 	m = m.WithDefaults()
 	rc = rc.WithDefaults()
 	if err := m.Validate(); err != nil {
@@ -265,6 +191,96 @@ func (c *Config) model() (replayguard.Config, redisstore.Config, error) {
 		return replayguard.Config{}, redisstore.Config{}, errors.Join(errs...)
 	}
 	return m, rc, nil
+}
+
+// durations parses the options' durations, keeping every error.
+type durations struct{ errs []error }
+
+func (d *durations) parse(field, s string) replayguard.Duration {
+	if s == "" {
+		return 0
+	}
+	v, err := replayguard.ParseDuration(s)
+	if err != nil {
+		d.errs = append(d.errs, fmt.Errorf("config: %s: %w", field, err))
+	}
+	return replayguard.Duration(v)
+}
+
+// guardConfig is the Guard's configuration the options describe.
+func (c *Config) guardConfig(d *durations) replayguard.Config {
+	m := replayguard.Config{
+		MaxBodyBytes: c.MaxBodyBytes,
+		Scheme:       c.Scheme,
+		HMAC: replayguard.HMACConfig{
+			KeyIDHeader:     c.HMAC.KeyIDHeader,
+			TimestampHeader: c.HMAC.TimestampHeader,
+			NonceHeader:     c.HMAC.NonceHeader,
+			SignatureHeader: c.HMAC.SignatureHeader,
+		},
+		JWT: replayguard.JWTConfig{
+			Header:   c.JWT.Header,
+			Prefix:   c.JWT.Prefix,
+			JWKSURL:  c.JWT.JWKSURL,
+			JWKSID:   c.JWT.JWKSID,
+			Issuer:   c.JWT.Issuer,
+			Audience: c.JWT.Audience,
+			Leeway:   d.parse("jwt.leeway", c.JWT.Leeway),
+			Bind:     c.JWT.Bind,
+			DPoP:     c.JWT.DPoP,
+		},
+		RFC9421: replayguard.RFC9421Config{RequiredComponents: c.RFC9421.RequiredComponents},
+		Timestamp: replayguard.TimestampConfig{
+			Tolerance:  d.parse("timestamp.tolerance", c.Timestamp.Tolerance),
+			FutureSkew: d.parse("timestamp.futureSkew", c.Timestamp.FutureSkew),
+		},
+		Nonce: replayguard.NonceConfig{
+			Store:             c.Nonce.Store,
+			Mode:              c.Nonce.Mode,
+			Capacity:          c.Nonce.Capacity,
+			FalsePositiveRate: c.Nonce.FalsePositiveRate,
+			LocalShield:       c.Nonce.LocalShield,
+			MaxEntries:        c.Nonce.MaxEntries,
+			MaxSubFilters:     c.Nonce.MaxSubFilters,
+			KeyShare:          c.Nonce.KeyShare,
+		},
+		Idempotency: replayguard.IdempotencyConfig{
+			Enabled:            c.Idempotency.Enabled,
+			Required:           c.Idempotency.Required,
+			Methods:            c.Idempotency.Methods,
+			TTL:                d.parse("idempotency.ttl", c.Idempotency.TTL),
+			Lease:              d.parse("idempotency.lease", c.Idempotency.Lease),
+			MaxResponseBytes:   c.Idempotency.MaxResponseBytes,
+			StoreServerErrors:  c.Idempotency.StoreServerErrors,
+			Store:              c.Idempotency.Store,
+			DeriveKey:          c.Idempotency.DeriveKey,
+			DeriveWindow:       d.parse("idempotency.deriveWindow", c.Idempotency.DeriveWindow),
+			FingerprintHeaders: c.Idempotency.FingerprintHeaders,
+			MemoryMaxBytes:     c.Idempotency.MemoryMaxBytes,
+			KeyShare:           c.Idempotency.KeyShare,
+		},
+		FailMode: c.FailMode,
+	}
+	for _, k := range c.Keys {
+		m.Keys = append(m.Keys, replayguard.KeyConfig{
+			ID: k.ID, Secrets: k.Secrets, Algorithm: k.Algorithm, PublicKeyFile: k.PublicKeyFile, JWK: k.JWK,
+		})
+	}
+	return m
+}
+
+// redisConfig is the redis section of the options.
+func (c *Config) redisConfig(d *durations) redisstore.Config {
+	return redisstore.Config{
+		Addrs:      c.Redis.Addrs,
+		MasterName: c.Redis.MasterName,
+		Username:   c.Redis.Username,
+		Password:   c.Redis.Password,
+		DB:         c.Redis.DB,
+		TLS:        c.Redis.TLS,
+		Timeout:    d.parse("redis.timeout", c.Redis.Timeout),
+		KeyPrefix:  c.Redis.KeyPrefix,
+	}
 }
 
 // camelFields rewrites the field paths of the model's validation errors
