@@ -229,27 +229,9 @@ func (s *Scheme) Verify(_ context.Context, r *signature.Request) (signature.Veri
 		}
 		replayKey = "n:" + n.Str
 	}
-	covered := make([]Component, 0, len(ch.params.Items))
-	for _, it := range ch.params.Items {
-		c, err := componentFromItem(it)
-		if err != nil {
-			return signature.Verified{}, fmt.Errorf("%w: %w", signature.ErrMalformed, err)
-		}
-		covered = append(covered, c)
-	}
 	digestLines := r.Header[ContentDigestHeader]
-	for _, req := range s.required {
-		if req.Name == "content-digest" && len(req.Params) == 0 {
-			if len(r.Body) == 0 {
-				continue
-			}
-			if len(digestLines) == 0 {
-				return signature.Verified{}, fmt.Errorf("%w: %s header (the request has a body)", signature.ErrMissing, ContentDigestHeader)
-			}
-		}
-		if !coversComponent(covered, req) {
-			return signature.Verified{}, fmt.Errorf("%w: the signature does not cover %s", signature.ErrMissing, req)
-		}
+	if err := s.checkCoverage(ch, r, digestLines); err != nil {
+		return signature.Verified{}, err
 	}
 
 	bp := basePool.Get().(*[]byte)
@@ -401,4 +383,32 @@ func (k *rfc9421Key) verify(base, sig []byte) bool {
 		}
 	}
 	return false
+}
+
+// checkCoverage holds the signature to the required components:
+// content-digest only of a request with a body, which must then carry the
+// header.
+func (s *Scheme) checkCoverage(ch chosenSignature, r *signature.Request, digestLines []string) error {
+	covered := make([]Component, 0, len(ch.params.Items))
+	for _, it := range ch.params.Items {
+		c, err := componentFromItem(it)
+		if err != nil {
+			return fmt.Errorf("%w: %w", signature.ErrMalformed, err)
+		}
+		covered = append(covered, c)
+	}
+	for _, req := range s.required {
+		if req.Name == "content-digest" && len(req.Params) == 0 {
+			if len(r.Body) == 0 {
+				continue
+			}
+			if len(digestLines) == 0 {
+				return fmt.Errorf("%w: %s header (the request has a body)", signature.ErrMissing, ContentDigestHeader)
+			}
+		}
+		if !coversComponent(covered, req) {
+			return fmt.Errorf("%w: the signature does not cover %s", signature.ErrMissing, req)
+		}
+	}
+	return nil
 }
