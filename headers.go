@@ -2,7 +2,8 @@ package replayguard
 
 import (
 	"net/http"
-	"strings"
+
+	"github.com/replayguard/replayguard/internal/hop"
 
 	"github.com/replayguard/replayguard/signature"
 )
@@ -72,26 +73,6 @@ func SetIdentityHeaders(h http.Header, v signature.Verified) {
 	}
 }
 
-// hopByHop are the headers of one connection, never part of the request
-// a client made (RFC 9110 §7.6.1, plus the legacy ones proxies still send).
-func hopByHop() []string {
-	return []string{
-		"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
-		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-	}
-}
-
 // RemoveHopByHop deletes from h the headers of one connection: those the
 // Connection header names, then the standard hop-by-hop ones.
-func RemoveHopByHop(h http.Header) {
-	for _, c := range h.Values("Connection") {
-		for _, name := range strings.Split(c, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				h.Del(name)
-			}
-		}
-	}
-	for _, name := range hopByHop() {
-		h.Del(name)
-	}
-}
+func RemoveHopByHop(h http.Header) { hop.Remove(h) }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/replayguard/replayguard/internal/hop"
 )
 
 // Defaults of Deduper.
@@ -482,10 +484,6 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return http.NewResponseController(r.w).Hijack()
 }
 
-// hopByHop are the headers that describe one connection, not the response.
-var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
 // storableHeader copies h without hop-by-hop headers (including those
 // Connection names), Set-Cookie and Date.
 func storableHeader(h http.Header) http.Header {
@@ -493,16 +491,7 @@ func storableHeader(h http.Header) http.Header {
 	if out == nil {
 		out = http.Header{}
 	}
-	for _, v := range out.Values("Connection") {
-		for _, name := range strings.Split(v, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				out.Del(name)
-			}
-		}
-	}
-	for _, k := range hopByHop {
-		out.Del(k)
-	}
+	hop.Remove(out)
 	out.Del("Set-Cookie")
 	out.Del("Date")
 	out.Del(ReplayedHeader)

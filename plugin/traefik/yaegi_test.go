@@ -56,6 +56,7 @@ var corePackages = []string{
 	coreModule + "/bloom/bloomcore",
 	coreModule + "/confval",
 	coreModule + "/idempotency",
+	coreModule + "/internal/hop",
 	coreModule + "/nonce",
 	coreModule + "/redisstore",
 	coreModule + "/redisstore/layout",
