@@ -8,6 +8,8 @@ package traefik_test
 
 import (
 	"bufio"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -80,6 +82,8 @@ func TestRealTraefik(t *testing.T) {
 	}))
 	defer echo.Close()
 
+	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
 	dir := t.TempDir()
 	require.NoError(t, os.Symlink(pluginGoPath(t), filepath.Join(dir, "plugins-local")))
 	web, semi := freePort(t), freePort(t)
@@ -103,6 +107,7 @@ http:
     b: {rule: "PathPrefix(`+"`/b/`"+`)", entryPoints: [web], middlewares: [rg-b], service: echo}
     r: {rule: "PathPrefix(`+"`/r/`"+`)", entryPoints: [web], middlewares: [rg-redis], service: echo}
     j: {rule: "PathPrefix(`+"`/j/`"+`)", entryPoints: [web], middlewares: [rg-jwt], service: echo}
+    e: {rule: "PathPrefix(`+"`/e/`"+`)", entryPoints: [web], middlewares: [rg-ed], service: echo}
   middlewares:
     rg-a:
       plugin:
@@ -123,11 +128,17 @@ http:
           scheme: jwt
           jwt: {bind: []}
           keys: [{id: jwt-key, algorithm: HS256, secrets: ["%[5]s"]}]
+    rg-ed:
+      plugin:
+        replayguard:
+          scheme: jwt
+          jwt: {bind: []}
+          keys: [{id: ed-key, jwk: {kty: OKP, crv: Ed25519, x: "%[6]s"}}]
   services:
     echo:
       loadBalancer:
         servers: [{url: "%[1]s"}]
-`, echo.URL, keyID, secretB64(secret), srv.Addr(), realJWTSecret)
+`, echo.URL, keyID, secretB64(secret), srv.Addr(), realJWTSecret, base64.RawURLEncoding.EncodeToString(edPub))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "traefik.yml"), []byte(static), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "dynamic.yml"), []byte(dynamic), 0o600))
 
@@ -231,6 +242,23 @@ http:
 		mu.Unlock()
 		assert.Equal(t, "jwt-key", h.Get(replayguard.HeaderKeyID))
 		assert.Equal(t, "other-key", h.Get(replayguard.HeaderSubject))
+	})
+
+	t.Run("an Ed25519 key given as a JWK verifies in Traefik's interpreter", func(t *testing.T) {
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"jti": uuid.NewString(), "iat": time.Now().Unix()})
+		tok.Header["kid"] = "ed-key"
+		raw, err := tok.SignedString(edPriv)
+		require.NoError(t, err)
+		s := signedRequest{method: http.MethodGet, target: "/e/me", header: http.Header{"Authorization": {"Bearer " + raw}}}
+		resp := do(t, web, s)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		mu.Lock()
+		h := last.Header
+		mu.Unlock()
+		assert.Equal(t, "ed-key", h.Get(replayguard.HeaderKeyID))
+		resp = do(t, web, s)
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		assert.Equal(t, "nonce_replayed", code(t, resp))
 	})
 
 	t.Run("a store failure is logged at Traefik's default level", func(t *testing.T) {
