@@ -233,10 +233,8 @@ func (c *Client) exec(ctx context.Context, cl call) (any, error) {
 
 // execAll runs cl and returns the replies of its commands (one, or those of
 // its pipeline), error replies as values of type *Error.
-func (c *Client) execAll(ctx context.Context, cl call) ([]any, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("resp: %w", err)
-	}
+// encodeCommands returns the commands of cl in RESP.
+func encodeCommands(cl call) ([][]byte, error) {
 	cmds := cl.pipe
 	if cmds == nil {
 		cmds = [][]any{cl.args}
@@ -252,6 +250,39 @@ func (c *Client) execAll(ctx context.Context, cl call) ([]any, error) {
 		}
 		encoded[i] = b
 	}
+	return encoded, nil
+}
+
+// redirectReply returns the MOVED or ASK error of a reply, and which of
+// the two it is, or nil. The commands of one call share a slot: a redirect
+// of the first is one of them all.
+func redirectReply(vs []any) (*Error, string) {
+	e, ok := vs[0].(*Error)
+	if !ok {
+		return nil, ""
+	}
+	if p := e.Prefix(); p == "MOVED" || p == "ASK" {
+		return e, p
+	}
+	return nil, ""
+}
+
+// replyLimit bounds the replies of cl: its own limit, else the client's.
+func (c *Client) replyLimit(cl call) int64 {
+	if cl.limit > 0 {
+		return cl.limit
+	}
+	return c.opts.MaxReplyBytes
+}
+
+func (c *Client) execAll(ctx context.Context, cl call) ([]any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("resp: %w", err)
+	}
+	encoded, err := encodeCommands(cl)
+	if err != nil {
+		return nil, err
+	}
 	addr := c.route(cl)
 	asking, fresh := false, false
 	// tried holds the nodes this call was sent or redirected to; down,
@@ -260,10 +291,7 @@ func (c *Client) execAll(ctx context.Context, cl call) ([]any, error) {
 	var down []string
 	var downErrs []error
 	redirects := 0
-	limit := cl.limit
-	if limit <= 0 {
-		limit = c.opts.MaxReplyBytes
-	}
+	limit := c.replyLimit(cl)
 	for {
 		sent := time.Now()
 		vs, t, err := c.roundTrip(ctx, addr, asking, fresh, encoded, limit)
@@ -299,14 +327,8 @@ func (c *Client) execAll(ctx context.Context, cl call) ([]any, error) {
 			}
 			return nil, withContext(ctx, err)
 		}
-		// The commands share a slot: a redirect of the first is one of
-		// them all.
-		e, ok := vs[0].(*Error)
-		if !ok || redirects >= maxRedirects {
-			return vs, nil
-		}
-		prefix := e.Prefix()
-		if prefix != "MOVED" && prefix != "ASK" {
+		e, prefix := redirectReply(vs)
+		if e == nil || redirects >= maxRedirects {
 			return vs, nil
 		}
 		slot, to, ok := redirect(e, addr)
