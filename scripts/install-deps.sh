@@ -32,9 +32,18 @@ if ! command -v apt-get >/dev/null 2>&1; then
 	exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# The test suite starts private instances of these servers on free loopback
+# ports in temporary directories; the packaged services are not wanted. A
+# policy-rc.d present only for this install keeps the packages from starting
+# them; services the machine already runs are left as they are.
+policy=/usr/sbin/policy-rc.d
+placed=""
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+	$sudo chmod 755 "$policy"
+	placed=1
+fi
+cleanup() { if [ -n "$placed" ]; then $sudo rm -f "$policy"; fi; }
+trap cleanup EXIT
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-# The test suite starts its own servers on free loopback ports; the
-# packaged services are not needed.
-$sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
-$sudo systemctl disable --now nginx >/dev/null 2>&1 || true
