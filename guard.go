@@ -185,6 +185,14 @@ func (g *Guard) Verify(ctx context.Context, r *signature.Request) (signature.Ver
 	if err := r.Check(); err != nil {
 		return signature.Verified{}, err
 	}
+	return g.verify(ctx, r)
+}
+
+// verify is Verify without Request.Check, for the Middleware: net/http's
+// server has already refused a request line or header with a control byte
+// or a method that is not a token, so the check would only scan the
+// headers a second time.
+func (g *Guard) verify(ctx context.Context, r *signature.Request) (signature.Verified, error) {
 	v, err := g.scheme.Verify(ctx, r)
 	if err != nil {
 		return signature.Verified{}, err
@@ -277,7 +285,7 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 				sr.Scheme = s
 			}
 		}
-		v, err := g.Verify(r.Context(), sr)
+		v, err := g.verify(r.Context(), sr)
 		if err != nil {
 			g.reject(w, r, err, start)
 			return

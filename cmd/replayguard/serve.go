@@ -254,9 +254,9 @@ func newProxy(cfg config.File, logger *slog.Logger) (*upstreamProxy, error) {
 			if t, err := forwardTarget(up, pr.In.RequestURI); err == nil {
 				pr.Out.URL.Opaque, pr.Out.URL.RawQuery, pr.Out.URL.ForceQuery = t.opaque, t.rawQuery, t.forceQuery
 			}
-			pr.Out.Trailer = nil
 			// The upstream learns who signed; a client cannot claim it.
-			replayguard.StripGatewayHeaders(pr.Out.Header)
+			// The Guard's middleware handed over a request without
+			// trailers or headers posing as the gateway's.
 			if v, ok := replayguard.VerifiedFrom(pr.In.Context()); ok {
 				replayguard.SetIdentityHeaders(pr.Out.Header, v)
 			}

@@ -265,9 +265,13 @@ func forward(w http.ResponseWriter, verified *http.Request) {
 	r.Body, r.ContentLength, r.GetBody = verified.Body, verified.ContentLength, verified.GetBody
 	// Nothing unsigned travels on: no header a client could pose as the
 	// gateway's with, no trailers.
+	// Caddy's own request goes on, not the Guard's copy.
 	r.Trailer = nil
-	replayguard.StripGatewayHeaders(r.Header)
-	if v, ok := replayguard.VerifiedFrom(r.Context()); ok {
+	v, ok := replayguard.VerifiedFrom(r.Context())
+	if !ok {
+		replayguard.StripGatewayHeaders(r.Header)
+	}
+	if ok {
 		caddyhttp.SetVar(r.Context(), VarKeyID, v.KeyID)
 		if v.Subject != "" {
 			caddyhttp.SetVar(r.Context(), VarSubject, v.Subject)

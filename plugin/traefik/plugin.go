@@ -64,8 +64,8 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	return &handler{guard: g.Middleware(&forward{next: next})}, nil
 }
 
-// handler strips a client's claim of a verified identity, then runs the
-// pipeline.
+// handler refuses a target Traefik would not forward as verified, then runs
+// the pipeline.
 type handler struct {
 	guard http.Handler
 }
@@ -75,7 +75,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		replayguard.WriteProblem(w, err)
 		return
 	}
-	replayguard.StripGatewayHeaders(r.Header)
+	// Traefik forwards what is left of the request's trailers: nothing
+	// signs them.
 	r.Trailer = nil
 	h.guard.ServeHTTP(w, r)
 }
@@ -110,8 +111,10 @@ type forward struct {
 	next http.Handler
 }
 
+// ServeHTTP sets the verified identity on the request the Guard's
+// middleware hands over (a copy without trailers or headers posing as the
+// gateway's) and passes it on.
 func (f *forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r.Trailer = nil
 	if v, ok := replayguard.VerifiedFrom(r.Context()); ok {
 		replayguard.SetIdentityHeaders(r.Header, v)
 	}
