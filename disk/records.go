@@ -1,0 +1,340 @@
+package disk
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/replayguard/replayguard/idempotency"
+)
+
+// Records is the idempotency.Store of a DB. Leases and expiry follow the
+// store's clock. A claim that finds a live record is answered from the
+// committed state; every write returns once it is on disk.
+type Records struct{ db *DB }
+
+var (
+	_ idempotency.Store        = (*Records)(nil)
+	_ idempotency.OwnerClaimer = (*Records)(nil)
+	_ idempotency.Pinger       = (*Records)(nil)
+)
+
+// Records returns the DB's idempotency store.
+func (db *DB) Records() *Records { return &Records{db: db} }
+
+// Claim implements idempotency.Store; the record is charged to nobody.
+func (r *Records) Claim(ctx context.Context, key string, fp idempotency.Fingerprint, lease time.Duration) (idempotency.Claim, error) {
+	return r.ClaimFor(ctx, "", key, fp, lease)
+}
+
+// ClaimFor implements idempotency.OwnerClaimer.
+func (r *Records) ClaimFor(ctx context.Context, owner, key string, fp idempotency.Fingerprint, lease time.Duration) (idempotency.Claim, error) {
+	if err := ctx.Err(); err != nil {
+		return idempotency.Claim{}, unavailable(err)
+	}
+	k := []byte(key)
+	now := r.db.cfg.now().UnixNano()
+	var existing *idempotency.Record
+	err := r.db.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketRecord).Get(k); v != nil {
+			rec, err := decodeRecord(v)
+			if err != nil {
+				return err
+			}
+			if rec.live(now) {
+				existing, err = rec.snapshot()
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return idempotency.Claim{}, unavailable(err)
+	}
+	if existing != nil {
+		return idempotency.Claim{Existing: existing}, nil
+	}
+	token := idempotency.NewToken()
+	var c idempotency.Claim
+	err = r.db.do(ctx, func(w *wtx) (err error) {
+		c, err = w.claim(owner, k, fp, token, lease)
+		return err
+	})
+	if err != nil {
+		return idempotency.Claim{}, recordErr(err)
+	}
+	return c, nil
+}
+
+func (w *wtx) claim(ownerName string, key []byte, fp idempotency.Fingerprint, token string, lease time.Duration) (idempotency.Claim, error) {
+	if v := w.record.Get(key); v != nil {
+		old, err := decodeRecord(v)
+		if err != nil {
+			return idempotency.Claim{}, err
+		}
+		if old.live(w.now) {
+			rec, err := old.snapshot()
+			return idempotency.Claim{Existing: rec}, err
+		}
+		if err := w.dropRecord(key, old, len(v)); err != nil {
+			return idempotency.Claim{}, err
+		}
+	}
+	id, err := w.ownerID(ownerName, true)
+	if err != nil {
+		return idempotency.Claim{}, err
+	}
+	exp := after(w.now, lease)
+	rec := record{state: idempotency.StateInProgress, fp: fp, token: token, leaseUntil: exp, expires: exp, owner: id}
+	v := rec.encode()
+	cost := recordCost(key, len(v))
+	if err := w.room(id, cost); err != nil {
+		return idempotency.Claim{}, err
+	}
+	if err := w.putRecord(key, rec, v, cost); err != nil {
+		return idempotency.Claim{}, err
+	}
+	return idempotency.Claim{Acquired: true, Token: token}, nil
+}
+
+// holder returns the in-progress record key that token holds. Fencing is
+// by token: a holder whose lease ran out may still finish as long as
+// nobody took the record over.
+func (w *wtx) holder(key []byte, token string) (record, int, error) {
+	v := w.record.Get(key)
+	if v == nil {
+		return record{}, 0, idempotency.ErrLeaseLost
+	}
+	rec, err := decodeRecord(v)
+	if err != nil {
+		return record{}, 0, err
+	}
+	if rec.token != token || rec.state != idempotency.StateInProgress {
+		return record{}, 0, idempotency.ErrLeaseLost
+	}
+	return rec, len(v), nil
+}
+
+// Renew implements idempotency.Store.
+func (r *Records) Renew(ctx context.Context, key, token string, lease time.Duration) error {
+	return r.write(ctx, func(w *wtx) error {
+		k := []byte(key)
+		rec, n, err := w.holder(k, token)
+		if err != nil {
+			return err
+		}
+		next := rec
+		next.leaseUntil = after(w.now, lease)
+		if next.leaseUntil > next.expires {
+			next.expires = next.leaseUntil
+		}
+		return w.replaceRecord(k, rec, n, next)
+	})
+}
+
+// Complete implements idempotency.Store. A response that would take the
+// record's owner past its share is not stored: Complete fails with a
+// *idempotency.QuotaError and the record stays in progress until its
+// lease ends.
+func (r *Records) Complete(ctx context.Context, key, token string, resp *idempotency.Response, ttl time.Duration) error {
+	if resp == nil {
+		resp = &idempotency.Response{}
+	}
+	header := idempotency.AppendHeader(nil, resp.Header)
+	return r.write(ctx, func(w *wtx) error {
+		k := []byte(key)
+		rec, n, err := w.holder(k, token)
+		if err != nil {
+			return err
+		}
+		next := record{state: idempotency.StateCompleted, fp: rec.fp, token: rec.token, expires: after(w.now, ttl),
+			owner: rec.owner, status: resp.Status, header: header, body: resp.Body}
+		return w.replaceRecord(k, rec, n, next)
+	})
+}
+
+// Release implements idempotency.Store.
+func (r *Records) Release(ctx context.Context, key, token string) error {
+	return r.write(ctx, func(w *wtx) error {
+		k := []byte(key)
+		rec, n, err := w.holder(k, token)
+		if err != nil {
+			return err
+		}
+		return w.dropRecord(k, rec, n)
+	})
+}
+
+func (r *Records) write(ctx context.Context, apply func(w *wtx) error) error {
+	if err := ctx.Err(); err != nil {
+		return unavailable(err)
+	}
+	return recordErr(r.db.do(ctx, apply))
+}
+
+// Ping implements idempotency.Pinger.
+func (r *Records) Ping(ctx context.Context) error {
+	if err := r.db.Ping(ctx); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+func (w *wtx) putRecord(key []byte, rec record, v []byte, cost int64) error {
+	if err := w.record.Put(key, v); err != nil {
+		return err
+	}
+	if err := w.index(rec.owner, rec.expires, kindRecord, key); err != nil {
+		return err
+	}
+	return w.charge(rec.owner, cost)
+}
+
+func (w *wtx) dropRecord(key []byte, rec record, valueLen int) error {
+	if err := w.record.Delete(key); err != nil {
+		return err
+	}
+	if err := w.unindex(rec.owner, rec.expires, kindRecord, key); err != nil {
+		return err
+	}
+	return w.charge(rec.owner, -recordCost(key, valueLen))
+}
+
+// replaceRecord puts next in the place of rec, checking the owner's room
+// for what it grows by.
+func (w *wtx) replaceRecord(key []byte, rec record, oldLen int, next record) error {
+	v := next.encode()
+	grow := recordCost(key, len(v)) - recordCost(key, oldLen)
+	if grow > 0 {
+		if err := w.room(rec.owner, grow); err != nil {
+			return err
+		}
+	}
+	if err := w.record.Put(key, v); err != nil {
+		return err
+	}
+	if next.expires != rec.expires {
+		if err := w.unindex(rec.owner, rec.expires, kindRecord, key); err != nil {
+			return err
+		}
+		if err := w.index(rec.owner, next.expires, kindRecord, key); err != nil {
+			return err
+		}
+	}
+	return w.charge(rec.owner, grow)
+}
+
+func unavailable(err error) error {
+	return fmt.Errorf("%w: %w", idempotency.ErrUnavailable, err)
+}
+
+// recordErr maps a write's outcome to the idempotency package's errors.
+func recordErr(err error) error {
+	var q *quota
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, idempotency.ErrLeaseLost):
+		return err
+	case errors.As(err, &q):
+		return idempotency.NewQuotaError(q.retryAfter)
+	}
+	return unavailable(err)
+}
+
+// recordFormat is the first byte of an encoded record.
+const recordFormat = 1
+
+// record is a stored idempotency record. Encoded: format (1), state (1),
+// fingerprint (32), token length (1) and token, lease end (8), expiry (8),
+// owner id (4), status (2), header length (4) and the header in the form
+// idempotency.AppendHeader writes, then the body to the end.
+type record struct {
+	state      idempotency.State
+	fp         idempotency.Fingerprint
+	token      string
+	leaseUntil int64
+	expires    int64
+	owner      uint32
+	status     int
+	header     []byte
+	body       []byte
+}
+
+const recordFixed = 1 + 1 + 32 + 1 + 8 + 8 + 4 + 2 + 4
+
+var errRecord = errors.New("disk: malformed record")
+
+func (r record) encode() []byte {
+	b := make([]byte, 0, recordFixed+len(r.token)+len(r.header)+len(r.body))
+	b = append(b, recordFormat, byte(r.state))
+	b = append(b, r.fp[:]...)
+	b = append(b, byte(len(r.token)))
+	b = append(b, r.token...)
+	b = appendTime(b, r.leaseUntil)
+	b = appendTime(b, r.expires)
+	b = binary.BigEndian.AppendUint32(b, r.owner)
+	b = binary.BigEndian.AppendUint16(b, uint16(r.status))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(r.header)))
+	b = append(b, r.header...)
+	return append(b, r.body...)
+}
+
+// decodeRecord reads what encode wrote. The header and body alias v,
+// which bbolt owns only for the transaction: snapshot copies them.
+func decodeRecord(v []byte) (record, error) {
+	var r record
+	if len(v) < recordFixed || v[0] != recordFormat {
+		return r, errRecord
+	}
+	r.state = idempotency.State(v[1])
+	copy(r.fp[:], v[2:34])
+	tl := int(v[34])
+	rest := v[35:]
+	if len(rest) < tl+26 {
+		return r, errRecord
+	}
+	r.token = string(rest[:tl])
+	rest = rest[tl:]
+	r.leaseUntil = decodeTime(rest[0:8])
+	r.expires = decodeTime(rest[8:16])
+	r.owner = binary.BigEndian.Uint32(rest[16:20])
+	r.status = int(binary.BigEndian.Uint16(rest[20:22]))
+	hl := int(binary.BigEndian.Uint32(rest[22:26]))
+	rest = rest[26:]
+	if hl > len(rest) || (r.state != idempotency.StateInProgress && r.state != idempotency.StateCompleted) {
+		return r, errRecord
+	}
+	r.header, r.body = rest[:hl], rest[hl:]
+	return r, nil
+}
+
+// live reports whether the record holds its key at now: a completed one
+// until its TTL, an in-progress one until its lease ends.
+func (r record) live(now int64) bool {
+	if r.expires <= now {
+		return false
+	}
+	return r.state == idempotency.StateCompleted || r.leaseUntil > now
+}
+
+// snapshot returns the record as callers see it, copied out of the file.
+func (r record) snapshot() (*idempotency.Record, error) {
+	out := &idempotency.Record{State: r.state, Fingerprint: r.fp}
+	if r.state == idempotency.StateCompleted {
+		h, err := idempotency.ParseHeader(r.header)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errRecord, err)
+		}
+		if h == nil {
+			h = http.Header{}
+		}
+		out.Response = &idempotency.Response{Status: r.status, Header: h, Body: append([]byte(nil), r.body...)}
+	}
+	return out, nil
+}
