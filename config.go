@@ -35,6 +35,9 @@ const (
 	StoreMemory   = "memory"
 	StoreRedis    = "redis"
 	StorePostgres = "postgres"
+	// StoreDisk is the durable embedded store (package disk); the
+	// binary's default.
+	StoreDisk = "disk"
 
 	ModeExact = "exact"
 	ModeBloom = "bloom"
@@ -139,7 +142,8 @@ type TimestampConfig struct {
 
 // NonceConfig configures replay protection.
 type NonceConfig struct {
-	// Store is "memory" (default) or "redis".
+	// Store is "memory" (the library's default), "disk" (the binary's
+	// default) or "redis".
 	Store string `yaml:"store" json:"store,omitempty"`
 	// Mode is "exact" (default) or "bloom".
 	Mode string `yaml:"mode" json:"mode,omitempty"`
@@ -184,7 +188,8 @@ type IdempotencyConfig struct {
 	MaxResponseBytes int64 `yaml:"max_response_bytes" json:"max_response_bytes,omitempty"`
 	// StoreServerErrors keeps 5xx responses (Stripe). Default false.
 	StoreServerErrors bool `yaml:"store_server_errors" json:"store_server_errors,omitempty"`
-	// Store is "memory" (default), "redis" or "postgres".
+	// Store is "memory" (the library's default), "disk" (the binary's
+	// default), "redis" or "postgres".
 	Store string `yaml:"store" json:"store,omitempty"`
 	// DeriveKey is "off" (default) or "fingerprint": derive a key from
 	// principal and fingerprint when a covered request has none.
@@ -376,8 +381,11 @@ func (n NonceConfig) validate() []error {
 			errs = append(errs, err)
 		}
 	}
-	add(oneOf("nonce.store", n.Store, StoreMemory, StoreRedis))
+	add(oneOf("nonce.store", n.Store, StoreMemory, StoreDisk, StoreRedis))
 	add(oneOf("nonce.mode", n.Mode, ModeExact, ModeBloom))
+	if n.Store == StoreDisk && n.Mode == ModeBloom {
+		add(fieldErr("nonce.store", "mode bloom has no disk form: use store memory or redis with bloom, or mode exact with disk"))
+	}
 	if n.Capacity < 0 {
 		add(fieldErr("nonce.capacity", "must be positive"))
 	}
@@ -405,7 +413,7 @@ func (id IdempotencyConfig) validate() []error {
 	if id.MemoryMaxBytes < 0 {
 		add(fieldErr("idempotency.memory_max_bytes", "must be positive"))
 	}
-	add(oneOf("idempotency.store", id.Store, StoreMemory, StoreRedis, StorePostgres))
+	add(oneOf("idempotency.store", id.Store, StoreMemory, StoreDisk, StoreRedis, StorePostgres))
 	add(oneOf("idempotency.derive_key", id.DeriveKey, "off", "fingerprint"))
 	for i, m := range id.Methods {
 		if m == "" || strings.ToUpper(m) != m {
@@ -600,6 +608,11 @@ func (c Config) SignatureKeys() ([]signature.Key, error) {
 		keys = append(keys, sk)
 	}
 	return keys, nil
+}
+
+// UsesDisk reports whether a store of c is "disk".
+func (c Config) UsesDisk() bool {
+	return c.Nonce.Store == StoreDisk || (c.Idempotency.Store == StoreDisk && (c.Idempotency.Enabled == nil || *c.Idempotency.Enabled))
 }
 
 // UsesRedis reports whether a store of c is "redis".

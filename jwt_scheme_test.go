@@ -85,6 +85,9 @@ jwt:
 	file, err := config.Parse([]byte(yml), func(string) (string, bool) { return "", false })
 	require.NoError(t, err)
 	f.cfg = file.Config
+	// The binary's file defaults to disk stores; these tests run the
+	// library's Guard on its memory ones.
+	f.cfg.Nonce.Store, f.cfg.Idempotency.Store = replayguard.StoreMemory, replayguard.StoreMemory
 	return f
 }
 

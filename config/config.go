@@ -11,7 +11,8 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Load reads, expands, decodes, defaults and validates the file at path.
+// Load reads, expands, decodes, defaults and validates the file at path,
+// and places disk.path beside it (File.Disk).
 func Load(path string) (File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -21,6 +22,7 @@ func Load(path string) (File, error) {
 	if err != nil {
 		return File{}, fmt.Errorf("%s: %w", path, err)
 	}
+	f.resolveDisk(path)
 	return f, nil
 }
 

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"time"
 
 	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/disk"
 	"github.com/replayguard/replayguard/postgres"
 	"github.com/replayguard/replayguard/redisstore"
 	"github.com/replayguard/replayguard/stores"
@@ -41,6 +43,11 @@ type File struct {
 	Redis redisstore.Config `yaml:"redis"`
 	// Postgres is the database of the PostgreSQL idempotency store.
 	Postgres postgres.Config `yaml:"postgres"`
+	// Disk is the durable embedded store of the stores set to "disk",
+	// the binary's default. Load sets its path, when unset, to "<the
+	// configuration file's name>.data" beside that file, and resolves a
+	// relative one against the file's directory.
+	Disk disk.Config `yaml:"disk"`
 }
 
 // Server bounds what one connection of the binary may hold: slow or idle
@@ -69,8 +76,16 @@ const (
 	DefaultMaxHeaderBytes    = 64 << 10
 )
 
-// WithDefaults returns f with every unset field at its default.
+// WithDefaults returns f with every unset field at its default. A store
+// left unnamed is "disk", the binary's durable default — except a Bloom
+// nonce store, which has no disk form and stays in memory.
 func (f File) WithDefaults() File {
+	if f.Nonce.Store == "" && f.Nonce.Mode != replayguard.ModeBloom {
+		f.Nonce.Store = replayguard.StoreDisk
+	}
+	if f.Idempotency.Store == "" {
+		f.Idempotency.Store = replayguard.StoreDisk
+	}
 	f.Config = f.Config.WithDefaults()
 	if f.Listen == "" {
 		f.Listen = DefaultListen
@@ -80,6 +95,7 @@ func (f File) WithDefaults() File {
 	}
 	f.Redis = f.Redis.WithDefaults()
 	f.Postgres = f.Postgres.WithDefaults()
+	f.Disk = f.Disk.WithDefaults()
 	sv := &f.Server
 	if sv.ReadHeaderTimeout == 0 {
 		sv.ReadHeaderTimeout = replayguard.Duration(DefaultReadHeaderTimeout)
@@ -142,6 +158,7 @@ func (f File) Validate() error {
 		add(fieldErr("redis.addrs", "required when a store is %q", replayguard.StoreRedis))
 	}
 	add(f.Postgres.Validate())
+	add(f.Disk.Validate())
 	if f.Idempotency.Store == replayguard.StorePostgres && f.Postgres.DSN == "" {
 		add(fieldErr("postgres.dsn", "required when idempotency.store is %q", replayguard.StorePostgres))
 	}
@@ -168,7 +185,28 @@ func validAddr(field, addr string) error {
 }
 
 // StoreOptions returns what package stores needs of f besides the Guard's
-// configuration: the Redis and PostgreSQL sections.
+// configuration: the Redis, PostgreSQL and disk sections.
 func (f File) StoreOptions() []stores.Option {
-	return []stores.Option{stores.WithRedis(f.Redis), stores.WithPostgres(f.Postgres)}
+	return []stores.Option{stores.WithRedis(f.Redis), stores.WithPostgres(f.Postgres), stores.WithDisk(f.Disk)}
+}
+
+// DataDir returns the default disk.path of the configuration file at
+// path: its name with ".data" appended, beside it.
+func DataDir(path string) string {
+	return path + ".data"
+}
+
+// resolveDisk sets disk.path for the configuration file at path: the
+// default when unset, a relative one resolved against the file's
+// directory.
+func (f *File) resolveDisk(path string) {
+	switch {
+	case f.Disk.Path == "":
+		f.Disk.Path = DataDir(path)
+	case !filepath.IsAbs(f.Disk.Path):
+		f.Disk.Path = filepath.Join(filepath.Dir(path), f.Disk.Path)
+	}
+	if abs, err := filepath.Abs(f.Disk.Path); err == nil {
+		f.Disk.Path = abs
+	}
 }

@@ -29,6 +29,7 @@ type Metrics struct {
 	mu     sync.Mutex
 	blooms map[string]func() []bloom.BucketStats
 	funcs  []funcMetric
+	hists  []histMetric
 }
 
 var (
@@ -202,6 +203,27 @@ func (m *Metrics) WatchFunc(name, help string, counter bool, fn func() float64) 
 	m.mu.Unlock()
 }
 
+// Histogram is a cumulative histogram read at each collection: Counts[i]
+// observations were at most Bounds[i]; Count and Sum cover all of them.
+type Histogram struct {
+	Bounds []float64
+	Counts []uint64
+	Count  uint64
+	Sum    float64
+}
+
+type histMetric struct {
+	desc *prometheus.Desc
+	fn   func() Histogram
+}
+
+// WatchHistogram exports fn as a histogram named name.
+func (m *Metrics) WatchHistogram(name, help string, fn func() Histogram) {
+	m.mu.Lock()
+	m.hists = append(m.hists, histMetric{desc: prometheus.NewDesc(name, help, nil, nil), fn: fn})
+	m.mu.Unlock()
+}
+
 // Describe implements prometheus.Collector (unchecked: the watched series
 // come and go with buckets).
 func (m *Metrics) Describe(chan<- *prometheus.Desc) {}
@@ -214,6 +236,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		blooms[k] = v
 	}
 	funcs := append([]funcMetric(nil), m.funcs...)
+	hists := append([]histMetric(nil), m.hists...)
 	m.mu.Unlock()
 	for name, stats := range blooms {
 		for _, b := range stats() {
@@ -226,5 +249,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, f := range funcs {
 		ch <- prometheus.MustNewConstMetric(f.desc, f.kind, f.fn())
+	}
+	for _, h := range hists {
+		v := h.fn()
+		buckets := make(map[float64]uint64, len(v.Bounds))
+		for i, b := range v.Bounds {
+			buckets[b] = v.Counts[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(h.desc, v.Count, v.Sum, buckets)
 	}
 }

@@ -1,6 +1,6 @@
 // Package stores builds the stores a Config names: the embedded memory
-// stores by default, and the shared ones (Redis, PostgreSQL) when
-// configured. The root package never imports a store backend, so the code
+// stores by default, the durable embedded disk store, and the shared ones
+// (Redis, PostgreSQL) when configured. The root package never imports a store backend, so the code
 // the Traefik plugin loads stays free of them; the binary, the Caddy module
 // and library users who want configuration-driven stores go through Open.
 package stores
@@ -13,6 +13,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/bloom"
+	"github.com/replayguard/replayguard/disk"
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/postgres"
@@ -35,6 +36,7 @@ type Set struct {
 	pingers []namedPinger
 	closers []func() error
 	redis   redisClient // shared by the Redis stores; nil until one opens
+	disk    *disk.DB    // shared by the disk stores; nil until one opens
 }
 
 type namedPinger struct {
@@ -53,6 +55,7 @@ type options struct {
 	now      func() time.Time
 	postgres postgres.Config
 	redis    redisstore.Config
+	disk     disk.Config
 }
 
 // WithClock sets the clock of the in-memory stores. Default time.Now. It
@@ -85,6 +88,16 @@ func (s *Set) openNonce(ctx context.Context, cfg replayguard.Config, o options) 
 	switch cfg.Nonce.Store {
 	case replayguard.StoreRedis:
 		return s.openRedisNonce(ctx, cfg, o)
+	case replayguard.StoreDisk:
+		if cfg.Nonce.Mode != replayguard.ModeExact {
+			return &replayguard.FieldError{Field: "nonce.store", Err: fmt.Errorf("mode %s has no disk form", cfg.Nonce.Mode)}
+		}
+		db, err := s.openDisk(cfg, o)
+		if err != nil {
+			return err
+		}
+		s.Nonce = db.Nonces()
+		s.Names = append(s.Names, "nonce:disk")
 	case replayguard.StoreMemory:
 		switch cfg.Nonce.Mode {
 		case replayguard.ModeExact:
@@ -114,6 +127,14 @@ func (s *Set) openIdempotency(ctx context.Context, cfg replayguard.Config, o opt
 		s.Idempotency = m
 		s.Names = append(s.Names, "idempotency:memory")
 		s.pingers = append(s.pingers, namedPinger{"idempotency:memory", m})
+		return nil
+	case replayguard.StoreDisk:
+		db, err := s.openDisk(cfg, o)
+		if err != nil {
+			return err
+		}
+		s.Idempotency = db.Records()
+		s.Names = append(s.Names, "idempotency:disk")
 		return nil
 	case replayguard.StorePostgres:
 		return s.openPostgres(ctx, o)

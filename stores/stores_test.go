@@ -2,6 +2,7 @@ package stores_test
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/bloom"
+	"github.com/replayguard/replayguard/disk"
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/redisstore"
@@ -58,4 +60,36 @@ func TestOpenRejectsUnavailableStore(t *testing.T) {
 	}), stores.WithRedis(redisstore.Config{Addrs: []string{"127.0.0.1:1"}}))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nonce.store")
+}
+
+func TestOpenDiskSharesOneFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	diskCfg := func(c *replayguard.Config) { c.Nonce.Store = "disk"; c.Idempotency.Store = "disk" }
+	s, err := stores.Open(ctx, cfg(diskCfg), stores.WithDisk(disk.Config{Path: dir}))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"nonce:disk", "idempotency:disk"}, s.Names)
+	require.NotNil(t, s.Disk())
+	assert.Equal(t, filepath.Join(dir, disk.FileName), s.Disk().File())
+	require.NoError(t, s.Ping(ctx))
+	e := nonce.Entry{Scope: "a", Key: "n-0123456789abcdef", Timestamp: time.Now(), Expires: time.Now().Add(time.Minute)}
+	require.NoError(t, s.Nonce.Add(ctx, e))
+	require.NoError(t, s.Close())
+
+	s, err = stores.Open(ctx, cfg(diskCfg), stores.WithDisk(disk.Config{Path: dir}))
+	require.NoError(t, err, "the directory is free again once the set closed")
+	require.ErrorIs(t, s.Nonce.Add(ctx, e), nonce.ErrReplayed, "the nonce outlived the stores that recorded it")
+	require.NoError(t, s.Close())
+}
+
+func TestOpenDiskNeedsAPathAndExactMode(t *testing.T) {
+	_, err := stores.Open(context.Background(), cfg(func(c *replayguard.Config) { c.Idempotency.Store = "disk" }))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "disk.path")
+
+	c := cfg(func(c *replayguard.Config) { c.Nonce.Store = "disk"; c.Nonce.Mode = "bloom" })
+	err = c.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "nonce.store")
+	assert.Contains(t, err.Error(), "bloom")
 }

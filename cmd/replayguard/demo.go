@@ -11,12 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/config"
+	"github.com/replayguard/replayguard/disk"
 	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
@@ -44,10 +46,18 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	secret := "base64:" + base64.StdEncoding.EncodeToString(raw)
+	// The binary's default stores, in a directory of the demo's own,
+	// removed when it ends.
+	data, err := os.MkdirTemp("", "replayguard-demo-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(data) }()
 	cfg := config.File{
 		Config:   replayguard.Config{Keys: []replayguard.KeyConfig{{ID: "demo", Secrets: []string{secret}}}},
 		Upstream: "http://" + echoLn.Addr().String(),
 		Listen:   gwLn.Addr().String(),
+		Disk:     disk.Config{Path: data},
 	}.WithDefaults()
 
 	body := `{"amount":1000,"currency":"eur"}`
@@ -62,7 +72,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, `replayguard demo
-  gateway  http://%s  (scheme hmac, embedded stores)
+  gateway  http://%s  (scheme hmac, disk stores in %s)
   upstream http://%s  (echo)
   key id   demo
   secret   %s
@@ -77,7 +87,7 @@ back with Idempotent-Replayed: true, without reaching the upstream again.
 
 Sign your own:  replayguard sign --secret '%s' --key-id demo -X POST -d '{"a":1}' --curl %s
 Ctrl-C stops the demo.
-`, gwLn.Addr(), echoLn.Addr(), secret, cfg.Timestamp.Tolerance, curlLine(req, body), secret, url)
+`, gwLn.Addr(), data, echoLn.Addr(), secret, cfg.Timestamp.Tolerance, curlLine(req, body), secret, url)
 
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return serve(ctx, cfg, logger, &listeners{main: gwLn})

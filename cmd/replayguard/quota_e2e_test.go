@@ -20,50 +20,85 @@ const (
 	quotaSecretB = "quota-secret-b-0123456789"
 )
 
-// TestBinaryKeyShares: one key filling its share of the memory
-// idempotency store gets 429 quota_exceeded; the other key is unaffected.
+// TestBinaryKeyShares: one key filling its share of a bounded embedded
+// store gets 429 quota_exceeded; the other key is unaffected. In memory
+// the idempotency store is bounded; on disk one share covers a key's
+// nonces and records together.
 func TestBinaryKeyShares(t *testing.T) {
-	up := newUpstream(t)
-	g := startGateway(t, fmt.Sprintf(`
+	for _, c := range []struct {
+		name, stores string
+		// retryAfter checks the refusal's Retry-After; metric the
+		// quota counter's lines.
+		retryAfter func(t *testing.T, seconds int)
+		metric     func(t *testing.T, metrics string)
+	}{
+		{
+			name:   "memory",
+			stores: "nonce: {store: memory}\nidempotency: {store: memory, memory_max_bytes: 16384}",
+			retryAfter: func(t *testing.T, s int) {
+				assert.Equal(t, 3600, s, "the earliest record expires in 24h; capped at an hour")
+			},
+			metric: func(t *testing.T, m string) {
+				assert.Contains(t, m, `replayguard_quota_exceeded_total{store="idempotency"} 1`)
+				assert.Contains(t, m, `replayguard_quota_exceeded_total{store="nonce"} 0`)
+			},
+		},
+		{
+			name:   "disk",
+			stores: "disk: {max_bytes: 16384}",
+			retryAfter: func(t *testing.T, s int) {
+				// The earliest entry is a lease (30s) whose completion passed
+				// the share, or a nonce (the 5m window and its margin).
+				assert.True(t, s >= 1 && s <= 360, "until the key's earliest entry expires, got %d", s)
+			},
+			metric: func(t *testing.T, m string) {
+				assert.Regexp(t, `replayguard_quota_exceeded_total\{store="(nonce|idempotency)"\} 1`, m)
+			},
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			up := newUpstream(t)
+			g := startGateway(t, fmt.Sprintf(`
 listen: 127.0.0.1:0
 admin_listen: 127.0.0.1:0
 upstream: %s
 keys:
   - {id: key-a, secrets: [%s]}
   - {id: key-b, secrets: [%s]}
-idempotency: {memory_max_bytes: 16384}
-`, up.URL, quotaSecretA, quotaSecretB))
+%s
+`, up.URL, quotaSecretA, quotaSecretB, c.stores))
 
-	var refused *response
-	accepted := 0
-	for i := 0; i < 200 && refused == nil; i++ {
-		resp := send(t, signed(t, g, "key-a", quotaSecretA, http.MethodPost, "/v1/charges", `{"amount":1}`, time.Now()))
-		if resp.status == http.StatusOK {
-			accepted++
-			continue
-		}
-		refused = &resp
+			var refused *response
+			accepted := 0
+			for i := 0; i < 200 && refused == nil; i++ {
+				resp := send(t, signed(t, g, "key-a", quotaSecretA, http.MethodPost, "/v1/charges", `{"amount":1}`, time.Now()))
+				if resp.status == http.StatusOK {
+					accepted++
+					continue
+				}
+				refused = &resp
+			}
+			require.NotNil(t, refused, "key-a never passed its share")
+			require.Greater(t, accepted, 1)
+			require.Equal(t, http.StatusTooManyRequests, refused.status, refused.body)
+			assert.Equal(t, "quota_exceeded", refused.code)
+			ra, err := strconv.Atoi(refused.header.Get("Retry-After"))
+			require.NoError(t, err)
+			c.retryAfter(t, ra)
+			assert.Equal(t, int64(accepted), up.hits.Load())
+
+			for i := 0; i < accepted; i++ {
+				resp := send(t, signed(t, g, "key-b", quotaSecretB, http.MethodPost, "/v1/charges", `{"amount":1}`, time.Now()))
+				require.Equal(t, http.StatusOK, resp.status, "key-b keeps its share (request %d): %s", i, resp.body)
+			}
+
+			resp, err := http.Get("http://" + g.admin + "/metrics")
+			require.NoError(t, err)
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			c.metric(t, string(b))
+		})
 	}
-	require.NotNil(t, refused, "key-a never passed its share")
-	require.Greater(t, accepted, 1)
-	require.Equal(t, http.StatusTooManyRequests, refused.status, refused.body)
-	assert.Equal(t, "quota_exceeded", refused.code)
-	ra, err := strconv.Atoi(refused.header.Get("Retry-After"))
-	require.NoError(t, err)
-	assert.Equal(t, 3600, ra, "the earliest record expires in 24h; capped at an hour")
-	assert.Equal(t, int64(accepted), up.hits.Load())
-
-	for i := 0; i < accepted; i++ {
-		resp := send(t, signed(t, g, "key-b", quotaSecretB, http.MethodPost, "/v1/charges", `{"amount":1}`, time.Now()))
-		require.Equal(t, http.StatusOK, resp.status, "key-b keeps its share (request %d): %s", i, resp.body)
-	}
-
-	resp, err := http.Get("http://" + g.admin + "/metrics")
-	require.NoError(t, err)
-	b, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	assert.Contains(t, string(b), `replayguard_quota_exceeded_total{store="idempotency"} 1`)
-	assert.Contains(t, string(b), `replayguard_quota_exceeded_total{store="nonce"} 0`)
 }
 
 func readyz(t *testing.T, g *gateway) (int, string) {

@@ -117,6 +117,7 @@ func openGateway(ctx context.Context, cfg config.File, logger *slog.Logger) (*ga
 }
 
 func (gw *gateway) build() error {
+	gw.logger.Info("stores", storeAttrs(gw.cfg)...)
 	for _, w := range gw.set.Warnings {
 		gw.logger.Warn(w)
 	}
@@ -129,12 +130,27 @@ func (gw *gateway) build() error {
 		m.WatchBloom("nonce", b.Stats)
 	}
 	gw.set.WatchRedis(m)
+	gw.set.WatchDisk(m)
 	if gw.nets, err = gw.cfg.TrustedProxyNets(); err != nil {
 		return err
 	}
 	gw.guard, err = replayguard.New(gw.cfg.Config, append(gw.set.Options(), replayguard.WithLogger(gw.logger), replayguard.WithObserver(m),
 		replayguard.WithRequestScheme(replayguard.ForwardedScheme(gw.nets)))...)
 	return err
+}
+
+// storeAttrs names the stores in effect and where the disk store lives.
+func storeAttrs(cfg config.File) []any {
+	attrs := []any{slog.String("nonce", cfg.Nonce.Store+" ("+cfg.Nonce.Mode+")")}
+	if *cfg.Idempotency.Enabled {
+		attrs = append(attrs, slog.String("idempotency", cfg.Idempotency.Store))
+	} else {
+		attrs = append(attrs, slog.String("idempotency", "off"))
+	}
+	if cfg.UsesDisk() {
+		attrs = append(attrs, slog.String("disk_path", cfg.Disk.Path), slog.Bool("disk_fsync", *cfg.Disk.Fsync))
+	}
+	return attrs
 }
 
 // bound is the gateway's servers on their listeners.
