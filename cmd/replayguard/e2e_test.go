@@ -84,6 +84,14 @@ func startGateway(t *testing.T, cfg string, env ...string) *gateway {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "replayguard.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
+	return startGatewayAt(t, path, env...)
+}
+
+// startGatewayAt runs `replayguard serve` on the configuration file at
+// path, so that a test can restart a gateway on the same file (and the
+// same default disk store beside it).
+func startGatewayAt(t *testing.T, path string, env ...string) *gateway {
+	t.Helper()
 	cmd := exec.Command(binary(t), "serve", "--config", path)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
