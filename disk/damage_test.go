@@ -450,3 +450,28 @@ func TestOpenCannotCreateFile(t *testing.T) {
 		require.Contains(t, err.Error(), filepath.Join(dir, FileName))
 	})
 }
+
+// FuzzWalkFile: the walk of a damaged file reads it only through ReadAt
+// and never panics or reads out of bounds, whatever the bytes.
+func FuzzWalkFile(f *testing.F) {
+	dir := f.TempDir()
+	db, err := Open(dir)
+	require.NoError(f, err)
+	ctx := context.Background()
+	for i := 0; i < 200; i++ {
+		require.NoError(f, db.Nonces().Add(ctx, nonce.Entry{Scope: "k", Key: uuid.NewString(), Expires: time.Now().Add(time.Hour)}))
+	}
+	require.NoError(f, db.Close())
+	good, err := os.ReadFile(filepath.Join(dir, FileName))
+	require.NoError(f, err)
+	f.Add(good, 0, []byte{})
+	f.Add(good, 2*4096+20, []byte{0xff, 0xff, 0xff, 0xff})
+	f.Add(good[:3*4096], 0, []byte{})
+	f.Fuzz(func(t *testing.T, file []byte, at int, patch []byte) {
+		b := bytes.Clone(file)
+		if at >= 0 && at < len(b) {
+			copy(b[at:], patch)
+		}
+		_ = walkFile(bytes.NewReader(b), int64(len(b)), 4096)
+	})
+}
