@@ -104,9 +104,10 @@ type DB struct {
 	// full is set when a write was refused for MaxBytes, cleared when
 	// the reaper frees room; Ping reports it.
 	full atomic.Bool
-	// lastErr is the error of the last failed commit, nil once one
-	// succeeds again; Ping reports it.
-	lastErr atomic.Pointer[error]
+	// failing holds the error of the last commit of requests' writes
+	// when it failed (a full or read-only disk), nil once one succeeds
+	// or the reaper frees room; Ping reports it.
+	failing atomic.Pointer[error]
 
 	stats stats
 }
@@ -619,14 +620,25 @@ func (db *DB) Close() error {
 	return err
 }
 
-// Ping reports the store healthy when a write commits: a full or
-// read-only disk, or a store at its MaxBytes, makes it fail.
+// pingBytes is what Ping writes: room for a few requests' entries, which
+// a file that can neither grow nor reuse freed pages does not have.
+const pingBytes = 64 << 10
+
+// Ping reports the store healthy when it can take more writes: it commits
+// pingBytes through the writer, as requests do. A full or read-only disk
+// fails it, as does a store at its MaxBytes or whose last commit of
+// requests' writes failed (until one succeeds, or the reaper frees room).
 func (db *DB) Ping(ctx context.Context) error {
 	if db.full.Load() {
 		return fmt.Errorf("%w: %d bytes held, max_bytes %d", ErrFull, db.stats.liveBytes.Load(), db.cfg.maxBytes)
 	}
-	return db.do(ctx, func(w *wtx) error {
-		return w.meta.Put(keyPing, binary.BigEndian.AppendUint64(nil, uint64(w.now)))
+	if err := db.failing.Load(); err != nil {
+		return fmt.Errorf("writes are failing: %w", *err)
+	}
+	probe := make([]byte, pingBytes)
+	return db.doInternal(ctx, func(w *wtx) error {
+		binary.BigEndian.PutUint64(probe, uint64(w.now))
+		return w.meta.Put(keyPing, probe)
 	})
 }
 
@@ -637,16 +649,28 @@ type op struct {
 	apply func(w *wtx) error
 	err   error
 	done  chan struct{}
+	// internal marks the store's own writes (Ping's probe, the reaper),
+	// which do not tell whether requests' writes commit.
+	internal bool
 }
 
 // do queues apply and waits until its batch committed. The error is
 // apply's outcome, or one wrapping ErrTimeout, ErrClosed or the commit's
 // failure.
 func (db *DB) do(ctx context.Context, apply func(w *wtx) error) error {
+	return db.queue(ctx, &op{ctx: ctx, apply: apply})
+}
+
+// doInternal is do for the store's own writes (see op.internal).
+func (db *DB) doInternal(ctx context.Context, apply func(w *wtx) error) error {
+	return db.queue(ctx, &op{ctx: ctx, apply: apply, internal: true})
+}
+
+func (db *DB) queue(ctx context.Context, o *op) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o := &op{ctx: ctx, apply: apply, done: make(chan struct{})}
+	o.done = make(chan struct{})
 	timer := time.NewTimer(db.cfg.timeout)
 	defer timer.Stop()
 	select {
@@ -726,12 +750,20 @@ func (db *DB) commit(batch []*op) {
 		return nil
 	})
 	db.stats.observeCommit(time.Since(start), len(batch), err)
+	requests := false
+	for _, o := range batch {
+		requests = requests || !o.internal
+	}
 	if err != nil {
-		db.lastErr.Store(&err)
 		err = fmt.Errorf("disk: commit: %w", err)
+		if requests {
+			db.failing.Store(&err)
+		}
 	} else {
-		db.lastErr.Store(nil)
 		db.stats.liveBytes.Store(held)
+		if requests {
+			db.failing.Store(nil)
+		}
 	}
 	for _, o := range batch {
 		if err != nil {
@@ -754,13 +786,19 @@ func (db *DB) reap() {
 		}
 		for {
 			var n int
-			err := db.do(context.Background(), func(w *wtx) error {
+			var held int64
+			err := db.doInternal(context.Background(), func(w *wtx) error {
 				n = w.reapAll(reapBatch)
-				if n > 0 && w.held() < db.cfg.maxBytes {
-					db.full.Store(false)
-				}
+				held = w.bytes
 				return nil
 			})
+			if err == nil && n > 0 {
+				// Room was freed: requests may fit again.
+				if held < db.cfg.maxBytes || db.cfg.maxBytes <= 0 {
+					db.full.Store(false)
+				}
+				db.failing.Store(nil)
+			}
 			if err != nil || n < reapBatch {
 				break
 			}

@@ -92,7 +92,15 @@ func startGateway(t *testing.T, cfg string, env ...string) *gateway {
 // same default disk store beside it).
 func startGatewayAt(t *testing.T, path string, env ...string) *gateway {
 	t.Helper()
-	cmd := exec.Command(binary(t), "serve", "--config", path)
+	return startGatewayWrapped(t, path, nil, env...)
+}
+
+// startGatewayWrapped runs `replayguard serve` on the file at path under
+// the command wrap (such as prlimit with its arguments), when given.
+func startGatewayWrapped(t *testing.T, path string, wrap []string, env ...string) *gateway {
+	t.Helper()
+	argv := append(append([]string(nil), wrap...), binary(t), "serve", "--config", path)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
