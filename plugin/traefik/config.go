@@ -97,7 +97,8 @@ type Timestamp struct {
 
 // Nonce configures replay protection.
 type Nonce struct {
-	// Store is "memory" (default) or "redis".
+	// Store is "memory" (default) or "redis" ("disk" needs an embedded
+	// database the interpreter cannot load).
 	Store string `json:"store,omitempty"`
 	// Mode must be "exact" (the default) in the plugin: Bloom positions
 	// come from a library Traefik's interpreter cannot load.
@@ -180,6 +181,12 @@ func (c *Config) model() (replayguard.Config, redisstore.Config, error) {
 	}
 	if m.Nonce.LocalShield {
 		errs = append(errs, errors.New("config: nonce.localShield: not available in the Traefik plugin (the shield is a Bloom filter)"))
+	}
+	if m.Nonce.Store == replayguard.StoreDisk {
+		errs = append(errs, errors.New("config: nonce.store: \"disk\" is not available in the Traefik plugin, whose interpreter cannot load an embedded database; use \"redis\" for nonces that outlive a restart"))
+	}
+	if m.Idempotency.Store == replayguard.StoreDisk {
+		errs = append(errs, errors.New("config: idempotency.store: \"disk\" is not available in the Traefik plugin, whose interpreter cannot load an embedded database; use \"redis\" for records that outlive a restart"))
 	}
 	if m.Idempotency.Store == replayguard.StorePostgres {
 		errs = append(errs, errors.New("config: idempotency.store: \"postgres\" is not available in the Traefik plugin; use \"redis\" to share records with other instances"))

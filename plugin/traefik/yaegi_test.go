@@ -673,6 +673,10 @@ func TestPluginUnderYaegi(t *testing.T) {
 			{"postgres", func(o map[string]any) {
 				o["idempotency"] = map[string]any{"store": "postgres"}
 			}, []string{"idempotency.store"}},
+			{"disk", func(o map[string]any) {
+				o["nonce"] = map[string]any{"store": "disk"}
+				o["idempotency"] = map[string]any{"store": "disk"}
+			}, []string{"nonce.store", "idempotency.store", "embedded database", "redis"}},
 			{"redis without addresses", func(o map[string]any) {
 				o["nonce"] = map[string]any{"store": "redis"}
 			}, []string{"redis.addrs"}},
