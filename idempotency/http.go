@@ -296,6 +296,10 @@ func (h *Deduper) execute(w http.ResponseWriter, r *http.Request, key, token str
 	if status == 0 {
 		status = http.StatusOK
 	}
+	// The body's last byte goes out once the record is stored (or
+	// released): with a durable store, a client that has the whole
+	// response has a record that survives a crash.
+	defer func() { _ = rec.release() }()
 	if reason := h.releaseReason(rec, status); reason != "" {
 		h.event(&h.stats.Released, "released")
 		if err := h.store.Release(storeCtx, key, token); err != nil {
@@ -417,6 +421,9 @@ type recorder struct {
 	buf       bytes.Buffer
 	overflow  bool
 	streaming bool
+	// held is the last byte of the body written so far, while holding.
+	held    [1]byte
+	holding bool
 	abandoned atomic.Bool
 	// unknownLengthStreams marks a response without Content-Length as
 	// streaming.
@@ -458,7 +465,40 @@ func (r *recorder) Write(p []byte) (int, error) {
 			r.buf.Write(p)
 		}
 	}
-	return r.w.Write(p)
+	if r.overflow || r.streaming || r.status == http.StatusNoContent || r.status == http.StatusNotModified {
+		// Not to be stored, or no body to hold: nothing to wait for.
+		if err := r.release(); err != nil {
+			return 0, err
+		}
+		return r.w.Write(p)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	// The last byte written so far is held back until the record is
+	// stored (release), so that a client never has the whole response
+	// of an operation whose record could still be lost.
+	if r.holding {
+		if _, err := r.w.Write(r.held[:]); err != nil {
+			return 0, err
+		}
+	}
+	if n, err := r.w.Write(p[:len(p)-1]); err != nil {
+		return n, err
+	}
+	r.held[0], r.holding = p[len(p)-1], true
+	return len(p), nil
+}
+
+// release sends the byte Write held back, once the record is stored or
+// released.
+func (r *recorder) release() error {
+	if !r.holding {
+		return nil
+	}
+	r.holding = false
+	_, err := r.w.Write(r.held[:])
+	return err
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer
