@@ -308,13 +308,23 @@ func adminLoad(t *testing.T, admin int, src string) (int, string) {
 	return resp.StatusCode, string(msg)
 }
 
-// startCaddy runs src (a Caddyfile) in this process's Caddy.
+// startCaddy runs src (a Caddyfile) in this process's Caddy. At the end
+// of the test Caddy is stopped and its admin endpoint closed.
 func startCaddy(t *testing.T, src string) {
 	t.Helper()
 	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
 	require.NoError(t, err)
 	require.Empty(t, warnings)
+	t.Cleanup(stopCaddy)
 	require.NoError(t, caddy.Load(out, true))
+}
+
+// stopCaddy stops this process's Caddy and closes its admin endpoint,
+// saving no configuration: Caddy's autosave path was fixed from the
+// environment at start-up, in the real home directory.
+func stopCaddy() {
+	_ = caddy.Load([]byte(`{"admin":{"disabled":true,"config":{"persist":false}}}`), true)
+	_ = caddy.Stop()
 }
 
 // TestCaddyDiskStoresSurviveReloadAndRestart runs Caddy (in process) with
@@ -338,11 +348,6 @@ func TestCaddyDiskStoresSurviveReloadAndRestart(t *testing.T) {
 	dir := filepath.Join(data, "caddy", "replayguard", "default")
 	config := func(gen int) string { return diskCaddyfile(admin, httpPort, httpsPort, storage, upAddr, gen, "") }
 
-	t.Cleanup(func() {
-		// Leave no admin endpoint behind for the next test's Caddy.
-		_ = caddy.Load([]byte(`{"admin":{"disabled":true}}`), true)
-		_ = caddy.Stop()
-	})
 	startCaddy(t, config(1))
 	// A connection per request: a reload or a stop closes the old
 	// server's connections, and a POST on one closing is not retried.

@@ -69,6 +69,10 @@ func TestCaddyIntegration(t *testing.T) {
 	storage := t.TempDir()
 	upAddr := strings.TrimPrefix(up.URL, "http://")
 
+	// Caddy runs in this process with its admin endpoint on admin, so
+	// caddytest does not start its own (whose first configuration Caddy
+	// would save in the real home directory).
+	startCaddy(t, fmt.Sprintf("{\n\tadmin localhost:%d\n\tpersist_config off\n}\n", admin))
 	tester := caddytest.NewTester(strictTB{t}).WithDefaultOverrides(caddytest.Config{
 		AdminPort:          admin,
 		TestRequestTimeout: 10 * time.Second,
