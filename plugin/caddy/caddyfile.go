@@ -6,14 +6,14 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/replayguard/replayguard/redisstore"
-
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
 	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/disk"
+	"github.com/replayguard/replayguard/redisstore"
 )
 
 func init() {
@@ -70,7 +70,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			future_skew <duration>
 //		}
 //		nonce {
-//			store               memory|redis
+//			store               memory|disk|redis
 //			mode                exact|bloom
 //			capacity            <n>
 //			false_positive_rate <rate>
@@ -87,7 +87,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			lease               <duration>
 //			max_response_bytes  <size>
 //			store_server_errors [true|false]
-//			store               memory|redis|postgres
+//			store               memory|disk|redis|postgres
 //			derive_key          off|fingerprint
 //			derive_window       <duration>
 //			fingerprint_headers <header>...
@@ -107,6 +107,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		postgres {
 //			dsn     <dsn>
 //			timeout <duration>
+//		}
+//		disk {
+//			path          <directory>
+//			fsync         [true|false]
+//			max_bytes     <size>
+//			key_share     <fraction>
+//			lock_timeout  <duration>
+//			timeout       <duration>
+//			reap_interval <duration>
 //		}
 //		fail_mode closed|open
 //	}
@@ -159,6 +168,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"dsn":     func() (err error) { p.DSN, err = stringArg(d); return },
 				"timeout": func() (err error) { p.Timeout, err = durationArg(d); return },
 			})
+		case "disk":
+			err = parseDisk(d, &h.Disk)
 		case "fail_mode":
 			c.FailMode, err = enumArg(d, replayguard.FailClosed, replayguard.FailOpen)
 		default:
@@ -192,7 +203,10 @@ func parseJWT(d *caddyfile.Dispenser, j *replayguard.JWTConfig) error {
 // parseNonce reads the nonce block.
 func parseNonce(d *caddyfile.Dispenser, n *replayguard.NonceConfig) error {
 	return block(d, "nonce", map[string]func() error{
-		"store":               func() (err error) { n.Store, err = enumArg(d, replayguard.StoreMemory, replayguard.StoreRedis); return },
+		"store": func() (err error) {
+			n.Store, err = enumArg(d, replayguard.StoreMemory, replayguard.StoreDisk, replayguard.StoreRedis)
+			return
+		},
 		"mode":                func() (err error) { n.Mode, err = enumArg(d, replayguard.ModeExact, replayguard.ModeBloom); return },
 		"capacity":            func() (err error) { n.Capacity, err = intArg(d); return },
 		"false_positive_rate": func() (err error) { n.FalsePositiveRate, err = rateArg(d); return },
@@ -214,6 +228,23 @@ func parseRedis(d *caddyfile.Dispenser, rc *redisstore.Config) error {
 		"tls":         func() (err error) { rc.TLS, err = boolArg(d); return },
 		"timeout":     func() (err error) { rc.Timeout, err = durationArg(d); return },
 		"key_prefix":  func() (err error) { rc.KeyPrefix, err = stringArg(d); return },
+	})
+}
+
+// parseDisk reads the disk block.
+func parseDisk(d *caddyfile.Dispenser, c *disk.Config) error {
+	return block(d, "disk", map[string]func() error{
+		"path": func() (err error) { c.Path, err = stringArg(d); return },
+		"fsync": func() error {
+			b, err := boolArg(d)
+			c.Fsync = &b
+			return err
+		},
+		"max_bytes":     func() (err error) { c.MaxBytes, err = sizeArg(d); return },
+		"key_share":     func() (err error) { c.KeyShare, err = shareArg(d); return },
+		"lock_timeout":  func() (err error) { c.LockTimeout, err = durationArg(d); return },
+		"timeout":       func() (err error) { c.Timeout, err = durationArg(d); return },
+		"reap_interval": func() (err error) { c.ReapInterval, err = durationArg(d); return },
 	})
 }
 
@@ -247,7 +278,7 @@ func parseIdempotency(d *caddyfile.Dispenser, id *replayguard.IdempotencyConfig)
 		},
 		"store_server_errors": func() (err error) { id.StoreServerErrors, err = boolArg(d); return },
 		"store": func() (err error) {
-			id.Store, err = enumArg(d, replayguard.StoreMemory, replayguard.StoreRedis, replayguard.StorePostgres)
+			id.Store, err = enumArg(d, replayguard.StoreMemory, replayguard.StoreDisk, replayguard.StoreRedis, replayguard.StorePostgres)
 			return
 		},
 		"derive_key":          func() (err error) { id.DeriveKey, err = enumArg(d, "off", "fingerprint"); return },

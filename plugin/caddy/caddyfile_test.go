@@ -19,6 +19,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/config"
+	"github.com/replayguard/replayguard/disk"
 	"github.com/replayguard/replayguard/postgres"
 	"github.com/replayguard/replayguard/redisstore"
 )
@@ -112,6 +113,15 @@ func TestUnmarshalCaddyfileEverySubdirective(t *testing.T) {
 			dsn "postgres://rg@127.0.0.1/rg?sslmode=disable"
 			timeout 2s
 		}
+		disk {
+			path /var/lib/caddy/replayguard
+			fsync false
+			max_bytes 1GiB
+			key_share 0.125
+			lock_timeout 30s
+			timeout 2s
+			reap_interval 500ms
+		}
 		fail_mode open
 	}`)
 	require.NoError(t, err)
@@ -141,6 +151,45 @@ func TestUnmarshalCaddyfileEverySubdirective(t *testing.T) {
 	assert.Equal(t, redisstore.Config{Addrs: []string{"127.0.0.1:6379", "127.0.0.1:6380"}, MasterName: "mymaster", Username: "rg",
 		Password: "{env.REDIS_PASSWORD}", DB: 2, TLS: true, Timeout: dur(150 * time.Millisecond), KeyPrefix: "rgx"}, h.Redis)
 	assert.Equal(t, postgres.Config{DSN: "postgres://rg@127.0.0.1/rg?sslmode=disable", Timeout: dur(2 * time.Second)}, h.Postgres)
+	assert.Equal(t, disk.Config{Path: "/var/lib/caddy/replayguard", Fsync: boolp(false), MaxBytes: 1 << 30, KeyShare: 0.125,
+		LockTimeout: dur(30 * time.Second), Timeout: dur(2 * time.Second), ReapInterval: dur(500 * time.Millisecond)}, h.Disk)
+}
+
+// TestUnmarshalCaddyfileDiskStores names disk as the store of both
+// sections, as the store subdirectives of nonce and idempotency do for
+// redis and postgres, with a disk block of its own; nothing set means
+// memory.
+func TestUnmarshalCaddyfileDiskStores(t *testing.T) {
+	h, err := unmarshal(t, `replayguard {
+		key a s
+		nonce {
+			store disk
+		}
+		idempotency {
+			store disk
+		}
+		disk {
+			path replayguard/orders
+			fsync
+		}
+	}`)
+	require.NoError(t, err)
+	assert.Equal(t, replayguard.StoreDisk, h.Nonce.Store)
+	assert.Equal(t, replayguard.StoreDisk, h.Idempotency.Store)
+	assert.Equal(t, disk.Config{Path: "replayguard/orders", Fsync: boolp(true)}, h.Disk)
+
+	h, err = unmarshal(t, "replayguard {\n\tkey a s\n\tidempotency {\n\t\tstore disk\n\t}\n}")
+	require.NoError(t, err)
+	assert.Empty(t, h.Nonce.Store, "the nonce store stays the default (memory)")
+	assert.Equal(t, replayguard.StoreDisk, h.Idempotency.Store)
+	assert.Equal(t, disk.Config{}, h.Disk, "no disk block: the defaults, path under Caddy's data directory")
+
+	h, err = unmarshal(t, "replayguard {\n\tkey a s\n}")
+	require.NoError(t, err)
+	cfg := h.Config.WithDefaults()
+	assert.Equal(t, replayguard.StoreMemory, cfg.Nonce.Store, "the module's default store is memory")
+	assert.Equal(t, replayguard.StoreMemory, cfg.Idempotency.Store)
+	assert.False(t, cfg.UsesDisk())
 }
 
 func TestUnmarshalCaddyfileBooleansAndMinimal(t *testing.T) {
@@ -202,7 +251,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"bad duration", "replayguard {\n\tkey a s\n\ttimestamp {\n\t\ttolerance 5 minutes\n\t}\n}", "timestamp.tolerance: want exactly one value", 4},
 		{"unparsable duration", "replayguard {\n\ttimestamp {\n\t\tfuture_skew soon\n\t}\n}", "timestamp.future_skew: duration", 3},
 		{"negative duration", "replayguard {\n\tidempotency {\n\t\tttl -1h\n\t}\n}", "idempotency.ttl: want a positive duration", 3},
-		{"bad store", "replayguard {\n\tnonce {\n\t\tstore postgres\n\t}\n}", `nonce.store: "postgres" is not one of memory, redis`, 3},
+		{"bad store", "replayguard {\n\tnonce {\n\t\tstore postgres\n\t}\n}", `nonce.store: "postgres" is not one of memory, disk, redis`, 3},
 		{"bad mode", "replayguard {\n\tnonce {\n\t\tmode fuzzy\n\t}\n}", `nonce.mode: "fuzzy" is not one of exact, bloom`, 3},
 		{"bad capacity", "replayguard {\n\tnonce {\n\t\tcapacity many\n\t}\n}", "nonce.capacity: want a non-negative integer", 3},
 		{"negative capacity", "replayguard {\n\tnonce {\n\t\tmax_entries -5\n\t}\n}", "nonce.max_entries: want a non-negative integer", 3},
@@ -223,6 +272,15 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"bad redis subdirective", "replayguard {\n\tredis {\n\t\taddr 127.0.0.1:6379\n\t}\n}", `redis: unknown subdirective "addr"`, 3},
 		{"bad postgres subdirective", "replayguard {\n\tpostgres {\n\t\turl x\n\t}\n}", `postgres: unknown subdirective "url"`, 3},
 		{"bad hmac subdirective", "replayguard {\n\thmac {\n\t\tkey_header X\n\t}\n}", `hmac: unknown subdirective "key_header"`, 3},
+		{"disk with argument", "replayguard {\n\tdisk /var/lib/rg\n}", "disk: takes a block", 2},
+		{"bad disk subdirective", "replayguard {\n\tdisk {\n\t\tdir /var/lib/rg\n\t}\n}", `disk: unknown subdirective "dir"`, 3},
+		{"two disk paths", "replayguard {\n\tdisk {\n\t\tpath /a /b\n\t}\n}", "disk.path: want exactly one value", 3},
+		{"bad fsync", "replayguard {\n\tdisk {\n\t\tfsync sometimes\n\t}\n}", "disk.fsync: want true or false", 3},
+		{"bad disk max_bytes", "replayguard {\n\tdisk {\n\t\tmax_bytes plenty\n\t}\n}", "disk.max_bytes: want a positive size", 3},
+		{"bad disk key_share", "replayguard {\n\tdisk {\n\t\tkey_share 2\n\t}\n}", "disk.key_share: want a fraction above 0 and at most 1", 3},
+		{"bad lock_timeout", "replayguard {\n\tdisk {\n\t\tlock_timeout -1s\n\t}\n}", "disk.lock_timeout: want a positive duration", 3},
+		{"bad reap_interval", "replayguard {\n\tdisk {\n\t\treap_interval often\n\t}\n}", "disk.reap_interval: duration", 3},
+		{"bad idempotency store for disk spelling", "replayguard {\n\tidempotency {\n\t\tstore bolt\n\t}\n}", `idempotency.store: "bolt" is not one of memory, disk, redis, postgres`, 3},
 		{"bad fail_mode", "replayguard {\n\tfail_mode ajar\n}", `fail_mode: "ajar" is not one of closed, open`, 2},
 	}
 	for _, tt := range tests {
@@ -292,6 +350,38 @@ func TestAdaptCaddyfile(t *testing.T) {
 	assert.Equal(t, []any{map[string]any{"id": "client-a", "secrets": []any{"{env.CLIENT_A_SECRET}"}}}, rg["keys"])
 	assert.Equal(t, map[string]any{"tolerance": "2m0s"}, rg["timestamp"])
 	assert.Equal(t, map[string]any{"methods": []any{"POST"}}, rg["idempotency"])
+
+	out, _, err = adapter.Adapt([]byte(`:8080 {
+	replayguard {
+		key client-a {env.CLIENT_A_SECRET}
+		nonce {
+			store disk
+		}
+		idempotency {
+			store disk
+		}
+		disk {
+			path /var/lib/caddy/rg
+			fsync false
+			lock_timeout 3s
+		}
+	}
+}
+`), map[string]any{"filename": "Caddyfile"})
+	require.NoError(t, err)
+	doc, rg = nil, nil
+	require.NoError(t, json.Unmarshal(out, &doc))
+	walk(doc)
+	require.NotNil(t, rg)
+	assert.Equal(t, map[string]any{"store": "disk"}, rg["nonce"])
+	assert.Equal(t, map[string]any{"store": "disk"}, rg["idempotency"])
+	assert.Equal(t, map[string]any{"path": "/var/lib/caddy/rg", "fsync": false, "lock_timeout": "3s"}, rg["disk"])
+	delete(rg, "handler")
+	b, err := json.Marshal(rg)
+	require.NoError(t, err)
+	var h Handler
+	require.NoError(t, caddy.StrictUnmarshalJSON(b, &h), "the disk section is a field of the handler")
+	assert.Equal(t, "/var/lib/caddy/rg", h.Disk.Path)
 
 	_, _, err = adapter.Adapt([]byte(":8080 {\n\treplayguard {\n\t\tkey a s\n\t\tnonce {\n\t\t\tmode fuzzy\n\t\t}\n\t}\n}"), map[string]any{"filename": "Caddyfile"})
 	require.Error(t, err)

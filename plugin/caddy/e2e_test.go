@@ -85,7 +85,8 @@ func TestExampleCaddyfileEndToEnd(t *testing.T) {
 	skipShort(t, "builds and starts a Caddy binary")
 	bin := caddyBinary(t)
 	up := newUpstream(t)
-	admin, port := freePort(t), freePort(t)
+	ports := freePorts(t, 2)
+	admin, port := ports[0], ports[1]
 	const secret = "e2e-secret-of-client-a"
 	home := t.TempDir()
 	env := append(os.Environ(),
@@ -100,38 +101,10 @@ func TestExampleCaddyfileEndToEnd(t *testing.T) {
 	config, err := filepath.Abs(exampleCaddyfile)
 	require.NoError(t, err)
 
-	var logs syncBuffer
-	cmd := exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
-	cmd.Env, cmd.Stdout, cmd.Stderr = env, &logs, &logs
-	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("caddy output:\n%s", logs.String())
-		}
-	})
-
+	p := startCaddyProcess(t, bin, env, "run", "--config", config, "--adapter", "caddyfile")
 	c := &http.Client{Timeout: 10 * time.Second}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitUntil(t, exited, func() bool {
-		resp, err := c.Get(base + "/")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return true
-	})
+	p.waitServing(t, c, base)
 
 	first, stored := exercise(t, c, base, secret, up)
 
@@ -140,8 +113,131 @@ func TestExampleCaddyfileEndToEnd(t *testing.T) {
 	reload.Env = env
 	out, err := reload.CombinedOutput()
 	require.NoError(t, err, "caddy reload:\n%s", out)
-	require.Contains(t, logs.String(), `"stores_carried_over":true`, "the reload provisioned a new handler")
+	require.Contains(t, p.logs.String(), `"stores_carried_over":true`, "the reload provisioned a new handler")
 
+	afterReload(t, c, base, secret, up, first, stored)
+}
+
+// caddyProcess is a Caddy binary running for a test.
+type caddyProcess struct {
+	cmd    *exec.Cmd
+	logs   *syncBuffer
+	exited chan struct{}
+}
+
+// startCaddyProcess starts bin with args and env; at the end of the test
+// it is interrupted (killed if it does not exit within 10 seconds), and
+// its output logged if the test failed.
+func startCaddyProcess(t *testing.T, bin string, env []string, args ...string) *caddyProcess {
+	t.Helper()
+	p := &caddyProcess{cmd: exec.Command(bin, args...), logs: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd.Env, p.cmd.Stdout, p.cmd.Stderr = env, p.logs, p.logs
+	require.NoError(t, p.cmd.Start())
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		p.stop(os.Interrupt)
+		if t.Failed() {
+			t.Logf("caddy output:\n%s", p.logs.String())
+		}
+	})
+	return p
+}
+
+// stop sends sig and waits for the process to exit, killing it after 10
+// seconds.
+func (p *caddyProcess) stop(sig os.Signal) {
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// waitServing waits until base answers.
+func (p *caddyProcess) waitServing(t *testing.T, c *http.Client, base string) {
+	t.Helper()
+	waitUntil(t, p.exited, func() bool {
+		resp, err := c.Get(base + "/")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return true
+	})
+}
+
+// diskRestartCaddyfile puts both stores on disk at the default path
+// under Caddy's data directory.
+const diskRestartCaddyfile = `{
+	admin {$RG_CADDY_ADMIN}
+	default_bind 127.0.0.1
+	persist_config off
+}
+
+:{$RG_CADDY_PORT} {
+	replayguard {
+		key client-a {env.CLIENT_A_SECRET}
+		nonce {
+			store disk
+		}
+		idempotency {
+			methods POST
+			store disk
+		}
+	}
+	uri strip_prefix /api
+	reverse_proxy {$RG_UPSTREAM}
+}
+`
+
+// TestCaddyBinaryDiskStoreSurvivesCrashAndRestart runs the Caddy binary
+// with both stores on disk: a signed request, its replay and an idempotent
+// retry; then the process is killed (SIGKILL: no cleanup runs) and
+// started again, and the replay is still refused and the retry answered
+// from the stored response; the same after an orderly stop (SIGINT) and
+// a third start.
+func TestCaddyBinaryDiskStoreSurvivesCrashAndRestart(t *testing.T) {
+	skipShort(t, "builds and starts a Caddy binary")
+	bin := caddyBinary(t)
+	up := newUpstream(t)
+	ports := freePorts(t, 2)
+	admin, port := ports[0], ports[1]
+	const secret = "e2e-secret-of-client-a"
+	home := t.TempDir()
+	env := append(os.Environ(),
+		"HOME="+home,
+		"XDG_CONFIG_HOME="+filepath.Join(home, "config"),
+		"XDG_DATA_HOME="+filepath.Join(home, "data"),
+		fmt.Sprintf("RG_CADDY_ADMIN=localhost:%d", admin),
+		fmt.Sprintf("RG_CADDY_PORT=%d", port),
+		"RG_UPSTREAM="+strings.TrimPrefix(up.URL, "http://"),
+		"CLIENT_A_SECRET="+secret,
+	)
+	config := filepath.Join(t.TempDir(), "Caddyfile")
+	require.NoError(t, os.WriteFile(config, []byte(diskRestartCaddyfile), 0o600))
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	run := func() *caddyProcess {
+		p := startCaddyProcess(t, bin, env, "run", "--config", config, "--adapter", "caddyfile")
+		p.waitServing(t, c, base)
+		return p
+	}
+
+	p := run()
+	first, stored := exercise(t, c, base, secret, up)
+	assert.FileExists(t, filepath.Join(home, "data", "caddy", "replayguard", "default", "replayguard.db"))
+	p.stop(os.Kill)
+
+	p = run()
+	afterReload(t, c, base, secret, up, first, stored)
+	p.stop(os.Interrupt)
+
+	run()
 	afterReload(t, c, base, secret, up, first, stored)
 }
 

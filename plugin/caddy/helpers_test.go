@@ -59,12 +59,18 @@ func skipShort(t *testing.T, why string) {
 	}
 }
 
-func freePort(t *testing.T) int {
+// freePorts returns n distinct free loopback ports: each is held until
+// all are chosen, so none is handed out twice.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
 }
 
 // upstream is the API behind Caddy: it counts the requests it serves and
@@ -231,4 +237,28 @@ func afterReload(t *testing.T, c *http.Client, base, secret string, up *upstream
 	assert.Equal(t, http.StatusCreated, fresh.status, string(fresh.body))
 	assert.Equal(t, calls+1, up.count())
 	return replay
+}
+
+// settle waits until Caddy at base answers with configuration generation
+// gen three times in a row. Caddy stops the old servers in goroutines after
+// a load returns; a connection the old server accepts meanwhile is closed
+// unanswered, which a signed request must not run into.
+func settle(t *testing.T, c *http.Client, base, gen string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 0; n < 3; {
+		resp, err := c.Get(base + "/")
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		if err == nil && resp.Header.Get("X-Config-Generation") == gen {
+			n++
+			continue
+		}
+		n = 0
+		if time.Now().After(deadline) {
+			t.Fatalf("Caddy did not answer with configuration %s within 30s (last error: %v)", gen, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -63,11 +63,16 @@ func TestCaddyIntegration(t *testing.T) {
 	skipShort(t, "starts Caddy")
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	admin, httpPort, httpsPort, closedPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	ports := freePorts(t, 4)
+	admin, httpPort, httpsPort, closedPort := ports[0], ports[1], ports[2], ports[3]
 	up := newUpstream(t)
 	storage := t.TempDir()
 	upAddr := strings.TrimPrefix(up.URL, "http://")
 
+	// Caddy runs in this process with its admin endpoint on admin, so
+	// caddytest does not start its own (whose first configuration Caddy
+	// would save in the real home directory).
+	startCaddy(t, fmt.Sprintf("{\n\tadmin localhost:%d\n\tpersist_config off\n}\n", admin))
 	tester := caddytest.NewTester(strictTB{t}).WithDefaultOverrides(caddytest.Config{
 		AdminPort:          admin,
 		TestRequestTimeout: 10 * time.Second,
@@ -127,6 +132,7 @@ func TestCaddyIntegration(t *testing.T) {
 	// up the old ones; the stores go over to the new configuration.
 	tester.InitServer(integrationCaddyfile(admin, httpPort, httpsPort, closedPort, storage, upAddr, 2), "caddyfile")
 	require.False(t, t.Failed(), "Caddy did not reload")
+	settle(t, c, base, "2")
 	replay := afterReload(t, c, base, integrationSecret, up, first, stored)
 	assert.Equal(t, "2", replay.header.Get("X-Config-Generation"), "the reloaded configuration answered")
 
@@ -141,6 +147,7 @@ func TestCaddyIntegration(t *testing.T) {
 	msg, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(msg))
+	settle(t, c, base, "2")
 	afterReload(t, c, base, integrationSecret, up, first, stored)
 
 	// Metrics on Caddy's registry, served by the admin endpoint.

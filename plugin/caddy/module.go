@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/bloom"
+	"github.com/replayguard/replayguard/disk"
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/metrics"
 	"github.com/replayguard/replayguard/postgres"
@@ -42,17 +44,20 @@ const (
 
 // Handler is the Caddy module http.handlers.replayguard. Its JSON fields
 // are those of replayguard.Config — keys, scheme, timestamp, nonce,
-// idempotency, redis, fail_mode and the rest — and postgres, the database
-// of the PostgreSQL idempotency store. The binary's own sections (listen,
-// upstream, admin_listen, auth_listen, trusted_proxies, server) have no
-// field here: inside Caddy the site is the listener, reverse_proxy the
-// upstream and Caddy's server options govern connections, and Caddy
-// refuses them as unknown fields.
+// idempotency, fail_mode and the rest — and the sections of the stores:
+// redis, postgres and disk. The stores default to memory; "disk" keeps
+// nonces and idempotency records in a file under Caddy's data directory
+// across restarts. The binary's own sections (listen, upstream,
+// admin_listen, auth_listen, trusted_proxies, server) have no field here:
+// inside Caddy the site is the listener, reverse_proxy the upstream and
+// Caddy's server options govern connections, and Caddy refuses them as
+// unknown fields.
 //
 // Secrets, public_key_file, jwt.jwks_url, redis.addrs, redis.username,
-// redis.password and postgres.dsn may hold Caddy's global placeholders
-// ({env.VAR}, {file.path}); they are replaced at provisioning, so the
-// values never appear in the configuration the admin API returns.
+// redis.password, postgres.dsn and disk.path may hold Caddy's global
+// placeholders ({env.VAR}, {file.path}); they are replaced at
+// provisioning, so the values never appear in the configuration the admin
+// API returns.
 type Handler struct {
 	replayguard.Config
 	// Redis is the Redis of the stores set to "redis".
@@ -60,6 +65,12 @@ type Handler struct {
 	// Postgres is the database of the PostgreSQL idempotency store
 	// (idempotency.store: postgres).
 	Postgres postgres.Config `json:"postgres,omitempty"`
+	// Disk is the directory and settings of the stores set to "disk".
+	// Path defaults to DefaultDiskPath; a relative path resolves against
+	// Caddy's data directory (caddy.AppDataDir). One store holds a
+	// directory: handlers naming the same directory share it, and must
+	// name the same store settings.
+	Disk disk.Config `json:"disk,omitempty"`
 
 	guard   *replayguard.Guard
 	mw      http.Handler
@@ -85,7 +96,8 @@ func (h Handler) MarshalJSON() ([]byte, error) {
 		replayguard.Config
 		Redis    redisstore.Config `json:"redis,omitempty"`
 		Postgres postgres.Config   `json:"postgres,omitempty"`
-	}{h.Config, h.Redis, h.Postgres})
+		Disk     disk.Config       `json:"disk,omitempty"`
+	}{h.Config, h.Redis, h.Postgres, h.Disk})
 	if err != nil {
 		return nil, err
 	}
@@ -110,17 +122,36 @@ var storePool = caddy.NewUsagePool()
 // sharedStores is one entry of storePool.
 type sharedStores struct {
 	set *stores.Set
+	// diskPath is the directory of the disk store, "" without one.
+	diskPath string
 
 	mu      sync.Mutex
 	watched map[*prometheus.Registry]int
 }
 
-// Destruct closes the stores once no handler uses them.
-func (s *sharedStores) Destruct() error { return s.set.Close() }
+// diskMu serialises taking and returning the pool entries that hold a
+// disk store, and guards diskPaths: which entry holds each directory. A
+// directory is opened once per process; a second store on it would wait
+// for the first to close, which during a reload never happens before the
+// new configuration is provisioned.
+var (
+	diskMu    sync.Mutex
+	diskPaths = map[string]string{} // directory → pool key
+)
+
+// Destruct closes the stores once no handler uses them. For an entry with
+// a disk store the caller (Cleanup) holds diskMu.
+func (s *sharedStores) Destruct() error {
+	err := s.set.Close()
+	if s.diskPath != "" {
+		delete(diskPaths, s.diskPath)
+	}
+	return err
+}
 
 // watch reports whether reg is not watching these stores yet, and counts
 // one more watcher. Handlers sharing stores in one configuration export the
-// Bloom statistics once.
+// Bloom and disk statistics once.
 func (s *sharedStores) watch(reg *prometheus.Registry) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -146,26 +177,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	rc, pg := backendsResolved(h.Redis, h.Postgres)
-	cfg = cfg.WithDefaults()
-	if err := errors.Join(cfg.Validate(), backendsValid(cfg, rc, pg)); err != nil {
-		return fmt.Errorf("replayguard: %w", err)
-	}
-
-	key, err := poolKey(cfg, rc, pg)
+	dc, err := diskResolved(h.Disk)
 	if err != nil {
 		return err
 	}
-	val, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		set, err := stores.Open(ctx, cfg, stores.WithRedis(rc), stores.WithPostgres(pg))
-		if err != nil {
-			return nil, err
-		}
-		return &sharedStores{set: set, watched: map[*prometheus.Registry]int{}}, nil
-	})
+	cfg = cfg.WithDefaults()
+	if err := errors.Join(cfg.Validate(), backendsValid(cfg, rc, pg), dc.Validate()); err != nil {
+		return fmt.Errorf("replayguard: %w", err)
+	}
+
+	key, err := poolKey(cfg, rc, pg, dc)
+	if err != nil {
+		return err
+	}
+	shared, loaded, err := takeStores(ctx, cfg, key, rc, pg, dc)
 	if err != nil {
 		return fmt.Errorf("replayguard: opening stores: %w", err)
 	}
-	h.poolKey, h.shared = key, val.(*sharedStores)
+	h.poolKey, h.shared = key, shared
 	if !loaded {
 		// Once per store set: what it found unsafe, such as a Redis whose
 		// eviction policy may drop live nonces.
@@ -180,10 +209,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("replayguard: metrics: %w", err)
 		}
-		if b, ok := h.shared.set.Nonce.(*bloom.Memory); ok {
-			h.reg = reg
-			if h.shared.watch(reg) {
+		h.reg = reg
+		if h.shared.watch(reg) {
+			if b, ok := h.shared.set.Nonce.(*bloom.Memory); ok {
 				m.WatchBloom("nonce-"+key[:12], b.Stats)
+			}
+			if err := watchDisk(reg, h.shared.set); err != nil {
+				return fmt.Errorf("replayguard: metrics: %w", err)
 			}
 		}
 		opts = append(opts, replayguard.WithObserver(m))
@@ -194,12 +226,62 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.guard = g
 	h.mw = g.Middleware(http.HandlerFunc(forward))
-	h.logger.Info("provisioned",
+	fields := []zap.Field{
 		zap.String("scheme", cfg.Scheme),
 		zap.Strings("stores", h.shared.set.Names),
 		zap.Bool("stores_carried_over", loaded),
-		zap.String("fail_mode", cfg.FailMode))
+		zap.String("fail_mode", cfg.FailMode),
+	}
+	if cfg.UsesDisk() {
+		fields = append(fields, zap.String("disk_path", dc.Path), zap.Bool("disk_fsync", *dc.Fsync))
+	}
+	h.logger.Info("provisioned", fields...)
 	return nil
+}
+
+// takeStores returns the pool entry of key, opening its stores the first
+// time. An entry with a disk store is refused when another entry, with
+// other store settings, holds its directory: opening it again would wait
+// for a close that comes only after this handler is provisioned.
+func takeStores(ctx caddy.Context, cfg replayguard.Config, key string,
+	rc redisstore.Config, pg postgres.Config, dc disk.Config,
+) (*sharedStores, bool, error) {
+	open := func() (*sharedStores, error) {
+		set, err := stores.Open(ctx, cfg, stores.WithRedis(rc), stores.WithPostgres(pg), stores.WithDisk(dc))
+		if err != nil {
+			return nil, err
+		}
+		return &sharedStores{set: set, watched: map[*prometheus.Registry]int{}}, nil
+	}
+	if !cfg.UsesDisk() {
+		val, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) { return open() })
+		if err != nil {
+			return nil, false, err
+		}
+		return val.(*sharedStores), loaded, nil
+	}
+
+	diskMu.Lock()
+	defer diskMu.Unlock()
+	if holder, ok := diskPaths[dc.Path]; ok && holder != key {
+		return nil, false, &replayguard.FieldError{Field: "disk.path", Err: fmt.Errorf(
+			"%s is open for a handler with other store settings (nonce, idempotency, redis, postgres or disk): "+
+				"handlers sharing a directory need the same settings, and a reload cannot change them while the "+
+				"directory is in use; name another disk.path, or restart Caddy to apply them", dc.Path)}
+	}
+	val, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		s, err := open()
+		if err != nil {
+			return nil, err
+		}
+		s.diskPath = dc.Path
+		diskPaths[dc.Path] = key
+		return s, nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return val.(*sharedStores), loaded, nil
 }
 
 // Validate reports a configuration Caddy cannot run.
@@ -218,6 +300,10 @@ func (h *Handler) Cleanup() error {
 	}
 	if h.reg != nil {
 		h.shared.unwatch(h.reg)
+	}
+	if h.shared.diskPath != "" {
+		diskMu.Lock()
+		defer diskMu.Unlock()
 	}
 	_, err := storePool.Delete(h.poolKey)
 	h.shared = nil
@@ -287,16 +373,21 @@ func forward(w http.ResponseWriter, verified *http.Request) {
 }
 
 // poolKey hashes what shapes the stores: the nonce section, the
-// idempotency store, the Redis and PostgreSQL sections, and the window
-// span a Bloom store is sized for. Keys, schemes and the rest of the
-// configuration can change on a reload without losing any record.
-func poolKey(cfg replayguard.Config, rc redisstore.Config, pg postgres.Config) (string, error) {
+// idempotency store, the Redis, PostgreSQL and disk sections, and the
+// window span a Bloom store is sized for. Keys, schemes and the rest of the
+// configuration can change on a reload without losing any record. Of a
+// disk nonce store only store and mode count (the rest configures the
+// memory stores), and the disk section counts only when a store is disk,
+// with its defaults filled and its path resolved, so that handlers naming
+// one directory in different words share one store.
+func poolKey(cfg replayguard.Config, rc redisstore.Config, pg postgres.Config, dc disk.Config) (string, error) {
 	k := struct {
 		Nonce       replayguard.NonceConfig
 		IdemEnabled bool
 		IdemStore   string
 		Redis       redisstore.Config
 		Postgres    postgres.Config
+		Disk        *disk.Config
 		BloomSpan   replayguard.Duration
 	}{
 		Nonce:       cfg.Nonce,
@@ -304,6 +395,13 @@ func poolKey(cfg replayguard.Config, rc redisstore.Config, pg postgres.Config) (
 		IdemStore:   cfg.Idempotency.Store,
 		Redis:       rc,
 		Postgres:    pg,
+	}
+	if cfg.Nonce.Store == replayguard.StoreDisk {
+		k.Nonce = replayguard.NonceConfig{Store: cfg.Nonce.Store, Mode: cfg.Nonce.Mode}
+	}
+	if cfg.UsesDisk() {
+		dc = dc.WithDefaults()
+		k.Disk = &dc
 	}
 	if cfg.Nonce.Mode == replayguard.ModeBloom {
 		k.BloomSpan = cfg.Timestamp.Tolerance + cfg.Timestamp.FutureSkew
@@ -354,6 +452,31 @@ func backendsResolved(rc redisstore.Config, pg postgres.Config) (redisstore.Conf
 	rc.Password = repl.ReplaceKnown(rc.Password, "")
 	pg.DSN = repl.ReplaceKnown(pg.DSN, "")
 	return rc.WithDefaults(), pg.WithDefaults()
+}
+
+// DefaultDiskPath is disk.path when none is given, relative to Caddy's
+// data directory: $XDG_DATA_HOME/caddy/replayguard/default, or
+// ~/.local/share/caddy/replayguard/default on Linux without XDG_DATA_HOME.
+const DefaultDiskPath = "replayguard/default"
+
+// diskResolved returns the disk section with its defaults, Caddy's global
+// placeholders replaced in its path, and the path made absolute: unset it
+// is DefaultDiskPath, and a relative one resolves against Caddy's data
+// directory.
+func diskResolved(c disk.Config) (disk.Config, error) {
+	c.Path = caddy.NewReplacer().ReplaceKnown(c.Path, "")
+	if c.Path == "" {
+		c.Path = DefaultDiskPath
+	}
+	if !filepath.IsAbs(c.Path) {
+		c.Path = filepath.Join(caddy.AppDataDir(), c.Path)
+	}
+	abs, err := filepath.Abs(c.Path)
+	if err != nil {
+		return c, fmt.Errorf("replayguard: disk.path: %w", err)
+	}
+	c.Path = abs
+	return c.WithDefaults(), nil
 }
 
 // backendsValid checks the Redis and PostgreSQL sections against the

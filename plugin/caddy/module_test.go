@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard"
+	"github.com/replayguard/replayguard/disk"
 	"github.com/replayguard/replayguard/postgres"
 	"github.com/replayguard/replayguard/redisstore"
 	"github.com/replayguard/replayguard/signature/hmacsig"
@@ -302,7 +303,7 @@ func TestStoresOutliveAReload(t *testing.T) {
 func TestPoolKey(t *testing.T) {
 	base := testConfig().WithDefaults()
 	k := func(c replayguard.Config) string {
-		key, err := poolKey(c, redisstore.Config{}, postgres.Config{})
+		key, err := poolKey(c, redisstore.Config{}, postgres.Config{}, disk.Config{})
 		require.NoError(t, err)
 		return key
 	}
@@ -323,10 +324,10 @@ func TestPoolKey(t *testing.T) {
 		change(&c)
 		assert.NotEqual(t, k(base), k(c), name)
 	}
-	withDB, err := poolKey(base, redisstore.Config{}, postgres.Config{DSN: "postgres://x"})
+	withDB, err := poolKey(base, redisstore.Config{}, postgres.Config{DSN: "postgres://x"}, disk.Config{})
 	require.NoError(t, err)
 	assert.NotEqual(t, k(base), withDB, "postgres")
-	withRedis, err := poolKey(base, redisstore.Config{Addrs: []string{"127.0.0.1:6379"}}, postgres.Config{})
+	withRedis, err := poolKey(base, redisstore.Config{Addrs: []string{"127.0.0.1:6379"}}, postgres.Config{}, disk.Config{})
 	require.NoError(t, err)
 	assert.NotEqual(t, k(base), withRedis, "redis")
 	bloomA, bloomB := base, base
