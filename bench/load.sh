@@ -193,14 +193,16 @@ metric() {
 	awk -v n="$2" '$1 == n { printf "%.0f\n", $2; found = 1 } END { if (!found) print 0 }' "$1"
 }
 
-# hist BEFORE AFTER NAME: count, sum, p50 and p99 bucket bounds of the
-# observations of histogram NAME made between two scrapes.
+# hist BEFORE AFTER NAME [BOUND]: count, sum, p50 and p99 bucket bounds of
+# the observations of histogram NAME made between two scrapes, and how many
+# of them were above BOUND (a bucket bound).
 hist() {
-	awk -v n="$3" '
+	awk -v n="$3" -v over="${4:-+Inf}" '
 		FNR == NR { before[$1] = $2; next }
 		index($1, n "_bucket{") == 1 {
 			le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le)
 			bound[++k] = le; cum[k] = $2 - before[$1]
+			if (le == over) below = cum[k]
 		}
 		$1 == n "_sum" { sum = $2 - before[$1] }
 		$1 == n "_count" { count = $2 - before[$1] }
@@ -210,7 +212,7 @@ hist() {
 				if (p50 == "-" && cum[i] >= 0.5 * count) p50 = bound[i]
 				if (p99 == "-" && cum[i] >= 0.99 * count) p99 = bound[i]
 			}
-			printf "%d %.6f %s %s\n", count, sum, p50, p99
+			printf "%d %.6f %s %s %d\n", count, sum, p50, p99, count - below
 		}' "$1" "$2"
 }
 
@@ -219,23 +221,23 @@ accepted() {
 	awk '/^    "2[0-9][0-9]/ { gsub(/[",]/, ""); n += $2 } END { print n + 0 }' "$1"
 }
 
-# commits NAME LOAD BEFORE AFTER: one line on the group commits between two
-# scrapes.
+# commits NAME LOAD BEFORE AFTER SECONDS: one line on the group commits
+# between two scrapes SECONDS apart.
 commits() {
-	local c s p50 p99 n bs b50 b99
-	read -r c s p50 p99 < <(hist "$3" "$4" replayguard_disk_commit_seconds)
-	read -r n bs b50 b99 < <(hist "$3" "$4" replayguard_disk_commit_batch_size)
+	local c s p50 p99 slow n bs b50 b99
+	read -r c s p50 p99 slow < <(hist "$3" "$4" replayguard_disk_commit_seconds 0.025)
+	read -r n bs b50 b99 _ < <(hist "$3" "$4" replayguard_disk_commit_batch_size)
 	if ((c == 0)); then
 		disk_lines+=("- $1, $2: no commits")
 		return
 	fi
 	disk_lines+=("$(awk -v name="$1" -v load="$2" -v c="$c" -v s="$s" -v p50="$p50" -v p99="$p99" \
-		-v bs="$bs" -v b50="$b50" -v b99="$b99" '
+		-v bs="$bs" -v b50="$b50" -v b99="$b99" -v slow="$slow" -v secs="$5" '
 		function size(b) { return b == "+Inf" ? "> 1024" : "≤ " b }
 		function ms(b) { return b == "+Inf" ? "> 1000 ms" : sprintf("≤ %g ms", 1000 * b) }
 		BEGIN {
-			printf "- %s, %s: %d commits, %.1f writes per commit (p50 %s, p99 %s), commit time mean %.2f ms (p50 %s, p99 %s)",
-				name, load, c, bs / c, size(b50), size(b99), 1000 * s / c, ms(p50), ms(p99) }')")
+			printf "- %s, %s: %d commits, %.1f writes per commit (p50 %s, p99 %s), commit time mean %.2f ms (p50 %s, p99 %s, %d over 25 ms); the writer committed %.0f %% of the run",
+				name, load, c, bs / c, size(b50), size(b99), 1000 * s / c, ms(p50), ms(p99), slow, 100 * s / secs }')")
 }
 
 # cpu_ticks PID: the user and system CPU time PID has used, in clock ticks.
@@ -288,7 +290,8 @@ drive() {
 			"$(awk '/"seconds"/ { gsub(/,/, ""); print $2 }' "$tmp/$slug-$load.json")")
 		if [[ -n "$admin" ]]; then
 			scrape "$admin" "$tmp/$slug-$load.prom"
-			commits "$name, round $round" "$label" "$prev" "$tmp/$slug-$load.prom"
+			commits "$name, round $round" "$label" "$prev" "$tmp/$slug-$load.prom" \
+				"$(awk '/"seconds"/ { gsub(/,/, ""); print $2 }' "$tmp/$slug-$load.json")"
 			prev="$tmp/$slug-$load.prom"
 			acc=$((acc + $(accepted "$tmp/$slug-$load.json")))
 		fi
