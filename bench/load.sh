@@ -245,6 +245,12 @@ cpu_ticks() {
 	awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 clk_tck="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+
+# written_bytes PID: the bytes PID has had written to storage (by the
+# kernel's count, file system journal included), 0 where unknown.
+written_bytes() {
+	awk '/^write_bytes:/ { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/io" 2>/dev/null || echo 0
+}
 cpu_rows=()
 
 # drive NAME METHOD URL PID [ADMIN]: one fixed-rate and one max-rate run of
@@ -269,8 +275,9 @@ drive() {
 			rate=0 label="$method max ($CONCURRENCY in flight)"
 		fi
 		log "$name, $label, $DURATION${round:+, round $round}"
-		local ticks
+		local ticks written
 		ticks="$(cpu_ticks "$server")"
+		written="$(written_bytes "$server")"
 		"$tmp/replayguard" load --secret "$secret" --key-id "$key_id" "${args[@]}" \
 			--rate "$rate" --duration "$DURATION" --concurrency "$CONCURRENCY" \
 			--replay-every "$REPLAY_EVERY" --json "$url/v1/charges" \
@@ -286,7 +293,8 @@ drive() {
 		fi
 		stop "$pid"
 		rows+=("$name" "$label" "$tmp/$slug-$load.json")
-		cpu_rows+=("$name" "$label" "${round:-—}" "$(($(cpu_ticks "$server") - ticks))" "$(accepted "$tmp/$slug-$load.json")" \
+		cpu_rows+=("$name" "$label" "${round:-—}" "$(($(cpu_ticks "$server") - ticks))" "$(($(written_bytes "$server") - written))" \
+			"$(accepted "$tmp/$slug-$load.json")" \
 			"$(awk '/"seconds"/ { gsub(/,/, ""); print $2 }' "$tmp/$slug-$load.json")")
 		if [[ -n "$admin" ]]; then
 			scrape "$admin" "$tmp/$slug-$load.prom"
@@ -429,15 +437,16 @@ fi
 "$tmp/loadtable" "${compare[@]+"${compare[@]}"}" "${rows[@]}"
 if [[ -r /proc/self/stat ]]; then
 	echo
-	echo "CPU time of the serving process (the gateway; the upstream in its own rows) per run, from /proc/PID/stat:"
+	echo "CPU time and storage writes of the serving process (the gateway; the upstream in its own rows) per run, from /proc/PID/stat and /proc/PID/io (write_bytes: what reached the block layer, file system journal included):"
 	echo
-	echo "| mode | load | round | CPU s | of one core | CPU µs per accepted request |"
-	echo "|---|---|---:|---:|---:|---:|"
-	for ((i = 0; i < ${#cpu_rows[@]}; i += 6)); do
+	echo "| mode | load | round | CPU s | of one core | CPU µs per accepted request | written KiB per accepted request |"
+	echo "|---|---|---:|---:|---:|---:|---:|"
+	for ((i = 0; i < ${#cpu_rows[@]}; i += 7)); do
 		awk -v m="${cpu_rows[i]}" -v l="${cpu_rows[i + 1]}" -v r="${cpu_rows[i + 2]}" -v t="${cpu_rows[i + 3]}" \
-			-v a="${cpu_rows[i + 4]}" -v secs="${cpu_rows[i + 5]}" -v hz="$clk_tck" 'BEGIN {
+			-v w="${cpu_rows[i + 4]}" -v a="${cpu_rows[i + 5]}" -v secs="${cpu_rows[i + 6]}" -v hz="$clk_tck" 'BEGIN {
 				cpu = t / hz
-				printf "| %s | %s | %s | %.2f | %.0f %% | %.0f |\n", m, l, r, cpu, (secs > 0 ? 100 * cpu / secs : 0), (a > 0 ? 1e6 * cpu / a : 0) }'
+				printf "| %s | %s | %s | %.2f | %.0f %% | %.0f | %.1f |\n", m, l, r, cpu, (secs > 0 ? 100 * cpu / secs : 0),
+					(a > 0 ? 1e6 * cpu / a : 0), (a > 0 ? w / 1024 / a : 0) }'
 	done
 fi
 if ((uses_disk)); then
