@@ -246,8 +246,8 @@ cpu_ticks() {
 }
 clk_tck="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 
-# written_bytes PID: the bytes PID has had written to storage (by the
-# kernel's count, file system journal included), 0 where unknown.
+# written_bytes PID: the bytes of file pages PID has dirtied for storage
+# (the kernel counts a page when it becomes dirty), 0 where unknown.
 written_bytes() {
 	awk '/^write_bytes:/ { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/io" 2>/dev/null || echo 0
 }
@@ -437,9 +437,9 @@ fi
 "$tmp/loadtable" "${compare[@]+"${compare[@]}"}" "${rows[@]}"
 if [[ -r /proc/self/stat ]]; then
 	echo
-	echo "CPU time and storage writes of the serving process (the gateway; the upstream in its own rows) per run, from /proc/PID/stat and /proc/PID/io (write_bytes: what reached the block layer, file system journal included):"
+	echo "CPU time and storage writes of the serving process (the gateway; the upstream in its own rows) per run, from /proc/PID/stat and /proc/PID/io (write_bytes: file pages the process dirtied, counted when dirtied — with fsync each commit re-dirties the pages the last fsync cleaned; without, a page rewritten before writeback counts once):"
 	echo
-	echo "| mode | load | round | CPU s | of one core | CPU µs per accepted request | written KiB per accepted request |"
+	echo "| mode | load | round | CPU s | of one core | CPU µs per accepted request | KiB of file pages dirtied per accepted request |"
 	echo "|---|---|---:|---:|---:|---:|---:|"
 	for ((i = 0; i < ${#cpu_rows[@]}; i += 7)); do
 		awk -v m="${cpu_rows[i]}" -v l="${cpu_rows[i + 1]}" -v r="${cpu_rows[i + 2]}" -v t="${cpu_rows[i + 3]}" \
