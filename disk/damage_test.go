@@ -112,14 +112,14 @@ func buildFixture() (*fixture, error) {
 	f.pageSize = b.Info().PageSize
 	err = b.View(func(tx *bolt.Tx) error {
 		f.used = tx.Size()
-		// Descend from the nonce bucket's root through middle children
+		// Descend from the entries bucket's root through middle children
 		// to a branch page of leaves, and take two of its leaves. Page
 		// header: id (8), flags (2: 1 branch, 2 leaf), count (2),
 		// overflow (4); then branch elements of pos (4), ksize (4),
 		// pgid (8).
 		pg := func(id int64) []byte { return f.file[id*int64(f.pageSize):] }
 		child := func(p []byte, i int) int64 { return int64(binary.LittleEndian.Uint64(p[16+16*i+8:])) }
-		for id := int64(tx.Bucket(bucketNonce).Root()); ; {
+		for id := int64(tx.Bucket(bucketEntries).Root()); ; {
 			p := pg(id)
 			if flags := binary.LittleEndian.Uint16(p[8:]); flags != 0x01 {
 				return fmt.Errorf("page %d has flags %#x, want a branch page", id, flags)

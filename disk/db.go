@@ -1,14 +1,10 @@
 package disk
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -33,36 +29,6 @@ const maxBatch = 1024
 // reapBatch bounds how many expired entries one commit removes, so that
 // reclaiming a backlog never stalls the requests sharing its commits.
 const reapBatch = 2000
-
-// Buckets of the file.
-var (
-	// meta: "format" -> version (8), "bytes" -> bytes held (8), "ping".
-	bucketMeta = []byte("meta")
-	// nonce: scoped nonce -> expiry (8) ‖ owner id (4).
-	bucketNonce = []byte("nonce")
-	// record: scoped idempotency key -> encoded record.
-	bucketRecord = []byte("record")
-	// expiry: owner id (4) ‖ expiry (8) ‖ kind (1) ‖ key -> empty. One
-	// entry per nonce and record, ordered by owner then expiry, so the
-	// reaper and an owner's earliest expiry are found by a seek.
-	bucketExpiry = []byte("expiry")
-	// owner: owner name -> id (4); ids start at 1, 0 is "nobody".
-	bucketOwner = []byte("owner")
-	// account: owner id (4) -> bytes held (8).
-	bucketAccount = []byte("account")
-
-	allBuckets = [][]byte{bucketMeta, bucketNonce, bucketRecord, bucketExpiry, bucketOwner, bucketAccount}
-
-	keyFormat = []byte("format")
-	keyBytes  = []byte("bytes")
-	keyPing   = []byte("ping")
-)
-
-// Kinds of entry in the expiry bucket.
-const (
-	kindNonce  = 'n'
-	kindRecord = 'r'
-)
 
 // Sentinel errors of the store itself. Store calls wrap them in the
 // calling interface's own sentinel (nonce.ErrUnavailable,
@@ -108,6 +74,11 @@ type DB struct {
 	// when it failed (a full or read-only disk), nil once one succeeds
 	// or the reaper frees room; Ping reports it.
 	failing atomic.Pointer[error]
+
+	// ix finds entries by key; ledger (the writer's alone) counts what
+	// each owner holds.
+	ix     *index
+	ledger *ledger
 
 	stats stats
 }
@@ -248,6 +219,16 @@ func (db *DB) open() error {
 			done <- result{err: err}
 			return
 		}
+		db.ix = newIndex()
+		err = b.View(func(tx *bolt.Tx) (err error) {
+			db.ledger, err = load(tx, db.ix)
+			return err
+		})
+		if err != nil {
+			closeQuietly(b)
+			done <- result{err: db.damaged(err)}
+			return
+		}
 		done <- result{bolt: b}
 	}()
 	r := <-done
@@ -255,7 +236,7 @@ func (db *DB) open() error {
 		return r.err
 	}
 	db.bolt = r.bolt
-	db.stats.liveBytes.Store(db.heldBytes())
+	db.stats.liveBytes.Store(db.ledger.total)
 	return nil
 }
 
@@ -302,232 +283,6 @@ func (db *DB) check(b *bolt.DB, existed bool) error {
 		return fmt.Errorf("disk: %s: %w", db.file, err)
 	}
 	return nil
-}
-
-// verify walks an existing file before bbolt opens it for writing, and
-// reports what bbolt could not survive as damage.
-//
-// Opening a file for writing, bbolt walks every page to rebuild its free
-// list and reports what it finds wrong by panicking on a goroutine of its
-// own, which no recover reaches: a well-formed page in the wrong place, or
-// keys out of order, end the process. A page failing its assertions, or a
-// fault, does panic on the opening goroutine, but then leaves the file
-// mapped and locked until the process exits. So the file is walked here
-// first, with every check bbolt makes of the tree, reading it with ReadAt
-// rather than through a memory map, under a shared lock that keeps other
-// processes from writing meanwhile (a read-only bbolt handle, which reads
-// no more than the meta pages).
-func (db *DB) verify() error {
-	ro, err := bolt.Open(db.file, 0o600, &bolt.Options{ReadOnly: true, Timeout: db.cfg.lockTimeout})
-	switch {
-	case errors.Is(err, bolterrors.ErrTimeout):
-		return db.locked("another process holds it")
-	case err != nil:
-		return db.damaged(err)
-	}
-	defer closeQuietly(ro)
-	f, err := os.Open(db.file)
-	if err != nil {
-		return fmt.Errorf("disk: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("disk: %w", err)
-	}
-	if err := walkFile(f, fi.Size(), uint64(ro.Info().PageSize)); err != nil {
-		return db.damaged(err)
-	}
-	return nil
-}
-
-// bbolt's file layout (go.etcd.io/bbolt/internal/common), in the machine's
-// byte order: a page starts with id (8), flags (2), count (2) and overflow
-// (4), the number of pages after it that it spans. A meta page then holds
-// magic (4), version (4), page size (4), flags (4), the root bucket's page
-// (8) and sequence (8), the free list's page (8), the high-water mark (8),
-// txid (8) and an FNV-64a checksum (8) of the fields before it. Elements
-// follow the header, 16 bytes each: on a branch page pos (4), key size (4)
-// and child page (8); on a leaf page flags (4), pos (4), key size (4) and
-// value size (4), the key and value at pos bytes from the element. A
-// bucket's value is its root page (8) and sequence (8), then, for an
-// inline bucket (root 0), its leaf page.
-const (
-	boltHeader     = 16
-	boltElement    = 16
-	boltBranch     = 0x01
-	boltLeaf       = 0x02
-	boltBucketElem = 0x01
-	boltMagic      = 0xED0CDAED
-	boltVersion    = 2
-	boltNoFreelist = math.MaxUint64
-)
-
-// walkFile checks the B+tree of the file f, of size bytes, as bbolt's
-// Tx.Check would: the meta page bbolt would use, every page reached from
-// the root being a branch or leaf page below the high-water mark, carrying
-// its own id, inside the file and reached once, its elements inside it,
-// and keys in order within each page and within the range of the parent's.
-func walkFile(f io.ReaderAt, size int64, pageSize uint64) error {
-	ne := binary.NativeEndian
-	var meta []byte
-	var txid uint64
-	for i := uint64(0); i < 2; i++ {
-		p := make([]byte, boltHeader+64)
-		if _, err := f.ReadAt(p, int64(i*pageSize)); err != nil {
-			return fmt.Errorf("meta page %d: %w", i, err)
-		}
-		m := p[boltHeader:]
-		sum := fnv.New64a()
-		_, _ = sum.Write(m[:56])
-		if ne.Uint32(m) != boltMagic || ne.Uint32(m[4:]) != boltVersion || ne.Uint64(m[56:]) != sum.Sum64() {
-			continue // bbolt uses the other one
-		}
-		if meta == nil || ne.Uint64(m[48:]) > txid {
-			meta, txid = m, ne.Uint64(m[48:])
-		}
-	}
-	if meta == nil {
-		return errors.New("no valid meta page")
-	}
-	root, freelist, hwm := ne.Uint64(meta[16:]), ne.Uint64(meta[32:]), ne.Uint64(meta[40:])
-	switch {
-	case uint64(ne.Uint32(meta[8:])) != pageSize:
-		return fmt.Errorf("meta page: page size %d, bbolt read %d", ne.Uint32(meta[8:]), pageSize)
-	case hwm < 2 || hwm > uint64(size)/pageSize:
-		return fmt.Errorf("the file is %d bytes, its pages reach %d: it was truncated", size, hwm*pageSize)
-	case freelist != boltNoFreelist:
-		// This store never writes its free list (NoFreelistSync).
-		return errors.New("a stored free list: not a replayguard store, or damaged")
-	}
-	w := &walker{f: f, pageSize: pageSize, hwm: hwm, seen: make([]uint64, (hwm+63)/64)}
-	_, err := w.tree(root, nil, nil, 0)
-	return err
-}
-
-// walker walks a bbolt file's pages.
-type walker struct {
-	f        io.ReaderAt
-	pageSize uint64
-	hwm      uint64   // pages in use have lower ids
-	seen     []uint64 // a bit per page reached
-	bufs     [][]byte // a page buffer per depth of the walk
-}
-
-// tree checks the subtree of page id, its keys in [min, max) (nil: no
-// bound), and returns its largest key, as bbolt's check does.
-func (w *walker) tree(id uint64, min, max []byte, depth int) ([]byte, error) {
-	ne := binary.NativeEndian
-	if id < 2 || id >= w.hwm {
-		return nil, fmt.Errorf("page %d: out of bounds (high-water mark %d)", id, w.hwm)
-	}
-	var h [boltHeader]byte
-	if _, err := w.f.ReadAt(h[:], int64(id*w.pageSize)); err != nil {
-		return nil, fmt.Errorf("page %d: %w", id, err)
-	}
-	overflow := uint64(ne.Uint32(h[12:]))
-	switch flags := ne.Uint16(h[8:]); {
-	case ne.Uint64(h[:]) != id:
-		return nil, fmt.Errorf("page %d: identifies as page %d", id, ne.Uint64(h[:]))
-	case flags != boltBranch && flags != boltLeaf:
-		return nil, fmt.Errorf("page %d: flags %#x, not a branch or leaf page", id, flags)
-	case overflow >= w.hwm-id:
-		return nil, fmt.Errorf("page %d: %d overflow pages pass the high-water mark %d", id, overflow, w.hwm)
-	}
-	for i := id; i <= id+overflow; i++ {
-		if w.seen[i/64]&(1<<(i%64)) != 0 {
-			return nil, fmt.Errorf("page %d: reached twice", i)
-		}
-		w.seen[i/64] |= 1 << (i % 64)
-	}
-	for len(w.bufs) <= depth {
-		w.bufs = append(w.bufs, nil)
-	}
-	n := (overflow + 1) * w.pageSize
-	if uint64(cap(w.bufs[depth])) < n {
-		w.bufs[depth] = make([]byte, n)
-	}
-	p := w.bufs[depth][:n]
-	if _, err := w.f.ReadAt(p, int64(id*w.pageSize)); err != nil {
-		return nil, fmt.Errorf("page %d: %w", id, err)
-	}
-	return w.elements(id, p, min, max, depth)
-}
-
-// elements checks the elements of page p (id 0: an inline bucket's) and
-// walks the subtrees and buckets they refer to.
-func (w *walker) elements(id uint64, p, min, max []byte, depth int) ([]byte, error) {
-	ne := binary.NativeEndian
-	branch, count := ne.Uint16(p[8:]) == boltBranch, int(ne.Uint16(p[10:]))
-	switch {
-	case boltHeader+count*boltElement > len(p):
-		return nil, fmt.Errorf("page %d: %d elements do not fit", id, count)
-	case branch && count == 0:
-		// bbolt never writes one; its cursors would read past the header.
-		return nil, fmt.Errorf("page %d: a branch page without elements", id)
-	}
-	keys, values := make([][]byte, count), make([][]byte, count)
-	for i := range keys {
-		e := uint64(boltHeader + i*boltElement)
-		pos, klen, vlen := uint64(ne.Uint32(p[e:])), uint64(ne.Uint32(p[e+4:])), uint64(0)
-		if !branch {
-			pos, klen, vlen = uint64(ne.Uint32(p[e+4:])), uint64(ne.Uint32(p[e+8:])), uint64(ne.Uint32(p[e+12:]))
-		}
-		if e+pos+klen+vlen > uint64(len(p)) {
-			return nil, fmt.Errorf("page %d: element %d reaches past the page", id, i)
-		}
-		keys[i], values[i] = p[e+pos:e+pos+klen], p[e+pos+klen:e+pos+klen+vlen]
-	}
-	var largest []byte // of the last subtree walked
-	prev := min
-	for i, key := range keys {
-		if i == 0 && prev != nil && bytes.Compare(prev, key) > 0 ||
-			i > 0 && bytes.Compare(prev, key) >= 0 ||
-			max != nil && bytes.Compare(key, max) >= 0 {
-			return nil, fmt.Errorf("page %d: key %d out of order", id, i)
-		}
-		e := boltHeader + i*boltElement
-		switch {
-		case branch:
-			next := max
-			if i+1 < count {
-				next = keys[i+1]
-			}
-			var err error
-			if largest, err = w.tree(ne.Uint64(p[e+8:]), key, next, depth+1); err != nil {
-				return nil, err
-			}
-			prev = largest
-		case ne.Uint32(p[e:])&boltBucketElem != 0:
-			if err := w.bucket(id, values[i], depth+1); err != nil {
-				return nil, err
-			}
-			prev = key
-		default:
-			prev = key
-		}
-	}
-	if !branch && count > 0 {
-		return bytes.Clone(keys[count-1]), nil
-	}
-	return largest, nil
-}
-
-// bucket checks the bucket whose value v is on page id.
-func (w *walker) bucket(id uint64, v []byte, depth int) error {
-	if len(v) < 16 {
-		return fmt.Errorf("page %d: a bucket of %d bytes", id, len(v))
-	}
-	if root := binary.NativeEndian.Uint64(v); root != 0 {
-		_, err := w.tree(root, nil, nil, depth)
-		return err
-	}
-	inline := v[16:]
-	if len(inline) < boltHeader || binary.NativeEndian.Uint16(inline[8:]) != boltLeaf {
-		return fmt.Errorf("page %d: an inline bucket without its leaf page", id)
-	}
-	_, err := w.elements(0, inline, nil, nil, depth)
-	return err
 }
 
 func (db *DB) damaged(cause error) error {
@@ -736,9 +491,9 @@ func (db *DB) drain(batch *[]*op) {
 func (db *DB) commit(batch []*op) {
 	start := time.Now()
 	now := db.cfg.now().UnixNano()
-	var held int64
+	var w *wtx
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		w := newWtx(tx, now, db)
+		w = newWtx(tx, now, db)
 		for _, o := range batch {
 			if err := o.ctx.Err(); err != nil {
 				o.err = err // the caller gave up: write nothing for it
@@ -746,7 +501,6 @@ func (db *DB) commit(batch []*op) {
 			}
 			o.err = o.apply(w)
 		}
-		held = w.held()
 		return nil
 	})
 	db.stats.observeCommit(time.Since(start), len(batch), err)
@@ -760,7 +514,7 @@ func (db *DB) commit(batch []*op) {
 			db.failing.Store(&err)
 		}
 	} else {
-		db.stats.liveBytes.Store(held)
+		w.publish()
 		if requests {
 			db.failing.Store(nil)
 		}
@@ -806,16 +560,6 @@ func (db *DB) reap() {
 	}
 }
 
-// heldBytes reads the bytes held from the committed state.
-func (db *DB) heldBytes() int64 {
-	var n int64
-	_ = db.bolt.View(func(tx *bolt.Tx) error {
-		n = getInt(tx.Bucket(bucketMeta).Get(keyBytes))
-		return nil
-	})
-	return n
-}
-
 // view runs fn on the committed state. A closed store reports ErrClosed.
 func (db *DB) view(fn func(tx *bolt.Tx) error) error {
 	select {
@@ -824,210 +568,4 @@ func (db *DB) view(fn func(tx *bolt.Tx) error) error {
 	default:
 	}
 	return db.bolt.View(fn)
-}
-
-// wtx is the writer's view of one batch's transaction.
-type wtx struct {
-	tx                                         *bolt.Tx
-	db                                         *DB
-	now                                        int64
-	meta, nonce, record, expiry, owner, accnts *bolt.Bucket
-	bytes                                      int64
-}
-
-func newWtx(tx *bolt.Tx, now int64, db *DB) *wtx {
-	w := &wtx{tx: tx, db: db, now: now, meta: tx.Bucket(bucketMeta), nonce: tx.Bucket(bucketNonce),
-		record: tx.Bucket(bucketRecord), expiry: tx.Bucket(bucketExpiry), owner: tx.Bucket(bucketOwner),
-		accnts: tx.Bucket(bucketAccount)}
-	w.bytes = getInt(w.meta.Get(keyBytes))
-	return w
-}
-
-// held returns the bytes held, recording them in the meta bucket.
-func (w *wtx) held() int64 {
-	_ = w.meta.Put(keyBytes, putInt(w.bytes))
-	return w.bytes
-}
-
-// ownerID returns the id of owner name, creating it when create is set;
-// 0 for no owner (or none recorded).
-func (w *wtx) ownerID(name string, create bool) (uint32, error) {
-	if name == "" || w.db.cfg.keyShare <= 0 {
-		return 0, nil
-	}
-	if v := w.owner.Get([]byte(name)); len(v) == 4 {
-		return binary.BigEndian.Uint32(v), nil
-	}
-	if !create {
-		return 0, nil
-	}
-	seq, err := w.owner.NextSequence()
-	if err != nil {
-		return 0, err
-	}
-	if seq > math.MaxUint32 {
-		return 0, errors.New("disk: owner ids exhausted")
-	}
-	id := uint32(seq)
-	return id, w.owner.Put([]byte(name), binary.BigEndian.AppendUint32(nil, id))
-}
-
-// account returns the bytes owner id holds.
-func (w *wtx) account(id uint32) int64 {
-	return getInt(w.accnts.Get(binary.BigEndian.AppendUint32(nil, id)))
-}
-
-// charge adds n (negative to credit) to owner id and to the total.
-func (w *wtx) charge(id uint32, n int64) error {
-	w.bytes += n
-	if id == 0 {
-		return nil
-	}
-	k := binary.BigEndian.AppendUint32(nil, id)
-	return w.accnts.Put(k, putInt(getInt(w.accnts.Get(k))+n))
-}
-
-// room checks that owner id may take n more bytes: ErrFull when the store
-// would pass MaxBytes, a *quota when the owner would pass its share (after
-// reclaiming its own expired entries).
-func (w *wtx) room(id uint32, n int64) error {
-	if id != 0 && w.account(id)+n > w.db.cfg.keyShare {
-		w.reapOwner(id, reapBatch)
-		if w.account(id)+n > w.db.cfg.keyShare {
-			return &quota{retryAfter: w.earliest(id)}
-		}
-	}
-	if max := w.db.cfg.maxBytes; max > 0 && w.bytes+n > max {
-		w.reapAll(reapBatch)
-		if w.bytes+n > max {
-			w.db.full.Store(true)
-			return fmt.Errorf("%w (max_bytes %d)", ErrFull, max)
-		}
-	}
-	return nil
-}
-
-// quota is an owner over its share; the callers turn it into their
-// package's QuotaError.
-type quota struct{ retryAfter time.Duration }
-
-func (q *quota) Error() string { return "disk: quota exceeded" }
-
-// earliest returns how long until owner id's earliest live entry expires.
-func (w *wtx) earliest(id uint32) time.Duration {
-	c := w.expiry.Cursor()
-	prefix := binary.BigEndian.AppendUint32(nil, id)
-	for k, _ := c.Seek(prefix); k != nil && len(k) >= 13 && binary.BigEndian.Uint32(k) == id; k, _ = c.Next() {
-		if exp := decodeTime(k[4:12]); exp > w.now {
-			return time.Duration(exp - w.now)
-		}
-	}
-	return time.Second
-}
-
-// index records that key of kind expires at exp, charged to owner id.
-func (w *wtx) index(id uint32, exp int64, kind byte, key []byte) error {
-	return w.expiry.Put(expiryKey(id, exp, kind, key), nil)
-}
-
-func (w *wtx) unindex(id uint32, exp int64, kind byte, key []byte) error {
-	return w.expiry.Delete(expiryKey(id, exp, kind, key))
-}
-
-// reapAll removes up to limit expired entries of every owner.
-func (w *wtx) reapAll(limit int) int {
-	n := w.reapOwner(0, limit)
-	c := w.accnts.Cursor()
-	var ids []uint32
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		if len(k) == 4 {
-			ids = append(ids, binary.BigEndian.Uint32(k))
-		}
-	}
-	for _, id := range ids {
-		if n >= limit {
-			break
-		}
-		n += w.reapOwner(id, limit-n)
-	}
-	return n
-}
-
-// reapOwner removes up to limit expired entries of owner id.
-func (w *wtx) reapOwner(id uint32, limit int) int {
-	prefix := binary.BigEndian.AppendUint32(nil, id)
-	var expired [][]byte
-	c := w.expiry.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && len(expired) < limit; k, _ = c.Next() {
-		if len(k) < 13 || binary.BigEndian.Uint32(k) != id || decodeTime(k[4:12]) > w.now {
-			break
-		}
-		expired = append(expired, append([]byte(nil), k...))
-	}
-	for _, k := range expired {
-		exp, kind, key := decodeTime(k[4:12]), k[12], k[13:]
-		_ = w.expiry.Delete(k)
-		switch kind {
-		case kindNonce:
-			if v := w.nonce.Get(key); len(v) == nonceValueLen && decodeTime(v[:8]) == exp {
-				_ = w.nonce.Delete(key)
-				_ = w.charge(id, -nonceCost(key))
-			}
-		case kindRecord:
-			if v := w.record.Get(key); v != nil {
-				if r, err := decodeRecord(v); err == nil && r.expires == exp {
-					_ = w.record.Delete(key)
-					_ = w.charge(id, -recordCost(key, len(v)))
-				}
-			}
-		}
-	}
-	w.db.stats.reclaimed.Add(uint64(len(expired)))
-	return len(expired)
-}
-
-// Cost of entries, in bytes, as counted against MaxBytes and shares:
-// the key and value in their bucket, the expiry entry, and the B+tree's
-// per-entry overhead with pages kept about half full.
-const entryOverhead = 128
-
-func nonceCost(key []byte) int64 {
-	return entryOverhead + 2*int64(len(key)) + nonceValueLen + 13
-}
-
-func recordCost(key []byte, valueLen int) int64 {
-	return entryOverhead + 2*int64(len(key)) + int64(valueLen) + 13
-}
-
-func expiryKey(id uint32, exp int64, kind byte, key []byte) []byte {
-	b := make([]byte, 0, 13+len(key))
-	b = binary.BigEndian.AppendUint32(b, id)
-	b = appendTime(b, exp)
-	b = append(b, kind)
-	return append(b, key...)
-}
-
-// appendTime writes unix nanoseconds so that byte order is time order
-// (the sign bit flipped).
-func appendTime(b []byte, t int64) []byte {
-	return binary.BigEndian.AppendUint64(b, uint64(t)^(1<<63))
-}
-
-func decodeTime(b []byte) int64 { return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)) }
-
-func getInt(b []byte) int64 {
-	if len(b) != 8 {
-		return 0
-	}
-	return int64(binary.BigEndian.Uint64(b))
-}
-
-func putInt(n int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(n)) }
-
-// after returns now + d, saturating instead of wrapping.
-func after(now int64, d time.Duration) int64 {
-	if d > 0 && now > math.MaxInt64-int64(d) {
-		return math.MaxInt64
-	}
-	return now + int64(d)
 }

@@ -6,13 +6,8 @@ import (
 	"errors"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/replayguard/replayguard/nonce"
 )
-
-// nonceValueLen is the length of a nonce's value: expiry (8) ‖ owner (4).
-const nonceValueLen = 12
 
 // Nonces is the exact nonce.Store of a DB: one entry per scoped replay
 // key, kept until its expiry; no false positives.
@@ -26,28 +21,24 @@ var (
 // Nonces returns the DB's nonce store.
 func (db *DB) Nonces() *Nonces { return &Nonces{db: db} }
 
-// Add implements nonce.Store: a replay is answered from the committed
-// state; a new entry returns once it is on disk.
+// Add implements nonce.Store: a replay is answered from the index; a new
+// entry returns once it is on disk.
 func (n *Nonces) Add(ctx context.Context, e nonce.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", nonce.ErrUnavailable, err)
 	}
-	key := nonceKey(e.Scope, e.Key)
-	exp := nonce.UnixNano(e.Expires)
-	now := nonce.UnixNano(n.db.cfg.now())
-	live := false
-	err := n.db.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketNonce).Get(key)
-		live = len(v) == nonceValueLen && decodeTime(v[:8]) > now
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("%w: %w", nonce.ErrUnavailable, err)
+	select {
+	case <-n.db.closing:
+		return fmt.Errorf("%w: %w", nonce.ErrUnavailable, ErrClosed)
+	default:
 	}
-	if live {
+	key := nonceKey(e.Scope, e.Key)
+	d := n.db.ix.digest(kindNonce, key)
+	exp := nonce.UnixNano(e.Expires)
+	if l, ok := n.db.ix.get(d); ok && l.exp > nonce.UnixNano(n.db.cfg.now()) {
 		return nonce.ErrReplayed
 	}
-	err = n.db.do(ctx, func(w *wtx) error { return w.addNonce(e.Owner, key, exp) })
+	err := n.db.do(ctx, func(w *wtx) error { return w.addNonce(e.Owner, d, key, exp) })
 	var q *quota
 	switch {
 	case err == nil:
@@ -60,43 +51,23 @@ func (n *Nonces) Add(ctx context.Context, e nonce.Entry) error {
 	return fmt.Errorf("%w: %w", nonce.ErrUnavailable, err)
 }
 
-func (w *wtx) addNonce(ownerName string, key []byte, exp int64) error {
-	if v := w.nonce.Get(key); len(v) == nonceValueLen {
-		old, oldOwner := decodeTime(v[:8]), binary.BigEndian.Uint32(v[8:])
-		if old > w.now {
+func (w *wtx) addNonce(ownerName string, d digest, key []byte, exp int64) error {
+	if old, ok := w.find(d); ok {
+		if old.exp > w.now {
 			return nonce.ErrReplayed
 		}
-		if err := w.dropNonce(oldOwner, old, key); err != nil {
+		if err := w.drop(d, kindNonce, key, old); err != nil {
 			return err
 		}
 	}
-	id, err := w.ownerID(ownerName, true)
+	id, err := w.ownerID(ownerName)
 	if err != nil {
 		return err
 	}
-	cost := nonceCost(key)
-	if err := w.room(id, cost); err != nil {
+	if err := w.room(id, entryCost(len(key), 0)); err != nil {
 		return err
 	}
-	v := appendTime(make([]byte, 0, nonceValueLen), exp)
-	v = binary.BigEndian.AppendUint32(v, id)
-	if err := w.nonce.Put(key, v); err != nil {
-		return err
-	}
-	if err := w.index(id, exp, kindNonce, key); err != nil {
-		return err
-	}
-	return w.charge(id, cost)
-}
-
-func (w *wtx) dropNonce(id uint32, exp int64, key []byte) error {
-	if err := w.nonce.Delete(key); err != nil {
-		return err
-	}
-	if err := w.unindex(id, exp, kindNonce, key); err != nil {
-		return err
-	}
-	return w.charge(id, -nonceCost(key))
+	return w.put(d, kindNonce, key, loc{exp: exp, owner: id}, nil)
 }
 
 // Ping implements nonce.Pinger.

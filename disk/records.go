@@ -1,6 +1,7 @@
 package disk
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -38,31 +39,32 @@ func (r *Records) ClaimFor(ctx context.Context, owner, key string, fp idempotenc
 		return idempotency.Claim{}, unavailable(err)
 	}
 	k := []byte(key)
-	now := r.db.cfg.now().UnixNano()
-	var existing *idempotency.Record
-	err := r.db.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketRecord).Get(k); v != nil {
+	d := r.db.ix.digest(kindRecord, k)
+	if l, ok := r.db.ix.get(d); ok && l.exp > r.db.cfg.now().UnixNano() {
+		var existing *idempotency.Record
+		err := r.db.view(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bucketEntries).Get(entryKey(l.owner, l.exp, kindRecord, k))
+			if v == nil {
+				return nil // moved meanwhile: the writer decides
+			}
 			rec, err := decodeRecord(v)
 			if err != nil {
 				return err
 			}
-			if rec.live(now) {
-				existing, err = rec.snapshot()
-				return err
-			}
+			existing, err = rec.snapshot()
+			return err
+		})
+		if err != nil {
+			return idempotency.Claim{}, unavailable(err)
 		}
-		return nil
-	})
-	if err != nil {
-		return idempotency.Claim{}, unavailable(err)
-	}
-	if existing != nil {
-		return idempotency.Claim{Existing: existing}, nil
+		if existing != nil {
+			return idempotency.Claim{Existing: existing}, nil
+		}
 	}
 	token := idempotency.NewToken()
 	var c idempotency.Claim
-	err = r.db.do(ctx, func(w *wtx) (err error) {
-		c, err = w.claim(owner, k, fp, token, lease)
+	err := r.db.do(ctx, func(w *wtx) (err error) {
+		c, err = w.claim(owner, d, k, fp, token, lease)
 		return err
 	})
 	if err != nil {
@@ -71,60 +73,69 @@ func (r *Records) ClaimFor(ctx context.Context, owner, key string, fp idempotenc
 	return c, nil
 }
 
-func (w *wtx) claim(ownerName string, key []byte, fp idempotency.Fingerprint, token string, lease time.Duration) (idempotency.Claim, error) {
-	if v := w.record.Get(key); v != nil {
-		old, err := decodeRecord(v)
-		if err != nil {
-			return idempotency.Claim{}, err
+func (w *wtx) claim(ownerName string, d digest, key []byte, fp idempotency.Fingerprint, token string, lease time.Duration) (idempotency.Claim, error) {
+	if l, ok := w.find(d); ok {
+		if l.exp > w.now {
+			rec, err := w.record(key, l)
+			if err != nil {
+				return idempotency.Claim{}, err
+			}
+			snap, err := rec.snapshot()
+			return idempotency.Claim{Existing: snap}, err
 		}
-		if old.live(w.now) {
-			rec, err := old.snapshot()
-			return idempotency.Claim{Existing: rec}, err
-		}
-		if err := w.dropRecord(key, old, len(v)); err != nil {
+		if err := w.drop(d, kindRecord, key, l); err != nil {
 			return idempotency.Claim{}, err
 		}
 	}
-	id, err := w.ownerID(ownerName, true)
+	id, err := w.ownerID(ownerName)
 	if err != nil {
 		return idempotency.Claim{}, err
 	}
 	exp := after(w.now, lease)
 	rec := record{state: idempotency.StateInProgress, fp: fp, token: token, leaseUntil: exp, expires: exp, owner: id}
 	v := rec.encode()
-	cost := recordCost(key, len(v))
-	if err := w.room(id, cost); err != nil {
+	if err := w.room(id, entryCost(len(key), len(v))); err != nil {
 		return idempotency.Claim{}, err
 	}
-	if err := w.putRecord(key, rec, v, cost); err != nil {
+	if err := w.put(d, kindRecord, key, loc{exp: exp, owner: id}, v); err != nil {
 		return idempotency.Claim{}, err
 	}
 	return idempotency.Claim{Acquired: true, Token: token}, nil
 }
 
+// record reads the record at l.
+func (w *wtx) record(key []byte, l loc) (record, error) {
+	v := w.entries.Get(entryKey(l.owner, l.exp, kindRecord, key))
+	if v == nil {
+		return record{}, fmt.Errorf("%w: indexed but absent", errRecord)
+	}
+	return decodeRecord(v)
+}
+
 // holder returns the in-progress record key that token holds. Fencing is
 // by token: a holder whose lease ran out may still finish as long as
 // nobody took the record over.
-func (w *wtx) holder(key []byte, token string) (record, int, error) {
-	v := w.record.Get(key)
-	if v == nil {
-		return record{}, 0, idempotency.ErrLeaseLost
+func (w *wtx) holder(d digest, key []byte, token string) (record, loc, error) {
+	l, ok := w.find(d)
+	if !ok {
+		return record{}, loc{}, idempotency.ErrLeaseLost
 	}
-	rec, err := decodeRecord(v)
+	rec, err := w.record(key, l)
 	if err != nil {
-		return record{}, 0, err
+		return record{}, loc{}, err
 	}
 	if rec.token != token || rec.state != idempotency.StateInProgress {
-		return record{}, 0, idempotency.ErrLeaseLost
+		return record{}, loc{}, idempotency.ErrLeaseLost
 	}
-	return rec, len(v), nil
+	return rec, l, nil
 }
 
 // Renew implements idempotency.Store.
 func (r *Records) Renew(ctx context.Context, key, token string, lease time.Duration) error {
+	k := []byte(key)
+	d := r.db.ix.digest(kindRecord, k)
 	return r.write(ctx, func(w *wtx) error {
-		k := []byte(key)
-		rec, n, err := w.holder(k, token)
+		rec, l, err := w.holder(d, k, token)
 		if err != nil {
 			return err
 		}
@@ -133,7 +144,7 @@ func (r *Records) Renew(ctx context.Context, key, token string, lease time.Durat
 		if next.leaseUntil > next.expires {
 			next.expires = next.leaseUntil
 		}
-		return w.replaceRecord(k, rec, n, next)
+		return w.replaceRecord(d, k, l, next)
 	})
 }
 
@@ -146,27 +157,29 @@ func (r *Records) Complete(ctx context.Context, key, token string, resp *idempot
 		resp = &idempotency.Response{}
 	}
 	header := idempotency.AppendHeader(nil, resp.Header)
+	k := []byte(key)
+	d := r.db.ix.digest(kindRecord, k)
 	return r.write(ctx, func(w *wtx) error {
-		k := []byte(key)
-		rec, n, err := w.holder(k, token)
+		rec, l, err := w.holder(d, k, token)
 		if err != nil {
 			return err
 		}
 		next := record{state: idempotency.StateCompleted, fp: rec.fp, token: rec.token, expires: after(w.now, ttl),
 			owner: rec.owner, status: resp.Status, header: header, body: resp.Body}
-		return w.replaceRecord(k, rec, n, next)
+		return w.replaceRecord(d, k, l, next)
 	})
 }
 
 // Release implements idempotency.Store.
 func (r *Records) Release(ctx context.Context, key, token string) error {
+	k := []byte(key)
+	d := r.db.ix.digest(kindRecord, k)
 	return r.write(ctx, func(w *wtx) error {
-		k := []byte(key)
-		rec, n, err := w.holder(k, token)
+		_, l, err := w.holder(d, k, token)
 		if err != nil {
 			return err
 		}
-		return w.dropRecord(k, rec, n)
+		return w.drop(d, kindRecord, k, l)
 	})
 }
 
@@ -185,48 +198,23 @@ func (r *Records) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (w *wtx) putRecord(key []byte, rec record, v []byte, cost int64) error {
-	if err := w.record.Put(key, v); err != nil {
+// replaceRecord puts next in the place of the record at l, checking the
+// owner's room for it. The old record is taken out first, so that
+// reclaiming room cannot remove it midway (its lease may have ended); it
+// is put back when next does not fit.
+func (w *wtx) replaceRecord(d digest, key []byte, l loc, next record) error {
+	old := bytes.Clone(w.entries.Get(entryKey(l.owner, l.exp, kindRecord, key)))
+	if err := w.drop(d, kindRecord, key, l); err != nil {
 		return err
 	}
-	if err := w.index(rec.owner, rec.expires, kindRecord, key); err != nil {
-		return err
-	}
-	return w.charge(rec.owner, cost)
-}
-
-func (w *wtx) dropRecord(key []byte, rec record, valueLen int) error {
-	if err := w.record.Delete(key); err != nil {
-		return err
-	}
-	if err := w.unindex(rec.owner, rec.expires, kindRecord, key); err != nil {
-		return err
-	}
-	return w.charge(rec.owner, -recordCost(key, valueLen))
-}
-
-// replaceRecord puts next in the place of rec, checking the owner's room
-// for what it grows by.
-func (w *wtx) replaceRecord(key []byte, rec record, oldLen int, next record) error {
 	v := next.encode()
-	grow := recordCost(key, len(v)) - recordCost(key, oldLen)
-	if grow > 0 {
-		if err := w.room(rec.owner, grow); err != nil {
-			return err
+	if err := w.room(l.owner, entryCost(len(key), len(v))); err != nil {
+		if perr := w.put(d, kindRecord, key, l, old); perr != nil {
+			return perr
 		}
-	}
-	if err := w.record.Put(key, v); err != nil {
 		return err
 	}
-	if next.expires != rec.expires {
-		if err := w.unindex(rec.owner, rec.expires, kindRecord, key); err != nil {
-			return err
-		}
-		if err := w.index(rec.owner, next.expires, kindRecord, key); err != nil {
-			return err
-		}
-	}
-	return w.charge(rec.owner, grow)
+	return w.put(d, kindRecord, key, loc{exp: next.expires, owner: l.owner}, v)
 }
 
 func unavailable(err error) error {
