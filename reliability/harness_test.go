@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -82,19 +83,23 @@ func skipShort(t *testing.T) {
 }
 
 // gatewayConfig is the part of a gateway's YAML configuration the scenarios
-// vary; the rest is fixed: loopback listeners on free ports, one hmac key.
+// vary; the rest is fixed: loopback listeners (on free ports unless set),
+// one hmac key.
 type gatewayConfig struct {
 	upstream     string
-	nonceStore   string // memory (default) or redis
+	listen       string // default 127.0.0.1:0; fixed (freeAddr) to keep it across a restart
+	admin        string // default 127.0.0.1:0
+	nonceStore   string // memory (default), redis or disk
 	nonceMode    string // exact (default) or bloom
 	maxEntries   int
-	idemStore    string // memory (default) or redis
+	idemStore    string // memory (default), redis or disk
 	idemTTL      string
 	lease        string
 	tolerance    string
 	redisAddrs   []string
 	redisTimeout string
 	maxBodyBytes int
+	diskPath     string // the disk store's directory, with fsync on
 }
 
 func (c gatewayConfig) yaml() string {
@@ -105,7 +110,7 @@ func (c gatewayConfig) yaml() string {
 		return v
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream: %s\n", c.upstream)
+	fmt.Fprintf(&b, "listen: %s\nadmin_listen: %s\nupstream: %s\n", or(c.listen, "127.0.0.1:0"), or(c.admin, "127.0.0.1:0"), c.upstream)
 	fmt.Fprintf(&b, "keys:\n  - id: %s\n    secrets: [%s]\n", keyID, secret)
 	if c.maxBodyBytes > 0 {
 		fmt.Fprintf(&b, "max_body_bytes: %d\n", c.maxBodyBytes)
@@ -117,6 +122,9 @@ func (c gatewayConfig) yaml() string {
 	if len(c.redisAddrs) > 0 {
 		fmt.Fprintf(&b, "redis: {addrs: [%s], timeout: %s, key_prefix: rel}\n", strings.Join(c.redisAddrs, ", "), or(c.redisTimeout, "1s"))
 	}
+	if c.diskPath != "" {
+		fmt.Fprintf(&b, "disk: {path: %s, fsync: true}\n", c.diskPath)
+	}
 	b.WriteString("fail_mode: closed\n")
 	return b.String()
 }
@@ -124,6 +132,7 @@ func (c gatewayConfig) yaml() string {
 // gateway is a running `replayguard serve` process.
 type gateway struct {
 	name        string
+	config      string // the configuration file
 	addr, admin string
 	cmd         *exec.Cmd
 	logs        *syncBuffer
@@ -168,15 +177,50 @@ func startGateways(t *testing.T, n int, cfg gatewayConfig) []*gateway {
 	return gws
 }
 
-// startGateway writes cfg to a file and runs `replayguard serve` on it,
-// reading the bound addresses from the start-up log line. It is stopped
-// with SIGTERM (then SIGKILL) in t.Cleanup; its logs are printed when the
-// test failed.
+// freeAddr returns a loopback address whose port is free now, for a gateway
+// that keeps its address across a restart.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startGateway writes cfg to a file and runs `replayguard serve` on it (see
+// runGateway).
 func startGateway(t *testing.T, name string, cfg gatewayConfig) (*gateway, error) {
 	path := filepath.Join(t.TempDir(), "replayguard.yaml")
 	if err := os.WriteFile(path, []byte(cfg.yaml()), 0o600); err != nil {
 		return nil, err
 	}
+	return runGateway(t, name, path)
+}
+
+// restart runs a new process on g's configuration file, once g has exited:
+// the same disk directory, and the same addresses when the configuration
+// fixes them.
+func (g *gateway) restart(t *testing.T, name string) (*gateway, error) {
+	return runGateway(t, name, g.config)
+}
+
+// kill stops the gateway with SIGKILL and waits for it to exit.
+func (g *gateway) kill(t *testing.T) {
+	t.Helper()
+	require.NoError(t, g.cmd.Process.Signal(syscall.SIGKILL))
+	select {
+	case err := <-g.exited:
+		g.exited <- err // for the cleanup's wait
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not exit on SIGKILL", g.name)
+	}
+}
+
+// runGateway runs `replayguard serve` on the configuration file path,
+// reading the bound addresses from the start-up log line. It is stopped
+// with SIGTERM (then SIGKILL) in t.Cleanup; its logs are printed when the
+// test failed.
+func runGateway(t *testing.T, name, path string) (*gateway, error) {
 	cmd := exec.Command(binary(t), "serve", "--config", path)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
@@ -186,7 +230,7 @@ func startGateway(t *testing.T, name string, cfg gatewayConfig) (*gateway, error
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	g := &gateway{name: name, cmd: cmd, logs: &syncBuffer{}, exited: make(chan error, 1)}
+	g := &gateway{name: name, config: path, cmd: cmd, logs: &syncBuffer{}, exited: make(chan error, 1)}
 	ready := make(chan map[string]any, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -275,8 +319,8 @@ func (g *gateway) goroutines(t *testing.T) int {
 	return int(m["go_goroutines"])
 }
 
-// monitor samples every gateway's heap, resident memory and goroutines
-// once per interval until stopped.
+// monitor samples every gateway's heap, resident memory, goroutines and disk
+// store once per interval until stopped.
 type monitor struct {
 	gws  []*gateway
 	stop chan struct{}
@@ -291,6 +335,9 @@ type sample struct {
 	gw         int
 	heap, rss  float64 // bytes
 	goroutines float64
+	// The disk store's file size and live bytes, and the expired entries
+	// it reclaimed (zero without a disk store).
+	diskFile, diskLive, reclaimed float64
 }
 
 func startMonitor(gws []*gateway, every time.Duration) *monitor {
@@ -304,7 +351,9 @@ func startMonitor(gws []*gateway, every time.Duration) *monitor {
 				if v, err := g.metrics(); err == nil {
 					m.mu.Lock()
 					m.samples = append(m.samples, sample{at: time.Now(), gw: i, heap: v["go_memstats_heap_inuse_bytes"],
-						rss: v["process_resident_memory_bytes"], goroutines: v["go_goroutines"]})
+						rss: v["process_resident_memory_bytes"], goroutines: v["go_goroutines"],
+						diskFile: v["replayguard_disk_file_bytes"], diskLive: v["replayguard_disk_live_bytes"],
+						reclaimed: v["replayguard_disk_reclaimed_total"]})
 					m.mu.Unlock()
 				}
 			}
@@ -405,9 +454,13 @@ func settleGoroutines(t *testing.T, gws []*gateway, baseline []int, slack int, l
 // upstream is the counting no-op upstream: it records every nonce and every
 // Idempotency-Key it receives and answers each execution with a body that
 // names it, so that a replayed response can be compared byte for byte.
+// A request whose target has the query parameter hold is counted and then
+// held, unanswered, until release is called or its client leaves.
 type upstream struct {
 	*httptest.Server
 	executions atomic.Int64
+	hold       chan struct{}
+	released   sync.Once
 
 	mu     sync.Mutex
 	nonces map[string]int
@@ -416,7 +469,7 @@ type upstream struct {
 
 func newUpstream(t *testing.T) *upstream {
 	t.Helper()
-	u := &upstream{nonces: map[string]int{}, keys: map[string]int{}}
+	u := &upstream{nonces: map[string]int{}, keys: map[string]int{}, hold: make(chan struct{})}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		n := u.executions.Add(1)
@@ -427,6 +480,13 @@ func newUpstream(t *testing.T) *upstream {
 			u.keys[key]++
 		}
 		u.mu.Unlock()
+		if r.URL.Query().Has("hold") {
+			select {
+			case <-u.hold:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Execution", strconv.FormatInt(n, 10))
 		status := http.StatusOK
@@ -436,8 +496,21 @@ func newUpstream(t *testing.T) *upstream {
 		w.WriteHeader(status)
 		_, _ = fmt.Fprintf(w, `{"execution":%d,"method":%q,"target":%q,"nonce":%q,"key":%q}`, n, r.Method, r.URL.RequestURI(), nonce, key)
 	}))
-	t.Cleanup(u.Close)
+	t.Cleanup(func() {
+		u.release()
+		u.Close()
+	})
 	return u
+}
+
+// release lets the held requests, and those to come, through.
+func (u *upstream) release() { u.released.Do(func() { close(u.hold) }) }
+
+// runs returns how many times key reached the upstream.
+func (u *upstream) runs(key string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.keys[key]
 }
 
 // seen returns how many nonces and keys reached the upstream more than once

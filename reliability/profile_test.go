@@ -38,6 +38,16 @@ type profile struct {
 	soakHeapFactor         float64 // heap at the end ≤ factor × heap after warm-up + slack
 	soakHeapSlack          float64 // bytes
 
+	diskKillBefore, diskKillAfter time.Duration // load before the disk store's gateway is killed, and after its restart
+	diskLease                     time.Duration // idempotency lease of that gateway: operations running at the kill are held this long
+	diskHeld                      int           // operations held at the upstream when it is killed
+
+	diskSoakRate   float64
+	diskSoakTTL    time.Duration // idempotency TTL of the disk soak; it runs diskSoakTTLs of them
+	diskSoakWindow time.Duration // timestamp tolerance and future skew of the disk soak
+	diskSoakTTLs   int
+	diskSoakGrowth float64 // file size after diskSoakTTLs TTLs ≤ (1 + growth) × after half of them
+
 	goroutineSlack       int // goroutines above the idle count still taken as settled
 	settleGoroutinesFor  time.Duration
 	restartRecoveryBound time.Duration // generous bounds, not latency goals
@@ -55,6 +65,8 @@ var shortProfile = profile{
 	soakRate:      150, soakWarmup: 12 * time.Second, soakFor: 20 * time.Second,
 	soakTolerance: "5s", soakTTL: "10s", soakMaxEntries: 100_000,
 	soakHeapFactor: 1.5, soakHeapSlack: 4 << 20, goroutineSlack: 2,
+	diskKillBefore: 3 * time.Second, diskKillAfter: 5 * time.Second, diskLease: 2 * time.Second, diskHeld: 4,
+	diskSoakRate: 100, diskSoakTTL: 2 * time.Second, diskSoakWindow: time.Second, diskSoakTTLs: 20, diskSoakGrowth: 0.10,
 	restartRecoveryBound: 15 * time.Second, failoverBound: 30 * time.Second,
 	cutSlack:            20 * time.Second,
 	settleGoroutinesFor: 15 * time.Second, replicationSlack: 10 * time.Second,
@@ -70,6 +82,8 @@ var fullProfile = profile{
 	soakRate:      400, soakWarmup: 60 * time.Second, soakFor: 5 * time.Minute,
 	soakTolerance: "20s", soakTTL: "40s", soakMaxEntries: 1_000_000,
 	soakHeapFactor: 1.5, soakHeapSlack: 4 << 20, goroutineSlack: 2,
+	diskKillBefore: 10 * time.Second, diskKillAfter: 15 * time.Second, diskLease: 2 * time.Second, diskHeld: 16,
+	diskSoakRate: 400, diskSoakTTL: 10 * time.Second, diskSoakWindow: 5 * time.Second, diskSoakTTLs: 20, diskSoakGrowth: 0.10,
 	restartRecoveryBound: 15 * time.Second, failoverBound: 30 * time.Second,
 	cutSlack:            20 * time.Second,
 	settleGoroutinesFor: 15 * time.Second, replicationSlack: 10 * time.Second,
