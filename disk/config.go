@@ -10,9 +10,10 @@ import (
 
 // Defaults of Config and of Open's options.
 const (
-	// DefaultMaxBytes bounds what the store holds: 4 GiB of records as
-	// they are laid out on disk.
-	DefaultMaxBytes = 4 << 30
+	// DefaultMaxBytes bounds what the store holds: 1 GiB of entries as
+	// they are laid out on disk (about 11 million nonces, whose index
+	// takes about 0.9 GB of memory).
+	DefaultMaxBytes = 1 << 30
 	// DefaultLockTimeout is how long Open waits for a directory another
 	// store holds.
 	DefaultLockTimeout = 10 * time.Second
@@ -38,10 +39,11 @@ type Config struct {
 	// Concurrent requests share one fsync (group commit). false survives
 	// a crash of the process, not one of the machine. Default true.
 	Fsync *bool `yaml:"fsync" json:"fsync,omitempty"`
-	// MaxBytes bounds what the store holds, counted as its records take
+	// MaxBytes bounds what the store holds, counted as its entries take
 	// room in the file; past it new nonces and records fail with
-	// store_unavailable rather than evict a live one. Default
-	// DefaultMaxBytes (4 GiB).
+	// store_unavailable rather than evict a live one. It bounds memory
+	// too: the store indexes its entries in memory, about 85 bytes each.
+	// Default DefaultMaxBytes (1 GiB).
 	MaxBytes int64 `yaml:"max_bytes" json:"max_bytes,omitempty"`
 	// KeyShare is the fraction of MaxBytes one key entry may hold, its
 	// nonces and idempotency records together; past it that key gets

@@ -27,9 +27,13 @@
 // write (full, read-only), fails calls with the packages' ErrUnavailable,
 // and Ping fails until writes commit again.
 //
-// Expired entries are removed by a reaper every ReapInterval, at most
-// 2,000 per commit, and bbolt reuses the freed pages: the file grows to
-// what the live entries need and stays there; it never shrinks.
+// Entries are keyed in the file by owner and expiry (layout.go), so that
+// a commit rewrites a few pages however many entries it carries, and are
+// found by key through an index kept in memory (about 85 bytes an entry;
+// MaxBytes bounds it), rebuilt at Open. Expired entries are removed by a
+// reaper every ReapInterval, at most 2,000 per commit, and bbolt reuses
+// the freed pages: the file grows to what the live entries need and stays
+// there; it never shrinks.
 //
 // One store holds a directory at a time (a file lock): a second process
 // waits WithLockTimeout and fails with ErrLocked; several gateways share a
