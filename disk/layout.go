@@ -138,18 +138,6 @@ func (ix *index) set(d digest, l loc, present bool) {
 	sh.mu.Unlock()
 }
 
-// len returns the number of entries indexed.
-func (ix *index) len() int {
-	n := 0
-	for i := range ix.shards {
-		sh := &ix.shards[i]
-		sh.mu.RLock()
-		n += len(sh.m)
-		sh.mu.RUnlock()
-	}
-	return n
-}
-
 // ledger is what the writer alone keeps: the bytes each owner holds, the
 // total, and the owners' ids by name.
 type ledger struct {

@@ -302,15 +302,6 @@ func decodeRecord(v []byte) (record, error) {
 	return r, nil
 }
 
-// live reports whether the record holds its key at now: a completed one
-// until its TTL, an in-progress one until its lease ends.
-func (r record) live(now int64) bool {
-	if r.expires <= now {
-		return false
-	}
-	return r.state == idempotency.StateCompleted || r.leaseUntil > now
-}
-
 // snapshot returns the record as callers see it, copied out of the file.
 func (r record) snapshot() (*idempotency.Record, error) {
 	out := &idempotency.Record{State: r.state, Fingerprint: r.fp}

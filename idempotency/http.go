@@ -422,8 +422,8 @@ type recorder struct {
 	overflow  bool
 	streaming bool
 	// held is the last byte of the body written so far, while holding.
-	held    [1]byte
-	holding bool
+	held      [1]byte
+	holding   bool
 	abandoned atomic.Bool
 	// unknownLengthStreams marks a response without Content-Length as
 	// streaming.

@@ -186,7 +186,8 @@ func TestUnmarshalCaddyfileDiskStores(t *testing.T) {
 
 	h, err = unmarshal(t, "replayguard {\n\tkey a s\n}")
 	require.NoError(t, err)
-	cfg := h.Config.WithDefaults()
+	model := h.Config
+	cfg := model.WithDefaults()
 	assert.Equal(t, replayguard.StoreMemory, cfg.Nonce.Store, "the module's default store is memory")
 	assert.Equal(t, replayguard.StoreMemory, cfg.Idempotency.Store)
 	assert.False(t, cfg.UsesDisk())
