@@ -132,19 +132,13 @@ func (w *wtx) holder(d digest, key []byte, token string) (record, loc, error) {
 
 // Renew implements idempotency.Store.
 func (r *Records) Renew(ctx context.Context, key, token string, lease time.Duration) error {
-	k := []byte(key)
-	d := r.db.ix.digest(kindRecord, k)
-	return r.write(ctx, func(w *wtx) error {
-		rec, l, err := w.holder(d, k, token)
-		if err != nil {
-			return err
-		}
-		next := rec
+	return r.holding(ctx, key, token, func(w *wtx, h held) error {
+		next := h.rec
 		next.leaseUntil = after(w.now, lease)
 		if next.leaseUntil > next.expires {
 			next.expires = next.leaseUntil
 		}
-		return w.replaceRecord(d, k, l, next)
+		return w.replaceRecord(h, next)
 	})
 }
 
@@ -157,6 +151,30 @@ func (r *Records) Complete(ctx context.Context, key, token string, resp *idempot
 		resp = &idempotency.Response{}
 	}
 	header := idempotency.AppendHeader(nil, resp.Header)
+	return r.holding(ctx, key, token, func(w *wtx, h held) error {
+		return w.replaceRecord(h, record{state: idempotency.StateCompleted, fp: h.rec.fp, token: h.rec.token,
+			expires: after(w.now, ttl), owner: h.rec.owner, status: resp.Status, header: header, body: resp.Body})
+	})
+}
+
+// Release implements idempotency.Store.
+func (r *Records) Release(ctx context.Context, key, token string) error {
+	return r.holding(ctx, key, token, func(w *wtx, h held) error {
+		return w.drop(h.d, kindRecord, h.key, h.loc)
+	})
+}
+
+// held is an in-progress record and where it is, found for its holder.
+type held struct {
+	d   digest
+	key []byte
+	loc loc
+	rec record
+}
+
+// holding runs fn in the writer on the in-progress record key that token
+// holds; ErrLeaseLost when it holds none.
+func (r *Records) holding(ctx context.Context, key, token string, fn func(w *wtx, h held) error) error {
 	k := []byte(key)
 	d := r.db.ix.digest(kindRecord, k)
 	return r.write(ctx, func(w *wtx) error {
@@ -164,22 +182,7 @@ func (r *Records) Complete(ctx context.Context, key, token string, resp *idempot
 		if err != nil {
 			return err
 		}
-		next := record{state: idempotency.StateCompleted, fp: rec.fp, token: rec.token, expires: after(w.now, ttl),
-			owner: rec.owner, status: resp.Status, header: header, body: resp.Body}
-		return w.replaceRecord(d, k, l, next)
-	})
-}
-
-// Release implements idempotency.Store.
-func (r *Records) Release(ctx context.Context, key, token string) error {
-	k := []byte(key)
-	d := r.db.ix.digest(kindRecord, k)
-	return r.write(ctx, func(w *wtx) error {
-		_, l, err := w.holder(d, k, token)
-		if err != nil {
-			return err
-		}
-		return w.drop(d, kindRecord, k, l)
+		return fn(w, held{d: d, key: k, loc: l, rec: rec})
 	})
 }
 
@@ -198,23 +201,23 @@ func (r *Records) Ping(ctx context.Context) error {
 	return nil
 }
 
-// replaceRecord puts next in the place of the record at l, checking the
+// replaceRecord puts next in the place of the held record, checking the
 // owner's room for it. The old record is taken out first, so that
 // reclaiming room cannot remove it midway (its lease may have ended); it
 // is put back when next does not fit.
-func (w *wtx) replaceRecord(d digest, key []byte, l loc, next record) error {
-	old := bytes.Clone(w.entries.Get(entryKey(l.owner, l.exp, kindRecord, key)))
-	if err := w.drop(d, kindRecord, key, l); err != nil {
+func (w *wtx) replaceRecord(h held, next record) error {
+	old := bytes.Clone(w.entries.Get(entryKey(h.loc.owner, h.loc.exp, kindRecord, h.key)))
+	if err := w.drop(h.d, kindRecord, h.key, h.loc); err != nil {
 		return err
 	}
 	v := next.encode()
-	if err := w.room(l.owner, entryCost(len(key), len(v))); err != nil {
-		if perr := w.put(d, kindRecord, key, l, old); perr != nil {
+	if err := w.room(h.loc.owner, entryCost(len(h.key), len(v))); err != nil {
+		if perr := w.put(h.d, kindRecord, h.key, h.loc, old); perr != nil {
 			return perr
 		}
 		return err
 	}
-	return w.put(d, kindRecord, key, loc{exp: next.expires, owner: l.owner}, v)
+	return w.put(h.d, kindRecord, h.key, loc{exp: next.expires, owner: h.loc.owner}, v)
 }
 
 func unavailable(err error) error {
