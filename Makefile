@@ -81,8 +81,8 @@ bench:
 
 RELIABILITY_REPORT ?= $(BIN)/reliability.md
 
-## reliability: the reliability suite, full form (about ten minutes); its figures go to RELIABILITY_REPORT.
-## make test runs its short form (about two minutes).
+## reliability: the reliability suite, full form (about fifteen minutes); its figures go to RELIABILITY_REPORT.
+## make test runs its short form (about two and a half minutes).
 reliability: deps
 	@mkdir -p $(BIN); rm -f $(RELIABILITY_REPORT)
 	RELIABILITY=full RELIABILITY_REPORT=$(RELIABILITY_REPORT) $(GO) test -race -count=1 -timeout 40m -v ./reliability/
