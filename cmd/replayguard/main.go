@@ -5,6 +5,7 @@
 //	replayguard serve   --config replayguard.yaml
 //	replayguard demo
 //	replayguard sign    --config replayguard.yaml --key-id client-a -X POST -d @body.json URL
+//	replayguard check   --config replayguard.yaml
 //	replayguard keygen
 //	replayguard version
 package main
@@ -29,6 +30,7 @@ Usage:
   replayguard serve   --config FILE          reverse proxy / forward-auth gateway
   replayguard demo    [--listen ADDR]        gateway + echo upstream, prints a signed curl
   replayguard sign    --config FILE --key-id ID [-X METHOD] [-d DATA|@FILE] [-H 'K: V'] [--curl] URL
+  replayguard check   --config FILE          validates, prints the stores and the effective configuration (secrets redacted)
   replayguard keygen  [--id ID]              prints a new random secret
   replayguard load    --secret S --key-id ID [--rate R] [--duration D] [--concurrency C] [--replay-every N] URL
   replayguard version
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
 	case "sign":
 		err = cmdSign(args[1:], stdout, stderr)
+	case "check":
+		err = cmdCheck(args[1:], stdout, stderr)
 	case "load":
 		err = cmdLoad(ctx, args[1:], stdout, stderr)
 	case "keygen":
