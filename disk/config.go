@@ -110,22 +110,17 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Options returns the options of Open that c describes, for a
-// configuration with keyEntries key entries sharing the store.
-func (c Config) Options(keyEntries int) []Option {
+// Options returns the options of Open that c describes, one key entry
+// holding at most share of MaxBytes (the caller resolves KeyShare's
+// default, 1 / the number of key entries: replayguard.Config.KeyShare);
+// a share of 1 or more sets no per-entry bound.
+func (c Config) Options(share float64) []Option {
 	c = c.WithDefaults()
 	opts := []Option{
 		WithFsync(*c.Fsync), WithMaxBytes(c.MaxBytes), WithLockTimeout(c.LockTimeout.D()),
 		WithTimeout(c.Timeout.D()), WithReapInterval(c.ReapInterval.D()),
 	}
-	share := c.KeyShare
-	if share == 0 {
-		if keyEntries < 1 {
-			keyEntries = 1
-		}
-		share = 1 / float64(keyEntries)
-	}
-	if share < 1 {
+	if share > 0 && share < 1 {
 		opts = append(opts, WithKeyShare(int64(math.Max(1, math.Floor(float64(c.MaxBytes)*share)))))
 	}
 	return opts

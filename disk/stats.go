@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// CommitBuckets are the upper bounds, in seconds, of the commit-time
+// commitBounds are the upper bounds, in seconds, of the commit-time
 // histogram in Stats.
 var commitBounds = [...]float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
 
@@ -50,12 +50,15 @@ type stats struct {
 }
 
 type hist struct {
-	counts [len(commitBounds)]uint64
+	counts []uint64 // per bound, made at the first observation
 	count  uint64
 	sum    float64
 }
 
 func (h *hist) observe(bounds []float64, v float64) {
+	if h.counts == nil {
+		h.counts = make([]uint64, len(bounds))
+	}
 	for i, b := range bounds {
 		if v <= b {
 			h.counts[i]++
@@ -66,7 +69,9 @@ func (h *hist) observe(bounds []float64, v float64) {
 }
 
 func (h *hist) export(bounds []float64) Histogram {
-	return Histogram{Bounds: append([]float64(nil), bounds...), Counts: append([]uint64(nil), h.counts[:]...), Count: h.count, Sum: h.sum}
+	counts := make([]uint64, len(bounds))
+	copy(counts, h.counts)
+	return Histogram{Bounds: append([]float64(nil), bounds...), Counts: counts, Count: h.count, Sum: h.sum}
 }
 
 func (s *stats) observeCommit(d time.Duration, n int, err error) {

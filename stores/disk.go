@@ -27,7 +27,7 @@ func (s *Set) openDisk(cfg replayguard.Config, o options) (*disk.DB, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	db, err := disk.Open(c.Path, append(c.Options(cfg.KeyEntries()), disk.WithClock(o.now))...)
+	db, err := disk.Open(c.Path, append(c.Options(cfg.KeyShare(c.KeyShare)), disk.WithClock(o.now))...)
 	if err != nil {
 		return nil, err
 	}
