@@ -190,9 +190,9 @@ func (f File) StoreOptions() []stores.Option {
 	return []stores.Option{stores.WithRedis(f.Redis), stores.WithPostgres(f.Postgres), stores.WithDisk(f.Disk)}
 }
 
-// DataDir returns the default disk.path of the configuration file at
+// dataDir returns the default disk.path of the configuration file at
 // path: its name with ".data" appended, beside it.
-func DataDir(path string) string {
+func dataDir(path string) string {
 	return path + ".data"
 }
 
@@ -202,7 +202,7 @@ func DataDir(path string) string {
 func (f *File) resolveDisk(path string) {
 	switch {
 	case f.Disk.Path == "":
-		f.Disk.Path = DataDir(path)
+		f.Disk.Path = dataDir(path)
 	case !filepath.IsAbs(f.Disk.Path):
 		f.Disk.Path = filepath.Join(filepath.Dir(path), f.Disk.Path)
 	}

@@ -30,7 +30,7 @@ type fixture struct {
 	file     []byte
 	pageSize int
 	used     int64 // bytes the pages in use reach (the high-water mark)
-	midPage  int64 // a leaf page of the nonce bucket, reachable from the root
+	midPage  int64 // a leaf page of the entries bucket, reachable from the root
 	nextPage int64 // the leaf page before midPage in the same branch page
 	nonces   []nonce.Entry
 	records  map[string][]byte // key -> stored body

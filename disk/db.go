@@ -19,7 +19,7 @@ import (
 // FileName is the name of the store's file inside its directory.
 const FileName = "replayguard.db"
 
-// formatVersion is the layout of the buckets below, recorded in the meta
+// formatVersion is the file's layout (layout.go), recorded in the meta
 // bucket; a file of another version is refused rather than misread.
 const formatVersion = 1
 

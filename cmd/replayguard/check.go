@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"regexp"
 	"strings"
@@ -49,22 +50,15 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// storesLine names the stores in effect and where the disk store lives.
+// storesLine is the start-up log's stores line (storeAttrs) as text.
 func storesLine(cfg config.File) string {
-	s := "stores: nonce " + cfg.Nonce.Store + " (" + cfg.Nonce.Mode + ")"
-	if *cfg.Idempotency.Enabled {
-		s += ", idempotency " + cfg.Idempotency.Store
-	} else {
-		s += ", idempotency off"
+	var b strings.Builder
+	b.WriteString("stores:")
+	for _, a := range storeAttrs(cfg) {
+		attr := a.(slog.Attr)
+		fmt.Fprintf(&b, " %s=%s", attr.Key, attr.Value)
 	}
-	if cfg.UsesDisk() {
-		fsync := "on"
-		if !*cfg.Disk.Fsync {
-			fsync = "off"
-		}
-		s += "; disk " + cfg.Disk.Path + " (fsync " + fsync + ")"
-	}
-	return s
+	return b.String()
 }
 
 // dsnPassword finds the password of a key=value PostgreSQL DSN.

@@ -36,7 +36,7 @@ postgres: {dsn: "postgres://rg:pg-pass-0123@127.0.0.1/rg"}
 `)
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "gw.yaml: valid")
-	assert.Contains(t, out, "# stores: nonce disk (exact), idempotency disk; disk "+filepath.Join(dir, "gw.yaml.data")+" (fsync on)")
+	assert.Contains(t, out, "# stores: nonce=disk (exact) idempotency=disk disk_path="+filepath.Join(dir, "gw.yaml.data")+" disk_fsync=true\n")
 	assert.Contains(t, out, "max_bytes: 1073741824")
 	assert.Contains(t, out, "tolerance: 5m0s")
 	for _, secret := range []string{"check-secret-0123456789", "b2xkLXNlY3JldC0wMTIzNDU2Nzg5", "redis-pass-0123", "pg-pass-0123"} {
@@ -52,7 +52,7 @@ idempotency: {store: memory}
 postgres: {dsn: "host=db user=rg password='pg pass' dbname=rg"}
 `)
 	require.Equal(t, 0, code, errOut)
-	assert.Contains(t, out, "# stores: nonce memory (bloom), idempotency memory\n")
+	assert.Contains(t, out, "# stores: nonce=memory (bloom) idempotency=memory\n")
 	assert.NotContains(t, out, "pg pass")
 }
 
