@@ -19,12 +19,15 @@ import (
 
 // Guard runs the pipeline. It is safe for concurrent use.
 type Guard struct {
-	cfg          Config
-	scheme       signature.Scheme
-	window       timestamp.Window
-	nonces       nonce.Store
-	idemStore    idempotency.Store
-	idem         *idempotency.Deduper
+	cfg       Config
+	scheme    signature.Scheme
+	window    timestamp.Window
+	nonces    nonce.Store
+	idemStore idempotency.Store
+	idem      *idempotency.Deduper
+	// joint adds a covered request's nonce in its claim's write, when the
+	// idempotency store keeps the Guard's nonces too; else nil.
+	joint        idempotency.NonceClaimer
 	now          func() time.Time
 	logger       *slog.Logger
 	errorHandler func(http.ResponseWriter, *http.Request, error)
@@ -122,6 +125,7 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 		}
 		g.nonces = nonce.NewMemory(append(cfg.NonceMemoryOptions(), nonce.WithClock(g.now))...)
 	}
+	rawNonces := g.nonces
 	if g.observer != nil {
 		g.nonces = observedNonces{s: g.nonces, o: g.observer}
 		g.quotas, _ = g.observer.(QuotaObserver)
@@ -144,10 +148,16 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 		}
 		id := cfg.Idempotency
 		store := g.idemStore
+		if nc, ok := store.(idempotency.NonceClaimer); ok && nc.NonceStore() == rawNonces {
+			g.joint = nc
+		}
 		var onEvent func(string)
 		if g.observer != nil {
 			store = observedIdempotency{s: store, o: g.observer}
 			onEvent = g.observer.ObserveIdempotency
+			if g.joint != nil {
+				g.joint = observedJoint{nc: g.joint, o: g.observer}
+			}
 		}
 		g.idem = idempotency.NewDeduper(store, idempotency.Options{
 			OnEvent: onEvent,
@@ -193,54 +203,89 @@ func (g *Guard) Verify(ctx context.Context, r *signature.Request) (signature.Ver
 // or a method that is not a token, so the check would only scan the
 // headers a second time.
 func (g *Guard) verify(ctx context.Context, r *signature.Request) (signature.Verified, error) {
+	v, e, err := g.check(ctx, r)
+	if err != nil || e == nil {
+		return v, err
+	}
+	if err := g.addNonce(ctx, v, e); err != nil {
+		return signature.Verified{}, err
+	}
+	return v, nil
+}
+
+// check verifies the signature and the timestamp window and returns the
+// nonce entry the request's replay key asks for, still to be added (nil
+// when it has none).
+func (g *Guard) check(ctx context.Context, r *signature.Request) (signature.Verified, *nonce.Entry, error) {
 	v, err := g.scheme.Verify(ctx, r)
 	if err != nil {
-		return signature.Verified{}, err
+		return signature.Verified{}, nil, err
 	}
 	now := g.now()
 	ts := v.Timestamp
 	if !ts.IsZero() {
 		if err := g.window.Check(ts, now); err != nil {
-			return signature.Verified{}, err
+			return signature.Verified{}, nil, err
 		}
 	}
 	if v.ReplayKey == "" {
-		return v, nil
+		return v, nil, nil
 	}
-	e := nonce.Entry{Scope: v.Scope(), Key: v.ReplayKey, Timestamp: ts, Expires: g.window.Expiry(ts), Owner: g.quotaOwner(v.KeyID)}
+	e := &nonce.Entry{Scope: v.Scope(), Key: v.ReplayKey, Timestamp: ts, Expires: g.window.Expiry(ts), Owner: g.quotaOwner(v.KeyID)}
 	if ts.IsZero() {
 		e.Timestamp = now
 		e.Expires = now.Add(g.window.Span())
 	}
-	if err := g.nonces.Add(ctx, e); err != nil {
-		if errors.Is(err, nonce.ErrReplayed) {
-			return signature.Verified{}, err
-		}
-		if errors.Is(err, nonce.ErrQuotaExceeded) {
-			// An answer about this key, not a store failure: never
-			// passed under fail_mode open.
-			if g.quotas != nil {
-				g.quotas.ObserveQuotaExceeded("nonce")
-			}
-			return signature.Verified{}, err
-		}
-		if ctx.Err() != nil {
-			// The caller went away; never pass a request on that.
-			return signature.Verified{}, ctx.Err()
-		}
-		if g.failOpen {
-			g.failOpenPasses.Add(1)
-			if g.observer != nil {
-				g.observer.ObserveFailOpen("nonce")
-			}
-			g.logger.LogAttrs(ctx, slog.LevelWarn, "nonce store failed; passing under fail_mode open",
-				slog.String("key_id", v.KeyID), slog.String("error", err.Error()))
-			return v, nil
-		}
-		g.logger.LogAttrs(ctx, slog.LevelError, "nonce store failed", slog.String("key_id", v.KeyID), slog.String("error", err.Error()))
-		return signature.Verified{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	return v, e, nil
+}
+
+// addNonce adds e, the nonce of the request v verified: nil when the
+// request may go on.
+func (g *Guard) addNonce(ctx context.Context, v signature.Verified, e *nonce.Entry) error {
+	return g.nonceOutcome(ctx, v, g.nonces.Add(ctx, *e))
+}
+
+// nonceOutcome answers err, what adding the nonce of the request v
+// verified returned: nil when the request may go on — the nonce added, or
+// its store failed under fail_mode open.
+func (g *Guard) nonceOutcome(ctx context.Context, v signature.Verified, err error) error {
+	if err == nil || errors.Is(err, nonce.ErrReplayed) {
+		return err
 	}
-	return v, nil
+	if errors.Is(err, nonce.ErrQuotaExceeded) {
+		// An answer about this key, not a store failure: never
+		// passed under fail_mode open.
+		if g.quotas != nil {
+			g.quotas.ObserveQuotaExceeded("nonce")
+		}
+		return err
+	}
+	if ctx.Err() != nil {
+		// The caller went away; never pass a request on that.
+		return ctx.Err()
+	}
+	if g.failOpen {
+		g.failOpenPasses.Add(1)
+		if g.observer != nil {
+			g.observer.ObserveFailOpen("nonce")
+		}
+		g.logger.LogAttrs(ctx, slog.LevelWarn, "nonce store failed; passing under fail_mode open",
+			slog.String("key_id", v.KeyID), slog.String("error", err.Error()))
+		return nil
+	}
+	g.logger.LogAttrs(ctx, slog.LevelError, "nonce store failed", slog.String("key_id", v.KeyID), slog.String("error", err.Error()))
+	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+}
+
+// nonceStep hands the nonce e of the request v verified to the dedupe
+// step, which adds it in the claim's write when the stores allow.
+func (g *Guard) nonceStep(v signature.Verified, e *nonce.Entry) *idempotency.NonceStep {
+	return &idempotency.NonceStep{
+		Entry:   *e,
+		Claimer: g.joint,
+		Add:     func(ctx context.Context) error { return g.addNonce(ctx, v, e) },
+		Outcome: func(ctx context.Context, err error) error { return g.nonceOutcome(ctx, v, err) },
+	}
 }
 
 // quotaOwner returns the key entry a request verified by keyID is charged
@@ -285,18 +330,27 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 				sr.Scheme = s
 			}
 		}
-		v, err := g.verify(r.Context(), sr)
+		v, e, err := g.check(r.Context(), sr)
 		if err != nil {
 			g.reject(w, r, err, start)
 			return
 		}
-		r2 := withBody(r, body, &v)
 		if g.idem == nil || !g.idem.Covers(r.Method) {
+			if e != nil {
+				if err := g.addNonce(r.Context(), v, e); err != nil {
+					g.reject(w, r, err, start)
+					return
+				}
+			}
 			g.observeAccepted(start)
-			next.ServeHTTP(w, r2)
+			next.ServeHTTP(w, withBody(r, body, &v))
 			return
 		}
+		r2 := withBody(r, body, &v)
 		idemReq := idempotency.Request{Principal: v.Scope(), KeyID: g.quotaOwner(v.KeyID), Key: v.IdempotencyKey, Target: sr.Target, Body: body, Optional: v.IdempotencyOptional}
+		if e != nil {
+			idemReq.Nonce = g.nonceStep(v, e)
+		}
 		if g.observer == nil {
 			if err := g.idem.Serve(w, r2, idemReq, next); err != nil {
 				g.reject(w, r, err, start)

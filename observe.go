@@ -111,3 +111,31 @@ func (i observedIdempotency) Release(ctx context.Context, key, token string) err
 	i.o.ObserveStore("idempotency", "release", time.Since(start), err)
 	return err
 }
+
+// observedJoint measures a nonce claimer's joint write as both store calls
+// it makes.
+type observedJoint struct {
+	nc idempotency.NonceClaimer
+	o  Observer
+}
+
+func (j observedJoint) NonceStore() nonce.Store { return j.nc.NonceStore() }
+
+func (j observedJoint) ClaimWithNonce(ctx context.Context, n nonce.Entry, owner, key string, fp idempotency.Fingerprint, lease time.Duration) (idempotency.Claim, error, error) {
+	start := time.Now()
+	c, nonceErr, claimErr := j.nc.ClaimWithNonce(ctx, n, owner, key, fp, lease)
+	d := time.Since(start)
+	rerr := nonceErr
+	if nonceErr != nil && (isReplay(nonceErr) || errors.Is(nonceErr, nonce.ErrQuotaExceeded)) {
+		rerr = nil // a replay or a used-up share is an answer, not a store error
+	}
+	j.o.ObserveStore("nonce", "add", d, rerr)
+	if nonceErr == nil {
+		rerr = claimErr
+		if errors.Is(claimErr, idempotency.ErrQuotaExceeded) {
+			rerr = nil
+		}
+		j.o.ObserveStore("idempotency", "claim", d, rerr)
+	}
+	return c, nonceErr, claimErr
+}

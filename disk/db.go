@@ -80,6 +80,9 @@ type DB struct {
 	ix     *index
 	ledger *ledger
 
+	nonces  *Nonces
+	records *Records
+
 	stats stats
 }
 
@@ -157,6 +160,7 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	}
 	db := &DB{path: abs, file: filepath.Join(abs, FileName), cfg: o, release: release,
 		ops: make(chan *op, maxBatch), closing: make(chan struct{}), stopped: make(chan struct{})}
+	db.nonces, db.records = &Nonces{db: db}, &Records{db: db}
 	if err := db.open(); err != nil {
 		release()
 		return nil, err

@@ -35,6 +35,7 @@ func TestNonceConformance(t *testing.T) {
 
 func TestIdempotencyConformance(t *testing.T) {
 	idempotencytest.Run(t, func(t *testing.T) idempotency.Store { return open(t, t.TempDir()).Records() })
+	idempotencytest.RunNonceClaimer(t, func(t *testing.T) idempotency.NonceClaimer { return open(t, t.TempDir()).Records() })
 }
 
 func TestConformanceWithoutFsync(t *testing.T) {

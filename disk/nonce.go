@@ -19,26 +19,50 @@ var (
 )
 
 // Nonces returns the DB's nonce store.
-func (db *DB) Nonces() *Nonces { return &Nonces{db: db} }
+func (db *DB) Nonces() *Nonces { return db.nonces }
 
 // Add implements nonce.Store: a replay is answered from the index; a new
 // entry returns once it is on disk.
 func (n *Nonces) Add(ctx context.Context, e nonce.Entry) error {
+	p, err := n.db.pendingNonce(ctx, e)
+	if err != nil {
+		return err
+	}
+	return nonceErr(n.db.do(ctx, p.add))
+}
+
+// pendingNonce is a nonce checked against the committed state, to add
+// in a write.
+type pendingNonce struct {
+	owner string
+	d     digest
+	key   []byte
+	exp   int64
+}
+
+func (p pendingNonce) add(w *wtx) error { return w.addNonce(p.owner, p.d, p.key, p.exp) }
+
+// pendingNonce returns e to add, or nonce.ErrReplayed for a replay of a
+// committed entry, answered without a write.
+func (db *DB) pendingNonce(ctx context.Context, e nonce.Entry) (pendingNonce, error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: %w", nonce.ErrUnavailable, err)
+		return pendingNonce{}, fmt.Errorf("%w: %w", nonce.ErrUnavailable, err)
 	}
 	select {
-	case <-n.db.closing:
-		return fmt.Errorf("%w: %w", nonce.ErrUnavailable, ErrClosed)
+	case <-db.closing:
+		return pendingNonce{}, fmt.Errorf("%w: %w", nonce.ErrUnavailable, ErrClosed)
 	default:
 	}
 	key := nonceKey(e.Scope, e.Key)
-	d := n.db.ix.digest(kindNonce, key)
-	exp := nonce.UnixNano(e.Expires)
-	if l, ok := n.db.ix.get(d); ok && l.exp > nonce.UnixNano(n.db.cfg.now()) {
-		return nonce.ErrReplayed
+	d := db.ix.digest(kindNonce, key)
+	if l, ok := db.ix.get(d); ok && l.exp > nonce.UnixNano(db.cfg.now()) {
+		return pendingNonce{}, nonce.ErrReplayed
 	}
-	err := n.db.do(ctx, func(w *wtx) error { return w.addNonce(e.Owner, d, key, exp) })
+	return pendingNonce{owner: e.Owner, d: d, key: key, exp: nonce.UnixNano(e.Expires)}, nil
+}
+
+// nonceErr maps a nonce write's outcome to the nonce package's errors.
+func nonceErr(err error) error {
 	var q *quota
 	switch {
 	case err == nil:

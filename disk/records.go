@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/nonce"
 )
 
 // Records is the idempotency.Store of a DB. Leases and expiry follow the
@@ -23,10 +24,44 @@ var (
 	_ idempotency.Store        = (*Records)(nil)
 	_ idempotency.OwnerClaimer = (*Records)(nil)
 	_ idempotency.Pinger       = (*Records)(nil)
+	_ idempotency.NonceClaimer = (*Records)(nil)
 )
 
 // Records returns the DB's idempotency store.
-func (db *DB) Records() *Records { return &Records{db: db} }
+func (db *DB) Records() *Records { return db.records }
+
+// NonceStore implements idempotency.NonceClaimer: the DB's nonce store.
+func (r *Records) NonceStore() nonce.Store { return r.db.nonces }
+
+// ClaimWithNonce implements idempotency.NonceClaimer: the nonce and the
+// claim share one commit. A replay of a committed nonce is answered
+// without a write; a failed commit stores neither and is the nonce's
+// error.
+func (r *Records) ClaimWithNonce(ctx context.Context, n nonce.Entry, owner, key string, fp idempotency.Fingerprint, lease time.Duration) (idempotency.Claim, error, error) {
+	p, err := r.db.pendingNonce(ctx, n)
+	if err != nil {
+		return idempotency.Claim{}, err, nil
+	}
+	k := []byte(key)
+	d := r.db.ix.digest(kindRecord, k)
+	token := idempotency.NewToken()
+	var c idempotency.Claim
+	var claimErr error
+	err = r.db.do(ctx, func(w *wtx) error {
+		if err := p.add(w); err != nil {
+			return err
+		}
+		c, claimErr = w.claim(owner, d, k, fp, token, lease)
+		return nil
+	})
+	if err != nil {
+		return idempotency.Claim{}, nonceErr(err), nil
+	}
+	if claimErr != nil {
+		return idempotency.Claim{}, nil, recordErr(claimErr)
+	}
+	return c, nil, nil
+}
 
 // Claim implements idempotency.Store; the record is charged to nobody.
 func (r *Records) Claim(ctx context.Context, key string, fp idempotency.Fingerprint, lease time.Duration) (idempotency.Claim, error) {

@@ -166,6 +166,10 @@ type Request struct {
 	// Optional lets a request without a key pass without a record even
 	// when Options.Required is set.
 	Optional bool
+	// Nonce, when set, is the request's nonce, still to be added: Serve
+	// adds it first (see NonceStep), in the claim's write when
+	// Nonce.Claimer is set.
+	Nonce *NonceStep
 }
 
 // Serve runs next at most once per (principal, key): the first request
@@ -174,7 +178,11 @@ type Request struct {
 // returned unwritten for the caller to render; nil means a response was
 // written.
 func (h *Deduper) Serve(w http.ResponseWriter, r *http.Request, req Request, next http.Handler) error {
+	ctx := r.Context()
 	if !h.Covers(r.Method) {
+		if err := req.addNonce(ctx); err != nil {
+			return err
+		}
 		next.ServeHTTP(w, r)
 		return nil
 	}
@@ -187,15 +195,23 @@ func (h *Deduper) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 		case errors.Is(err, ErrKeyMissing) && h.opts.DeriveKey:
 			key, ttl = DerivedKey(fp), h.opts.DeriveWindow
 		case errors.Is(err, ErrKeyMissing) && (!h.opts.Required || req.Optional):
+			if err := req.addNonce(ctx); err != nil {
+				return err
+			}
 			next.ServeHTTP(w, r)
 			return nil
 		case err != nil:
+			if nerr := req.addNonce(ctx); nerr != nil {
+				return nerr
+			}
 			return err
 		}
 	}
 	scoped := ScopedKey(req.Principal, key)
-	ctx := r.Context()
-	claim, err := h.claim(ctx, req.KeyID, scoped, fp)
+	claim, err, passed := h.claimWithNonce(ctx, &req, scoped, fp)
+	if passed != nil {
+		return passed
+	}
 	if err != nil && ctx.Err() != nil {
 		// The client went away: not a store failure, and never a reason
 		// to run the operation without its record.
@@ -222,6 +238,31 @@ func (h *Deduper) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 	}
 	h.execute(w, r, scoped, claim.Token, ttl, next)
 	return nil
+}
+
+// claimWithNonce adds req's pending nonce, in the claim's write when it
+// can, and claims key. stop is the nonce's refusal, to return as it is; a
+// nonce passed without being added (a failed store under fail-open) leaves
+// err the store failure, so that the claim it did not make is handled as
+// one that failed.
+func (h *Deduper) claimWithNonce(ctx context.Context, req *Request, key string, fp Fingerprint) (c Claim, err, stop error) {
+	n := req.Nonce
+	if n == nil || n.Claimer == nil {
+		if err := req.addNonce(ctx); err != nil {
+			return Claim{}, nil, err
+		}
+		c, err = h.claim(ctx, req.KeyID, key, fp)
+		return c, err, nil
+	}
+	req.Nonce = nil
+	c, nonceErr, err := n.Claimer.ClaimWithNonce(ctx, n.Entry, req.KeyID, key, fp, h.opts.Lease)
+	if nonceErr != nil {
+		if stop := n.Outcome(ctx, nonceErr); stop != nil {
+			return Claim{}, nil, stop
+		}
+		return Claim{}, nonceErr, nil
+	}
+	return c, err, nil
 }
 
 // claim claims key for owner when the store keeps shares.
