@@ -265,7 +265,10 @@ func (f *signFlags) resolveScheme(cfg *replayguard.Config) (string, error) {
 	if wrong != nil {
 		return "", wrong
 	}
-	if !isPreset(scheme) && *f.keyID == "" && !(scheme == schemeJWT && *f.accessToken != "") {
+	// A preset names no key on the wire; a DPoP proof presenting a given
+	// access token needs none either.
+	presentsToken := scheme == schemeJWT && *f.accessToken != ""
+	if *f.keyID == "" && !isPreset(scheme) && !presentsToken {
 		return "", f.c.fail("want --key-id: the key the %s scheme names on the wire", scheme)
 	}
 	return scheme, nil
