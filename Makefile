@@ -13,8 +13,14 @@ MODULES := . bench plugin/traefik plugin/caddy signature/jwtinterop signature/we
 
 all: build test
 
+# The version and the VCS revision `replayguard version` reports.
+VERSION ?= $(shell git describe --tags 2>/dev/null || echo devel)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+MODIFIED ?= $(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo true || echo false)
+LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.modified=$(MODIFIED)
+
 build:
-	$(GO) build -o $(BIN)/replayguard ./cmd/replayguard
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/replayguard ./cmd/replayguard
 
 ## caddy: Caddy with its standard modules and the replayguard module (bin/caddy).
 caddy:

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,11 +22,15 @@ const redacted = "<redacted>"
 // or a listener (a running gateway may hold its disk store), then prints
 // the stores in effect and the effective configuration, secrets redacted.
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "replayguard.yaml", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	c := newCLI("check", "check [--config FILE]", `Validates a configuration as serve reads it, without opening a store or a
+listener, and prints the stores in effect and the effective configuration
+with every secret redacted. Exit status 1 when it is invalid.`, stderr)
+	path := c.fs.String("config", "replayguard.yaml", "configuration `file`")
+	if err := c.parse(args, stdout); err != nil {
+		return err
+	}
+	if err := c.positional(0, 0, ""); err != nil {
+		return err
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

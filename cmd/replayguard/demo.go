@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,11 +20,15 @@ import (
 )
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:8080", "gateway address (loopback)")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	c := newCLI("demo", "demo [--listen ADDR]", `Runs a gateway and an echo upstream on loopback with a fresh random key and
+prints a signed curl command: its first run gets 200, its second
+401 nonce_replayed. Ctrl-C stops it.`, stderr)
+	listen := c.fs.String("listen", "127.0.0.1:8080", "gateway `address` (loopback)")
+	if err := c.parse(args, stdout); err != nil {
+		return err
+	}
+	if err := c.positional(0, 0, ""); err != nil {
+		return err
 	}
 	echoLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -41,11 +42,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("demo: %w (pick another with --listen)", err)
 	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
+	// A secret as keygen prints it: pasted as it is, it signs everywhere.
+	secret, err := newSecret(32)
+	if err != nil {
 		return err
 	}
-	secret := "base64:" + base64.StdEncoding.EncodeToString(raw)
 	// The binary's default stores, in a directory of the demo's own,
 	// removed when it ends.
 	data, err := os.MkdirTemp("", "replayguard-demo-")
@@ -68,7 +69,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", uuid.NewString())
-	if err := (&hmacsig.Signer{KeyID: "demo", Secret: raw}).Sign(req, []byte(body)); err != nil {
+	if err := (&hmacsig.Signer{KeyID: "demo", Secret: []byte(secret)}).Sign(req, []byte(body)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, `replayguard demo
@@ -80,12 +81,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 A signed request (valid for %s). Run it once: 200 from the echo upstream.
 Run it again: 401 nonce_replayed. Change a byte of the body: 401 signature_invalid.
 Re-sign the same operation (same Idempotency-Key and body, fresh nonce) with
-'replayguard sign ... -H "Idempotency-Key: <key>"' and the stored response comes
+'replayguard sign ... --idempotency-key <key>' and the stored response comes
 back with Idempotent-Replayed: true, without reaching the upstream again.
 
 %s
 
-Sign your own:  replayguard sign --secret '%s' --key-id demo -X POST -d '{"a":1}' --curl %s
+Sign and send your own (a POST gets a fresh Idempotency-Key):
+  replayguard sign --secret '%s' --key-id demo -d '{"a":1}' --send %s
 Ctrl-C stops the demo.
 `, gwLn.Addr(), data, echoLn.Addr(), secret, cfg.Timestamp.Tolerance, curlLine(req, body), secret, url)
 

@@ -409,15 +409,30 @@ func TestBinarySignAndKeygen(t *testing.T) {
 	r := send(t, req)
 	assert.Equal(t, 200, r.status, r.body)
 
-	// keygen prints a base64 secret that config accepts.
-	out, err = exec.Command(binary(t), "keygen", "--id", "new-client").CombinedOutput()
-	require.NoError(t, err)
-	assert.Contains(t, string(out), "id: new-client")
-	assert.Contains(t, string(out), `secrets: ["base64:`)
+	// keygen prints a configuration snippet whose secret, pasted as it
+	// is, the gateway accepts and sign signs with.
+	secret := keygenSecret(t, "new-client")
+	keyed := newUpstream(t)
+	g = startGateway(t, fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\nkeys:\n  - id: new-client\n    secrets: [\"%s\"]\n", keyed.URL, secret))
+	out, err = exec.Command(binary(t), "sign", "--secret", secret, "--key-id", "new-client", "-d", "x", "--send", "http://"+g.addr+"/v1/x").CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Equal(t, int64(1), keyed.hits.Load())
 
 	out, err = exec.Command(binary(t), "version").CombinedOutput()
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(string(out), "replayguard "))
+}
+
+// keygenSecret runs `replayguard keygen --id id` and returns the secret of
+// the snippet it prints.
+func keygenSecret(t *testing.T, id string) string {
+	t.Helper()
+	out, err := exec.Command(binary(t), "keygen", "--id", id).Output()
+	require.NoError(t, err)
+	assert.Contains(t, string(out), "\n  - id: "+id+"\n")
+	m := regexp.MustCompile(`secrets: \["([0-9a-f]{64})"\]`).FindStringSubmatch(string(out))
+	require.NotNil(t, m, string(out))
+	return m[1]
 }
 
 // TestDemo runs `replayguard demo`, executes the curl command it prints
@@ -530,9 +545,9 @@ func TestReadmeShellClient(t *testing.T) {
 	require.True(t, ok)
 
 	up := newUpstream(t)
-	// The gateway refuses secrets under 16 bytes; the script signs with
-	// the one it is given here, whatever placeholder the document shows.
-	const secret = "my-secret-0123456789"
+	// The script signs with a secret as keygen prints it, pasted as it
+	// is, whatever placeholder the document shows.
+	secret := keygenSecret(t, "client-a")
 	g := startGateway(t, fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\nkeys: [{id: client-a, secrets: [%s]}]\n", up.URL, secret))
 	script = strings.Replace(script, "HOST=127.0.0.1:8080", "HOST="+g.addr, 1)
 	script = regexp.MustCompile(`SECRET='[^']*'`).ReplaceAllLiteralString(script, "SECRET='"+secret+"'")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/signature/hmacsig"
 )
 
@@ -40,13 +41,15 @@ type loadOptions struct {
 }
 
 func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("load", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := newCLI("load", "load --key-id ID (--secret S | --config FILE) [flags] URL", `Sends hmac-signed requests to a gateway at a steady rate and prints the
+status counts and a latency histogram.`, stderr)
+	c.interspersed = true
+	fs := c.fs
 	o := loadOptions{}
-	cfgPath := fs.String("config", "", "configuration file holding the key's secret")
+	cfgPath := fs.String("config", "", "configuration `file` holding the key's secret")
 	secret := fs.String("secret", "", "secret instead of --config (plain, or base64:…)")
-	fs.StringVar(&o.keyID, "key-id", "", "key id to sign with")
-	fs.StringVar(&o.method, "X", http.MethodPost, "request method")
+	fs.StringVar(&o.keyID, "key-id", "", "key `id` to sign with")
+	fs.StringVar(&o.method, "X", http.MethodPost, "request `method`")
 	data := fs.String("d", "{}", "request body, or @FILE")
 	fs.Float64Var(&o.rate, "rate", 1000, "target requests per second (0: as fast as the workers go)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send")
@@ -55,16 +58,21 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&o.replayEvery, "replay-every", 0, "every Nth request re-sends the previous one's exact headers (a replay); 0: never")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "per-request timeout")
 	jsonOut := fs.Bool("json", false, "print the summary as JSON")
-	if err := fs.Parse(reorderFlags(args, fs)); err != nil {
-		return errUsage
+	if err := c.parse(args, stdout); err != nil {
+		return err
 	}
-	if fs.NArg() != 1 || o.keyID == "" {
-		fmt.Fprintln(stderr, "load: want --key-id and exactly one URL")
-		return errUsage
+	if err := c.positional(1, 1, "one URL"); err != nil {
+		return err
+	}
+	if o.keyID == "" {
+		return c.fail("want --key-id")
 	}
 	o.url = fs.Arg(0)
-	var err error
-	if o.secret, err = signingSecret(*cfgPath, o.keyID, *secret); err != nil {
+	cfg, err := loadSignConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if o.secret, err = keySecret(cfg, replayguard.DefaultScheme, o.keyID, *secret); err != nil {
 		return err
 	}
 	if strings.HasPrefix(*data, "@") {

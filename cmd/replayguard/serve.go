@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,16 +26,18 @@ import (
 	"github.com/replayguard/replayguard/stores"
 )
 
-var errUsage = errors.New("usage")
-
 const shutdownGrace = 30 * time.Second
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "replayguard.yaml", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	c := newCLI("serve", "serve [--config FILE]", `Runs the gateway: the reverse proxy on listen (when upstream is set), the
+forward-auth endpoint on auth_listen (when set), the admin endpoints on
+admin_listen. SIGTERM or SIGINT shuts it down gracefully.`, stderr)
+	path := c.fs.String("config", "replayguard.yaml", "configuration `file`")
+	if err := c.parse(args, stdout); err != nil {
+		return err
+	}
+	if err := c.positional(0, 0, ""); err != nil {
+		return err
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

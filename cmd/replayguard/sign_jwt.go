@@ -5,110 +5,20 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
-	"time"
 
 	"github.com/replayguard/replayguard"
-	"github.com/replayguard/replayguard/config"
 	"github.com/replayguard/replayguard/signature"
 	"github.com/replayguard/replayguard/signature/jwtsig"
 )
 
-// jwtSignFlags are the flags of `replayguard sign` with the jwt scheme:
-// those of the hmac scheme plus the token's.
-type jwtSignFlags struct {
-	fs          *flag.FlagSet
-	cfgPath     *string
-	keyID       *string
-	secret      *string
-	method      *string
-	data        *string
-	asCurl      *bool
-	headers     headerFlags
-	scheme      *string
-	privateKey  *string
-	algorithm   *string
-	issuer      *string
-	subject     *string
-	audience    *string
-	ttl         *time.Duration
-	dpopKey     *string
-	accessToken *string
-}
-
-func newJWTSignFlags(out io.Writer) *jwtSignFlags {
-	fs := flag.NewFlagSet("sign", flag.ContinueOnError)
-	fs.SetOutput(out)
-	f := &jwtSignFlags{fs: fs}
-	f.cfgPath = fs.String("config", "", "configuration file holding the key (its scheme selects jwt)")
-	f.keyID = fs.String("key-id", "", "key id to sign with (the token's kid)")
-	f.secret = fs.String("secret", "", "HMAC secret instead of --config (plain, or base64:…); prefer $REPLAYGUARD_SECRET")
-	f.method = fs.String("X", "", "request method (default GET, or POST with -d)")
-	f.data = fs.String("d", "", "request body, or @FILE to read it from a file")
-	f.asCurl = fs.Bool("curl", false, "print a complete curl command instead of the headers")
-	fs.Var(&f.headers, "H", "extra header 'Name: value' (repeatable)")
-	f.scheme = fs.String("scheme", "", "signature scheme: hmac or jwt (default: the configuration's, else hmac)")
-	f.privateKey = fs.String("private-key", "", "PEM private key signing the token (ES256/384/512, EdDSA, RS*, PS*) instead of an HMAC secret")
-	f.algorithm = fs.String("algorithm", "", "the key's algorithm (default: HS256 for a secret, implied by an EC or Ed25519 key; required for RSA)")
-	f.issuer = fs.String("iss", "", "iss claim (default: the configuration's jwt.issuer)")
-	f.subject = fs.String("sub", "", "sub claim, the principal")
-	f.audience = fs.String("aud", "", "aud claim (default: the configuration's jwt.audience)")
-	f.ttl = fs.Duration("ttl", jwtsig.DefaultSignerTTL, "token lifetime (exp - iat)")
-	f.dpopKey = fs.String("dpop-key", "", "PEM private key of DPoP proofs: send 'Authorization: DPoP' and a DPoP proof")
-	f.accessToken = fs.String("access-token", "", "with --dpop-key: the DPoP-bound access token to present (default: mint one with --key-id, bound to the DPoP key)")
-	return f
-}
-
-// jwtOnlyFlags ask for the jwt scheme when neither --scheme nor a
-// configuration names one.
-var jwtOnlyFlags = []string{"iss", "sub", "aud", "ttl", "dpop-key", "access-token"}
-
-// cmdSignJWT runs `replayguard sign` for the jwt scheme and DPoP when
-// --scheme jwt, else a configuration whose scheme is jwt, else (without
-// either) a flag only the jwt scheme has asks for it. It reports
-// handled=false otherwise, leaving the arguments to the other signers.
-func cmdSignJWT(args []string, stdout, stderr io.Writer) (handled bool, err error) {
-	probe := newJWTSignFlags(io.Discard)
-	if probe.fs.Parse(reorderFlags(args, probe.fs)) != nil {
-		return false, nil
-	}
-	want, cfg, err := schemeAsked("jwt", probe.fs, *probe.scheme, *probe.cfgPath, jwtOnlyFlags)
-	if !want {
-		return false, nil
-	}
-	if err != nil {
-		return true, err
-	}
-
-	f := newJWTSignFlags(stderr)
-	if err := f.fs.Parse(reorderFlags(args, f.fs)); err != nil {
-		return true, errUsage
-	}
-	if f.fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "sign: want exactly one URL")
-		f.fs.Usage()
-		return true, errUsage
-	}
-	raw := f.fs.Arg(0)
-	if err := checkSignURL(raw); err != nil {
-		return true, err
-	}
-	signer, err := f.signer(cfg)
-	if err != nil {
-		return true, err
-	}
-	return true, signAndPrint(stdout, signer, *f.method, raw, *f.data, f.headers, *f.asCurl)
-}
-
-// signer builds the token signer, and the DPoP signer around it when a
+// jwtSigner builds the token signer, and the DPoP signer around it when a
 // DPoP key is given.
-func (f *jwtSignFlags) signer(cfg *replayguard.Config) (signature.Signer, error) {
+func (f *signFlags) jwtSigner(cfg *replayguard.Config) (signature.Signer, error) {
 	dpop := *f.dpopKey != ""
 	if *f.accessToken != "" && !dpop {
-		return nil, errors.New("sign: --access-token needs --dpop-key")
+		return nil, f.c.fail("--access-token needs --dpop-key")
 	}
 	var proofKey crypto.Signer
 	if dpop {
@@ -152,7 +62,7 @@ func (f *jwtSignFlags) signer(cfg *replayguard.Config) (signature.Signer, error)
 		}
 		js.Key = k
 	} else {
-		sec, err := signingSecret(*f.cfgPath, *f.keyID, *f.secret)
+		sec, err := keySecret(cfg, schemeJWT, *f.keyID, *f.secret)
 		if err != nil {
 			return nil, fmt.Errorf("%w (or give --private-key)", err)
 		}
@@ -198,34 +108,4 @@ func readPrivateKey(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("a %T cannot sign", key)
 	}
 	return s, nil
-}
-
-// schemeAsked decides whether a `replayguard sign` invocation is for
-// scheme: --scheme names it; else the configuration (cfgPath) has it; else,
-// without either, one of onlyFlags was given (flags only that scheme has).
-// A configuration that does not load is the caller's error only when the
-// scheme was asked for by --scheme; otherwise the invocation is not
-// scheme's. fs has parsed the arguments.
-func schemeAsked(scheme string, fs *flag.FlagSet, flagScheme, cfgPath string, onlyFlags []string) (bool, *replayguard.Config, error) {
-	want := flagScheme == scheme
-	if flagScheme != "" && !want {
-		return false, nil, nil
-	}
-	if cfgPath != "" {
-		c, err := config.Load(cfgPath)
-		if err != nil {
-			return want, nil, err
-		}
-		return want || c.Scheme == scheme, &c.Config, nil
-	}
-	if !want {
-		fs.Visit(func(fl *flag.Flag) {
-			for _, name := range onlyFlags {
-				if fl.Name == name {
-					want = true
-				}
-			}
-		})
-	}
-	return want, nil, nil
 }

@@ -37,11 +37,13 @@ func signedHeaders(t *testing.T, out string) http.Header {
 	return h
 }
 
-func runSignJWT(t *testing.T, args ...string) (bool, string, error) {
+// runSign runs `replayguard sign` with args and returns what it printed
+// on stdout.
+func runSign(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	handled, err := cmdSignJWT(args, &stdout, &stderr)
-	return handled, stdout.String(), err
+	err := cmdSign(context.Background(), args, &stdout, &stderr)
+	return stdout.String(), err
 }
 
 func verifyPrinted(t *testing.T, s signature.Scheme, out, method, target string, body []byte) signature.Verified {
@@ -63,30 +65,35 @@ func writeECKey(t *testing.T) (string, *ecdsa.PrivateKey) {
 	return p, k
 }
 
-func TestSignJWTLeavesHMACAlone(t *testing.T) {
+// A flag of the jwt scheme selects it without --scheme; another scheme's
+// flag is refused, never ignored.
+func TestSignJWTSchemeSelection(t *testing.T) {
+	out, err := runSign(t, "--key-id", "hs", "--secret", signJWTSecret, "--sub", "alice", "https://api.example.com/")
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(out, "Authorization: Bearer "), out)
+
 	for _, args := range [][]string{
-		{"--key-id", "a", "--secret", "s", "https://api.example.com/"},
-		{"--scheme", "hmac", "--key-id", "a", "--secret", "s", "https://api.example.com/"},
+		{"--scheme", "hmac", "--key-id", "a", "--secret", signJWTSecret, "--sub", "alice", "https://api.example.com/"},
+		{"--scheme", "jwt", "--key-id", "a", "--secret", signJWTSecret, "--components", "@method", "https://api.example.com/"},
+		{"--key-id", "a", "--secret", signJWTSecret, "--sub", "alice", "--tag", "x", "https://api.example.com/"},
 		{"--no-such-flag", "https://api.example.com/"},
 	} {
-		handled, _, err := runSignJWT(t, args...)
-		assert.False(t, handled, args)
-		assert.NoError(t, err)
+		_, err := runSign(t, args...)
+		assert.ErrorIs(t, err, errUsage, args)
 	}
 }
 
 func TestSignJWTWithSecret(t *testing.T) {
 	s, err := jwtsig.New([]signature.Key{{ID: "hs", Secrets: [][]byte{[]byte(signJWTSecret)}}})
 	require.NoError(t, err)
-	handled, out, err := runSignJWT(t, "--scheme", "jwt", "--key-id", "hs", "--secret", signJWTSecret,
+	out, err := runSign(t, "--scheme", "jwt", "--key-id", "hs", "--secret", signJWTSecret,
 		"--sub", "alice", "-d", `{"a":1}`, "https://api.example.com/v1/x?y=1")
-	require.True(t, handled)
 	require.NoError(t, err)
-	assert.True(t, strings.HasPrefix(out, "Authorization: Bearer "), out)
+	assert.Contains(t, out, "Authorization: Bearer ")
 	v := verifyPrinted(t, s, out, http.MethodPost, "/v1/x?y=1", []byte(`{"a":1}`))
 	assert.Equal(t, "alice", v.Subject)
 
-	_, out, err = runSignJWT(t, "--scheme", "jwt", "--key-id", "hs", "--secret", signJWTSecret, "--curl", "https://api.example.com/")
+	out, err = runSign(t, "--scheme", "jwt", "--key-id", "hs", "--secret", signJWTSecret, "--curl", "https://api.example.com/")
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(out, "curl "), out)
 }
@@ -95,10 +102,9 @@ func TestSignJWTWithPrivateKey(t *testing.T) {
 	path, k := writeECKey(t)
 	s, err := jwtsig.New([]signature.Key{{ID: "es", PublicKey: &k.PublicKey}})
 	require.NoError(t, err)
-	handled, _, _ := runSignJWT(t, "--key-id", "es", "--private-key", path, "https://api.example.com/v1/x/1")
-	require.False(t, handled, "--private-key alone is shared with other schemes")
-	handled, out, err := runSignJWT(t, "--scheme", "jwt", "--key-id", "es", "--private-key", path, "-X", "DELETE", "https://api.example.com/v1/x/1")
-	require.True(t, handled)
+	_, err = runSign(t, "--key-id", "es", "--private-key", path, "https://api.example.com/v1/x/1")
+	require.ErrorIs(t, err, errUsage, "--private-key alone names no scheme: hmac signs, and has no private key")
+	out, err := runSign(t, "--scheme", "jwt", "--key-id", "es", "--private-key", path, "-X", "DELETE", "https://api.example.com/v1/x/1")
 	require.NoError(t, err)
 	verifyPrinted(t, s, out, http.MethodDelete, "/v1/x/1", nil)
 }
@@ -119,9 +125,8 @@ jwt:
 	require.NoError(t, err)
 	s, err := replayguard.NewScheme(cfg.Config)
 	require.NoError(t, err)
-	handled, out, err := runSignJWT(t, "--config", cfgPath, "--key-id", "hs", "-d", "x", "https://api.example.com/v1/x")
-	require.True(t, handled, "the configuration's scheme selects jwt")
-	require.NoError(t, err)
+	out, err := runSign(t, "--config", cfgPath, "--key-id", "hs", "-d", "x", "https://api.example.com/v1/x")
+	require.NoError(t, err, "the configuration's scheme selects jwt")
 	verifyPrinted(t, s, out, http.MethodPost, "/v1/x", []byte("x"))
 }
 
@@ -130,8 +135,7 @@ func TestSignJWTDPoP(t *testing.T) {
 	dpopPath, _ := writeECKey(t)
 	s, err := jwtsig.New([]signature.Key{{ID: "hs", Secrets: [][]byte{[]byte(signJWTSecret)}}}, jwtsig.WithDPoP(true))
 	require.NoError(t, err)
-	handled, out, err := runSignJWT(t, "--key-id", "hs", "--secret", signJWTSecret, "--dpop-key", dpopPath, "-d", "b", "https://api.example.com/v1/x")
-	require.True(t, handled)
+	out, err := runSign(t, "--key-id", "hs", "--secret", signJWTSecret, "--dpop-key", dpopPath, "-d", "b", "https://api.example.com/v1/x")
 	require.NoError(t, err)
 	h := signedHeaders(t, out)
 	assert.True(t, strings.HasPrefix(h.Get("Authorization"), "DPoP "), out)
@@ -139,15 +143,12 @@ func TestSignJWTDPoP(t *testing.T) {
 	verifyPrinted(t, s, out, http.MethodPost, "/v1/x", []byte("b"))
 
 	token := strings.TrimPrefix(h.Get("Authorization"), "DPoP ")
-	_, out, err = runSignJWT(t, "--dpop-key", dpopPath, "--access-token", token, "https://api.example.com/v1/y")
+	out, err = runSign(t, "--dpop-key", dpopPath, "--access-token", token, "https://api.example.com/v1/y")
 	require.NoError(t, err)
 	verifyPrinted(t, s, out, http.MethodGet, "/v1/y", nil)
 
-	handled, _, err = runSignJWT(t, "--access-token", token, "https://api.example.com/v1/y")
-	assert.True(t, handled)
-	assert.Error(t, err, "--access-token needs --dpop-key")
-	_, _, err = runSignJWT(t, "--scheme", "jwt", "--key-id", "hs", "https://api.example.com/")
-	assert.Error(t, err, "no secret and no private key")
-	handled, _, _ = runSignJWT(t, "--scheme", "rfc9421", "--key-id", "a", "https://api.example.com/")
-	assert.False(t, handled, "another scheme is left to its signer")
+	_, err = runSign(t, "--access-token", token, "https://api.example.com/v1/y")
+	assert.ErrorIs(t, err, errUsage, "--access-token needs --dpop-key")
+	_, err = runSign(t, "--scheme", "jwt", "--key-id", "hs", "https://api.example.com/")
+	assert.ErrorContains(t, err, "--secret", "no secret and no private key")
 }

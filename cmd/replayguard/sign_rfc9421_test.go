@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/x509"
@@ -18,13 +17,6 @@ import (
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/signature"
 )
-
-func rfcSignRun(t *testing.T, args ...string) (bool, string, error) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	handled, err := cmdSignRFC9421(args, &stdout, &stderr)
-	return handled, stdout.String(), err
-}
 
 func rfcSignHeaders(t *testing.T, out string) http.Header {
 	t.Helper()
@@ -48,9 +40,8 @@ func rfcSignVerify(t *testing.T, cfg replayguard.Config, out, method, target str
 }
 
 func TestSignRFC9421WithSecret(t *testing.T) {
-	handled, out, err := rfcSignRun(t, "--scheme", "rfc9421", "--key-id", "client-a", "--secret", "base64:c2VjcmV0LWJ5dGVzLTAxMjM0NTY3ODk=",
+	out, err := runSign(t, "--scheme", "rfc9421", "--key-id", "client-a", "--secret", "base64:c2VjcmV0LWJ5dGVzLTAxMjM0NTY3ODk=",
 		"-d", `{"amount":100}`, "-H", "Idempotency-Key: op-1", "https://api.example.com/v1/charges?x=1")
-	require.True(t, handled)
 	require.NoError(t, err)
 	assert.Contains(t, out, `Signature-Input: sig1=("@method" "@target-uri" "content-digest" "idempotency-key");created=`)
 	assert.Contains(t, out, "Content-Digest: sha-256=:")
@@ -72,9 +63,8 @@ func TestSignRFC9421FromConfigWithPrivateKey(t *testing.T) {
 	require.NoError(t, os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o600))
 	require.NoError(t, os.WriteFile(cfgPath, []byte("scheme: rfc9421\nkeys:\n  - id: partner-b\n    algorithm: EdDSA\n    public_key_file: "+pubPath+"\n"), 0o600))
 
-	handled, out, err := rfcSignRun(t, "--config", cfgPath, "--key-id", "partner-b", "--private-key", privPath,
+	out, err := runSign(t, "--config", cfgPath, "--key-id", "partner-b", "--private-key", privPath,
 		"--components", "@method,@path,@authority", "--label", "partner", "--tag", "app", "https://api.example.com/v1/orders")
-	require.True(t, handled)
 	require.NoError(t, err)
 	assert.Contains(t, out, `Signature-Input: partner=("@method" "@path" "@authority");created=`)
 	assert.Contains(t, out, `;tag="app"`)
@@ -82,31 +72,27 @@ func TestSignRFC9421FromConfigWithPrivateKey(t *testing.T) {
 		Keys: []replayguard.KeyConfig{{ID: "partner-b", Algorithm: "EdDSA", PublicKeyFile: pubPath}}}
 	rfcSignVerify(t, cfg, out, http.MethodGet, "/v1/orders", nil)
 
-	handled, _, err = rfcSignRun(t, "--config", cfgPath, "--key-id", "partner-b", "https://api.example.com/")
-	require.True(t, handled)
+	_, err = runSign(t, "--config", cfgPath, "--key-id", "partner-b", "https://api.example.com/")
 	require.ErrorContains(t, err, "--private-key")
 
-	handled, out, err = rfcSignRun(t, "--config", cfgPath, "--key-id", "partner-b", "--private-key", privPath, "--curl", "-X", "DELETE", "https://api.example.com/v1/orders/7")
-	require.True(t, handled)
+	out, err = runSign(t, "--config", cfgPath, "--key-id", "partner-b", "--private-key", privPath, "--curl", "-X", "DELETE", "https://api.example.com/v1/orders/7")
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(out, "curl -sS -i -X DELETE -H 'Signature: partner") || strings.HasPrefix(out, "curl -sS -i -X DELETE -H 'Signature: sig1="), out)
 }
 
 func TestSignRFC9421Dispatch(t *testing.T) {
-	handled, _, _ := rfcSignRun(t, "--key-id", "k", "--secret", "s", "https://api.example.com/")
-	assert.False(t, handled, "hmac is not rfc9421's")
-	handled, _, _ = rfcSignRun(t, "--scheme", "jwt", "--key-id", "k", "https://api.example.com/")
-	assert.False(t, handled)
-	handled, _, err := rfcSignRun(t, "--scheme", "rfc9421", "https://api.example.com/")
-	assert.True(t, handled)
+	out, err := runSign(t, "--key-id", "k", "--secret", "s", "--tag", "app", "https://api.example.com/")
+	require.NoError(t, err, "a flag of rfc9421 alone selects it")
+	assert.Contains(t, out, `;tag="app"`)
+	out, err = runSign(t, "--key-id", "k", "--secret", "s", "https://api.example.com/")
+	require.NoError(t, err)
+	assert.Contains(t, out, "X-Signature: v1=", "hmac is the default")
+	_, err = runSign(t, "--scheme", "rfc9421", "https://api.example.com/")
 	require.ErrorIs(t, err, errUsage)
-	handled, _, err = rfcSignRun(t, "--scheme", "rfc9421", "--key-id", "k", "--secret", "s", "ftp://x/")
-	assert.True(t, handled)
-	require.Error(t, err)
-	handled, _, err = rfcSignRun(t, "--scheme", "rfc9421", "--key-id", "k", "--secret", "s", "-H", "bad", "https://api.example.com/")
-	assert.True(t, handled)
-	require.Error(t, err)
-	handled, _, err = rfcSignRun(t, "--scheme", "rfc9421", "--key-id", "k", "--private-key", "/nonexistent.pem", "https://api.example.com/")
-	assert.True(t, handled)
+	_, err = runSign(t, "--scheme", "rfc9421", "--key-id", "k", "--secret", "s", "ftp://x/")
+	require.ErrorIs(t, err, errUsage)
+	_, err = runSign(t, "--scheme", "rfc9421", "--key-id", "k", "--secret", "s", "-H", "bad", "https://api.example.com/")
+	require.ErrorIs(t, err, errUsage)
+	_, err = runSign(t, "--scheme", "rfc9421", "--key-id", "k", "--private-key", "/nonexistent.pem", "https://api.example.com/")
 	require.Error(t, err)
 }

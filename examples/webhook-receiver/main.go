@@ -6,7 +6,8 @@
 //	WEBHOOK_SECRET=whsec_… webhook-receiver -preset standard-webhooks -listen 127.0.0.1:8081
 //
 // Presets: standard-webhooks (also Svix), stripe, github, slack, shopify.
-// Deliveries are accepted on POST /webhooks.
+// Deliveries are accepted on POST /webhooks. Fire signed deliveries at it
+// with `replayguard sign --preset … --send` (README.md).
 package main
 
 import (
