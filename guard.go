@@ -45,6 +45,10 @@ type Guard struct {
 	streamUnknownLength bool
 	requestScheme       func(*http.Request) string
 
+	// scope prefixes every principal and key entry in the stores; empty
+	// without WithScope.
+	scope string
+
 	failOpenPasses atomic.Uint64
 }
 
@@ -93,6 +97,23 @@ func WithStreamUnknownLength() Option {
 // trusting X-Forwarded-Proto only from that proxy.
 func WithRequestScheme(f func(r *http.Request) string) Option {
 	return func(g *Guard) { g.requestScheme = f }
+}
+
+// WithScope makes what the Guard stores a scope of its own, named name: a
+// nonce, an idempotency key or a key entry's share in a shared store is
+// not the same as one of the same key id under another Guard. The binary
+// gives each named route its scope. Default "": no scope of its own, the
+// scope shared with every other Guard (and the Caddy and Traefik shapes)
+// without one. Renaming a scope empties it.
+func WithScope(name string) Option {
+	return func(g *Guard) {
+		g.scope = ""
+		if name != "" {
+			// Key ids are printable, so no unscoped principal starts
+			// with \x01, and the name ends at its \x00.
+			g.scope = "\x01" + name + "\x00"
+		}
+	}
 }
 
 // WithErrorHandler replaces how rejections are written. Default WriteProblem.
@@ -231,7 +252,7 @@ func (g *Guard) check(ctx context.Context, r *signature.Request) (signature.Veri
 	if v.ReplayKey == "" {
 		return v, nil, nil
 	}
-	e := &nonce.Entry{Scope: v.Scope(), Key: v.ReplayKey, Timestamp: ts, Expires: g.window.Expiry(ts), Owner: g.quotaOwner(v.KeyID)}
+	e := &nonce.Entry{Scope: g.scope + v.Scope(), Key: v.ReplayKey, Timestamp: ts, Expires: g.window.Expiry(ts), Owner: g.quotaOwner(v.KeyID)}
 	if ts.IsZero() {
 		e.Timestamp = now
 		e.Expires = now.Add(g.window.Span())
@@ -293,9 +314,9 @@ func (g *Guard) nonceStep(v signature.Verified, e *nonce.Entry) *idempotency.Non
 // set, that set as one entry.
 func (g *Guard) quotaOwner(keyID string) string {
 	if g.jwksOwner == "" || g.keyIDs[keyID] {
-		return keyID
+		return g.scope + keyID
 	}
-	return g.jwksOwner
+	return g.scope + g.jwksOwner
 }
 
 type verifiedKey struct{}
@@ -347,7 +368,7 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		r2 := withBody(r, body, &v)
-		idemReq := idempotency.Request{Principal: v.Scope(), KeyID: g.quotaOwner(v.KeyID), Key: v.IdempotencyKey, Target: sr.Target, Body: body, Optional: v.IdempotencyOptional}
+		idemReq := idempotency.Request{Principal: g.scope + v.Scope(), KeyID: g.quotaOwner(v.KeyID), Key: v.IdempotencyKey, Target: sr.Target, Body: body, Optional: v.IdempotencyOptional}
 		if e != nil {
 			idemReq.Nonce = g.nonceStep(v, e)
 		}

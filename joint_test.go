@@ -130,3 +130,33 @@ func TestAFailedJointWriteFollowsTheFailMode(t *testing.T) {
 		})
 	}
 }
+
+// Guards with scopes of their own share stores without sharing what is
+// in them: a request accepted under one scope is news to another, and
+// each key entry's share is its own per scope.
+func TestScopesShareStoresNotEntries(t *testing.T) {
+	db := openDisk(t)
+	up := &upstream{}
+	guard := func(scope string) http.Handler {
+		return newGuard(t, testConfig(), replayguard.WithNonceStore(db.Nonces()), replayguard.WithIdempotencyStore(db.Records()),
+			replayguard.WithScope(scope)).Middleware(up)
+	}
+	api, hooks, plain, plainToo := guard("api"), guard("hooks"), guard(""), guard("")
+	r := signedRequest(t, "client-a", "secret-a-0123456789", http.MethodPost, "/v1/x", []byte("{}"), fixedNow)
+	send := func(h http.Handler) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, withBodyString(r, "{}"))
+		return rec
+	}
+	for _, h := range []http.Handler{api, hooks, plain} {
+		rec := send(h)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.Empty(t, rec.Header().Get("Idempotent-Replayed"), "executed, not replayed from another scope")
+	}
+	assert.Equal(t, int64(3), up.hits.Load())
+	for _, h := range []http.Handler{api, hooks, plainToo} {
+		rec := send(h)
+		require.Equal(t, http.StatusUnauthorized, rec.Code, rec.Body.String())
+		assert.Equal(t, "nonce_replayed", decodeProblem(t, rec).Code)
+	}
+}

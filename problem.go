@@ -29,6 +29,13 @@ var (
 	// ErrTargetUnforwardable reports a request-target that the request
 	// passed on could not carry byte for byte as it was verified.
 	ErrTargetUnforwardable = errors.New("replayguard: request-target cannot be forwarded as verified")
+	// ErrRouteNotFound reports a request that no route of the binary's
+	// routes matches.
+	ErrRouteNotFound = errors.New("replayguard: no route matches")
+	// ErrTargetAmbiguous reports a request-target whose path servers read
+	// in more than one way (a dot-segment, %2F, %2E), which routes refuse
+	// rather than match.
+	ErrTargetAmbiguous = errors.New("replayguard: request-target ambiguous")
 	// ErrForwardedUntrusted reports a forward-auth request from a peer
 	// outside trusted_proxies: it may not name the request to verify.
 	ErrForwardedUntrusted = errors.New("replayguard: forwarded request from an untrusted peer")
@@ -72,6 +79,8 @@ var classes = []problemClass{
 	{signature.ErrMethodInvalid, http.StatusBadRequest, "method_invalid", "Method invalid"},
 	{signature.ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed"},
 	{ErrTargetUnforwardable, http.StatusBadRequest, "target_unforwardable", "Request-target cannot be forwarded"},
+	{ErrRouteNotFound, http.StatusNotFound, "route_not_found", "No route matches"},
+	{ErrTargetAmbiguous, http.StatusBadRequest, "target_ambiguous", "Request-target ambiguous"},
 	{signature.ErrMissing, http.StatusUnauthorized, "signature_missing", "Signature missing"},
 	{signature.ErrMalformed, http.StatusUnauthorized, "signature_malformed", "Signature malformed"},
 	{signature.ErrKeyUnknown, http.StatusUnauthorized, "key_unknown", "Key unknown"},

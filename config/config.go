@@ -51,7 +51,7 @@ func Parse(data []byte, lookup func(string) (string, bool)) (File, error) {
 		return File{}, fmt.Errorf("config: %w", err)
 	}
 	f = f.WithDefaults()
-	if err := f.Validate(); err != nil {
+	if err := errors.Join(f.Validate(), f.resolveRoutes()); err != nil {
 		return File{}, err
 	}
 	return f, nil

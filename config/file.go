@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"path/filepath"
 	"time"
 
@@ -43,6 +42,11 @@ type File struct {
 	Redis redisstore.Config `yaml:"redis"`
 	// Postgres is the database of the PostgreSQL idempotency store.
 	Postgres postgres.Config `yaml:"postgres"`
+	// Routes, when set, serve several APIs and webhook endpoints from one
+	// gateway: each request goes to the route it matches, verified as
+	// that route says; the top level's fields are the routes' defaults.
+	// Without routes, the top level is one implicit route.
+	Routes []Route `yaml:"routes"`
 	// Disk is the durable embedded store of the stores set to "disk",
 	// the binary's default. Load sets its path, when unset, to "<the
 	// configuration file's name>.data" beside that file, and resolves a
@@ -121,12 +125,20 @@ func (f File) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	add(f.Config.Validate())
-	if f.Upstream != "" {
-		u, err := url.Parse(f.Upstream)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add(fieldErr("upstream", "want an http:// or https:// URL, got %q", f.Upstream))
+	if len(f.Routes) == 0 {
+		add(f.Config.Validate())
+	} else {
+		// The top level is the routes' defaults: the routes that use
+		// its keys are checked with them (resolveRoutes).
+		for _, err := range unjoin(f.Config.Validate()) {
+			var fe *replayguard.FieldError
+			if !errors.As(err, &fe) || fe.Field != "keys" {
+				add(err)
+			}
 		}
+	}
+	if f.Upstream != "" {
+		add(validUpstream("upstream", f.Upstream))
 	}
 	add(validAddr("listen", f.Listen))
 	add(validAddr("admin_listen", f.AdminListen))

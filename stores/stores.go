@@ -37,6 +37,33 @@ type Set struct {
 	closers []func() error
 	redis   redisClient // shared by the Redis stores; nil until one opens
 	disk    *disk.DB    // shared by the disk stores; nil until one opens
+
+	opts   options
+	nonce  nonceSettings          // what Nonce was built for
+	nonces map[nonceSettings]*Set // NonceFor's other instances
+}
+
+// nonceSettings are the fields of a Config that shape a nonce store
+// instance on a backend.
+type nonceSettings struct {
+	store, mode       string
+	capacity          int
+	falsePositiveRate float64
+	localShield       bool
+	maxSubFilters     int
+	span              time.Duration
+}
+
+func nonceSettingsOf(cfg replayguard.Config) nonceSettings {
+	n := cfg.Nonce
+	ns := nonceSettings{store: n.Store, mode: n.Mode, localShield: n.LocalShield}
+	if n.Mode == replayguard.ModeBloom || n.LocalShield {
+		// An exact store keeps each entry's own expiry: the window does
+		// not shape it.
+		ns.capacity, ns.falsePositiveRate, ns.maxSubFilters = n.Capacity, n.FalsePositiveRate, n.MaxSubFilters
+		ns.span = cfg.Timestamp.Tolerance.D() + cfg.Timestamp.FutureSkew.D()
+	}
+	return ns
 }
 
 type namedPinger struct {
@@ -70,7 +97,7 @@ func Open(ctx context.Context, cfg replayguard.Config, opts ...Option) (*Set, er
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Set{}
+	s := &Set{opts: o, nonce: nonceSettingsOf(cfg)}
 	if err := s.openNonce(ctx, cfg, o); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -150,6 +177,37 @@ func (s *Set) add(name string, st nonce.Store, p pinger) {
 	if p != nil {
 		s.pingers = append(s.pingers, namedPinger{name, p})
 	}
+}
+
+// NonceFor returns the nonce store of cfg, a configuration differing from
+// the one the Set was opened with in its nonce mode or window only (the
+// binary's routes): the Set's own when they shape the store alike (an
+// exact store keeps each entry's expiry), else another instance on the
+// same backend, built once per settings and closed with the Set.
+func (s *Set) NonceFor(ctx context.Context, cfg replayguard.Config) (nonce.Store, error) {
+	ns := nonceSettingsOf(cfg)
+	if ns == s.nonce {
+		return s.Nonce, nil
+	}
+	if sub, ok := s.nonces[ns]; ok {
+		return sub.Nonce, nil
+	}
+	sub := &Set{redis: s.redis, disk: s.disk, opts: s.opts, nonce: ns}
+	if err := sub.openNonce(ctx, cfg, s.opts); err != nil {
+		return nil, err
+	}
+	if s.nonces == nil {
+		s.nonces = map[nonceSettings]*Set{}
+	}
+	s.nonces[ns] = sub
+	for _, p := range sub.pingers {
+		s.pingers = append(s.pingers, namedPinger{p.name + " (" + cfg.Nonce.Mode + ")", p.p})
+	}
+	s.closers = append(s.closers, sub.closers...)
+	if s.redis == nil {
+		s.redis = sub.redis
+	}
+	return sub.Nonce, nil
 }
 
 // Options returns the Guard options that install these stores.
