@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -58,6 +57,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Upstream: "http://" + echoLn.Addr().String(),
 		Listen:   gwLn.Addr().String(),
 		Disk:     disk.Config{Path: data},
+		// Lines for people: each request the demo gateway answers, and
+		// why it refused one.
+		Log: config.Log{Format: "text"},
 	}.WithDefaults()
 
 	body := `{"amount":1000,"currency":"eur"}`
@@ -89,8 +91,7 @@ Sign your own:  replayguard sign --secret '%s' --key-id demo -X POST -d '{"a":1}
 Ctrl-C stops the demo.
 `, gwLn.Addr(), data, echoLn.Addr(), secret, cfg.Timestamp.Tolerance, curlLine(req, body), secret, url)
 
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return serve(ctx, cfg, logger, &listeners{main: gwLn})
+	return serve(ctx, cfg, newLogger(stderr, cfg.Log), &listeners{main: gwLn})
 }
 
 // echoHandler answers with what it received.
