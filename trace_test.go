@@ -24,8 +24,10 @@ type trace struct {
 	outcomes       int
 }
 
-func (t *trace) Verified(v signature.Verified) { t.verified, t.keyID, t.subject = true, v.KeyID, v.Subject }
-func (t *trace) Rejected(code string)          { t.code = code }
+func (t *trace) Verified(v signature.Verified) {
+	t.verified, t.keyID, t.subject = true, v.KeyID, v.Subject
+}
+func (t *trace) Rejected(code string) { t.code = code }
 func (t *trace) Idempotency(o idempotency.Outcome) {
 	t.outcome = o
 	t.outcomes++
