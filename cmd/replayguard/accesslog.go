@@ -73,11 +73,20 @@ func (a *accessLog) droppedLines() float64 {
 	return float64(a.limit.dropped.Load())
 }
 
-// handler logs the requests next serves under route. forwarded marks the
-// forward-auth endpoint, whose lines name the request a trusted proxy
-// describes (X-Forwarded-Method, X-Forwarded-Uri) rather than the check
-// itself.
-func (a *accessLog) handler(route string, forwarded bool, next http.Handler) http.Handler {
+// endpoint is what a listener serves, for its access lines.
+type endpoint uint8
+
+const (
+	// proxyEndpoint is the reverse proxy on listen.
+	proxyEndpoint endpoint = iota
+	// forwardAuthEndpoint is the forward-auth endpoint on auth_listen,
+	// whose lines name the request a trusted proxy describes
+	// (X-Forwarded-Method, X-Forwarded-Uri) rather than the check itself.
+	forwardAuthEndpoint
+)
+
+// handler logs the requests next serves on endpoint under route.
+func (a *accessLog) handler(route string, on endpoint, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ex := &exchange{route: route, requestID: requestID(r.Header.Get(headerRequestID))}
@@ -87,19 +96,19 @@ func (a *accessLog) handler(route string, forwarded bool, next http.Handler) htt
 			// client went away) still leaves its line.
 			if p := recover(); p != nil {
 				ex.aborted = true
-				a.log(r, ex, start, forwarded)
+				a.log(r, ex, start, on)
 				panic(p)
 			}
 		}()
 		next.ServeHTTP(&ex.rw, r.WithContext(replayguard.WithRequestTrace(r.Context(), ex)))
-		a.log(r, ex, start, forwarded)
+		a.log(r, ex, start, on)
 	})
 }
 
 // log writes ex's line: always for a rejection (within the rate), for an
 // accepted request only with access on. An accepted request with access
 // off builds nothing.
-func (a *accessLog) log(r *http.Request, ex *exchange, start time.Time, forwarded bool) {
+func (a *accessLog) log(r *http.Request, ex *exchange, start time.Time, on endpoint) {
 	rejected := ex.code != ""
 	if !rejected && !a.access {
 		return
@@ -118,7 +127,7 @@ func (a *accessLog) log(r *http.Request, ex *exchange, start time.Time, forwarde
 	d := time.Since(start)
 	_, trustedPeer := replayguard.TrustedPeer(a.trusted, r.RemoteAddr)
 	method, target := r.Method, r.RequestURI
-	if forwarded && trustedPeer {
+	if on == forwardAuthEndpoint && trustedPeer {
 		if m, u := r.Header.Get(replayguard.HeaderForwardedMethod), r.Header.Get(replayguard.HeaderForwardedURI); m != "" && u != "" {
 			method, target = m, u
 		}
@@ -171,7 +180,9 @@ func (a *accessLog) log(r *http.Request, ex *exchange, start time.Time, forwarde
 // goes through the gateway: the Guard reports to it (RequestTrace), the
 // proxy sets the upstream's status, statusWriter sees what the client got.
 type exchange struct {
-	rw        statusWriter
+	rw statusWriter
+	// route names the route that serves the request: implicitRoute
+	// unless a router in front of the Guard names another.
 	route     string
 	requestID string
 	// keyID and subject are the verified identity; deliveryKey is the

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -111,4 +112,32 @@ func TestLogLevelAndFormat(t *testing.T) {
 	l = newLogger(&buf, config.Log{Level: "debug"}.WithDefaults())
 	l.Debug("shown")
 	assert.Contains(t, buf.String(), `"level":"DEBUG","msg":"shown"`)
+}
+
+// TestLogRejectionsBound: rejections_per_second bounds rejection lines at
+// its default, and 0 lifts the bound.
+func TestLogRejectionsBound(t *testing.T) {
+	reject := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		replayguard.RequestTraceFrom(r.Context()).Rejected("signature_invalid")
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	const n = 500
+	run := func(l config.Log) (lines int, dropped float64) {
+		var buf bytes.Buffer
+		a := newAccessLog(newLogger(&buf, l), l, nil)
+		h := a.handler(implicitRoute, proxyEndpoint, reject)
+		for i := 0; i < n; i++ {
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/x", nil))
+		}
+		return strings.Count(buf.String(), `"msg":"request"`), a.droppedLines()
+	}
+	lines, dropped := run(config.Log{}.WithDefaults())
+	assert.Less(t, lines, n)
+	assert.GreaterOrEqual(t, lines, config.DefaultRejectionsPerSecond)
+	assert.Equal(t, float64(n), float64(lines)+dropped)
+
+	zero := 0
+	lines, dropped = run(config.Log{RejectionsPerSecond: &zero}.WithDefaults())
+	assert.Equal(t, n, lines)
+	assert.Zero(t, dropped)
 }

@@ -183,7 +183,7 @@ func (gw *gateway) bind(ls *listeners) (*bound, error) {
 				return nil, fmt.Errorf("listen: %w", err)
 			}
 		}
-		h := gw.access.handler(implicitRoute, false, forwardable(proxy.base, gw.guard.Middleware(proxy)))
+		h := gw.access.handler(implicitRoute, proxyEndpoint, forwardable(proxy.base, gw.guard.Middleware(proxy)))
 		b.add(newServer(cfg, h, gw.logger), ls.main,
 			slog.String("listen", ls.main.Addr().String()), slog.String("upstream", cfg.Upstream))
 	}
@@ -193,7 +193,7 @@ func (gw *gateway) bind(ls *listeners) (*bound, error) {
 				return nil, fmt.Errorf("auth_listen: %w", err)
 			}
 		}
-		b.add(newServer(cfg, gw.access.handler(implicitRoute, true, gw.guard.ForwardAuth(gw.nets)), gw.logger), ls.auth,
+		b.add(newServer(cfg, gw.access.handler(implicitRoute, forwardAuthEndpoint, gw.guard.ForwardAuth(gw.nets)), gw.logger), ls.auth,
 			slog.String("auth_listen", ls.auth.Addr().String()), slog.Any("trusted_proxies", cfg.TrustedProxies))
 	}
 	if len(b.servers) == 0 {
