@@ -44,20 +44,21 @@ type forwardAuth struct {
 func (fa *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g := fa.g
 	start := time.Now()
+	tr := RequestTraceFrom(r.Context())
 	if peer, ok := TrustedPeer(fa.trusted, r.RemoteAddr); !ok {
 		// Whoever is not a trusted proxy cannot say which request was
 		// made: its headers never reach the verifier nor a store.
 		g.logger.LogAttrs(r.Context(), slog.LevelWarn, "forward-auth request from a peer outside trusted_proxies", slog.String("peer", peer))
-		g.reject(w, r, fmt.Errorf("%w: %s is not in trusted_proxies", ErrForwardedUntrusted, peer), start)
+		g.reject(w, r, fmt.Errorf("%w: %s is not in trusted_proxies", ErrForwardedUntrusted, peer), start, tr)
 		return
 	}
 	if err := forwardedComplete(r.Header); err != nil {
-		g.reject(w, r, err, start)
+		g.reject(w, r, err, start, tr)
 		return
 	}
 	body, err := g.readBody(r)
 	if err != nil {
-		g.reject(w, r, err, start)
+		g.reject(w, r, err, start, tr)
 		return
 	}
 	if len(body) == 0 {
@@ -65,12 +66,16 @@ func (fa *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sr, err := forwardedRequest(r, body)
 	if err != nil {
-		g.reject(w, r, err, start)
+		g.reject(w, r, err, start, tr)
 		return
 	}
-	v, err := g.Verify(r.Context(), sr)
+	if err := sr.Check(); err != nil {
+		g.reject(w, r, err, start, tr)
+		return
+	}
+	v, err := g.verify(r.Context(), sr, tr)
 	if err != nil {
-		g.reject(w, r, err, start)
+		g.reject(w, r, err, start, tr)
 		return
 	}
 	g.observeAccepted(start)

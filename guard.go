@@ -216,15 +216,16 @@ func (g *Guard) Verify(ctx context.Context, r *signature.Request) (signature.Ver
 	if err := r.Check(); err != nil {
 		return signature.Verified{}, err
 	}
-	return g.verify(ctx, r)
+	return g.verify(ctx, r, RequestTraceFrom(ctx))
 }
 
 // verify is Verify without Request.Check, for the Middleware: net/http's
 // server has already refused a request line or header with a control byte
 // or a method that is not a token, so the check would only scan the
-// headers a second time.
-func (g *Guard) verify(ctx context.Context, r *signature.Request) (signature.Verified, error) {
-	v, e, err := g.check(ctx, r)
+// headers a second time. tr, when not nil, learns the identity as soon as
+// the signature verified.
+func (g *Guard) verify(ctx context.Context, r *signature.Request, tr RequestTrace) (signature.Verified, error) {
+	v, e, err := g.check(ctx, r, tr)
 	if err != nil || e == nil {
 		return v, err
 	}
@@ -237,10 +238,13 @@ func (g *Guard) verify(ctx context.Context, r *signature.Request) (signature.Ver
 // check verifies the signature and the timestamp window and returns the
 // nonce entry the request's replay key asks for, still to be added (nil
 // when it has none).
-func (g *Guard) check(ctx context.Context, r *signature.Request) (signature.Verified, *nonce.Entry, error) {
+func (g *Guard) check(ctx context.Context, r *signature.Request, tr RequestTrace) (signature.Verified, *nonce.Entry, error) {
 	v, err := g.scheme.Verify(ctx, r)
 	if err != nil {
 		return signature.Verified{}, nil, err
+	}
+	if tr != nil {
+		tr.Verified(v)
 	}
 	now := g.now()
 	ts := v.Timestamp
@@ -340,9 +344,10 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 		if g.observer != nil {
 			start = time.Now()
 		}
+		tr := RequestTraceFrom(r.Context())
 		body, err := g.readBody(r)
 		if err != nil {
-			g.reject(w, r, err, start)
+			g.reject(w, r, err, start, tr)
 			return
 		}
 		sr := signature.FromHTTP(r, body)
@@ -351,15 +356,15 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 				sr.Scheme = s
 			}
 		}
-		v, e, err := g.check(r.Context(), sr)
+		v, e, err := g.check(r.Context(), sr, tr)
 		if err != nil {
-			g.reject(w, r, err, start)
+			g.reject(w, r, err, start, tr)
 			return
 		}
 		if g.idem == nil || !g.idem.Covers(r.Method) {
 			if e != nil {
 				if err := g.addNonce(r.Context(), v, e); err != nil {
-					g.reject(w, r, err, start)
+					g.reject(w, r, err, start, tr)
 					return
 				}
 			}
@@ -372,18 +377,21 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 		if e != nil {
 			idemReq.Nonce = g.nonceStep(v, e)
 		}
-		if g.observer == nil {
-			if err := g.idem.Serve(w, r2, idemReq, next); err != nil {
-				g.reject(w, r, err, start)
-			}
+		h := next
+		var on *observedNext
+		if g.observer != nil {
+			on = &observedNext{g: g, start: start, next: next}
+			h = on
+		}
+		o, err := g.idem.ServeOutcome(w, r2, idemReq, h)
+		if tr != nil {
+			tr.Idempotency(o)
+		}
+		if err != nil {
+			g.reject(w, r, err, start, tr)
 			return
 		}
-		on := &observedNext{g: g, start: start, next: next}
-		if err := g.idem.Serve(w, r2, idemReq, on); err != nil {
-			g.reject(w, r, err, start)
-			return
-		}
-		if !on.called {
+		if on != nil && !on.called {
 			g.observer.ObserveRequest("idempotent_replay", time.Since(start))
 		}
 	})
@@ -410,16 +418,23 @@ func (g *Guard) observeAccepted(start time.Time) {
 	}
 }
 
-func (g *Guard) reject(w http.ResponseWriter, r *http.Request, err error, start time.Time) {
+// reject answers err's problem, reporting it to the Observer and to tr
+// when set.
+func (g *Guard) reject(w http.ResponseWriter, r *http.Request, err error, start time.Time, tr RequestTrace) {
 	if g.quotas != nil && errors.Is(err, idempotency.ErrQuotaExceeded) {
 		g.quotas.ObserveQuotaExceeded("idempotency")
 	}
-	if g.observer != nil {
+	if g.observer != nil || tr != nil {
 		code := "client_closed"
 		if r.Context().Err() == nil || !errors.Is(err, r.Context().Err()) {
 			code = ProblemFor(err).Code
 		}
-		g.observer.ObserveRequest(code, time.Since(start))
+		if g.observer != nil {
+			g.observer.ObserveRequest(code, time.Since(start))
+		}
+		if tr != nil {
+			tr.Rejected(code)
+		}
 	}
 	// Answer even when the request's context is cancelled: a client that
 	// half-closed its connection still reads the reply, and without one

@@ -52,6 +52,9 @@ type File struct {
 	// configuration file's name>.data" beside that file, and resolves a
 	// relative one against the file's directory.
 	Disk disk.Config `yaml:"disk"`
+	// Log configures the binary's logs: level, format, access lines and
+	// the bound on rejection lines.
+	Log Log `yaml:"log"`
 }
 
 // Server bounds what one connection of the binary may hold: slow or idle
@@ -100,6 +103,7 @@ func (f File) WithDefaults() File {
 	f.Redis = f.Redis.WithDefaults()
 	f.Postgres = f.Postgres.WithDefaults()
 	f.Disk = f.Disk.WithDefaults()
+	f.Log = f.Log.WithDefaults()
 	sv := &f.Server
 	if sv.ReadHeaderTimeout == 0 {
 		sv.ReadHeaderTimeout = replayguard.Duration(DefaultReadHeaderTimeout)
@@ -171,6 +175,7 @@ func (f File) Validate() error {
 	}
 	add(f.Postgres.Validate())
 	add(f.Disk.Validate())
+	add(f.Log.Validate())
 	if f.Idempotency.Store == replayguard.StorePostgres && f.Postgres.DSN == "" {
 		add(fieldErr("postgres.dsn", "required when idempotency.store is %q", replayguard.StorePostgres))
 	}

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"log/slog"
 	"net"
 	"testing"
 
@@ -117,6 +118,35 @@ func TestServerSection(t *testing.T) {
 	err := bad.WithDefaults().Validate()
 	require.Error(t, err)
 	for _, f := range []string{"server.read_timeout", "server.write_timeout", "server.max_header_bytes"} {
+		assert.Contains(t, err.Error(), f)
+	}
+}
+
+func TestLogSection(t *testing.T) {
+	c := validBase().WithDefaults()
+	require.NoError(t, c.Validate())
+	assert.Equal(t, "info", c.Log.Level)
+	assert.Equal(t, "json", c.Log.Format)
+	require.NotNil(t, c.Log.Access)
+	assert.True(t, *c.Log.Access)
+	require.NotNil(t, c.Log.RejectionsPerSecond)
+	assert.Equal(t, 100, *c.Log.RejectionsPerSecond)
+	assert.Equal(t, slog.LevelInfo, c.Log.SlogLevel())
+
+	none := func(string) (string, bool) { return "", false }
+	c, err := config.Parse([]byte("keys: [{id: a, secrets: [x-0123456789abcdef]}]\nlog: {level: warn, format: text, access: false, rejections_per_second: 0}\n"), none)
+	require.NoError(t, err)
+	assert.Equal(t, slog.LevelWarn, c.Log.SlogLevel())
+	assert.Equal(t, "text", c.Log.Format)
+	assert.False(t, *c.Log.Access, "false is kept, not defaulted")
+	assert.Equal(t, 0, *c.Log.RejectionsPerSecond, "0 (no bound) is kept, not defaulted")
+
+	bad := validBase()
+	minus := -1
+	bad.Log = config.Log{Level: "verbose", Format: "logfmt", RejectionsPerSecond: &minus}
+	err = bad.WithDefaults().Validate()
+	require.Error(t, err)
+	for _, f := range []string{"log.level", "log.format", "log.rejections_per_second"} {
 		assert.Contains(t, err.Error(), f)
 	}
 }

@@ -172,19 +172,60 @@ type Request struct {
 	Nonce *NonceStep
 }
 
+// Outcome is what the dedupe step did with one request.
+type Outcome uint8
+
+// The outcomes of Deduper.ServeOutcome.
+const (
+	// OutcomeNone: no record was involved — the method is not covered,
+	// the request carried no key where none is required, the store failed
+	// under FailOpen, or the request was refused before a claim (key
+	// missing, malformed or reused, quota, store unavailable).
+	OutcomeNone Outcome = iota
+	// OutcomeExecuted: the request claimed its key and ran.
+	OutcomeExecuted
+	// OutcomeReplayed: the stored response of an earlier run was
+	// returned; the handler did not run.
+	OutcomeReplayed
+	// OutcomeInProgress: an earlier request with the key still runs
+	// (ErrInProgress).
+	OutcomeInProgress
+)
+
+// String returns the outcome's name: "none", "executed", "replayed" or
+// "in_progress".
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeExecuted:
+		return "executed"
+	case OutcomeReplayed:
+		return "replayed"
+	case OutcomeInProgress:
+		return "in_progress"
+	}
+	return "none"
+}
+
 // Serve runs next at most once per (principal, key): the first request
 // runs and its response is stored, a retry gets the stored response. Errors
 // (key missing or malformed, reuse, in progress, store unavailable) are
 // returned unwritten for the caller to render; nil means a response was
 // written.
 func (h *Deduper) Serve(w http.ResponseWriter, r *http.Request, req Request, next http.Handler) error {
+	_, err := h.ServeOutcome(w, r, req, next)
+	return err
+}
+
+// ServeOutcome is Serve, also reporting what it did with the request (for
+// an access log).
+func (h *Deduper) ServeOutcome(w http.ResponseWriter, r *http.Request, req Request, next http.Handler) (Outcome, error) {
 	ctx := r.Context()
 	if !h.Covers(r.Method) {
 		if err := req.addNonce(ctx); err != nil {
-			return err
+			return OutcomeNone, err
 		}
 		next.ServeHTTP(w, r)
-		return nil
+		return OutcomeNone, nil
 	}
 	fp := RequestFingerprint(r.Method, req.Target, r.Header, h.opts.FingerprintHeaders, req.Body)
 	key, ttl := req.Key, h.opts.TTL
@@ -196,31 +237,31 @@ func (h *Deduper) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 			key, ttl = DerivedKey(fp), h.opts.DeriveWindow
 		case errors.Is(err, ErrKeyMissing) && (!h.opts.Required || req.Optional):
 			if err := req.addNonce(ctx); err != nil {
-				return err
+				return OutcomeNone, err
 			}
 			next.ServeHTTP(w, r)
-			return nil
+			return OutcomeNone, nil
 		case err != nil:
 			if nerr := req.addNonce(ctx); nerr != nil {
-				return nerr
+				return OutcomeNone, nerr
 			}
-			return err
+			return OutcomeNone, err
 		}
 	}
 	scoped := ScopedKey(req.Principal, key)
 	claim, err, passed := h.claimWithNonce(ctx, &req, scoped, fp)
 	if passed != nil {
-		return passed
+		return OutcomeNone, passed
 	}
 	if err != nil && ctx.Err() != nil {
 		// The client went away: not a store failure, and never a reason
 		// to run the operation without its record.
-		return ctx.Err()
+		return OutcomeNone, ctx.Err()
 	}
 	if errors.Is(err, ErrQuotaExceeded) {
 		// An answer about this key, not a store failure: never a reason
 		// to run without a record, whatever the fail mode.
-		return err
+		return OutcomeNone, err
 	}
 	if err != nil {
 		h.event(&h.stats.StoreErrors, "store_error")
@@ -229,15 +270,15 @@ func (h *Deduper) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 			h.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency store failed; running without a record under fail_mode open",
 				slog.String("principal", req.Principal), slog.String("error", err.Error()))
 			next.ServeHTTP(w, r)
-			return nil
+			return OutcomeNone, nil
 		}
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return OutcomeNone, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if !claim.Acquired {
 		return h.answerExisting(w, claim.Existing, fp)
 	}
 	h.execute(w, r, scoped, claim.Token, ttl, next)
-	return nil
+	return OutcomeExecuted, nil
 }
 
 // claimWithNonce adds req's pending nonce, in the claim's write when it
@@ -273,21 +314,21 @@ func (h *Deduper) claim(ctx context.Context, owner, key string, fp Fingerprint) 
 	return h.store.Claim(ctx, key, fp, h.opts.Lease)
 }
 
-func (h *Deduper) answerExisting(w http.ResponseWriter, rec *Record, fp Fingerprint) error {
+func (h *Deduper) answerExisting(w http.ResponseWriter, rec *Record, fp Fingerprint) (Outcome, error) {
 	if rec == nil {
-		return fmt.Errorf("%w: claim returned no record", ErrUnavailable)
+		return OutcomeNone, fmt.Errorf("%w: claim returned no record", ErrUnavailable)
 	}
 	if rec.Fingerprint != fp {
 		h.event(&h.stats.Reused, "reused")
-		return ErrKeyReused
+		return OutcomeNone, ErrKeyReused
 	}
 	if rec.State != StateCompleted || rec.Response == nil {
 		h.event(&h.stats.InProgress, "in_progress")
-		return ErrInProgress
+		return OutcomeInProgress, ErrInProgress
 	}
 	h.event(&h.stats.Replayed, "replayed")
 	WriteResponse(w, rec.Response)
-	return nil
+	return OutcomeReplayed, nil
 }
 
 // WriteResponse replays a stored response, marked Idempotent-Replayed.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -59,6 +58,9 @@ prints a signed curl command: its first run gets 200, its second
 		Upstream: "http://" + echoLn.Addr().String(),
 		Listen:   gwLn.Addr().String(),
 		Disk:     disk.Config{Path: data},
+		// Lines for people: each request the demo gateway answers, and
+		// why it refused one.
+		Log: config.Log{Format: "text"},
 	}.WithDefaults()
 
 	body := `{"amount":1000,"currency":"eur"}`
@@ -91,8 +93,7 @@ Sign and send your own (a POST gets a fresh Idempotency-Key):
 Ctrl-C stops the demo.
 `, gwLn.Addr(), data, echoLn.Addr(), secret, cfg.Timestamp.Tolerance, curlLine(req, body), secret, url)
 
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return serve(ctx, cfg, logger, &listeners{main: gwLn})
+	return serve(ctx, cfg, newLogger(stderr, cfg.Log), &listeners{main: gwLn})
 }
 
 // echoHandler answers with what it received.

@@ -113,8 +113,7 @@ func startGatewayWrapped(t *testing.T, path string, wrap []string, env ...string
 		for sc.Scan() {
 			line := sc.Bytes()
 			_, _ = g.logs.Write(append(append([]byte(nil), line...), '\n'))
-			var rec map[string]any
-			if json.Unmarshal(line, &rec) == nil && rec["msg"] == "replayguard serving" {
+			if rec, ok := logRecord(string(line)); ok && rec["msg"] == "replayguard serving" {
 				ready <- rec
 			}
 		}

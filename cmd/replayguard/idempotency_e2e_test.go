@@ -96,13 +96,16 @@ func TestBinaryIdempotency(t *testing.T) {
 		assert.Equal(t, "true", retry.header.Get("Idempotent-Replayed"))
 		assert.Empty(t, first.header.Get("Idempotent-Replayed"))
 		assert.Empty(t, retry.header.Values("Set-Cookie"), "Set-Cookie is never replayed")
+		// Each response carries its own request's id.
+		assert.NotEqual(t, first.header.Get("X-Request-Id"), retry.header.Get("X-Request-Id"))
 		want := first.header.Clone()
-		for _, h := range []string{"Date", "Set-Cookie"} {
+		for _, h := range []string{"Date", "Set-Cookie", "X-Request-Id"} {
 			want.Del(h)
 		}
 		got := retry.header.Clone()
 		got.Del("Date")
 		got.Del("Idempotent-Replayed")
+		got.Del("X-Request-Id")
 		assert.Equal(t, want, got, "status, headers and body identical")
 	})
 

@@ -46,7 +46,7 @@ admin_listen. SIGTERM or SIGINT shuts it down gracefully.`, stderr)
 	if cfg.Upstream == "" && cfg.AuthListen == "" {
 		return errUpstreamRequired()
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	logger := newLogger(stderr, cfg.Log)
 	warnExposure(logger, *path)
 	return serve(ctx, cfg, logger, nil)
 }
@@ -100,6 +100,7 @@ type gateway struct {
 	reg    *prometheus.Registry
 	nets   []*net.IPNet
 	guard  *replayguard.Guard
+	access *accessLog
 }
 
 // openGateway opens the stores cfg names and builds the Guard on them,
@@ -135,6 +136,8 @@ func (gw *gateway) build() error {
 	if gw.nets, err = gw.cfg.TrustedProxyNets(); err != nil {
 		return err
 	}
+	gw.access = newAccessLog(gw.logger, gw.cfg.Log, gw.nets)
+	m.WatchFunc("replayguard_log_dropped_total", "Rejection log lines dropped past log.rejections_per_second.", true, gw.access.droppedLines)
 	gw.guard, err = replayguard.New(gw.cfg.Config, append(gw.set.Options(), replayguard.WithLogger(gw.logger), replayguard.WithObserver(m),
 		replayguard.WithRequestScheme(replayguard.ForwardedScheme(gw.nets)))...)
 	return err
@@ -181,7 +184,8 @@ func (gw *gateway) bind(ls *listeners) (*bound, error) {
 				return nil, fmt.Errorf("listen: %w", err)
 			}
 		}
-		b.add(newServer(cfg, forwardable(proxy.base, gw.guard.Middleware(proxy)), gw.logger), ls.main,
+		h := gw.access.handler(implicitRoute, proxyEndpoint, forwardable(proxy.base, gw.guard.Middleware(proxy)))
+		b.add(newServer(cfg, h, gw.logger), ls.main,
 			slog.String("listen", ls.main.Addr().String()), slog.String("upstream", cfg.Upstream))
 	}
 	if cfg.AuthListen != "" {
@@ -190,7 +194,7 @@ func (gw *gateway) bind(ls *listeners) (*bound, error) {
 				return nil, fmt.Errorf("auth_listen: %w", err)
 			}
 		}
-		b.add(newServer(cfg, gw.guard.ForwardAuth(gw.nets), gw.logger), ls.auth,
+		b.add(newServer(cfg, gw.access.handler(implicitRoute, forwardAuthEndpoint, gw.guard.ForwardAuth(gw.nets)), gw.logger), ls.auth,
 			slog.String("auth_listen", ls.auth.Addr().String()), slog.Any("trusted_proxies", cfg.TrustedProxies))
 	}
 	if len(b.servers) == 0 {
@@ -277,6 +281,15 @@ func newProxy(cfg config.File, logger *slog.Logger) (*upstreamProxy, error) {
 			if v, ok := replayguard.VerifiedFrom(pr.In.Context()); ok {
 				replayguard.SetIdentityHeaders(pr.Out.Header, v)
 			}
+			if ex := exchangeFrom(pr.In.Context()); ex != nil {
+				pr.Out.Header.Set(headerRequestID, ex.requestID)
+			}
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if ex := exchangeFrom(resp.Request.Context()); ex != nil {
+				ex.upstreamStatus = resp.StatusCode
+			}
+			return nil
 		},
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -284,7 +297,7 @@ func newProxy(cfg config.File, logger *slog.Logger) (*upstreamProxy, error) {
 			// The upstream was not reached or did not answer: nothing to
 			// store, so a retry with the same key runs again.
 			idempotency.Abandon(w)
-			replayguard.WriteProblem(w, fmt.Errorf("%w: %w", replayguard.ErrUpstreamUnavailable, err))
+			refuse(w, r, fmt.Errorf("%w: %w", replayguard.ErrUpstreamUnavailable, err))
 		},
 	}}, nil
 }
@@ -329,7 +342,7 @@ func forwardTarget(up *url.URL, requestURI string) (outTarget, error) {
 func forwardable(up *url.URL, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := forwardTarget(up, r.RequestURI); err != nil {
-			replayguard.WriteProblem(w, err)
+			refuse(w, r, err)
 			return
 		}
 		next.ServeHTTP(w, r)
