@@ -46,7 +46,7 @@ type File struct {
 	// gateway: each request goes to the route it matches, verified as
 	// that route says; the top level's fields are the routes' defaults.
 	// Without routes, the top level is one implicit route.
-	Routes []Route `yaml:"routes"`
+	Routes []Route `yaml:"routes,omitempty"`
 	// Disk is the durable embedded store of the stores set to "disk",
 	// the binary's default. Load sets its path, when unset, to "<the
 	// configuration file's name>.data" beside that file, and resolves a

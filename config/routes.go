@@ -217,7 +217,9 @@ func AmbiguousPath(p string) bool {
 
 func validRouteName(s string) bool {
 	for _, c := range s {
-		if c != '.' && c != '_' && c != '-' && !(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') {
+		switch {
+		case c == '.', c == '_', c == '-', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		default:
 			return false
 		}
 	}
@@ -263,4 +265,26 @@ func clonePtr[T any](p *T) *T {
 	}
 	v := *p
 	return &v
+}
+
+// StoreConfig is the configuration the stores are opened with: the top
+// level's, with every route's key entries (for the shares of bounded
+// stores: each route's key entry is an entry of its own), and idempotency
+// on when any route turns it on.
+func (f File) StoreConfig() replayguard.Config {
+	c := f.Config
+	if len(f.Routes) == 0 {
+		return c
+	}
+	c.Keys = nil
+	enabled := false
+	for _, r := range f.Routes {
+		if r.Config.Scheme == SchemeNone {
+			continue
+		}
+		c.Keys = append(c.Keys, r.Config.Keys...)
+		enabled = enabled || *r.Config.Idempotency.Enabled
+	}
+	c.Idempotency.Enabled = &enabled
+	return c
 }

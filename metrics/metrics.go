@@ -19,12 +19,15 @@ import (
 // Metrics implements replayguard.Observer.
 type Metrics struct {
 	requests      *prometheus.CounterVec
-	guardDuration prometheus.Histogram
-	storeDuration *prometheus.HistogramVec
-	storeErrors   *prometheus.CounterVec
-	failOpen      *prometheus.CounterVec
-	idempotency   *prometheus.CounterVec
-	quota         *prometheus.CounterVec
+	guardDuration prometheus.Observer
+	// guardDurations is guardDuration by route, when routed.
+	guardDurations *prometheus.HistogramVec
+	routed         bool
+	storeDuration  *prometheus.HistogramVec
+	storeErrors    *prometheus.CounterVec
+	failOpen       *prometheus.CounterVec
+	idempotency    *prometheus.CounterVec
+	quota          *prometheus.CounterVec
 
 	mu     sync.Mutex
 	blooms map[string]func() []bloom.BucketStats
@@ -47,19 +50,42 @@ type funcMetric struct {
 // registered by an earlier Metrics on the same registry (a configuration
 // reload) are reused, so counters keep counting.
 func New(reg prometheus.Registerer) (*Metrics, error) {
-	m := &Metrics{blooms: map[string]func() []bloom.BucketStats{}}
+	return newMetrics(reg, false)
+}
+
+// NewRouted is New for a gateway of several routes: the requests, the
+// guard's time, fail-open passes, idempotency events and quota refusals
+// carry a route label, set by the Observer Route returns. Store calls
+// carry none: the routes share the stores.
+func NewRouted(reg prometheus.Registerer) (*Metrics, error) {
+	return newMetrics(reg, true)
+}
+
+func newMetrics(reg prometheus.Registerer, routed bool) (*Metrics, error) {
+	m := &Metrics{blooms: map[string]func() []bloom.BucketStats{}, routed: routed}
+	labels := func(names ...string) []string {
+		if routed {
+			return append(names, "route")
+		}
+		return names
+	}
 	var err error
 	if m.requests, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "replayguard_requests_total",
 		Help: "Requests finished by the guard, by outcome (accepted, rejected, idempotent_replay) and problem code.",
-	}, []string{"outcome", "code"})); err != nil {
+	}, labels("outcome", "code"))); err != nil {
 		return nil, err
 	}
-	if m.guardDuration, err = register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+	guardOpts := prometheus.HistogramOpts{
 		Name:    "replayguard_guard_duration_seconds",
 		Help:    "Time spent in the guard before the request is passed on or answered.",
 		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
-	})); err != nil {
+	}
+	if routed {
+		if m.guardDurations, err = register(reg, prometheus.NewHistogramVec(guardOpts, labels())); err != nil {
+			return nil, err
+		}
+	} else if m.guardDuration, err = register(reg, prometheus.NewHistogram(guardOpts)); err != nil {
 		return nil, err
 	}
 	if m.storeDuration, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -78,27 +104,23 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	if m.failOpen, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "replayguard_fail_open_total",
 		Help: "Requests let through because a store failed under fail_mode open.",
-	}, []string{"store"})); err != nil {
+	}, labels("store"))); err != nil {
 		return nil, err
 	}
 	if m.idempotency, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "replayguard_idempotency_events_total",
 		Help: "Events of the idempotency step: executed, replayed, in_progress, reused, released, store_error, fail_open.",
-	}, []string{"event"})); err != nil {
+	}, labels("event"))); err != nil {
 		return nil, err
 	}
 	if m.quota, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "replayguard_quota_exceeded_total",
 		Help: "Requests refused with quota_exceeded because their key entry used up its share of a bounded store, by store (nonce, idempotency).",
-	}, []string{"store"})); err != nil {
+	}, labels("store"))); err != nil {
 		return nil, err
 	}
-	// Pre-create the series so they read 0 before the first event.
-	for _, e := range []string{"executed", "replayed", "in_progress", "reused", "released", "store_error", "fail_open"} {
-		m.idempotency.WithLabelValues(e)
-	}
-	for _, s := range []string{"nonce", "idempotency"} {
-		m.quota.WithLabelValues(s)
+	if !routed {
+		m.precreate()
 	}
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -112,6 +134,36 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// precreate makes the series that read 0 before their first event.
+func (m *Metrics) precreate() {
+	for _, e := range []string{"executed", "replayed", "in_progress", "reused", "released", "store_error", "fail_open"} {
+		m.idempotency.WithLabelValues(e)
+	}
+	for _, s := range []string{"nonce", "idempotency"} {
+		m.quota.WithLabelValues(s)
+	}
+}
+
+// Route returns the Observer of route name: m itself unless m was made by
+// NewRouted, else a view of m whose series carry route=name.
+func (m *Metrics) Route(name string) *Metrics {
+	if !m.routed {
+		return m
+	}
+	l := prometheus.Labels{"route": name}
+	v := &Metrics{
+		requests:      m.requests.MustCurryWith(l),
+		guardDuration: m.guardDurations.WithLabelValues(name),
+		storeDuration: m.storeDuration,
+		storeErrors:   m.storeErrors,
+		failOpen:      m.failOpen.MustCurryWith(l),
+		idempotency:   m.idempotency.MustCurryWith(l),
+		quota:         m.quota.MustCurryWith(l),
+	}
+	v.precreate()
+	return v
 }
 
 // resetWatches drops the watched stores of a configuration being replaced;

@@ -36,21 +36,67 @@ with every secret redacted. Exit status 1 when it is invalid.`, stderr)
 	if err != nil {
 		return err
 	}
-	if cfg.Upstream == "" && cfg.AuthListen == "" {
+	if cfg.Upstream == "" && cfg.AuthListen == "" && len(cfg.Routes) == 0 {
 		return errUpstreamRequired()
 	}
-	probe := cfg.Config
-	probe.Nonce.Store, probe.Idempotency.Store = replayguard.StoreMemory, replayguard.StoreMemory
-	probe.Nonce.Mode = replayguard.ModeExact
-	if _, err := replayguard.New(probe); err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
+	if len(cfg.Routes) == 0 {
+		if err := probe(cfg.Config); err != nil {
+			return fmt.Errorf("%s: %w", *path, err)
+		}
 	}
-	out, err := yaml.Marshal(redact(cfg))
+	for i, r := range cfg.Routes {
+		if r.Config.Scheme == config.SchemeNone {
+			continue
+		}
+		if err := probe(r.Config); err != nil {
+			return fmt.Errorf("%s: routes[%d] (%s): %w", *path, i, r.Name, err)
+		}
+	}
+	out, err := effective(redact(cfg))
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "# %s: valid\n# %s\n%s", *path, storesLine(cfg), out)
 	return nil
+}
+
+// effectiveRoute is a route as check prints it: its effective
+// configuration, the top level's with the route's fields over it.
+type effectiveRoute struct {
+	Name               string            `yaml:"name"`
+	Match              config.RouteMatch `yaml:"match"`
+	Upstream           string            `yaml:"upstream,omitempty"`
+	replayguard.Config `yaml:",inline"`
+}
+
+// effective is cfg as YAML, each route with its effective configuration.
+func effective(cfg config.File) ([]byte, error) {
+	routes := make([]effectiveRoute, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		routes[i] = effectiveRoute{Name: r.Name, Match: r.Match, Upstream: r.Upstream, Config: r.Config}
+		routes[i].Keys = r.Keys
+		if routes[i].Keys == nil {
+			routes[i].Keys = cfg.Keys
+		}
+	}
+	cfg.Routes = nil
+	out, err := yaml.Marshal(cfg)
+	if err != nil || len(routes) == 0 {
+		return out, err
+	}
+	more, err := yaml.Marshal(struct {
+		Routes []effectiveRoute `yaml:"routes"`
+	}{routes})
+	return append(out, more...), err
+}
+
+// probe builds a Guard of c on memory stores: what only building its
+// scheme finds (a key file that does not parse) fails here too.
+func probe(c replayguard.Config) error {
+	c.Nonce.Store, c.Idempotency.Store = replayguard.StoreMemory, replayguard.StoreMemory
+	c.Nonce.Mode = replayguard.ModeExact
+	_, err := replayguard.New(c)
+	return err
 }
 
 // storesLine is the start-up log's stores line (storeAttrs) as text.
@@ -67,11 +113,41 @@ func storesLine(cfg config.File) string {
 // dsnPassword finds the password of a key=value PostgreSQL DSN.
 var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
-// redact returns cfg with every secret replaced: key secrets, private and
-// symmetric JWK members, the Redis password and a DSN's password.
+// redact returns cfg with every secret replaced: key secrets (the routes'
+// too), private and symmetric JWK members, the Redis password and a DSN's
+// password.
 func redact(cfg config.File) config.File {
-	keys := make([]replayguard.KeyConfig, len(cfg.Keys))
-	for i, k := range cfg.Keys {
+	cfg.Keys = redactKeys(cfg.Keys)
+	routes := make([]config.Route, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		r.Keys = redactKeys(r.Keys)
+		routes[i] = r
+	}
+	cfg.Routes = routes
+	if cfg.Redis.Password != "" {
+		cfg.Redis.Password = redacted
+	}
+	if dsn := cfg.Postgres.DSN; dsn != "" {
+		if u, err := url.Parse(dsn); err == nil && u.User != nil && strings.Contains(dsn, "://") {
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), "redacted")
+			}
+			cfg.Postgres.DSN = u.String()
+		} else {
+			cfg.Postgres.DSN = dsnPassword.ReplaceAllString(dsn, "${1}"+redacted)
+		}
+	}
+	return cfg
+}
+
+// redactKeys returns keys with their secrets and private JWK members
+// replaced.
+func redactKeys(keys []replayguard.KeyConfig) []replayguard.KeyConfig {
+	if keys == nil {
+		return nil
+	}
+	out := make([]replayguard.KeyConfig, len(keys))
+	for i, k := range keys {
 		if len(k.Secrets) > 0 {
 			k.Secrets = make([]string, len(k.Secrets))
 			for j := range k.Secrets {
@@ -89,21 +165,7 @@ func redact(cfg config.File) config.File {
 			}
 			k.JWK = jwk
 		}
-		keys[i] = k
+		out[i] = k
 	}
-	cfg.Keys = keys
-	if cfg.Redis.Password != "" {
-		cfg.Redis.Password = redacted
-	}
-	if dsn := cfg.Postgres.DSN; dsn != "" {
-		if u, err := url.Parse(dsn); err == nil && u.User != nil && strings.Contains(dsn, "://") {
-			if _, ok := u.User.Password(); ok {
-				u.User = url.UserPassword(u.User.Username(), "redacted")
-			}
-			cfg.Postgres.DSN = u.String()
-		} else {
-			cfg.Postgres.DSN = dsnPassword.ReplaceAllString(dsn, "${1}"+redacted)
-		}
-	}
-	return cfg
+	return out
 }

@@ -43,7 +43,7 @@ admin_listen. SIGTERM or SIGINT shuts it down gracefully.`, stderr)
 	if err != nil {
 		return err
 	}
-	if cfg.Upstream == "" && cfg.AuthListen == "" {
+	if cfg.Upstream == "" && cfg.AuthListen == "" && len(cfg.Routes) == 0 {
 		return errUpstreamRequired()
 	}
 	logger := newLogger(stderr, cfg.Log)
@@ -99,32 +99,36 @@ type gateway struct {
 	set    *stores.Set
 	reg    *prometheus.Registry
 	nets   []*net.IPNet
-	guard  *replayguard.Guard
+	router *router
 	access *accessLog
 }
 
 // openGateway opens the stores cfg names and builds the Guard on them,
 // reporting to a fresh metrics registry.
 func openGateway(ctx context.Context, cfg config.File, logger *slog.Logger) (*gateway, error) {
-	set, err := stores.Open(ctx, cfg.Config, cfg.StoreOptions()...)
+	set, err := stores.Open(ctx, cfg.StoreConfig(), cfg.StoreOptions()...)
 	if err != nil {
 		return nil, err
 	}
 	gw := &gateway{cfg: cfg, logger: logger, set: set, reg: prometheus.NewRegistry()}
-	if err := gw.build(); err != nil {
+	if err := gw.build(ctx); err != nil {
 		_ = set.Close()
 		return nil, err
 	}
 	return gw, nil
 }
 
-func (gw *gateway) build() error {
+func (gw *gateway) build(ctx context.Context) error {
 	gw.logger.Info("stores", storeAttrs(gw.cfg)...)
 	for _, w := range gw.set.Warnings {
 		gw.logger.Warn(w)
 	}
 	gw.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m, err := metrics.New(gw.reg)
+	newMetrics := metrics.New
+	if len(gw.cfg.Routes) > 0 {
+		newMetrics = metrics.NewRouted
+	}
+	m, err := newMetrics(gw.reg)
 	if err != nil {
 		return err
 	}
@@ -138,8 +142,7 @@ func (gw *gateway) build() error {
 	}
 	gw.access = newAccessLog(gw.logger, gw.cfg.Log, gw.nets)
 	m.WatchFunc("replayguard_log_dropped_total", "Rejection log lines dropped past log.rejections_per_second.", true, gw.access.droppedLines)
-	gw.guard, err = replayguard.New(gw.cfg.Config, append(gw.set.Options(), replayguard.WithLogger(gw.logger), replayguard.WithObserver(m),
-		replayguard.WithRequestScheme(replayguard.ForwardedScheme(gw.nets)))...)
+	gw.router, err = gw.buildRoutes(ctx, m)
 	return err
 }
 
@@ -174,19 +177,15 @@ func (b *bound) add(s *http.Server, l net.Listener, attrs ...any) {
 func (gw *gateway) bind(ls *listeners) (*bound, error) {
 	cfg, b := gw.cfg, &bound{}
 	var err error
-	if cfg.Upstream != "" {
-		proxy, err := newProxy(cfg, gw.logger)
-		if err != nil {
-			return nil, err
-		}
+	if gw.router.proxies() {
 		if ls.main == nil {
 			if ls.main, err = net.Listen("tcp", cfg.Listen); err != nil {
 				return nil, fmt.Errorf("listen: %w", err)
 			}
 		}
-		h := gw.access.handler(implicitRoute, proxyEndpoint, forwardable(proxy.base, gw.guard.Middleware(proxy)))
-		b.add(newServer(cfg, h, gw.logger), ls.main,
-			slog.String("listen", ls.main.Addr().String()), slog.String("upstream", cfg.Upstream))
+		h := gw.access.handler(gw.router.initial(), proxyEndpoint, http.HandlerFunc(gw.router.serveProxy))
+		b.add(newServer(cfg, h, gw.logger), ls.main, slog.String("listen", ls.main.Addr().String()))
+		b.attrs = append(b.attrs, gw.router.attrs()...)
 	}
 	if cfg.AuthListen != "" {
 		if ls.auth == nil {
@@ -194,7 +193,7 @@ func (gw *gateway) bind(ls *listeners) (*bound, error) {
 				return nil, fmt.Errorf("auth_listen: %w", err)
 			}
 		}
-		b.add(newServer(cfg, gw.access.handler(implicitRoute, forwardAuthEndpoint, gw.guard.ForwardAuth(gw.nets)), gw.logger), ls.auth,
+		b.add(newServer(cfg, gw.access.handler(gw.router.initial(), forwardAuthEndpoint, http.HandlerFunc(gw.router.serveAuth)), gw.logger), ls.auth,
 			slog.String("auth_listen", ls.auth.Addr().String()), slog.Any("trusted_proxies", cfg.TrustedProxies))
 	}
 	if len(b.servers) == 0 {
@@ -252,8 +251,8 @@ type upstreamProxy struct {
 // request that was verified: the request-target byte for byte (joined to
 // the upstream URL's path), the identity in the gateway's headers, no
 // header of the client's that could pose as one of them, no trailers.
-func newProxy(cfg config.File, logger *slog.Logger) (*upstreamProxy, error) {
-	up, err := url.Parse(cfg.Upstream)
+func newProxy(upstream string, logger *slog.Logger) (*upstreamProxy, error) {
+	up, err := url.Parse(upstream)
 	if err != nil {
 		return nil, &replayguard.FieldError{Field: "upstream", Err: err}
 	}
