@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -18,7 +19,7 @@ func Load(path string) (File, error) {
 	if err != nil {
 		return File{}, fmt.Errorf("config: %w", err)
 	}
-	f, err := Parse(b, os.LookupEnv)
+	f, err := parse(b, os.LookupEnv, filepath.Dir(path))
 	if err != nil {
 		return File{}, fmt.Errorf("%s: %w", path, err)
 	}
@@ -30,6 +31,11 @@ func Load(path string) (File, error) {
 // (os.LookupEnv in Load); a reference to an unset variable is an error.
 // "$$" stands for a literal "$".
 func Parse(data []byte, lookup func(string) (string, bool)) (File, error) {
+	return parse(data, lookup, "")
+}
+
+// parse is Parse, reading file: secrets relative to dir.
+func parse(data []byte, lookup func(string) (string, bool), dir string) (File, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return File{}, fmt.Errorf("config: %w", err)
@@ -49,6 +55,9 @@ func Parse(data []byte, lookup func(string) (string, bool)) (File, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return File{}, fmt.Errorf("config: %w", err)
+	}
+	if err := f.readSecretFiles(dir); err != nil {
+		return File{}, err
 	}
 	f = f.WithDefaults()
 	if err := errors.Join(f.Validate(), f.resolveRoutes()); err != nil {

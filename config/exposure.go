@@ -59,20 +59,29 @@ func LiteralSecrets(data []byte) []string {
 	add := func(field string, n *yaml.Node) {
 		out = append(out, fmt.Sprintf("%s (line %d)", field, n.Line))
 	}
-	if keys := mapValue(top, "keys"); keys != nil && keys.Kind == yaml.SequenceNode {
+	keyNodes := func(at string, keys *yaml.Node) {
+		if keys == nil || keys.Kind != yaml.SequenceNode {
+			return
+		}
 		for i, k := range keys.Content {
 			if secrets := mapValue(k, "secrets"); secrets != nil && secrets.Kind == yaml.SequenceNode {
 				for j, s := range secrets.Content {
 					if s.Kind == yaml.ScalarNode && isLiteral(s.Value) {
-						add(fmt.Sprintf("keys[%d].secrets[%d]", i, j), s)
+						add(fmt.Sprintf("%s[%d].secrets[%d]", at, i, j), s)
 					}
 				}
 			}
 			for _, name := range []string{"k", "d"} {
 				if v := mapValue(mapValue(k, "jwk"), name); v != nil && v.Kind == yaml.ScalarNode && isLiteral(v.Value) {
-					add(fmt.Sprintf("keys[%d].jwk.%s", i, name), v)
+					add(fmt.Sprintf("%s[%d].jwk.%s", at, i, name), v)
 				}
 			}
+		}
+	}
+	keyNodes("keys", mapValue(top, "keys"))
+	if routes := mapValue(top, "routes"); routes != nil && routes.Kind == yaml.SequenceNode {
+		for i, r := range routes.Content {
+			keyNodes(fmt.Sprintf("routes[%d].keys", i), mapValue(r, "keys"))
 		}
 	}
 	if v := mapValue(mapValue(top, "redis"), "password"); v != nil && v.Kind == yaml.ScalarNode && isLiteral(v.Value) {
@@ -84,9 +93,10 @@ func LiteralSecrets(data []byte) []string {
 	return out
 }
 
-// isLiteral reports a non-empty value with no ${VAR} reference in it.
+// isLiteral reports a non-empty value with no ${VAR} reference in it that
+// does not name a file (SecretFilePrefix).
 func isLiteral(v string) bool {
-	return strings.TrimSpace(v) != "" && !strings.Contains(v, "${")
+	return strings.TrimSpace(v) != "" && !strings.Contains(v, "${") && !strings.HasPrefix(v, SecretFilePrefix)
 }
 
 // dsnHasPassword reports a libpq URL with a password or a key-value DSN

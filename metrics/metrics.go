@@ -122,19 +122,22 @@ func newMetrics(reg prometheus.Registerer, routed bool) (*Metrics, error) {
 	if !routed {
 		m.precreate()
 	}
-	if err := reg.Register(m); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
-		// A reload: the earlier Metrics keeps serving the gauges; move
-		// the watches here when they are registered again.
-		if prev, ok := are.ExistingCollector.(*Metrics); ok {
-			return prev.resetWatches(), nil
-		}
+	// A reload: the earlier Metrics of reg keeps serving the watched
+	// figures; the new configuration moves its watches there. (The
+	// collector describes nothing, so the registry cannot tell it is
+	// registered already.)
+	if prev, ok := byRegistry.Load(reg); ok {
+		return prev.(*Metrics).resetWatches(), nil
 	}
+	if err := reg.Register(m); err != nil {
+		return nil, err
+	}
+	byRegistry.Store(reg, m)
 	return m, nil
 }
+
+// byRegistry holds the Metrics registered on each registry.
+var byRegistry sync.Map
 
 // precreate makes the series that read 0 before their first event.
 func (m *Metrics) precreate() {
@@ -172,7 +175,7 @@ func (m *Metrics) resetWatches() *Metrics {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.blooms = map[string]func() []bloom.BucketStats{}
-	m.funcs = nil
+	m.funcs, m.hists = nil, nil
 	return m
 }
 

@@ -14,11 +14,24 @@ func WithDisk(c disk.Config) Option {
 	return func(o *options) { o.disk = c }
 }
 
+// WithDiskDB makes the disk stores use db, already open, instead of
+// opening disk.path: a Set replacing another (the binary's reload) keeps
+// its file. The Set closes db with its stores, as one it opened: the Set
+// that had it hands it over with ReleaseDisk.
+func WithDiskDB(db *disk.DB) Option {
+	return func(o *options) { o.diskDB = db }
+}
+
 // openDisk returns the store's DB, opening it on first use: the nonce and
 // idempotency stores share one file.
 func (s *Set) openDisk(cfg replayguard.Config, o options) (*disk.DB, error) {
 	if s.disk != nil {
 		return s.disk, nil
+	}
+	if o.diskDB != nil {
+		s.disk, s.ownsDisk = o.diskDB, true
+		s.pingers = append(s.pingers, namedPinger{"disk", o.diskDB})
+		return o.diskDB, nil
 	}
 	c := o.disk.WithDefaults()
 	if c.Path == "" {
@@ -31,11 +44,14 @@ func (s *Set) openDisk(cfg replayguard.Config, o options) (*disk.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.disk = db
+	s.disk, s.ownsDisk = db, true
 	s.pingers = append(s.pingers, namedPinger{"disk", db})
-	s.closers = append(s.closers, db.Close)
 	return db, nil
 }
+
+// ReleaseDisk hands the disk store's DB over: Close leaves it open, for
+// the Set that took it with WithDiskDB.
+func (s *Set) ReleaseDisk() { s.ownsDisk = false }
 
 // Disk returns the disk store's DB, nil when no store is "disk".
 func (s *Set) Disk() *disk.DB { return s.disk }

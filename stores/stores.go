@@ -37,6 +37,8 @@ type Set struct {
 	closers []func() error
 	redis   redisClient // shared by the Redis stores; nil until one opens
 	disk    *disk.DB    // shared by the disk stores; nil until one opens
+	// ownsDisk: Close closes disk (see ReleaseDisk).
+	ownsDisk bool
 
 	opts   options
 	nonce  nonceSettings          // what Nonce was built for
@@ -83,6 +85,7 @@ type options struct {
 	postgres postgres.Config
 	redis    redisstore.Config
 	disk     disk.Config
+	diskDB   *disk.DB
 }
 
 // WithClock sets the clock of the in-memory stores. Default time.Now. It
@@ -235,6 +238,9 @@ func (s *Set) Close() error {
 	var errs []error
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		errs = append(errs, s.closers[i]())
+	}
+	if s.disk != nil && s.ownsDisk {
+		errs = append(errs, s.disk.Close())
 	}
 	return errors.Join(errs...)
 }

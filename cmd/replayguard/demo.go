@@ -93,7 +93,7 @@ Sign and send your own (a POST gets a fresh Idempotency-Key):
 Ctrl-C stops the demo.
 `, gwLn.Addr(), data, echoLn.Addr(), secret, cfg.Timestamp.Tolerance, curlLine(req, body), secret, url)
 
-	return serve(ctx, cfg, newLogger(stderr, cfg.Log), &listeners{main: gwLn})
+	return serve(ctx, cfg, newLogger(stderr, cfg.Log), &listeners{main: gwLn}, "")
 }
 
 // echoHandler answers with what it received.

@@ -221,10 +221,17 @@ func TestBinaryRoutesConfigurationErrors(t *testing.T) {
 // changed first.
 func signedWith(t *testing.T, g *gateway, method, path, body string, mutate func(*http.Request)) *http.Request {
 	t.Helper()
+	return signedBy(t, g, routeAPISecret, method, path, body, mutate)
+}
+
+// signedBy signs with secret, as client-a, a request that mutate changed
+// first.
+func signedBy(t *testing.T, g *gateway, secret, method, path, body string, mutate func(*http.Request)) *http.Request {
+	t.Helper()
 	r, err := http.NewRequest(method, "http://"+g.addr+path, strings.NewReader(body))
 	require.NoError(t, err)
 	mutate(r)
-	s := &hmacsig.Signer{KeyID: "client-a", Secret: []byte(routeAPISecret), Now: time.Now}
+	s := &hmacsig.Signer{KeyID: "client-a", Secret: []byte(secret), Now: time.Now}
 	require.NoError(t, s.Sign(r, []byte(body)))
 	return r
 }

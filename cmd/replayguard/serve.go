@@ -11,10 +11,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/replayguard/replayguard"
@@ -48,7 +48,7 @@ admin_listen. SIGTERM or SIGINT shuts it down gracefully.`, stderr)
 	}
 	logger := newLogger(stderr, cfg.Log)
 	warnExposure(logger, *path)
-	return serve(ctx, cfg, logger, nil)
+	return serve(ctx, cfg, logger, nil, *path)
 }
 
 // warnExposure warns when the configuration file holds literal secrets
@@ -70,16 +70,19 @@ type listeners struct {
 // serve runs the gateway until ctx is done, then shuts down gracefully: the
 // reverse proxy on listen when upstream is set, the forward-auth endpoint
 // on auth_listen when that is set, the admin endpoints on admin_listen.
-func serve(ctx context.Context, cfg config.File, logger *slog.Logger, ls *listeners) error {
-	gw, err := openGateway(ctx, cfg, logger)
+// With path set, SIGHUP reloads the configuration from path.
+func serve(ctx context.Context, cfg config.File, logger *slog.Logger, ls *listeners, path string) error {
+	l := newLive(logger, path)
+	gw, err := l.open(ctx, cfg, nil, false)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = gw.set.Close() }()
+	l.cur.Store(gw)
+	defer l.close()
 	if ls == nil {
 		ls = &listeners{}
 	}
-	b, err := gw.bind(ls)
+	b, err := l.bind(ls)
 	if err != nil {
 		// A listener bound before a later one failed is not left open.
 		for _, l := range []net.Listener{ls.main, ls.auth, ls.admin} {
@@ -89,10 +92,17 @@ func serve(ctx context.Context, cfg config.File, logger *slog.Logger, ls *listen
 		}
 		return err
 	}
+	if path != "" {
+		stop := l.reloadOnHangup(ctx)
+		defer stop()
+	}
 	return b.run(ctx, logger)
 }
 
-// gateway is what serve runs: the Guard, its stores and metrics.
+// gateway is one configuration at run time: its routes and Guards, its
+// stores and metrics, and the handlers of each listener. A reload builds
+// another and swaps it in; requests in flight finish on the one they
+// started on.
 type gateway struct {
 	cfg    config.File
 	logger *slog.Logger
@@ -101,29 +111,17 @@ type gateway struct {
 	nets   []*net.IPNet
 	router *router
 	access *accessLog
+
+	proxy, auth, admin http.Handler
+	// refs counts the requests being served on this gateway.
+	refs atomic.Int64
 }
 
-// openGateway opens the stores cfg names and builds the Guard on them,
-// reporting to a fresh metrics registry.
-func openGateway(ctx context.Context, cfg config.File, logger *slog.Logger) (*gateway, error) {
-	set, err := stores.Open(ctx, cfg.StoreConfig(), cfg.StoreOptions()...)
-	if err != nil {
-		return nil, err
-	}
-	gw := &gateway{cfg: cfg, logger: logger, set: set, reg: prometheus.NewRegistry()}
-	if err := gw.build(ctx); err != nil {
-		_ = set.Close()
-		return nil, err
-	}
-	return gw, nil
-}
-
-func (gw *gateway) build(ctx context.Context) error {
+func (gw *gateway) build(ctx context.Context, prevAccess *accessLog) error {
 	gw.logger.Info("stores", storeAttrs(gw.cfg)...)
 	for _, w := range gw.set.Warnings {
 		gw.logger.Warn(w)
 	}
-	gw.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	newMetrics := metrics.New
 	if len(gw.cfg.Routes) > 0 {
 		newMetrics = metrics.NewRouted
@@ -141,9 +139,18 @@ func (gw *gateway) build(ctx context.Context) error {
 		return err
 	}
 	gw.access = newAccessLog(gw.logger, gw.cfg.Log, gw.nets)
+	if prevAccess != nil && prevAccess.limit != nil && gw.access.limit != nil && prevAccess.limit.perSecond == gw.access.limit.perSecond {
+		// The same bound: keep its bucket and its count of dropped lines.
+		gw.access.limit = prevAccess.limit
+	}
 	m.WatchFunc("replayguard_log_dropped_total", "Rejection log lines dropped past log.rejections_per_second.", true, gw.access.droppedLines)
-	gw.router, err = gw.buildRoutes(ctx, m)
-	return err
+	if gw.router, err = gw.buildRoutes(ctx, m); err != nil {
+		return err
+	}
+	gw.proxy = gw.access.handler(gw.router.initial(), proxyEndpoint, http.HandlerFunc(gw.router.serveProxy))
+	gw.auth = gw.access.handler(gw.router.initial(), forwardAuthEndpoint, http.HandlerFunc(gw.router.serveAuth))
+	gw.admin = adminHandler(gw.cfg, gw.set, gw.reg)
+	return nil
 }
 
 // storeAttrs names the stores in effect and where the disk store lives.
@@ -171,10 +178,12 @@ func (b *bound) add(s *http.Server, l net.Listener, attrs ...any) {
 	b.servers, b.lns, b.attrs = append(b.servers, s), append(b.lns, l), append(b.attrs, attrs...)
 }
 
-// bind puts the reverse proxy on listen when upstream is set, the
+// bind puts the reverse proxy on listen when a route has an upstream, the
 // forward-auth endpoint on auth_listen when set, and the admin endpoints
-// on admin_listen, listening where ls has no listener yet.
-func (gw *gateway) bind(ls *listeners) (*bound, error) {
+// on admin_listen, listening where ls has no listener yet. The servers
+// serve whatever gateway is current.
+func (l *live) bind(ls *listeners) (*bound, error) {
+	gw := l.cur.Load()
 	cfg, b := gw.cfg, &bound{}
 	var err error
 	if gw.router.proxies() {
@@ -183,8 +192,7 @@ func (gw *gateway) bind(ls *listeners) (*bound, error) {
 				return nil, fmt.Errorf("listen: %w", err)
 			}
 		}
-		h := gw.access.handler(gw.router.initial(), proxyEndpoint, http.HandlerFunc(gw.router.serveProxy))
-		b.add(newServer(cfg, h, gw.logger), ls.main, slog.String("listen", ls.main.Addr().String()))
+		b.add(newServer(cfg, l.handler(func(gw *gateway) http.Handler { return gw.proxy }), gw.logger), ls.main, slog.String("listen", ls.main.Addr().String()))
 		b.attrs = append(b.attrs, gw.router.attrs()...)
 	}
 	if cfg.AuthListen != "" {
@@ -193,7 +201,7 @@ func (gw *gateway) bind(ls *listeners) (*bound, error) {
 				return nil, fmt.Errorf("auth_listen: %w", err)
 			}
 		}
-		b.add(newServer(cfg, gw.access.handler(gw.router.initial(), forwardAuthEndpoint, http.HandlerFunc(gw.router.serveAuth)), gw.logger), ls.auth,
+		b.add(newServer(cfg, l.handler(func(gw *gateway) http.Handler { return gw.auth }), gw.logger), ls.auth,
 			slog.String("auth_listen", ls.auth.Addr().String()), slog.Any("trusted_proxies", cfg.TrustedProxies))
 	}
 	if len(b.servers) == 0 {
@@ -207,7 +215,7 @@ func (gw *gateway) bind(ls *listeners) (*bound, error) {
 	b.attrs = append(b.attrs, slog.String("scheme", cfg.Scheme), slog.String("nonce_store", cfg.Nonce.Store), slog.String("nonce_mode", cfg.Nonce.Mode),
 		slog.String("fail_mode", cfg.FailMode), slog.String("version", versionString()))
 	if ls.admin != nil {
-		b.add(newServer(cfg, adminHandler(cfg, gw.set, gw.reg), gw.logger), ls.admin, slog.String("admin_listen", ls.admin.Addr().String()))
+		b.add(newServer(cfg, l.handler(func(gw *gateway) http.Handler { return gw.admin }), gw.logger), ls.admin, slog.String("admin_listen", ls.admin.Addr().String()))
 	}
 	return b, nil
 }
