@@ -151,6 +151,9 @@ func (a *accessLog) log(r *http.Request, ex *exchange, start time.Time, on endpo
 	if ex.subject != "" {
 		attrs = append(attrs, slog.String("subject", ex.subject))
 	}
+	if ex.unverified {
+		attrs = append(attrs, slog.Bool("unverified", true))
+	}
 	attrs = append(attrs, slog.String("idempotency", ex.outcome.String()))
 	if ex.upstreamStatus != 0 {
 		attrs = append(attrs, slog.Int("upstream_status", ex.upstreamStatus))
@@ -193,6 +196,8 @@ type exchange struct {
 	outcome                     idempotency.Outcome
 	upstreamStatus              int
 	aborted                     bool
+	// unverified marks a request of a route with scheme none.
+	unverified bool
 }
 
 var _ replayguard.RequestTrace = (*exchange)(nil)

@@ -20,6 +20,7 @@ import (
 // handlers of its reverse proxy and of its forward-auth check.
 type route struct {
 	name     string
+	open     bool // scheme none: nothing verified
 	host     string // lower case, no port; "" matches every host
 	prefix   string // without a trailing slash; "" matches every path
 	upstream string
@@ -98,7 +99,7 @@ func (gw *gateway) guardOptions(m *metrics.Metrics) []replayguard.Option {
 // newRoute is a route named name in front of upstream, verified by g; a
 // nil g verifies nothing (scheme none).
 func (gw *gateway) newRoute(name, upstream string, g *replayguard.Guard) (*route, error) {
-	r := &route{name: name, upstream: upstream, auth: allow{}}
+	r := &route{name: name, upstream: upstream, auth: allow{}, open: g == nil}
 	if g != nil {
 		r.auth = g.ForwardAuth(gw.nets)
 	}
@@ -176,7 +177,7 @@ func (rt *router) serveProxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ex := exchangeFrom(r.Context()); ex != nil {
-		ex.route = rte.name
+		ex.route, ex.unverified = rte.name, rte.open
 	}
 	rte.proxy.ServeHTTP(w, r)
 }
@@ -203,7 +204,7 @@ func (rt *router) serveAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ex := exchangeFrom(r.Context()); ex != nil {
-		ex.route = rte.name
+		ex.route, ex.unverified = rte.name, rte.open
 	}
 	rte.auth.ServeHTTP(w, r)
 }

@@ -104,6 +104,8 @@ func TestBinaryRoutesServeAnAPIAndItsWebhooks(t *testing.T) {
 	for _, route := range []string{"api", "stripe", "github", "health"} {
 		assert.Contains(t, logs, `"route":"`+route+`"`)
 	}
+	assert.Regexp(t, regexp.MustCompile(`"route":"health","method":"GET","path":"/healthz","status":200,"unverified":true`), logs,
+		"a request no route verified is logged as such")
 	metrics := scrape(t, g)
 	assert.Regexp(t, regexp.MustCompile(`replayguard_requests_total\{code="",outcome="accepted",route="api"\} 1\b`), metrics)
 	assert.Regexp(t, regexp.MustCompile(`replayguard_requests_total\{code="signature_invalid",outcome="rejected",route="stripe"\} 1\b`), metrics)
