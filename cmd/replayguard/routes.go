@@ -20,7 +20,7 @@ import (
 // handlers of its reverse proxy and of its forward-auth check.
 type route struct {
 	name     string
-	open     bool // scheme none: nothing verified
+	open     bool   // scheme none: nothing verified
 	host     string // lower case, no port; "" matches every host
 	prefix   string // without a trailing slash; "" matches every path
 	upstream string
