@@ -27,6 +27,8 @@
 # DISK_DIR (where the disk modes keep their files, default a new
 # directory under the repository's bin/ — a real file system, not the
 # tmpfs a TMPDIR may be; a directory given is used for a new subdirectory),
+# LOG_ACCESS (the gateways' log.access, default false: rejections only,
+# none in these runs; true writes an access line per request to a file),
 # REPLAYGUARD=PATH measures that binary instead of building one, KEEP=1
 # keeps the temp dir (configs, logs, JSON, /metrics scrapes) and the disk
 # files.
@@ -40,6 +42,7 @@ REPLAY_EVERY="${REPLAY_EVERY:-0}"
 MODES="${MODES:-memory disk disk-nofsync redis-exact redis-bloom}"
 METHODS="${METHODS:-POST GET}"
 ROUNDS="${ROUNDS:-2}"
+LOG_ACCESS="${LOG_ACCESS:-false}"
 
 bench_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$bench_dir/.." && pwd)"
@@ -333,6 +336,7 @@ gateway() {
 		    secrets: ["$secret"]
 		nonce: {store: $store, mode: $nmode}
 		idempotency: {enabled: true, required: true, store: $store}
+		log: {access: $LOG_ACCESS}
 	YAML
 	chmod 600 "$base.yaml"
 	if [[ -n "$redis" ]]; then
@@ -420,7 +424,7 @@ replays="no replays"
 if ((REPLAY_EVERY > 0)); then
 	replays="every ${REPLAY_EVERY}th request a replay of the one before"
 fi
-echo "Load: $DURATION per run, $CONCURRENCY requests in flight at most, $ROUNDS round(s) of modes $MODES; POST with a $BODY_BYTES-byte body and a fresh Idempotency-Key, GET with no body and no Idempotency-Key; $replays."
+echo "Load: $DURATION per run, $CONCURRENCY requests in flight at most, $ROUNDS round(s) of modes $MODES; POST with a $BODY_BYTES-byte body and a fresh Idempotency-Key, GET with no body and no Idempotency-Key; $replays; gateways with log.access: $LOG_ACCESS."
 echo "uptime before: $uptime_before"
 echo "uptime after:  $uptime_after"
 echo

@@ -26,6 +26,7 @@ type route struct {
 	upstream string
 	proxy    http.Handler // nil without an upstream
 	auth     http.Handler
+	cfg      replayguard.Config
 }
 
 // router sends each request to its route: the one whose host matches
@@ -76,8 +77,16 @@ func (gw *gateway) buildRoutes(ctx context.Context, m *metrics.Metrics) (*router
 		}
 		r.host = normalHost(rc.Match.Host)
 		r.prefix = strings.TrimSuffix(rc.Match.PathPrefix, "/")
+		r.cfg = rc.Config
 		rt.routes = append(rt.routes, r)
 	}
+	rt.order()
+	return rt, nil
+}
+
+// order puts the routes in the order they are tried: those naming a host
+// first, then the longest prefix first.
+func (rt *router) order() {
 	slices.SortStableFunc(rt.routes, func(a, b *route) int {
 		if (a.host == "") != (b.host == "") {
 			if a.host != "" {
@@ -87,7 +96,6 @@ func (gw *gateway) buildRoutes(ctx context.Context, m *metrics.Metrics) (*router
 		}
 		return cmp.Compare(len(b.prefix), len(a.prefix))
 	})
-	return rt, nil
 }
 
 // guardOptions are the options every route's Guard shares.

@@ -68,6 +68,17 @@ func TestBinaryRoutesServeAnAPIAndItsWebhooks(t *testing.T) {
 		r = send(t, printedRequest(t, http.MethodPost, base+d.path, out, `{"id":"evt_2"}`))
 		assert.Equal(t, "signature_invalid", r.code, d.preset+": "+r.body)
 	}
+	// sign --config signs as the route the URL matches, or --route names.
+	out, errOut, code := rg(t, env, "sign", "--config", path, "-d", `{"id":"evt_3"}`, "--send", base+"/webhooks/stripe")
+	require.Equal(t, 0, code, out+errOut)
+	out, errOut, code = rg(t, env, "sign", "--config", path, "--route", "api", "--key-id", "client-a", "-X", "POST", "-d", `{}`, "--send", base+"/v1/refunds")
+	require.Equal(t, 0, code, out+errOut)
+	_, errOut, code = rg(t, env, "sign", "--config", path, "-d", `{}`, base+"/v2/x")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "no route matches")
+	assert.Equal(t, int64(5), up.hits.Load())
+	up.hits.Store(3)
+
 	// An hmac request to a webhook route is not a delivery.
 	r = send(t, signed(t, g, "client-a", routeAPISecret, http.MethodPost, "/webhooks/stripe", `{}`, time.Now()))
 	assert.Equal(t, http.StatusUnauthorized, r.status, r.body)
@@ -107,7 +118,7 @@ func TestBinaryRoutesServeAnAPIAndItsWebhooks(t *testing.T) {
 	assert.Regexp(t, regexp.MustCompile(`"route":"health","method":"GET","path":"/healthz","status":200,"unverified":true`), logs,
 		"a request no route verified is logged as such")
 	metrics := scrape(t, g)
-	assert.Regexp(t, regexp.MustCompile(`replayguard_requests_total\{code="",outcome="accepted",route="api"\} 1\b`), metrics)
+	assert.Regexp(t, regexp.MustCompile(`replayguard_requests_total\{code="",outcome="accepted",route="api"\} 2\b`), metrics)
 	assert.Regexp(t, regexp.MustCompile(`replayguard_requests_total\{code="signature_invalid",outcome="rejected",route="stripe"\} 1\b`), metrics)
 }
 

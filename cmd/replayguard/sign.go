@@ -42,6 +42,7 @@ type signFlags struct {
 	c *cli
 
 	cfgPath, keyID, secret *string
+	route                  *string
 	scheme, preset         *string
 	method, data           *string
 	headers                headerFlags
@@ -119,6 +120,7 @@ func newSignFlags(stderr io.Writer) *signFlags {
 	fs := c.fs
 	f := &signFlags{c: c}
 	f.cfgPath = fs.String("config", "", "configuration `file`: the key's secret, the scheme and its settings")
+	f.route = fs.String("route", "", "with --config of several routes: the route `name` whose scheme, keys and settings sign (default: the route the URL matches)")
 	f.keyID = fs.String("key-id", "", "key `id` to sign with (hmac, jwt, rfc9421); with a preset, the key of --config to sign with (default: its only key)")
 	f.secret = fs.String("secret", "", "the key's `secret` instead of --config (plain, base64:…, or whsec_… under standard-webhooks); prefer $REPLAYGUARD_SECRET")
 	f.scheme = fs.String("scheme", "", "signature `scheme`: hmac, jwt, rfc9421 or a preset (default: the configuration's, else hmac)")
@@ -151,7 +153,7 @@ func newSignFlags(stderr io.Writer) *signFlags {
 	f.deliveryID = fs.String("delivery-id", "", "the delivery `id`: X-GitHub-Delivery, X-Shopify-Webhook-Id, webhook-id (default: a fresh one)")
 
 	c.groups = []flagGroup{
-		{"Every scheme", []string{"config", "key-id", "secret", "scheme", "preset", "X", "d", "H", "curl", "send", "timeout"}},
+		{"Every scheme", []string{"config", "route", "key-id", "secret", "scheme", "preset", "X", "d", "H", "curl", "send", "timeout"}},
 		{"Idempotency (hmac, jwt, rfc9421)", []string{"idempotency-key", "no-idempotency-key"}},
 		{"Private keys (jwt, rfc9421; standard-webhooks v1a)", []string{"private-key", "algorithm"}},
 		{"jwt (--scheme jwt)", []string{"iss", "sub", "aud", "ttl", "dpop-key", "access-token"}},
@@ -179,7 +181,10 @@ func cmdSign(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if f.set("timeout") && !*f.send {
 		return f.c.fail("--timeout applies to --send")
 	}
-	cfg, err := loadSignConfig(*f.cfgPath)
+	if f.set("route") && *f.cfgPath == "" {
+		return f.c.fail("--route needs --config")
+	}
+	cfg, err := loadRouteConfig(*f.cfgPath, *f.route, raw)
 	if err != nil {
 		return err
 	}
@@ -292,6 +297,14 @@ func contains(list []string, s string) bool {
 // loadSignConfig loads the configuration at path, or returns nil for no
 // path.
 func loadSignConfig(path string) (*replayguard.Config, error) {
+	return loadRouteConfig(path, "", "")
+}
+
+// loadRouteConfig loads the configuration at path (nil for no path) and
+// returns the configuration a request to rawURL is verified with: of a
+// configuration with routes, the route named name, or else the one the
+// URL's host and path match.
+func loadRouteConfig(path, name, rawURL string) (*replayguard.Config, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -299,7 +312,32 @@ func loadSignConfig(path string) (*replayguard.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &f.Config, nil
+	if len(f.Routes) == 0 {
+		if name != "" {
+			return nil, fmt.Errorf("sign: --route %s: %s has no routes", name, path)
+		}
+		return &f.Config, nil
+	}
+	rt := &router{}
+	for _, r := range f.Routes {
+		if name != "" && r.Name == name {
+			return &r.Config, nil
+		}
+		rt.routes = append(rt.routes, &route{name: r.Name, host: normalHost(r.Match.Host), prefix: strings.TrimSuffix(r.Match.PathPrefix, "/"), cfg: r.Config})
+	}
+	if name != "" {
+		return nil, fmt.Errorf("sign: %s has no route %q", path, name)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	rt.order()
+	r, err := rt.route(u.Host, u.RequestURI())
+	if err != nil {
+		return nil, fmt.Errorf("sign: %s: %w; name one with --route", path, err)
+	}
+	return &r.cfg, nil
 }
 
 func checkSignURL(raw string) error {
