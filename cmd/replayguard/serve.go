@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -270,7 +271,8 @@ func newProxy(upstream string, logger *slog.Logger) (*upstreamProxy, error) {
 	tr.MaxIdleConns = 1024
 	tr.MaxIdleConnsPerHost = 512
 	return &upstreamProxy{base: up, ReverseProxy: &httputil.ReverseProxy{
-		Transport: tr,
+		Transport:  tr,
+		BufferPool: copyBuffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
 			pr.SetXForwarded()
@@ -307,6 +309,30 @@ func newProxy(upstream string, logger *slog.Logger) (*upstreamProxy, error) {
 			refuse(w, r, fmt.Errorf("%w: %w", replayguard.ErrUpstreamUnavailable, err))
 		},
 	}}, nil
+}
+
+// copyBuffers are the buffers the proxies copy response bodies through:
+// without a pool each response allocates (and zeroes) one of 32 KiB.
+var copyBuffers = &bufferPool{}
+
+// bufferPool implements httputil.BufferPool on a sync.Pool.
+type bufferPool struct{ p sync.Pool }
+
+const copyBufferBytes = 32 << 10
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, copyBufferBytes)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) != copyBufferBytes {
+		return
+	}
+	buf = buf[:copyBufferBytes]
+	b.p.Put(&buf)
 }
 
 // outTarget is how the request line to the upstream is built: Opaque is
