@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,12 +35,15 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if cfg.Upstream == "" && cfg.AuthListen == "" {
-		return errUpstreamRequired()
+		return config.Locate(*path, errUpstreamRequired())
 	}
 	probe := cfg.Config
 	probe.Nonce.Store, probe.Idempotency.Store = replayguard.StoreMemory, replayguard.StoreMemory
 	probe.Nonce.Mode = replayguard.ModeExact
 	if _, err := replayguard.New(probe); err != nil {
+		if err := config.Locate(*path, err); errors.As(err, new(config.Errors)) {
+			return err
+		}
 		return fmt.Errorf("%s: %w", *path, err)
 	}
 	out, err := yaml.Marshal(redact(cfg))

@@ -43,11 +43,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if cfg.Upstream == "" && cfg.AuthListen == "" {
-		return errUpstreamRequired()
+		return config.Locate(*path, errUpstreamRequired())
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	warnExposure(logger, *path)
-	return serve(ctx, cfg, logger, nil)
+	return config.Locate(*path, serve(ctx, cfg, logger, nil))
 }
 
 // warnExposure warns when the configuration file holds literal secrets
