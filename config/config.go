@@ -52,7 +52,7 @@ func parse(name string, data []byte, lookup func(string) (string, bool)) (File, 
 	}
 	r.expand(&root, "", lookup)
 	collectSecrets(&root, "", &r.secrets)
-	(&checker{r: r, done: map[aliasUse]bool{}}).value(root.Content[0], fileType, "")
+	(&checker{r: r, done: map[aliasUse]bool{}}).value(root.Content[0], root.Content[0], fileType, "")
 	var f File
 	if err := root.Decode(&f); err != nil {
 		r.at(nil, "", oneLine(strings.TrimPrefix(err.Error(), "yaml: ")), err)

@@ -36,19 +36,24 @@ func (r *report) at(n *yaml.Node, path, msg string, cause error) {
 	r.errs = append(r.errs, e)
 }
 
-// fail records that the value n at path cannot be read, and empties it so
-// that the rest of the file can still be decoded and validated.
-func (r *report) fail(n *yaml.Node, path, msg string, cause error) {
-	r.at(n, path, msg, cause)
+// fail records, at node at, that the value n at path cannot be read, and
+// empties n so that the rest of the file can still be decoded and
+// validated.
+func (r *report) fail(at, n *yaml.Node, path, msg string, cause error) {
+	r.at(at, path, msg, cause)
 	r.failed = append(r.failed, path)
 	*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 }
 
-// repeats reports whether an error about path is one about a value that
-// could not be read, or about a field inside one.
+// repeats reports whether an error about path only follows from a value
+// that could not be read: one about that field, a field inside it, or a
+// section holding it (a key whose one secret is unreadable has no secret).
 func (r *report) repeats(path string) bool {
+	within := func(inner, outer string) bool {
+		return inner == outer || strings.HasPrefix(inner, outer+".") || strings.HasPrefix(inner, outer+"[")
+	}
 	for _, p := range r.failed {
-		if path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
+		if p == "" || within(path, p) || within(p, path) {
 			return true
 		}
 	}
@@ -380,8 +385,9 @@ type aliasUse struct {
 	t reflect.Type
 }
 
-// value checks the value n of the field at path, of type t.
-func (c *checker) value(n *yaml.Node, t reflect.Type, path string) {
+// value checks the value n of the field at path, of type t; errors are
+// placed at node at (the field's key, or n).
+func (c *checker) value(n, at *yaml.Node, t reflect.Type, path string) {
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
 			return
@@ -402,35 +408,41 @@ func (c *checker) value(n *yaml.Node, t reflect.Type, path string) {
 	pt := reflect.PointerTo(t)
 	switch {
 	case pt.Implements(yamlUnmarshalerType):
-		c.decode(n, t, path)
+		c.decode(n, at, t, path)
 	case pt.Implements(textUnmarshalerType):
 		if n.Kind != yaml.ScalarNode {
-			c.r.fail(n, path, wrongKind(t, n, path), nil)
+			c.r.fail(at, n, path, wrongKind(t, n, path), nil)
 			return
 		}
-		c.decode(n, t, path)
+		c.decode(n, at, t, path)
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			c.r.fail(n, path, wrongKind(t, n, path), nil)
+			c.r.fail(at, n, path, wrongKind(t, n, path), nil)
 			return
 		}
 		c.mapping(n, t, path)
 	case t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8:
 		if n.Kind != yaml.SequenceNode {
-			c.r.fail(n, path, wrongKind(t, n, path), nil)
+			c.r.fail(at, n, path, wrongKind(t, n, path), nil)
 			return
 		}
 		for i, e := range n.Content {
-			c.value(e, t.Elem(), index(path, i))
+			c.value(e, e, t.Elem(), index(path, i))
 		}
-	case t.Kind() == reflect.Map || t.Kind() == reflect.Interface:
-		c.decode(n, t, path)
-	default:
-		if n.Kind != yaml.ScalarNode {
-			c.r.fail(n, path, wrongKind(t, n, path), nil)
+	case t.Kind() == reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			c.r.fail(at, n, path, wrongKind(t, n, path), nil)
 			return
 		}
-		c.decode(n, t, path)
+		c.decode(n, at, t, path)
+	case t.Kind() == reflect.Interface:
+		c.decode(n, at, t, path)
+	default:
+		if n.Kind != yaml.ScalarNode {
+			c.r.fail(at, n, path, wrongKind(t, n, path), nil)
+			return
+		}
+		c.decode(n, at, t, path)
 	}
 }
 
@@ -467,7 +479,7 @@ func (c *checker) mapping(m *yaml.Node, t reflect.Type, path string) {
 			continue
 		}
 		if ok {
-			c.value(v, ft, p)
+			c.value(v, place(k, v), ft, p)
 		}
 		kept = append(kept, k, v)
 	}
@@ -485,7 +497,7 @@ func (c *checker) merge(v *yaml.Node, t reflect.Type, path string) {
 	for _, s := range sources {
 		m := resolve(s)
 		if m.Kind != yaml.MappingNode {
-			c.r.fail(s, join(path, "<<"), "want a mapping to merge, got "+describe(m, false), nil)
+			c.r.fail(s, s, join(path, "<<"), "want a mapping to merge, got "+describe(m, false), nil)
 			continue
 		}
 		u := aliasUse{m, t}
@@ -499,8 +511,8 @@ func (c *checker) merge(v *yaml.Node, t reflect.Type, path string) {
 	}
 }
 
-// decode decodes n as a t, reporting at n what the decoder refuses.
-func (c *checker) decode(n *yaml.Node, t reflect.Type, path string) {
+// decode decodes n as a t, reporting at node at what the decoder refuses.
+func (c *checker) decode(n, at *yaml.Node, t reflect.Type, path string) {
 	err := n.Decode(reflect.New(t).Interface())
 	if err == nil {
 		return
@@ -508,15 +520,25 @@ func (c *checker) decode(n *yaml.Node, t reflect.Type, path string) {
 	var te *yaml.TypeError
 	switch {
 	case t == durationType:
-		c.r.fail(n, path, wrongKind(t, n, path), err)
+		c.r.fail(at, n, path, wrongKind(t, n, path), err)
 	case errors.As(err, &te) && n.Kind == yaml.ScalarNode:
-		c.r.fail(n, path, wrongKind(t, n, path), err)
+		c.r.fail(at, n, path, wrongKind(t, n, path), err)
 	case reflect.PointerTo(t).Implements(textUnmarshalerType):
-		c.r.fail(n, path, fmt.Sprintf("got %s: %s", describe(n, isSecret(path)), err), err)
+		c.r.fail(at, n, path, fmt.Sprintf("got %s: %s", describe(n, isSecret(path)), err), err)
+	case errors.As(err, &te):
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			msgs[i] = typeErrorLine.ReplaceAllString(m, "")
+		}
+		c.r.fail(at, n, path, oneLine(strings.Join(msgs, "; ")), err)
 	default:
-		c.r.fail(n, path, oneLine(strings.TrimPrefix(err.Error(), "yaml: ")), err)
+		c.r.fail(at, n, path, oneLine(strings.TrimPrefix(err.Error(), "yaml: ")), err)
 	}
 }
+
+// typeErrorLine is the line a message of the decoder starts with; the
+// error is placed at its node instead.
+var typeErrorLine = regexp.MustCompile(`^line \d+: `)
 
 // wrongKind says what the field at path takes, and what it got.
 func wrongKind(t reflect.Type, n *yaml.Node, path string) string {
@@ -684,7 +706,7 @@ func (r *report) expand(n *yaml.Node, path string, lookup func(string) (string, 
 	case yaml.ScalarNode:
 		v, err := Expand(n.Value, lookup)
 		if err != nil {
-			r.fail(n, path, err.Error(), err)
+			r.fail(n, n, path, err.Error(), err)
 			return
 		}
 		if v != n.Value {
