@@ -139,6 +139,31 @@ func markdownFiles(t *testing.T) []string {
 	return files
 }
 
+// TestExamplesHaveReadmes: every directory of examples/ that holds an
+// example has a README.md giving the command that runs it (an indented or
+// fenced command line).
+func TestExamplesHaveReadmes(t *testing.T) {
+	// Its README comes with its rework around `replayguard sign --preset`.
+	pending := map[string]bool{filepath.Join("examples", "webhook-receiver"): true}
+	command := regexp.MustCompile("(?m)^(    |\t|```)")
+	checked := map[string]bool{}
+	require.NoError(t, filepath.WalkDir("examples", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() == "README.md" {
+			return err
+		}
+		dir := filepath.Dir(path)
+		if dir == "examples" || pending[dir] || checked[dir] {
+			return nil
+		}
+		checked[dir] = true
+		b, err := os.ReadFile(filepath.Join(dir, "README.md"))
+		if assert.NoError(t, err, "%s has no README.md", dir) {
+			assert.Regexp(t, command, string(b), "%s/README.md gives no command", dir)
+		}
+		return nil
+	}))
+}
+
 // headingAnchors returns the GitHub anchors of the headings of a Markdown
 // document, outside fenced code blocks; a repeated heading gets -1, -2, ….
 func headingAnchors(doc string) map[string]bool {
