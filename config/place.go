@@ -20,9 +20,7 @@ type report struct {
 	file    string
 	errs    Errors
 	secrets secrets
-	// failed are the paths whose value could not be read; an error of
-	// validation about them, or about a field inside them, only repeats
-	// the first.
+	// failed are the paths whose value could not be read (see repeats).
 	failed []string
 }
 
