@@ -134,19 +134,19 @@ func (c *checker) value(n, at *yaml.Node, t reflect.Type, path string) {
 		c.decode(n, at, t, path)
 	case pt.Implements(textUnmarshalerType):
 		if n.Kind != yaml.ScalarNode {
-			c.r.fail(at, n, path, wrongKind(t, n, path), nil)
+			c.r.fail(at, n, path, c.wrongKind(t, n, path), nil)
 			return
 		}
 		c.decode(n, at, t, path)
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			c.r.fail(at, n, path, wrongKind(t, n, path), nil)
+			c.r.fail(at, n, path, c.wrongKind(t, n, path), nil)
 			return
 		}
 		c.mapping(n, t, path)
 	case t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8:
 		if n.Kind != yaml.SequenceNode {
-			c.r.fail(at, n, path, wrongKind(t, n, path), nil)
+			c.r.fail(at, n, path, c.wrongKind(t, n, path), nil)
 			return
 		}
 		for i, e := range n.Content {
@@ -154,7 +154,7 @@ func (c *checker) value(n, at *yaml.Node, t reflect.Type, path string) {
 		}
 	case t.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			c.r.fail(at, n, path, wrongKind(t, n, path), nil)
+			c.r.fail(at, n, path, c.wrongKind(t, n, path), nil)
 			return
 		}
 		c.decode(n, at, t, path)
@@ -162,7 +162,7 @@ func (c *checker) value(n, at *yaml.Node, t reflect.Type, path string) {
 		c.decode(n, at, t, path)
 	default:
 		if n.Kind != yaml.ScalarNode {
-			c.r.fail(at, n, path, wrongKind(t, n, path), nil)
+			c.r.fail(at, n, path, c.wrongKind(t, n, path), nil)
 			return
 		}
 		c.decode(n, at, t, path)
@@ -183,7 +183,7 @@ func (c *checker) mapping(m *yaml.Node, t reflect.Type, path string) {
 		}
 		name := resolve(k)
 		if name.Kind != yaml.ScalarNode {
-			c.r.at(k, path, "a field name must be text, got "+describe(name, false), nil)
+			c.r.at(k, path, "a field name must be text, got "+c.describe(name, path), nil)
 			continue
 		}
 		p := join(path, name.Value)
@@ -220,7 +220,7 @@ func (c *checker) merge(v *yaml.Node, t reflect.Type, path string) {
 	for _, s := range sources {
 		m := resolve(s)
 		if m.Kind != yaml.MappingNode {
-			c.r.fail(s, s, join(path, "<<"), "want a mapping to merge, got "+describe(m, false), nil)
+			c.r.fail(s, s, join(path, "<<"), "want a mapping to merge, got "+c.describe(m, path), nil)
 			continue
 		}
 		u := aliasUse{m, t}
@@ -243,15 +243,17 @@ func (c *checker) decode(n, at *yaml.Node, t reflect.Type, path string) {
 	var te *yaml.TypeError
 	switch {
 	case t == durationType:
-		c.r.fail(at, n, path, wrongKind(t, n, path), err)
+		c.r.fail(at, n, path, c.wrongKind(t, n, path), err)
 	case errors.As(err, &te) && n.Kind == yaml.ScalarNode:
-		c.r.fail(at, n, path, wrongKind(t, n, path), err)
+		c.r.fail(at, n, path, c.wrongKind(t, n, path), err)
 	case reflect.PointerTo(t).Implements(textUnmarshalerType):
-		c.r.fail(at, n, path, fmt.Sprintf("got %s: %s", describe(n, isSecret(path)), err), err)
+		c.r.fail(at, n, path, fmt.Sprintf("got %s: %s", c.describe(n, path), err), err)
 	case errors.As(err, &te):
 		msgs := make([]string, len(te.Errors))
 		for i, m := range te.Errors {
-			msgs[i] = typeErrorLine.ReplaceAllString(m, "")
+			// The decoder quotes the start of a value: never a
+			// secret's, whatever the field.
+			msgs[i] = typeErrorValue.ReplaceAllString(typeErrorLine.ReplaceAllString(m, ""), "")
 		}
 		c.r.fail(at, n, path, oneLine(strings.Join(msgs, "; ")), err)
 	default:
@@ -263,9 +265,12 @@ func (c *checker) decode(n, at *yaml.Node, t reflect.Type, path string) {
 // error is placed at its node instead.
 var typeErrorLine = regexp.MustCompile(`^line \d+: `)
 
+// typeErrorValue is the start of a value the decoder quotes.
+var typeErrorValue = regexp.MustCompile(" `[^`]*`")
+
 // wrongKind says what the field at path takes, and what it got.
-func wrongKind(t reflect.Type, n *yaml.Node, path string) string {
-	return "want " + kindOf(t) + ", got " + describe(n, isSecret(path))
+func (c *checker) wrongKind(t reflect.Type, n *yaml.Node, path string) string {
+	return "want " + kindOf(t) + ", got " + c.describe(n, path)
 }
 
 // kindOf names what a field of type t takes.
@@ -294,8 +299,10 @@ func kindOf(t reflect.Type) string {
 	return "a value"
 }
 
-// describe names what node n holds; the value itself unless secret.
-func describe(n *yaml.Node, secret bool) string {
+// describe names what node n, the value of the field at path, holds: the
+// value itself, quoted and cut to a line's length, unless the field holds
+// a secret; a secret of another field in it is replaced before it is cut.
+func (c *checker) describe(n *yaml.Node, path string) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a section of fields"
@@ -304,10 +311,13 @@ func describe(n *yaml.Node, secret bool) string {
 	case yaml.AliasNode:
 		return "an alias"
 	}
-	if secret {
+	if isSecret(path) {
 		return "a value (not shown: a secret)"
 	}
-	v := n.Value
+	v := c.r.secrets.scrub(n.Value)
+	if v == redacted {
+		return v
+	}
 	if len(v) > 64 {
 		v = v[:61] + "..."
 	}
