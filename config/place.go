@@ -95,7 +95,7 @@ func (r *report) validation(doc *yaml.Node, err error) {
 // flatten returns the errors err joins, each on its own, also where a
 // wrapping error holds them (the fields they name say where they are).
 func flatten(err error) []error {
-	switch e := err.(type) {
+	switch e := err.(type) { //nolint:errorlint // walks the chain itself, to split the joins in it
 	case nil:
 		return nil
 	case interface{ Unwrap() []error }:
@@ -178,10 +178,7 @@ func parsePath(path string) ([]step, bool) {
 				return nil, false
 			}
 			steps = append(steps, step{index: i})
-			path = path[end+1:]
-			if strings.HasPrefix(path, ".") {
-				path = path[1:]
-			}
+			path = strings.TrimPrefix(path[end+1:], ".")
 			continue
 		}
 		end := strings.IndexAny(path, ".[")
@@ -192,10 +189,7 @@ func parsePath(path string) ([]step, bool) {
 			return nil, false
 		}
 		steps = append(steps, step{name: path[:end]})
-		path = path[end:]
-		if strings.HasPrefix(path, ".") {
-			path = path[1:]
-		}
+		path = strings.TrimPrefix(path[end:], ".")
 	}
 	return steps, len(steps) > 0
 }
