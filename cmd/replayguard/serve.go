@@ -45,11 +45,11 @@ admin_listen. SIGTERM or SIGINT shuts it down gracefully.`, stderr)
 		return err
 	}
 	if cfg.Upstream == "" && cfg.AuthListen == "" && len(cfg.Routes) == 0 {
-		return errUpstreamRequired()
+		return config.Locate(*path, errUpstreamRequired())
 	}
 	logger := newLogger(stderr, cfg.Log)
 	warnExposure(logger, *path)
-	return serve(ctx, cfg, logger, nil, *path)
+	return config.Locate(*path, serve(ctx, cfg, logger, nil, *path))
 }
 
 // warnExposure warns when the configuration file holds literal secrets
