@@ -131,6 +131,9 @@ func (gw *gateway) build(ctx context.Context, prevAccess *accessLog) error {
 	if err != nil {
 		return err
 	}
+	// A reload reusing the registry: the stores watched are this
+	// configuration's.
+	m.ResetWatches()
 	if b, ok := gw.set.Nonce.(*bloom.Memory); ok {
 		m.WatchBloom("nonce", b.Stats)
 	}
