@@ -22,10 +22,13 @@ const DefaultMemoryMaxBytes = 256 << 20
 //   - recordBytes: the memRecord (96 bytes); its slot in the shard's map,
 //     a 24-byte slot of a Swiss table between 7/16 and 7/8 full, 27 to 59
 //     bytes an entry with the control bytes and the tables' allocation
-//     rounded up (a map is made anew once a quarter of its peak is gone,
-//     see memShard.peak); its 16-byte item in the shard's expiry heap, in
-//     a slice at most twice as long as its items (up to 32).
+//     rounded up; its 16-byte item in the shard's expiry heap, in a slice
+//     at most twice as long as its items (up to 32).
 //   - ownedBytes: its item in its owner's expiry heap, when it has one.
+//
+// Once records expire, a map keeps the slots of its peak until a quarter
+// of it is gone and is then made anew (see memShard.peak): until then the
+// records left may hold up to a third more map than they count.
 const (
 	recordBytes = 96 + 60 + 32
 	ownedBytes  = 32
@@ -35,9 +38,9 @@ const (
 // for concurrent use and sharded.
 //
 // A completed record keeps its response encoded in one string (status,
-// headers, body), so that a record is four allocations whatever its
-// headers: the record, its key, that string and its share of the shard's
-// map and expiry heap. A replay decodes it into a new Response.
+// headers, body), so that a record is three allocations whatever its
+// headers (the record, its key and that string) besides its share of the
+// shard's map and expiry heaps. A replay decodes it into a new Response.
 type Memory struct {
 	shards   []memShard
 	seed     maphash.Seed
@@ -108,9 +111,12 @@ func WithMemoryClock(now func() time.Time) MemoryOption {
 	return func(m *Memory) { m.now = now }
 }
 
-// WithMemoryMaxBytes bounds the memory held; a Claim that would pass it
-// fails with ErrUnavailable (never evicting a live record). Default
-// DefaultMemoryMaxBytes; 0 or less means no bound.
+// WithMemoryMaxBytes bounds the live heap the records hold, each counted
+// as what it takes (Bytes): its key and encoded response as the allocator
+// rounds them, its record, map slot and expiry items at the most they take.
+// A Claim that would pass the bound fails with ErrUnavailable (never
+// evicting a live record), and so does a Complete whose response would.
+// Default DefaultMemoryMaxBytes; 0 or less means no bound.
 func WithMemoryMaxBytes(n int64) MemoryOption {
 	return func(m *Memory) { m.maxBytes = n }
 }
