@@ -139,6 +139,8 @@ func (gw *gateway) build(ctx context.Context, prevAccess *accessLog) error {
 	}
 	gw.set.WatchRedis(m)
 	gw.set.WatchDisk(m)
+	gw.set.WatchMemory(m)
+	m.WatchFunc("replayguard_heap_live_bytes", "Live heap of the process at the last garbage collection (runtime/metrics /gc/heap/live:bytes): what the memory stores' bounds hold.", false, heapLive)
 	if gw.nets, err = gw.cfg.TrustedProxyNets(); err != nil {
 		return err
 	}
