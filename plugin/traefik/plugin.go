@@ -71,8 +71,8 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := forwardable(r); err != nil {
-		replayguard.WriteProblem(w, err)
+	if !forwardable(r.RequestURI) {
+		replayguard.WriteProblem(w, unforwardable(r.RequestURI))
 		return
 	}
 	// Traefik forwards what is left of the request's trailers: nothing
@@ -81,18 +81,29 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.guard.ServeHTTP(w, r)
 }
 
-// forwardable refuses, before anything is verified or stored, a request
-// whose target Traefik would not send to the service as it is verified.
-// Traefik's proxy rebuilds the target from the request line: the path
-// through url.ParseRequestURI (escapes it cannot keep are re-encoded), the
-// query with every ';' turned into '&'. An entry point with
-// http.encodeQuerySemicolons: true hands the plugin, and the service, ';'
-// as "%3B" instead, which passes.
-func forwardable(r *http.Request) error {
-	target := signature.OriginForm(r.RequestURI)
+// forwardable reports whether Traefik sends the request-target uri to the
+// service as it is verified. Traefik's proxy rebuilds the target from the
+// request line: the path through url.ParseRequestURI (escapes it cannot
+// keep are re-encoded), the query with every ';' turned into '&'. An entry
+// point with http.encodeQuerySemicolons: true hands the plugin, and the
+// service, ';' as "%3B" instead, which passes. A target refused here is
+// refused before anything is verified or stored.
+//
+// The plugin's code runs in Traefik's interpreter, which allocates every
+// value a function body could hold on each call: the refusal is worded
+// apart, by unforwardable.
+func forwardable(uri string) bool {
+	target := signature.OriginForm(uri)
 	if target == "" {
-		return nil
+		return true
 	}
+	u, err := url.ParseRequestURI(target)
+	return err == nil && strings.IndexByte(u.RawQuery, ';') < 0 && u.RequestURI() == target
+}
+
+// unforwardable returns why forwardable refused uri.
+func unforwardable(uri string) error {
+	target := signature.OriginForm(uri)
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
 		return fmt.Errorf("%w: %s", replayguard.ErrTargetUnforwardable, err.Error())
@@ -100,10 +111,7 @@ func forwardable(r *http.Request) error {
 	if strings.IndexByte(u.RawQuery, ';') >= 0 {
 		return fmt.Errorf("%w: Traefik passes ';' in a query on as '&' (set the entry point's http.encodeQuerySemicolons to keep it)", replayguard.ErrTargetUnforwardable)
 	}
-	if u.RequestURI() != target {
-		return fmt.Errorf("%w: Traefik would send the path re-encoded", replayguard.ErrTargetUnforwardable)
-	}
-	return nil
+	return fmt.Errorf("%w: Traefik would send the path re-encoded", replayguard.ErrTargetUnforwardable)
 }
 
 // forward hands a verified request to next with its principal.
