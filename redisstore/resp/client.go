@@ -95,6 +95,10 @@ type Client struct {
 	loading  bool      // a load is under way or waits for loadMu
 	stale    bool      // a MOVED or an error since the last load started
 	loads    int       // loads started, to vary the node asked first
+
+	// master is the master the Sentinels named (Sentinel mode), "" until
+	// one did or after it refused a command as a replica.
+	master string
 }
 
 // New returns a Client for o. It connects lazily: the first call dials.
@@ -284,7 +288,10 @@ func (c *Client) execAll(ctx context.Context, cl call) ([]any, error) {
 		return nil, err
 	}
 	addr := c.route(cl)
-	asking, fresh := false, false
+	if addr == "" {
+		return nil, errNoMaster
+	}
+	asking, fresh, resent := false, false, false
 	// tried holds the nodes this call was sent or redirected to; down,
 	// those of them it could not reach, with their errors.
 	tried := []string{addr}
@@ -326,6 +333,18 @@ func (c *Client) execAll(ctx context.Context, cl call) ([]any, error) {
 				continue
 			}
 			return nil, withContext(ctx, err)
+		}
+		if c.opts.MasterName != "" && demoted(vs) && !resent {
+			// Sentinel made the master a replica: the command did not
+			// run, so it goes once more, to the master named now.
+			c.lostMaster(addr)
+			next := c.route(cl)
+			if next == "" || next == addr {
+				return vs, nil
+			}
+			addr, resent, fresh = next, true, false
+			tried = append(tried, next)
+			continue
 		}
 		e, prefix := redirectReply(vs)
 		if e == nil || redirects >= maxRedirects {
