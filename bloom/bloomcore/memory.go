@@ -522,12 +522,13 @@ func countOwner(p *partition, owner string) {
 }
 
 // setBits sets the bits of the first sf.k of locs, Locations of an
-// element, in sf.
+// element, in sf. (The shifted constants are typed: Yaegi takes an untyped
+// one for an int.)
 func setBits(sf *subFilter, locs []uint64) {
 	m := uint64(sf.m)
 	for _, l := range locs[:sf.k] {
 		l %= m
-		sf.words[l>>6] |= 1 << (l & 63)
+		sf.words[l>>6] |= uint64(1) << (l & 63)
 	}
 }
 
@@ -547,7 +548,7 @@ func hasBits(sf *subFilter, locs []uint64) bool {
 	m := uint64(sf.m)
 	for _, l := range locs[:sf.k] {
 		l %= m
-		if sf.words[l>>6]&(1<<(l&63)) == 0 {
+		if sf.words[l>>6]&(uint64(1)<<(l&63)) == 0 {
 			return false
 		}
 	}

@@ -13,10 +13,16 @@
 // where keys and scripts are those of the binary's go-redis stores: one
 // Redis serves instances of every shape.
 //
-// What Traefik's interpreter imposes: nonce mode "exact" only (no Bloom,
-// no local shield), no PostgreSQL, no Sentinel; a response without a
-// Content-Length (chunked, streamed) or of type text/event-stream passes
-// through unrecorded, and the wrapped response writer cannot flush early.
+// Nonces are exact or in Bloom filters (nonce.mode), in memory or in Redis
+// (standalone, Cluster or Sentinel), with the local shield in front of
+// Redis, as in the binary; Bloom filters in Redis are the binary's, bit for
+// bit. A Bloom bucket that grows, or passes its false-positive target, is
+// logged as a warning (the plugin has no metrics).
+//
+// What Traefik's interpreter imposes: no disk store, no PostgreSQL; a
+// response without a Content-Length (chunked, streamed) or of type
+// text/event-stream passes through unrecorded, and the wrapped response
+// writer cannot flush early.
 package traefik
 
 import (
@@ -48,14 +54,15 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	set, err := sharedStores(ctx, name, cfg, rc)
+	log := newLogger(name)
+	set, err := sharedStores(ctx, name, cfg, rc, log)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	g, err := replayguard.New(cfg,
 		replayguard.WithNonceStore(set.nonces),
 		replayguard.WithIdempotencyStore(set.idem),
-		replayguard.WithLogger(newLogger(name)),
+		replayguard.WithLogger(log),
 		replayguard.WithStreamUnknownLength(),
 	)
 	if err != nil {
