@@ -28,7 +28,6 @@ func (c *Client) sentinelRoute() string {
 	if c.master == "" && !c.closed {
 		c.mu.Unlock()
 		c.askNow()
-		now = time.Now()
 		c.mu.Lock()
 	} else if c.stale || now.Sub(c.loadedAt) >= reloadAfter {
 		c.startReload(now)

@@ -254,12 +254,12 @@ func failure(n int, malformed bool) error {
 
 // refusal returns the error Verify answers verifyMAC's err with.
 func refusal(s *Scheme, err error) error {
-	switch err {
-	case errNoDecodable:
+	switch {
+	case errors.Is(err, errNoDecodable):
 		return fmt.Errorf("%w: v1 value is not base64 of 32 bytes", signature.ErrMalformed)
-	case errUndecodable:
+	case errors.Is(err, errUndecodable):
 		return fmt.Errorf("%w: a v1 value is not base64 of 32 bytes", signature.ErrMalformed)
-	case errNoEntry:
+	case errors.Is(err, errNoEntry):
 		return fmt.Errorf("%w: no v1= entry in %s", signature.ErrMissing, s.headers.Signature)
 	}
 	return err
