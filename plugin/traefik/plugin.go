@@ -101,12 +101,20 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // apart, by unforwardable.
 func forwardable(uri string) bool {
 	target := signature.OriginForm(uri)
-	if target == "" {
+	if target == "" || target[0] == '/' && strings.Trim(target, plainTarget) == "" {
 		return true
 	}
 	u, err := url.ParseRequestURI(target)
 	return err == nil && strings.IndexByte(u.RawQuery, ';') < 0 && u.RequestURI() == target
 }
+
+// plainTarget are the bytes of a target starting with '/' that Traefik
+// forwards as they are: those url.URL.EscapedPath leaves unescaped in a
+// path, and '?' (what follows the first is the query, passed on as sent).
+// Neither '%' (an escape Traefik may re-encode) nor ';' (a query separator
+// it rewrites) is among them. A target made of these alone needs no
+// parsing.
+const plainTarget = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~$&+,/:=@?"
 
 // unforwardable returns why forwardable refused uri.
 func unforwardable(uri string) error {
