@@ -55,9 +55,15 @@ func compiledHandler(b *testing.B, name string, set func(*traefik.Config)) http.
 // in the same run: what the interpreter costs per request. compiled and
 // yaegi are a signed GET (the nonce alone), POST/compiled and POST/yaegi a
 // signed POST with a fresh Idempotency-Key (the nonce, then the dedupe
-// step recording the response).
+// step recording the response); floor is the test's own work per request
+// (building the request and the recorder, the upstream).
 func BenchmarkPlugin(b *testing.B) {
 	gopath := pluginGoPath(b)
+	// The floor: the same requests straight to the upstream, what the
+	// other figures hold besides the plugin.
+	b.Run("floor", func(b *testing.B) {
+		runBench(b, http.MethodGet, &upstream{})
+	})
 	b.Run("compiled", func(b *testing.B) {
 		runBench(b, http.MethodGet, compiledHandler(b, "bench", nil))
 	})
