@@ -1,6 +1,11 @@
 // Package bloom records replay keys in time-sliced Bloom filters: the
 // nonce store of `mode: bloom`.
 //
+// Memory is bloomcore.Memory, written with the standard library alone so
+// that the Traefik plugin, which its interpreter runs from source, keeps
+// its filters the same way; this package's tests hold it, bit for bit, to
+// bits-and-blooms/bloom/v3, the reference of the layout.
+//
 // Memory is a nonce.Store whose memory is bounded by a capacity and a target
 // false-positive rate instead of by the traffic itself (about 5.6 bytes per
 // nonce at 1e-9, see bloomcore.Optimal and bloomcore.BitsPerEntry). In exchange it may report a
@@ -24,7 +29,8 @@
 //     capacity and p the target rate, and is sized with bloomcore.Optimal.
 //     Bit positions are those of bits-and-blooms/bloom/v3, which
 //     bloomcore.Locations computes without it (a test here holds the two
-//     equal), each taken modulo the sub-filter's size in bits.
+//     equal over a million elements and every size the stores use), each
+//     taken modulo the sub-filter's size in bits.
 //
 // # Growth and expiry
 //

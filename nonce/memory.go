@@ -2,6 +2,7 @@ package nonce
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"sync"
@@ -31,16 +32,18 @@ type Memory struct {
 	count      atomic.Int64
 
 	// keyShare bounds the live records of one owner (Entry.Owner); 0: no
-	// bound beyond maxEntries. Owners are interned: ownerIDs names them,
-	// owners[id] counts their records (owners[0] is "no owner").
+	// bound beyond maxEntries. Owners are interned: owners maps a name to
+	// its *memOwner, whose id (from 1; 0 is "no owner") the shards know it
+	// by.
 	keyShare int64
-	ownersMu sync.RWMutex
-	ownerIDs map[string]uint32
-	owners   []*memOwner
+	ownersMu sync.Mutex // held while an owner is added
+	owners   sync.Map
+	nOwners  uint32
 }
 
 // memOwner is one owner's account.
 type memOwner struct {
+	id    uint32
 	count atomic.Int64
 }
 
@@ -123,8 +126,7 @@ func WithShards(n int) MemoryOption {
 
 // NewMemory returns an empty exact store.
 func NewMemory(opts ...MemoryOption) *Memory {
-	m := &Memory{now: time.Now, seed: maphash.MakeSeed(), seed2: maphash.MakeSeed(),
-		ownerIDs: map[string]uint32{}, owners: []*memOwner{nil}}
+	m := &Memory{now: time.Now, seed: maphash.MakeSeed(), seed2: maphash.MakeSeed()}
 	for _, o := range opts {
 		o(m)
 	}
@@ -139,38 +141,62 @@ func NewMemory(opts ...MemoryOption) *Memory {
 }
 
 // Add records e, or reports ErrReplayed.
+//
+// Add and what it runs on every call are functions rather than methods,
+// with refusals worded by functions of their own: under the Yaegi
+// interpreter (the Traefik plugin loads this package) a method call of an
+// interpreted type builds a reflect.MakeFunc wrapper each time, a defer
+// costs as much, and every value a function body could hold is allocated
+// on each call, whichever branch runs.
 func (m *Memory) Add(ctx context.Context, e Entry) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	if ctx.Err() != nil {
+		return canceled(ctx)
 	}
-	key := m.digest(e.Scope, e.Key)
+	var o *memOwner
+	if m.keyShare > 0 && e.Owner != "" {
+		o = ownerOf(m, e.Owner)
+	}
+	key := digestOf(m, e.Scope, e.Key)
 	now := UnixNano(m.now())
 	exp := UnixNano(e.Expires)
 	sh := &m.shards[key[0]&uint64(len(m.shards)-1)]
-	var oid uint32
-	if m.keyShare > 0 && e.Owner != "" {
-		oid = m.ownerID(e.Owner)
+	sh.mu.Lock()
+	over, err := add(m, sh, key, now, exp, o)
+	sh.mu.Unlock()
+	if over {
+		return overShare(m, sh, key, now, exp, o)
 	}
-	over, err := m.add(sh, key, now, exp, oid)
-	if !over {
-		return err
-	}
-	// Records of other shards may have expired unreclaimed: reclaim every
-	// shard (with no shard lock held) on the way to the owner's earliest
-	// expiry, and try once more.
-	wait := m.earliest(oid, now)
-	if over, err = m.add(sh, key, now, exp, oid); over {
+	return err
+}
+
+// canceled is Add's error for a canceled ctx.
+func canceled(ctx context.Context) error {
+	return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+}
+
+// overShare is Add after owner o was found over its share: records of
+// other shards may have expired unreclaimed, so every shard is reclaimed
+// (with no shard lock held) on the way to the owner's earliest expiry, and
+// the record is tried once more.
+func overShare(m *Memory, sh *memoryShard, key digest, now, exp int64, o *memOwner) error {
+	wait := m.earliest(o.id, now)
+	sh.mu.Lock()
+	over, err := add(m, sh, key, now, exp, o)
+	sh.mu.Unlock()
+	if over {
 		return NewQuotaError(wait)
 	}
 	return err
 }
 
-// add is Add under the shard's lock; over reports the owner over its share.
-func (m *Memory) add(sh *memoryShard, key digest, now, exp int64, oid uint32) (over bool, err error) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	m.reclaim(sh, now)
-	if old, ok := sh.records[key]; ok && old > now {
+// add is Add with sh.mu held; over reports owner o (nil: none) over its
+// share.
+func add(m *Memory, sh *memoryShard, key digest, now, exp int64, o *memOwner) (over bool, err error) {
+	if len(sh.expiry) > 0 && sh.expiry[0].at <= now {
+		reclaim(m, sh, now)
+	}
+	old, had := sh.records[key]
+	if had && old > now {
 		return false, ErrReplayed
 	}
 	if exp <= now {
@@ -179,57 +205,67 @@ func (m *Memory) add(sh *memoryShard, key digest, now, exp int64, oid uint32) (o
 		return false, nil
 	}
 	var owned *ownedExpiry
-	if oid != 0 {
-		owned = sh.owned[oid]
+	if o != nil {
+		owned = sh.owned[o.id]
 		if owned == nil {
-			owned = &ownedExpiry{o: m.owner(oid)}
-			sh.owned[oid] = owned
+			owned = newOwned(sh, o)
 		}
-		if owned.o.count.Load() >= m.keyShare {
+		if o.count.Load() >= m.keyShare {
 			return true, nil
 		}
 	}
 	if m.maxEntries > 0 && m.count.Load() >= m.maxEntries {
-		return false, fmt.Errorf("%w: memory store full (%d records)", ErrUnavailable, m.maxEntries)
+		return false, full(m)
 	}
-	if _, ok := sh.records[key]; !ok {
+	if !had {
 		m.count.Add(1)
 	}
 	sh.records[key] = exp
 	if len(sh.records) > sh.peak {
 		sh.peak = len(sh.records)
 	}
-	sh.expiry.push(expiryItem{at: exp, key: key, owner: oid})
-	if owned != nil {
-		owned.o.count.Add(1)
-		owned.expiry.push(exp)
+	if o == nil {
+		pushExpiry(&sh.expiry, expiryItem{at: exp, key: key})
+		return false, nil
 	}
+	pushExpiry(&sh.expiry, expiryItem{at: exp, key: key, owner: o.id})
+	o.count.Add(1)
+	pushTime(&owned.expiry, exp)
 	return false, nil
 }
 
-// ownerID interns an owner's name.
-func (m *Memory) ownerID(name string) uint32 {
-	m.ownersMu.RLock()
-	id, ok := m.ownerIDs[name]
-	m.ownersMu.RUnlock()
-	if ok {
-		return id
-	}
-	m.ownersMu.Lock()
-	defer m.ownersMu.Unlock()
-	if id, ok := m.ownerIDs[name]; ok {
-		return id
-	}
-	m.owners = append(m.owners, &memOwner{})
-	id = uint32(len(m.owners) - 1)
-	m.ownerIDs[name] = id
-	return id
+// newOwned adds owner o's account to shard sh. Called with sh.mu held.
+func newOwned(sh *memoryShard, o *memOwner) *ownedExpiry {
+	owned := &ownedExpiry{o: o}
+	sh.owned[o.id] = owned
+	return owned
 }
 
-func (m *Memory) owner(id uint32) *memOwner {
-	m.ownersMu.RLock()
-	defer m.ownersMu.RUnlock()
-	return m.owners[id]
+// full is Add's error when the store holds its most records.
+func full(m *Memory) error {
+	return fmt.Errorf("%w: memory store full (%d records)", ErrUnavailable, m.maxEntries)
+}
+
+// ownerOf returns the account of the owner named name, creating it.
+func ownerOf(m *Memory, name string) *memOwner {
+	if o, ok := m.owners.Load(name); ok {
+		return o.(*memOwner)
+	}
+	return addOwner(m, name)
+}
+
+// addOwner returns the account of the owner named name, created unless
+// another goroutine did first.
+func addOwner(m *Memory, name string) *memOwner {
+	m.ownersMu.Lock()
+	defer m.ownersMu.Unlock()
+	if o, ok := m.owners.Load(name); ok {
+		return o.(*memOwner)
+	}
+	m.nOwners++
+	o := &memOwner{id: m.nOwners}
+	m.owners.Store(name, o)
+	return o
 }
 
 // earliest returns how long until owner oid's earliest live record
@@ -239,7 +275,7 @@ func (m *Memory) earliest(oid uint32, now int64) time.Duration {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		m.reclaim(sh, now)
+		reclaim(m, sh, now)
 		if owned := sh.owned[oid]; owned != nil && len(owned.expiry) > 0 {
 			if at := owned.expiry[0]; first == 0 || at < first {
 				first = at
@@ -254,9 +290,9 @@ func (m *Memory) earliest(oid uint32, now int64) time.Duration {
 }
 
 // reclaim drops the shard's expired records. Called with sh.mu held.
-func (m *Memory) reclaim(sh *memoryShard, now int64) {
+func reclaim(m *Memory, sh *memoryShard, now int64) {
 	for len(sh.expiry) > 0 && sh.expiry[0].at <= now {
-		it := sh.expiry.pop()
+		it := popExpiry(&sh.expiry)
 		// The key may have been re-added later with a newer expiry; only
 		// the record matching this heap item goes.
 		if cur, ok := sh.records[it.key]; ok && cur == it.at {
@@ -268,7 +304,7 @@ func (m *Memory) reclaim(sh *memoryShard, now int64) {
 		}
 		if owned := sh.owned[it.owner]; it.owner != 0 && owned != nil {
 			for len(owned.expiry) > 0 && owned.expiry[0] <= now {
-				owned.expiry.pop()
+				popTime(&owned.expiry)
 			}
 		}
 	}
@@ -295,7 +331,7 @@ func (m *Memory) Sweep() {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		m.reclaim(sh, now)
+		reclaim(m, sh, now)
 		sh.mu.Unlock()
 	}
 }
@@ -306,29 +342,14 @@ func (m *Memory) Ping(context.Context) error { return nil }
 // digest is the 128-bit keyed digest of a scoped key.
 type digest [2]uint64
 
-func (m *Memory) digest(scope, key string) digest {
-	var h maphash.Hash
-	h.SetSeed(m.seed)
-	writeScoped(&h, scope, key)
-	var d digest
-	d[0] = h.Sum64()
-	h.SetSeed(m.seed2)
-	writeScoped(&h, scope, key)
-	d[1] = h.Sum64()
-	return d
-}
-
-// writeScoped writes scope and key length-prefixed, so no two pairs share
-// an encoding.
-func writeScoped(h *maphash.Hash, scope, key string) {
-	var n [8]byte
-	l := uint64(len(scope))
-	for i := 0; i < 8; i++ {
-		n[i] = byte(l >> (8 * i))
-	}
-	_, _ = h.Write(n[:])
-	_, _ = h.WriteString(scope)
-	_, _ = h.WriteString(key)
+func digestOf(m *Memory, scope, key string) digest {
+	// The scope's length, then scope and key: no two pairs share an
+	// encoding. maphash hashes it compiled, one call per seed.
+	var buf [96]byte
+	b := binary.LittleEndian.AppendUint64(buf[:0], uint64(len(scope)))
+	b = append(b, scope...)
+	b = append(b, key...)
+	return digest{maphash.Bytes(m.seed, b), maphash.Bytes(m.seed2, b)}
 }
 
 // ScopedKey joins scope and key unambiguously.
@@ -346,9 +367,16 @@ type expiryItem struct {
 // interface boxing on every push.
 type expiryHeap []expiryItem
 
-func (h *expiryHeap) push(it expiryItem) {
+func pushExpiry(h *expiryHeap, it expiryItem) {
 	*h = append(*h, it)
-	s := *h
+	// Expiries mostly arrive in order: the new item stays a leaf.
+	if n := len(*h); n > 1 && (*h)[(n-2)/2].at > it.at {
+		siftUp(*h)
+	}
+}
+
+// siftUp moves the last item of s up to its place.
+func siftUp(s expiryHeap) {
 	i := len(s) - 1
 	for i > 0 {
 		p := (i - 1) / 2
@@ -360,7 +388,7 @@ func (h *expiryHeap) push(it expiryItem) {
 	}
 }
 
-func (h *expiryHeap) pop() expiryItem {
+func popExpiry(h *expiryHeap) expiryItem {
 	s := *h
 	top := s[0]
 	last := len(s) - 1
@@ -394,7 +422,7 @@ func (h *expiryHeap) pop() expiryItem {
 // timeHeap is a min-heap of expiries.
 type timeHeap []int64
 
-func (h *timeHeap) push(at int64) {
+func pushTime(h *timeHeap, at int64) {
 	*h = append(*h, at)
 	s := *h
 	i := len(s) - 1
@@ -408,7 +436,7 @@ func (h *timeHeap) push(at int64) {
 	}
 }
 
-func (h *timeHeap) pop() {
+func popTime(h *timeHeap) {
 	s := *h
 	last := len(s) - 1
 	s[0] = s[last]

@@ -199,7 +199,7 @@ func (b *BloomNonce) Add(ctx context.Context, e nonce.Entry) error {
 	full := count > uint64(b.sub(n).capacity)
 	if present {
 		if full {
-			st.advance(n + 1)
+			b.advance(id, st, n+1)
 		}
 		return nonce.ErrReplayed
 	}
@@ -355,7 +355,7 @@ func (b *BloomNonce) getCmd(id partID, i int, locs []uint64, withCount bool) Cmd
 // its sub-filter full; each step is one round trip.
 func (b *BloomNonce) follow(ctx context.Context, id partID, st *partState, i int, data []byte) error {
 	for ; i < maxSubFilters && b.sub(i).m <= maxBitmapBits; i++ {
-		st.advance(i)
+		b.advance(id, st, i)
 		g := b.sub(i)
 		reply, err := b.c.Process(ctx, b.getCmd(id, i, bloomcore.Locations(data, g.k), true))
 		if err != nil {
@@ -422,11 +422,19 @@ func (st *partState) expired(n int, expMs int64, gen uint64) {
 	}
 }
 
-// advance moves the newest known sub-filter to at least i.
-func (st *partState) advance(i int) {
+// advance moves the newest known sub-filter of partition id to at least
+// i, reporting to the growth hook when this instance learns of a newer
+// one.
+func (b *BloomNonce) advance(id partID, st *partState, i int) {
 	for {
 		cur := st.cur.Load()
-		if int(cur) >= i || st.cur.CompareAndSwap(cur, int32(i)) {
+		if int(cur) >= i {
+			return
+		}
+		if st.cur.CompareAndSwap(cur, int32(i)) {
+			if b.opts.onGrowth != nil {
+				b.opts.onGrowth(bloomcore.Growth{Bucket: time.Unix(0, id.bucket*int64(b.opts.width)).UTC(), Partition: id.part, SubFilters: i + 1})
+			}
 			return
 		}
 	}

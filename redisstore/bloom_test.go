@@ -79,7 +79,10 @@ func TestBloomGrowth(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	c := newClient(t, slow, srv.Addr())
-	b, err := redisstore.NewBloomNonce(c, 320, 1e-9, time.Minute, redisstore.WithKeyPrefix("g"))
+	var mu sync.Mutex
+	grew := map[bloomcore.Growth]int{}
+	b, err := redisstore.NewBloomNonce(c, 320, 1e-9, time.Minute, redisstore.WithKeyPrefix("g"),
+		redisstore.WithGrowth(func(g bloomcore.Growth) { mu.Lock(); grew[g]++; mu.Unlock() }))
 	require.NoError(t, err)
 	ctx := context.Background()
 	ts := time.Now()
@@ -105,6 +108,25 @@ func TestBloomGrowth(t *testing.T) {
 		assert.NotEqual(t, "-1", ttl, "%s has no expiry", k)
 	}
 	assert.GreaterOrEqual(t, len(subs), 3, "the partitions grew twice: %v", subs)
+
+	// Each partition's growth was reported once per sub-filter it moved to.
+	mu.Lock()
+	defer mu.Unlock()
+	bucket := time.Unix(0, bloomcore.BucketIndex(ts, bloomcore.DefaultBucketWidth)*int64(bloomcore.DefaultBucketWidth)).UTC()
+	most := map[int]int{}
+	for g, times := range grew {
+		assert.Equal(t, 1, times, "%+v", g)
+		assert.Equal(t, bucket, g.Bucket)
+		if g.SubFilters > most[g.Partition] {
+			most[g.Partition] = g.SubFilters
+		}
+	}
+	assert.Len(t, most, bloomcore.DefaultPartitions, "every partition grew")
+	for p, sub := range most {
+		for i := 2; i <= sub; i++ {
+			assert.Contains(t, grew, bloomcore.Growth{Bucket: bucket, Partition: p, SubFilters: i})
+		}
+	}
 
 	stats, err := b.Stats(ctx)
 	require.NoError(t, err)

@@ -18,6 +18,7 @@ type options struct {
 	width      time.Duration
 	partitions int
 	maxBytes   int64 // of a stored response body
+	onGrowth   func(bloomcore.Growth)
 }
 
 func newOptions(opts []Option) options {
@@ -84,6 +85,16 @@ func WithBucketWidth(d time.Duration) Option {
 // shards. Default bloomcore.DefaultPartitions (16).
 func WithPartitions(n int) Option {
 	return func(o *options) { o.partitions = n }
+}
+
+// WithGrowth sets a function the Bloom store calls when this instance
+// learns that a partition has moved to a newer sub-filter (BloomNonce
+// only): the bucket received more entries than its share of the
+// configured capacity. Every instance sharing the Redis learns it on its
+// own, so each reports it. It must be fast and safe for concurrent use.
+// Default none.
+func WithGrowth(f func(bloomcore.Growth)) Option {
+	return func(o *options) { o.onGrowth = f }
 }
 
 // WithMaxResponseBytes sets the largest response body the idempotency

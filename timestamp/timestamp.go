@@ -3,6 +3,7 @@ package timestamp
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -55,13 +56,21 @@ func New(tolerance, futureSkew time.Duration) Window {
 
 // Check reports whether ts lies inside the window around now.
 func (w Window) Check(ts, now time.Time) error {
+	if ts.Before(now.Add(-w.Tolerance)) || ts.After(now.Add(w.FutureSkew)) {
+		return outside(w, ts, now)
+	}
+	return nil
+}
+
+// outside returns why ts, outside w around now, is refused. Check's
+// refusals are worded here so that Check itself stays small: the Yaegi
+// interpreter (the Traefik plugin) allocates every value a function body
+// could hold on each call, whichever branch runs.
+func outside(w Window, ts, now time.Time) error {
 	if ts.Before(now.Add(-w.Tolerance)) {
 		return fmt.Errorf("%w: %s older than the %s tolerance", ErrExpired, now.Sub(ts).Truncate(time.Second), w.Tolerance)
 	}
-	if ts.After(now.Add(w.FutureSkew)) {
-		return fmt.Errorf("%w: %s ahead, more than the %s allowed skew", ErrInFuture, ts.Sub(now).Truncate(time.Second), w.FutureSkew)
-	}
-	return nil
+	return fmt.Errorf("%w: %s ahead, more than the %s allowed skew", ErrInFuture, ts.Sub(now).Truncate(time.Second), w.FutureSkew)
 }
 
 // Expiry is the absolute time after which a replay record for a request
@@ -99,19 +108,22 @@ func (w Window) Validate() error {
 // ParseUnix parses a unix time in whole seconds: 1 to 11 ASCII digits, no
 // sign, no spaces, no fraction.
 func ParseUnix(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, ErrMissing
+	// Base 10 takes digits alone: no sign, no underscore, no space.
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || len(s) > maxDigits {
+		return time.Time{}, unixError(s)
 	}
-	if len(s) > maxDigits {
-		return time.Time{}, fmt.Errorf("%w: more than %d digits", ErrMalformed, maxDigits)
+	return time.Unix(int64(n), 0), nil
+}
+
+// unixError returns why ParseUnix refused s. Worded apart so that ParseUnix
+// stays small, as Check does.
+func unixError(s string) error {
+	switch {
+	case s == "":
+		return ErrMissing
+	case len(s) > maxDigits:
+		return fmt.Errorf("%w: more than %d digits", ErrMalformed, maxDigits)
 	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return time.Time{}, fmt.Errorf("%w: not a unix time in seconds", ErrMalformed)
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return time.Unix(n, 0), nil
+	return fmt.Errorf("%w: not a unix time in seconds", ErrMalformed)
 }

@@ -1,9 +1,9 @@
-// Package bloomcore is the standard-library half of replayguard's Bloom
-// filters: the arithmetic every store keeping Bloom bits must agree on, and
-// the local shield. Package bloom keeps its in-process filters on
-// bits-and-blooms/bloom/v3; package redisstore keeps the same layout in
-// Redis bitmaps; both take their layout from here, so an entry lands in
-// the same bucket, partition and bit positions wherever it is checked.
+// Package bloomcore is replayguard's Bloom filters in the standard library
+// alone: the arithmetic every store keeping Bloom bits must agree on, the
+// in-process store (Memory, which package bloom presents) and the local
+// shield. Package redisstore keeps the same layout in Redis bitmaps; both
+// take it from here, so an entry lands in the same bucket, partition and
+// bit positions wherever it is checked.
 //
 //   - The element is nonce.ScopedKey(Entry.Scope, Entry.Key).
 //   - The bucket is floor(signed timestamp / width) (BucketIndex), computed
@@ -21,12 +21,16 @@
 //     taken modulo the filter's size in bits.
 //
 // Package bloom's tests hold Optimal and Locations equal to bits-and-blooms'
-// over many random inputs.
+// over a million random elements and every (m, k) the stores' sizing
+// gives, and this package's tests hold Memory's bits to those of
+// bits-and-blooms filters fed the same elements.
 //
-// Shield is `nonce.local_shield`: an in-process filter in front of a
+// Memory is `nonce.mode: bloom` with `nonce.store: memory`. Shield is
+// `nonce.local_shield`: an in-process filter (a Memory) in front of a
 // shared store.
 //
 // The package imports only the standard library and package nonce, and
 // keeps to the Go the Yaegi interpreter runs (the Traefik plugin loads it):
-// no min, max or clear, no iterators, no generics.
+// no min, max or clear, no iterators, no generics. What runs on every check
+// is also written for the interpreter's costs (see Memory).
 package bloomcore

@@ -14,12 +14,39 @@ import (
 //
 // in uint64 arithmetic, h = (h1, h2, h3, h4).
 func Locations(data []byte, k uint) []uint64 {
-	var h [4]uint64
-	h[0], h[1] = murmur128(data, false)
-	h[2], h[3] = murmur128(data, true)
+	// Both hashes share the blocks of data; only their tails differ (one
+	// more byte may complete a block for the second).
+	full := len(data) / 16 * 16
+	var b1, b2 uint64
+	for i := 0; i < full; i += 16 {
+		b1, b2 = murmurBlock(b1, b2, binary.LittleEndian.Uint64(data[i:]), binary.LittleEndian.Uint64(data[i+8:]))
+	}
+	var tail [17]byte
+	t := copy(tail[:], data[full:])
+	h0, h1 := murmurTail(b1, b2, tail[:t], uint64(len(data)))
+	tail[t] = 1
+	h2, h3 := murmurTail(b1, b2, tail[:t+1], uint64(len(data)+1))
+
+	// Position i is h[i mod 2] + i·h[2 + ((i + i mod 2) mod 4)/2]: the
+	// second hash runs h2, h3, h3, h2 over every four positions.
 	locs := make([]uint64, k)
-	for i := uint64(0); i < uint64(k); i++ {
-		locs[i] = h[i%2] + i*h[2+((i+i%2)%4)/2]
+	n := uint64(k)
+	i := uint64(0)
+	for ; i+4 <= n; i += 4 {
+		locs[i] = h0 + i*h2
+		locs[i+1] = h1 + (i+1)*h3
+		locs[i+2] = h0 + (i+2)*h3
+		locs[i+3] = h1 + (i+3)*h2
+	}
+	switch n - i {
+	case 3:
+		locs[i+2] = h0 + (i+2)*h3
+		fallthrough
+	case 2:
+		locs[i+1] = h1 + (i+1)*h3
+		fallthrough
+	case 1:
+		locs[i] = h0 + i*h2
 	}
 	return locs
 }
@@ -30,49 +57,30 @@ const (
 	murmurC2 = 0x4cf5ad432745937f
 )
 
-// murmur128 returns the 128-bit MurmurHash3 (x64 variant, seed 0) of data,
-// or of data followed by the byte 1 when one is set, without copying data.
-func murmur128(data []byte, one bool) (uint64, uint64) {
-	var h1, h2 uint64
-	n := len(data)
-	full := n / 16 * 16
-	for i := 0; i < full; i += 16 {
-		h1, h2 = murmurBlock(h1, h2, binary.LittleEndian.Uint64(data[i:]), binary.LittleEndian.Uint64(data[i+8:]))
-	}
-	var tail [17]byte
-	t := copy(tail[:], data[full:])
-	length := uint64(n)
-	if one {
-		tail[t] = 1
-		t++
-		length++
-	}
+// murmurTail finishes the 128-bit MurmurHash3 (x64 variant, seed 0) of an
+// input of length bytes whose full 16-byte blocks left (h1, h2) and whose
+// remaining bytes are tail (at most 16: a full block is mixed as one).
+func murmurTail(h1, h2 uint64, tail []byte, length uint64) (uint64, uint64) {
+	t := len(tail)
 	if t == 16 {
-		h1, h2 = murmurBlock(h1, h2, binary.LittleEndian.Uint64(tail[:]), binary.LittleEndian.Uint64(tail[8:]))
+		h1, h2 = murmurBlock(h1, h2, binary.LittleEndian.Uint64(tail), binary.LittleEndian.Uint64(tail[8:]))
 		t = 0
 	}
-	var k1, k2 uint64
-	for i := t - 1; i >= 8; i-- {
-		k2 = k2<<8 | uint64(tail[i])
-	}
-	if t > 8 {
-		k2 *= murmurC2
-		k2 = bits.RotateLeft64(k2, 33)
-		k2 *= murmurC1
-		h2 ^= k2
-	}
-	last := t
-	if last > 8 {
-		last = 8
-	}
-	for i := last - 1; i >= 0; i-- {
-		k1 = k1<<8 | uint64(tail[i])
-	}
 	if t > 0 {
+		var buf [16]byte
+		copy(buf[:], tail[:t])
+		k1 := binary.LittleEndian.Uint64(buf[:])
 		k1 *= murmurC1
 		k1 = bits.RotateLeft64(k1, 31)
 		k1 *= murmurC2
 		h1 ^= k1
+		if t > 8 {
+			k2 := binary.LittleEndian.Uint64(buf[8:])
+			k2 *= murmurC2
+			k2 = bits.RotateLeft64(k2, 33)
+			k2 *= murmurC1
+			h2 ^= k2
+		}
 	}
 
 	h1 ^= length

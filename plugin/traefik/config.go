@@ -36,8 +36,7 @@ type Config struct {
 	RFC9421 RFC9421 `json:"rfc9421,omitempty"`
 	// Timestamp is the freshness window.
 	Timestamp Timestamp `json:"timestamp,omitempty"`
-	// Nonce configures replay protection. Only mode "exact" is available
-	// in the plugin.
+	// Nonce configures replay protection.
 	Nonce Nonce `json:"nonce,omitempty"`
 	// Idempotency configures the dedupe layer (stores "memory" and
 	// "redis").
@@ -100,22 +99,25 @@ type Nonce struct {
 	// Store is "memory" (default) or "redis" ("disk" needs an embedded
 	// database the interpreter cannot load).
 	Store string `json:"store,omitempty"`
-	// Mode must be "exact" (the default) in the plugin: Bloom positions
-	// come from a library Traefik's interpreter cannot load.
+	// Mode is "exact" (default) or "bloom".
 	Mode string `json:"mode,omitempty"`
-	// Capacity and FalsePositiveRate size a Bloom store; accepted for one
-	// configuration with the other shapes, unused in exact mode.
-	Capacity          int     `json:"capacity,omitempty"`
+	// Capacity is the number of nonces a Bloom store is sized for within
+	// one window. Default 1,000,000.
+	Capacity int `json:"capacity,omitempty"`
+	// FalsePositiveRate is the Bloom store's target. Default 1e-9.
 	FalsePositiveRate float64 `json:"falsePositiveRate,omitempty"`
-	// LocalShield is not available in the plugin (it is a Bloom filter).
+	// LocalShield puts an in-process filter in front of the Redis store:
+	// repeats of replay keys it has seen are answered without a round
+	// trip. Ignored with the memory store. Default false.
 	LocalShield bool `json:"localShield,omitempty"`
-	// MaxEntries caps the memory store (0: no cap).
+	// MaxEntries caps the exact memory store. Default 10,000,000; -1: no
+	// cap.
 	MaxEntries int `json:"maxEntries,omitempty"`
-	// MaxSubFilters bounds a Bloom store's growth; accepted for one
-	// configuration with the other shapes, unused in exact mode.
+	// MaxSubFilters bounds the growth of a partition of the memory Bloom
+	// store. Default 4.
 	MaxSubFilters int `json:"maxSubfilters,omitempty"`
-	// KeyShare is the fraction of maxEntries one key entry may hold
-	// (0: 1 / the number of key entries).
+	// KeyShare is the fraction of the memory store's bound one key entry
+	// may hold (0: 1 / the number of key entries).
 	KeyShare float64 `json:"keyShare,omitempty"`
 }
 
@@ -137,7 +139,7 @@ type Idempotency struct {
 }
 
 // Redis is the shared Redis: one address for a standalone server, several
-// for a Cluster.
+// for a Cluster, or the Sentinels' with MasterName.
 type Redis struct {
 	Addrs      []string `json:"addrs,omitempty"`
 	MasterName string   `json:"masterName,omitempty"`
@@ -176,12 +178,6 @@ func (c *Config) model() (replayguard.Config, redisstore.Config, error) {
 	if m.UsesRedis() && len(rc.Addrs) == 0 {
 		errs = append(errs, errors.New("config: redis.addrs: required when a store is \"redis\""))
 	}
-	if m.Nonce.Mode != replayguard.ModeExact {
-		errs = append(errs, fmt.Errorf("config: nonce.mode: %q is not available in the Traefik plugin, whose interpreter cannot load the Bloom library; use %q here, or the binary or Caddy module for Bloom mode", m.Nonce.Mode, replayguard.ModeExact))
-	}
-	if m.Nonce.LocalShield {
-		errs = append(errs, errors.New("config: nonce.localShield: not available in the Traefik plugin (the shield is a Bloom filter)"))
-	}
 	if m.Nonce.Store == replayguard.StoreDisk {
 		errs = append(errs, errors.New("config: nonce.store: \"disk\" is not available in the Traefik plugin, whose interpreter cannot load an embedded database; use \"redis\" for nonces that outlive a restart"))
 	}
@@ -190,9 +186,6 @@ func (c *Config) model() (replayguard.Config, redisstore.Config, error) {
 	}
 	if m.Idempotency.Store == replayguard.StorePostgres {
 		errs = append(errs, errors.New("config: idempotency.store: \"postgres\" is not available in the Traefik plugin; use \"redis\" to share records with other instances"))
-	}
-	if rc.MasterName != "" {
-		errs = append(errs, errors.New("config: redis.masterName: Sentinel is not available in the Traefik plugin; name the master's address in redis.addrs"))
 	}
 	if len(errs) > 0 {
 		return replayguard.Config{}, redisstore.Config{}, errors.Join(errs...)

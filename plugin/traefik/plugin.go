@@ -13,10 +13,16 @@
 // where keys and scripts are those of the binary's go-redis stores: one
 // Redis serves instances of every shape.
 //
-// What Traefik's interpreter imposes: nonce mode "exact" only (no Bloom,
-// no local shield), no PostgreSQL, no Sentinel; a response without a
-// Content-Length (chunked, streamed) or of type text/event-stream passes
-// through unrecorded, and the wrapped response writer cannot flush early.
+// Nonces are exact or in Bloom filters (nonce.mode), in memory or in Redis
+// (standalone, Cluster or Sentinel), with the local shield in front of
+// Redis, as in the binary; Bloom filters in Redis are the binary's, bit for
+// bit. A Bloom bucket that grows, or passes its false-positive target, is
+// logged as a warning (the plugin has no metrics).
+//
+// What Traefik's interpreter imposes: no disk store, no PostgreSQL; a
+// response without a Content-Length (chunked, streamed) or of type
+// text/event-stream passes through unrecorded, and the wrapped response
+// writer cannot flush early.
 package traefik
 
 import (
@@ -48,14 +54,15 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	set, err := sharedStores(ctx, name, cfg, rc)
+	log := newLogger(name)
+	set, err := sharedStores(ctx, name, cfg, rc, log)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	g, err := replayguard.New(cfg,
 		replayguard.WithNonceStore(set.nonces),
 		replayguard.WithIdempotencyStore(set.idem),
-		replayguard.WithLogger(newLogger(name)),
+		replayguard.WithLogger(log),
 		replayguard.WithStreamUnknownLength(),
 	)
 	if err != nil {
@@ -71,8 +78,8 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := forwardable(r); err != nil {
-		replayguard.WriteProblem(w, err)
+	if !forwardable(r.RequestURI) {
+		replayguard.WriteProblem(w, unforwardable(r.RequestURI))
 		return
 	}
 	// Traefik forwards what is left of the request's trailers: nothing
@@ -81,18 +88,37 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.guard.ServeHTTP(w, r)
 }
 
-// forwardable refuses, before anything is verified or stored, a request
-// whose target Traefik would not send to the service as it is verified.
-// Traefik's proxy rebuilds the target from the request line: the path
-// through url.ParseRequestURI (escapes it cannot keep are re-encoded), the
-// query with every ';' turned into '&'. An entry point with
-// http.encodeQuerySemicolons: true hands the plugin, and the service, ';'
-// as "%3B" instead, which passes.
-func forwardable(r *http.Request) error {
-	target := signature.OriginForm(r.RequestURI)
-	if target == "" {
-		return nil
+// forwardable reports whether Traefik sends the request-target uri to the
+// service as it is verified. Traefik's proxy rebuilds the target from the
+// request line: the path through url.ParseRequestURI (escapes it cannot
+// keep are re-encoded), the query with every ';' turned into '&'. An entry
+// point with http.encodeQuerySemicolons: true hands the plugin, and the
+// service, ';' as "%3B" instead, which passes. A target refused here is
+// refused before anything is verified or stored.
+//
+// The plugin's code runs in Traefik's interpreter, which allocates every
+// value a function body could hold on each call: the refusal is worded
+// apart, by unforwardable.
+func forwardable(uri string) bool {
+	target := signature.OriginForm(uri)
+	if target == "" || target[0] == '/' && strings.Trim(target, plainTarget) == "" {
+		return true
 	}
+	u, err := url.ParseRequestURI(target)
+	return err == nil && strings.IndexByte(u.RawQuery, ';') < 0 && u.RequestURI() == target
+}
+
+// plainTarget are the bytes of a target starting with '/' that Traefik
+// forwards as they are: those url.URL.EscapedPath leaves unescaped in a
+// path, and '?' (what follows the first is the query, passed on as sent).
+// Neither '%' (an escape Traefik may re-encode) nor ';' (a query separator
+// it rewrites) is among them. A target made of these alone needs no
+// parsing.
+const plainTarget = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~$&+,/:=@?"
+
+// unforwardable returns why forwardable refused uri.
+func unforwardable(uri string) error {
+	target := signature.OriginForm(uri)
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
 		return fmt.Errorf("%w: %s", replayguard.ErrTargetUnforwardable, err.Error())
@@ -100,10 +126,7 @@ func forwardable(r *http.Request) error {
 	if strings.IndexByte(u.RawQuery, ';') >= 0 {
 		return fmt.Errorf("%w: Traefik passes ';' in a query on as '&' (set the entry point's http.encodeQuerySemicolons to keep it)", replayguard.ErrTargetUnforwardable)
 	}
-	if u.RequestURI() != target {
-		return fmt.Errorf("%w: Traefik would send the path re-encoded", replayguard.ErrTargetUnforwardable)
-	}
-	return nil
+	return fmt.Errorf("%w: Traefik would send the path re-encoded", replayguard.ErrTargetUnforwardable)
 }
 
 // forward hands a verified request to next with its principal.

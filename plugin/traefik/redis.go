@@ -3,6 +3,9 @@ package traefik
 import (
 	"context"
 	"crypto/tls"
+	"time"
+
+	"github.com/replayguard/replayguard/bloom/bloomcore"
 
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
@@ -23,15 +26,22 @@ type redisConn struct {
 // follow fail_mode until Redis answers. With several addresses (a Cluster)
 // the client loads the slot map (CLUSTER SLOTS) from any of them and routes
 // each key to its slot's master, following MOVED and ASK and reloading the
-// map after a failover.
+// map after a failover. With redis.masterName the addresses are the
+// Sentinels, which name the master and are asked again when it fails or
+// turns replica.
 func dialRedis(_ context.Context, r redisstore.Config) (*redisConn, error) {
 	o := resp.Options{
-		Addr:         r.Addrs[0],
-		ClusterAddrs: r.Addrs[1:],
-		Username:     r.Username,
-		Password:     r.Password,
-		DB:           r.DB,
-		Timeout:      r.Timeout.D(),
+		Username: r.Username,
+		Password: r.Password,
+		DB:       r.DB,
+		Timeout:  r.Timeout.D(),
+	}
+	if r.MasterName != "" {
+		o.MasterName = r.MasterName
+		o.Sentinels = r.Addrs
+	} else {
+		o.Addr = r.Addrs[0]
+		o.ClusterAddrs = r.Addrs[1:]
 	}
 	if r.TLS {
 		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -51,6 +61,13 @@ func dialRedis(_ context.Context, r redisstore.Config) (*redisConn, error) {
 }
 
 func (rc *redisConn) nonces() nonce.Store { return redisstore.NewNonce(rc.client, rc.opts...) }
+
+// bloomNonces returns the Bloom nonce store of the binary on the same keys:
+// capacity nonces per window at fpRate, growth reported to grew.
+func (rc *redisConn) bloomNonces(capacity uint, fpRate float64, window time.Duration, grew func(bloomcore.Growth)) (*redisstore.BloomNonce, error) {
+	opts := append(append([]redisstore.Option(nil), rc.opts...), redisstore.WithGrowth(grew))
+	return redisstore.NewBloomNonce(rc.client, capacity, fpRate, window, opts...)
+}
 
 // idempotency returns an idempotency store whose records hold response
 // bodies of up to maxResponseBytes (idempotency.max_response_bytes): the

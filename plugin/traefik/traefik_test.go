@@ -108,6 +108,8 @@ http:
     r: {rule: "PathPrefix(`+"`/r/`"+`)", entryPoints: [web], middlewares: [rg-redis], service: echo}
     j: {rule: "PathPrefix(`+"`/j/`"+`)", entryPoints: [web], middlewares: [rg-jwt], service: echo}
     e: {rule: "PathPrefix(`+"`/e/`"+`)", entryPoints: [web], middlewares: [rg-ed], service: echo}
+    bl: {rule: "PathPrefix(`+"`/bl/`"+`)", entryPoints: [web], middlewares: [rg-bloom], service: echo}
+    bm: {rule: "PathPrefix(`+"`/bm/`"+`)", entryPoints: [web], middlewares: [rg-bloom-small], service: echo}
   middlewares:
     rg-a:
       plugin:
@@ -122,6 +124,18 @@ http:
           nonce: {store: redis}
           idempotency: {store: redis}
           redis: {addrs: ["%[4]s"], keyPrefix: rgtraefik}
+    rg-bloom:
+      plugin:
+        replayguard:
+          keys: [{id: %[2]s, secrets: ["%[3]s"]}]
+          nonce: {store: redis, mode: bloom, capacity: 100000, falsePositiveRate: 1e-7, localShield: true}
+          idempotency: {store: redis}
+          redis: {addrs: ["%[4]s"], keyPrefix: rgbloom, timeout: 5s}
+    rg-bloom-small:
+      plugin:
+        replayguard:
+          keys: [{id: %[2]s, secrets: ["%[3]s"]}]
+          nonce: {mode: bloom, capacity: 160}
     rg-jwt:
       plugin:
         replayguard:
@@ -259,6 +273,57 @@ http:
 		resp = do(t, web, s)
 		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 		assert.Equal(t, "nonce_replayed", code(t, resp))
+	})
+
+	t.Run("Bloom mode on Redis behind the local shield: a replay is refused, concurrent copies pass once", func(t *testing.T) {
+		for i := 0; i < 10; i++ {
+			s := sign(t, http.MethodGet, "/bl/x", nil, time.Now())
+			require.Equal(t, http.StatusOK, do(t, web, s).StatusCode)
+			resp := do(t, web, s)
+			require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+			assert.Equal(t, "nonce_replayed", code(t, resp))
+		}
+		keys, err := srv.Do("KEYS", "rgbloom:b:*")
+		require.NoError(t, err)
+		assert.NotEmpty(t, keys, "the filters are Redis bitmaps")
+
+		s := sign(t, http.MethodGet, "/bl/race", nil, time.Now())
+		statuses := make([]int, 50)
+		var wg sync.WaitGroup
+		for i := range statuses {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := http.NewRequest(s.method, "http://"+web+s.target, nil)
+				if err != nil {
+					return
+				}
+				r.Host = "api.example.com"
+				r.Header = s.header.Clone()
+				resp, err := http.DefaultClient.Do(r)
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				statuses[i] = resp.StatusCode
+			}()
+		}
+		wg.Wait()
+		count := map[int]int{}
+		for _, st := range statuses {
+			count[st]++
+		}
+		assert.Equal(t, map[int]int{http.StatusOK: 1, http.StatusUnauthorized: 49}, count)
+	})
+
+	t.Run("a Bloom bucket growing past its share is logged at Traefik's default level", func(t *testing.T) {
+		for i := 0; i < 60; i++ {
+			require.Equal(t, http.StatusOK, do(t, web, sign(t, http.MethodGet, "/bm/x", nil, time.Now())).StatusCode)
+		}
+		require.Eventually(t, func() bool {
+			return strings.Contains(logs.String(), "nonce Bloom filter grew")
+		}, 5*time.Second, 100*time.Millisecond)
 	})
 
 	t.Run("a store failure is logged at Traefik's default level", func(t *testing.T) {

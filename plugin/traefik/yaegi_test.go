@@ -664,12 +664,22 @@ func TestPluginUnderYaegi(t *testing.T) {
 			{"model validation", func(o map[string]any) {
 				o["idempotency"] = map[string]any{"maxResponseBytes": "-1", "deriveKey": "always"}
 			}, []string{"idempotency.maxResponseBytes", "idempotency.deriveKey"}},
-			{"bloom", func(o map[string]any) {
-				o["nonce"] = map[string]any{"mode": "bloom"}
-			}, []string{"nonce.mode", "exact"}},
-			{"local shield", func(o map[string]any) {
-				o["nonce"] = map[string]any{"localShield": "true"}
-			}, []string{"nonce.localShield"}},
+			{"unknown nonce mode", func(o map[string]any) {
+				o["nonce"] = map[string]any{"mode": "cuckoo"}
+			}, []string{"nonce.mode", "exact", "bloom"}},
+			{"Bloom rate out of range", func(o map[string]any) {
+				o["nonce"] = map[string]any{"mode": "bloom", "falsePositiveRate": "1.5"}
+			}, []string{"nonce.falsePositiveRate"}},
+			{"Bloom store too large", func(o map[string]any) {
+				o["nonce"] = map[string]any{"mode": "bloom", "capacity": "1000000000000"}
+			}, []string{"nonce", "capacity"}},
+			{"Bloom growth out of range", func(o map[string]any) {
+				o["nonce"] = map[string]any{"mode": "bloom", "maxSubfilters": "25"}
+			}, []string{"nonce.maxSubfilters"}},
+			{"Sentinel without addresses", func(o map[string]any) {
+				o["nonce"] = map[string]any{"store": "redis"}
+				o["redis"] = map[string]any{"masterName": "mymaster"}
+			}, []string{"redis.addrs"}},
 			{"postgres", func(o map[string]any) {
 				o["idempotency"] = map[string]any{"store": "postgres"}
 			}, []string{"idempotency.store"}},

@@ -71,8 +71,13 @@ const maxRedirects = 3
 // a pooled connection fails under them.
 type Client struct {
 	opts Options
-	// sem holds a token per connection in use.
-	sem chan struct{}
+
+	// slotMu guards inUse, the connections in use, at most
+	// Options.PoolSize, and waiters, the calls waiting for one, first
+	// come first.
+	slotMu  sync.Mutex
+	inUse   int
+	waiters []chan error
 
 	// loadMu is held by the slot map load under way.
 	loadMu sync.Mutex
@@ -95,6 +100,10 @@ type Client struct {
 	loading  bool      // a load is under way or waits for loadMu
 	stale    bool      // a MOVED or an error since the last load started
 	loads    int       // loads started, to vary the node asked first
+
+	// master is the master the Sentinels named (Sentinel mode), "" until
+	// one did or after it refused a command as a replica.
+	master string
 }
 
 // New returns a Client for o. It connects lazily: the first call dials.
@@ -105,7 +114,6 @@ func New(o Options) (*Client, error) {
 	}
 	return &Client{
 		opts:    o,
-		sem:     make(chan struct{}, o.PoolSize),
 		moved:   map[int]string{},
 		failing: map[string]time.Time{},
 	}, nil
@@ -284,7 +292,10 @@ func (c *Client) execAll(ctx context.Context, cl call) ([]any, error) {
 		return nil, err
 	}
 	addr := c.route(cl)
-	asking, fresh := false, false
+	if addr == "" {
+		return nil, errNoMaster
+	}
+	asking, fresh, resent := false, false, false
 	// tried holds the nodes this call was sent or redirected to; down,
 	// those of them it could not reach, with their errors.
 	tried := []string{addr}
@@ -326,6 +337,18 @@ func (c *Client) execAll(ctx context.Context, cl call) ([]any, error) {
 				continue
 			}
 			return nil, withContext(ctx, err)
+		}
+		if c.opts.MasterName != "" && demoted(vs) && !resent {
+			// Sentinel made the master a replica: the command did not
+			// run, so it goes once more, to the master named now.
+			c.lostMaster(addr)
+			next := c.route(cl)
+			if next == "" || next == addr {
+				return vs, nil
+			}
+			addr, resent, fresh = next, true, false
+			tried = append(tried, next)
+			continue
 		}
 		e, prefix := redirectReply(vs)
 		if e == nil || redirects >= maxRedirects {
@@ -468,26 +491,62 @@ func (c *Client) dialLimit(ctx context.Context) time.Duration {
 	return d
 }
 
-// acquire takes a connection slot, waiting at most Options.Timeout.
+// acquire takes a connection slot, waiting at most Options.Timeout, or
+// until ctx is done, for one to be released; waiters are served in turn.
+//
+// No select statement: the Yaegi interpreter, which runs this package in
+// the Traefik plugin, keeps a select's cases in the statement itself,
+// shared by every goroutine running it, so that concurrent calls would
+// wait on each other's channels. A waiter receives on a channel of its own,
+// which release, the timer or ctx fills once.
 func (c *Client) acquire(ctx context.Context) error {
-	select {
-	case c.sem <- struct{}{}:
+	c.slotMu.Lock()
+	if c.inUse < c.opts.PoolSize {
+		c.inUse++
+		c.slotMu.Unlock()
 		return nil
-	default:
 	}
-	timer := time.NewTimer(c.opts.Timeout)
-	defer timer.Stop()
-	select {
-	case c.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("resp: waiting for a connection: %w", ctx.Err())
-	case <-timer.C:
-		return ErrPoolTimeout
-	}
+	w := make(chan error, 1)
+	c.waiters = append(c.waiters, w)
+	c.slotMu.Unlock()
+	timer := time.AfterFunc(c.opts.Timeout, func() { c.abandon(w, ErrPoolTimeout) })
+	stop := context.AfterFunc(ctx, func() { c.abandon(w, fmt.Errorf("resp: waiting for a connection: %w", ctx.Err())) })
+	err := <-w
+	timer.Stop()
+	stop()
+	return err
 }
 
-func (c *Client) release() { <-c.sem }
+// abandon ends the wait of w with err, unless release has handed it a slot
+// already.
+func (c *Client) abandon(w chan error, err error) {
+	c.slotMu.Lock()
+	for i, x := range c.waiters {
+		if x == w {
+			c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+			c.slotMu.Unlock()
+			w <- err
+			return
+		}
+	}
+	c.slotMu.Unlock()
+}
+
+// release hands the slot of a finished call to the first waiter, or frees
+// it.
+func (c *Client) release() {
+	c.slotMu.Lock()
+	if len(c.waiters) > 0 {
+		w := c.waiters[0]
+		c.waiters[0] = nil
+		c.waiters = c.waiters[1:]
+		c.slotMu.Unlock()
+		w <- nil
+		return
+	}
+	c.inUse--
+	c.slotMu.Unlock()
+}
 
 // takeIdle removes and returns the newest idle connection to addr, nil when
 // there is none or take is false. It fails when the Client is closed.

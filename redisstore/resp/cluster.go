@@ -48,6 +48,9 @@ var clusterSlotsCmd = []byte("*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n")
 // Options.Addr or, when that is failing, a node that is not (see anyNode).
 // It starts a load of the slot map when one is due.
 func (c *Client) route(cl call) string {
+	if c.opts.MasterName != "" {
+		return c.sentinelRoute()
+	}
 	slot := -1
 	if cl.keyed {
 		slot = Slot(cl.key)
@@ -136,6 +139,9 @@ func (c *Client) isFailing(addr string, now time.Time) bool {
 // Options.Addr, then Options.ClusterAddrs, then the nodes of the slot
 // map, those not failing first; "" when every one has been tried.
 func (c *Client) nextNode(tried []string) string {
+	if c.opts.MasterName != "" {
+		return "" // the master alone takes commands
+	}
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -301,6 +307,10 @@ func (c *Client) reload() {
 // everything to Options.Addr. When no node answers, the map in force is
 // kept and the next call or error tries again. c.loadMu is held.
 func (c *Client) load() {
+	if c.opts.MasterName != "" {
+		c.loadMaster()
+		return
+	}
 	now := time.Now()
 	c.mu.Lock()
 	cands := c.known()
@@ -427,9 +437,12 @@ func (c *Client) onNode(ctx context.Context, addr string, cmd []byte, limit int6
 // masters returns the node of every master: those of the slot map in a
 // Cluster, else Options.Addr. It loads the slot map first if none was.
 func (c *Client) masters() []string {
-	c.route(call{})
+	master := c.route(call{})
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.opts.MasterName != "" {
+		return []string{master}
+	}
 	if c.mode != modeCluster {
 		return []string{c.opts.Addr}
 	}

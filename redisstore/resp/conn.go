@@ -37,6 +37,20 @@ type conn struct {
 func (c *Client) dial(ctx context.Context, addr string, limit time.Duration) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	cn, err := c.connect(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.hello(ctx, cn); err != nil {
+		_ = cn.nc.Close()
+		return nil, err
+	}
+	return cn, nil
+}
+
+// connect opens a connection to addr, with TLS when configured, within
+// ctx; nothing is sent on it.
+func (c *Client) connect(ctx context.Context, addr string) (*conn, error) {
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -57,10 +71,6 @@ func (c *Client) dial(ctx context.Context, addr string, limit time.Duration) (*c
 		cn.nc = tc
 	}
 	cn.rd.br = bufio.NewReaderSize(cn.nc, readBufSize)
-	if err := c.hello(ctx, cn); err != nil {
-		_ = cn.nc.Close()
-		return nil, err
-	}
 	return cn, nil
 }
 

@@ -29,6 +29,13 @@
 // server (ErrRedirect), so credentials only go to the configured nodes and
 // those the Cluster named.
 //
+// With Options.MasterName the Client runs in Sentinel mode: it asks the
+// Sentinels for the master (SENTINEL GET-MASTER-ADDR-BY-NAME) and sends
+// every command there, asking again when the master fails or answers
+// READONLY (Sentinel demoted it; the refused command goes once more, to
+// the master named then) and every ten seconds, so that it follows a
+// failover as the binary's go-redis client does.
+//
 // The reply parser reads untrusted network input: lines are bounded by the
 // read buffer (16 KiB), arrays nest at most 16 deep, and the bulk strings
 // and array elements of one reply by Options.MaxReplyBytes (or the bound a

@@ -40,7 +40,7 @@ const slotsReplyBytes = 16 << 20
 type Options struct {
 	// Addr is the server's host:port. In a Redis Cluster it is the node
 	// asked first for the slot map (CLUSTER SLOTS), which names the
-	// others. Required.
+	// others. Required, unless MasterName is set.
 	Addr string
 	// ClusterAddrs are further nodes of a Redis Cluster (host:port): asked
 	// for the slot map when Addr is failing or cannot be reached, and
@@ -75,6 +75,19 @@ type Options struct {
 	// MaxIdleTime is how long a connection may stay idle in the pool
 	// before it is closed. Default DefaultMaxIdleTime (one minute).
 	MaxIdleTime time.Duration
+	// MasterName selects Sentinel mode: the Sentinels at Sentinels are
+	// asked for the address of the master of this name (SENTINEL
+	// GET-MASTER-ADDR-BY-NAME) and every command goes there, in place of
+	// Addr and ClusterAddrs. They are asked before the first command, and
+	// again when the master fails or answers READONLY (a command so
+	// refused goes once more, to the master named then) and every ten
+	// seconds, so that a failover is followed. Sentinel connections are
+	// not authenticated, and use TLS when TLS is set. Default "": no
+	// Sentinel.
+	MasterName string
+	// Sentinels are the host:port addresses of the Sentinels, with
+	// MasterName. Default none.
+	Sentinels []string
 	// MaxReplyBytes bounds one reply: the sum of its bulk string lengths
 	// plus 16 bytes per array element. A longer reply is an ErrProtocol
 	// and its connection is discarded; the limit is checked against each
@@ -89,7 +102,19 @@ type Options struct {
 
 // withDefaults validates o and fills in its defaults.
 func (o Options) withDefaults() (Options, error) {
-	if _, _, err := net.SplitHostPort(o.Addr); err != nil || o.Addr == "" {
+	if o.MasterName != "" {
+		if len(o.Sentinels) == 0 {
+			return o, fmt.Errorf("resp: Sentinels: required with MasterName")
+		}
+		for i, a := range o.Sentinels {
+			if _, _, err := net.SplitHostPort(a); err != nil || a == "" {
+				return o, fmt.Errorf("resp: Sentinels[%d]: want host:port, got %q", i, a)
+			}
+		}
+		o.Sentinels = append([]string(nil), o.Sentinels...)
+		o.Addr = ""
+		o.ClusterAddrs = nil
+	} else if _, _, err := net.SplitHostPort(o.Addr); err != nil || o.Addr == "" {
 		return o, fmt.Errorf("resp: Addr: want host:port, got %q", o.Addr)
 	}
 	for i, a := range o.ClusterAddrs {

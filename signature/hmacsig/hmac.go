@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/textproto"
 	"strings"
 	"sync"
@@ -133,71 +134,135 @@ const maxEntries = maxSignatureHeader/48 + 1
 // scratch holds the per-request buffers of a verification.
 type scratch struct {
 	buf  []byte
-	mac  [sha256.Size]byte
+	mac  sigutil.MAC
+	sum  [sha256.Size]byte
 	sigs [maxEntries][sha256.Size]byte
 }
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 0, 512)} }}
 
 // Verify implements Scheme.
+//
+// Its common path is short, and refusals are worded by functions of their
+// own: the Traefik plugin runs this code in the Yaegi interpreter, which
+// allocates every value a function body could hold on each call, whichever
+// branch runs.
 func (s *Scheme) Verify(_ context.Context, r *signature.Request) (signature.Verified, error) {
 	h := r.Header
+	// Header values read in place: a call to read each would cost more.
+	var keyID, tsRaw, nonceVal string
+	if v := h[s.headers.KeyID]; len(v) > 0 {
+		keyID = v[0]
+	}
+	if v := h[s.headers.Timestamp]; len(v) > 0 {
+		tsRaw = v[0]
+	}
+	if v := h[s.headers.Nonce]; len(v) > 0 {
+		nonceVal = v[0]
+	}
+	sigLines := h[s.headers.Signature]
+	key := s.keys[keyID]
+	ts, err := timestamp.ParseUnix(tsRaw)
+	if err != nil || key == nil || len(sigLines) == 0 || sigLines[0] == "" || !ValidNonce(nonceVal) {
+		if err := headerError(s, h); err != nil {
+			return signature.Verified{}, err
+		}
+	}
+	sc := scratchPool.Get().(*scratch)
+	ok, err := verifyMAC(key, sc, r, sigLines, tsRaw, nonceVal)
+	scratchPool.Put(sc)
+	if !ok {
+		return signature.Verified{}, refusal(s, err)
+	}
+	return signature.Verified{KeyID: keyID, Timestamp: ts, ReplayKey: nonceVal}, nil
+}
+
+// headerError returns why the scheme's headers in h cannot be verified,
+// checking them in order, or nil when they can.
+func headerError(s *Scheme, h http.Header) error {
 	keyID := sigutil.First(h[s.headers.KeyID])
 	sigLines := h[s.headers.Signature]
 	if keyID == "" {
-		return signature.Verified{}, fmt.Errorf("%w: %s header", signature.ErrMissing, s.headers.KeyID)
+		return fmt.Errorf("%w: %s header", signature.ErrMissing, s.headers.KeyID)
 	}
 	if sigutil.First(sigLines) == "" && len(sigLines) <= 1 {
-		return signature.Verified{}, fmt.Errorf("%w: %s header", signature.ErrMissing, s.headers.Signature)
+		return fmt.Errorf("%w: %s header", signature.ErrMissing, s.headers.Signature)
 	}
-	key, ok := s.keys[keyID]
-	if !ok {
-		return signature.Verified{}, signature.ErrKeyUnknown
+	if _, ok := s.keys[keyID]; !ok {
+		return signature.ErrKeyUnknown
 	}
 	tsRaw := sigutil.First(h[s.headers.Timestamp])
 	if tsRaw == "" {
-		return signature.Verified{}, fmt.Errorf("%w: %s header", timestamp.ErrMissing, s.headers.Timestamp)
+		return fmt.Errorf("%w: %s header", timestamp.ErrMissing, s.headers.Timestamp)
 	}
-	ts, err := timestamp.ParseUnix(tsRaw)
-	if err != nil {
-		return signature.Verified{}, err
+	if _, err := timestamp.ParseUnix(tsRaw); err != nil {
+		return err
 	}
 	nonceVal := sigutil.First(h[s.headers.Nonce])
 	if nonceVal == "" {
-		return signature.Verified{}, fmt.Errorf("%w: %s header", nonce.ErrMissing, s.headers.Nonce)
+		return fmt.Errorf("%w: %s header", nonce.ErrMissing, s.headers.Nonce)
 	}
 	if !ValidNonce(nonceVal) {
-		return signature.Verified{}, fmt.Errorf("%w: want %d-%d characters of [A-Za-z0-9._~-]", nonce.ErrMalformed, MinNonceLen, MaxNonceLen)
+		return fmt.Errorf("%w: want %d-%d characters of [A-Za-z0-9._~-]", nonce.ErrMalformed, MinNonceLen, MaxNonceLen)
 	}
+	return nil
+}
 
-	sc := scratchPool.Get().(*scratch)
-	defer scratchPool.Put(sc)
+// verifyMAC reports whether an entry of sigLines is the MAC of r's string
+// to sign under one of key's secrets, with the buffers of sc. When none
+// is, err says why (see refusal).
+func verifyMAC(key *hmacKey, sc *scratch, r *signature.Request, sigLines []string, tsRaw, nonceVal string) (bool, error) {
 	n, malformed, err := parseV1(sigLines, &sc.sigs)
 	if err != nil {
-		return signature.Verified{}, err
+		return false, err
 	}
-	if n == 0 {
-		if malformed {
-			return signature.Verified{}, fmt.Errorf("%w: v1 value is not base64 of 32 bytes", signature.ErrMalformed)
-		}
-		return signature.Verified{}, fmt.Errorf("%w: no v1= entry in %s", signature.ErrMissing, s.headers.Signature)
-	}
-	sc.buf = AppendStringToSign(sc.buf[:0], r.Method, r.Host, r.Target, tsRaw, nonceVal, sigutil.First(h[signature.IdempotencyKeyHeader]), r.Body)
-	for _, sec := range key.secrets {
-		mac := sec.Get()
-		mac.Write(sc.buf)
-		mac.Sum(sc.mac[:0])
-		sec.Put(mac)
-		for i := 0; i < n; i++ {
-			if hmac.Equal(sc.sigs[i][:], sc.mac[:]) {
-				return signature.Verified{KeyID: keyID, Timestamp: ts, ReplayKey: nonceVal}, nil
+	if n > 0 {
+		sc.buf = AppendStringToSign(sc.buf[:0], r.Method, r.Host, r.Target, tsRaw, nonceVal, sigutil.First(r.Header[signature.IdempotencyKeyHeader]), r.Body)
+		for _, sec := range key.secrets {
+			mac := sigutil.AppendMAC(&sc.mac, sec, sc.sum[:0], sc.buf)
+			for i := 0; i < n; i++ {
+				if hmac.Equal(sc.sigs[i][:], mac) {
+					return true, nil
+				}
 			}
 		}
 	}
-	if malformed {
-		return signature.Verified{}, fmt.Errorf("%w: a v1 value is not base64 of 32 bytes", signature.ErrMalformed)
+	return false, failure(n, malformed)
+}
+
+// What verifyMAC found when no entry verified, worded by refusal.
+var (
+	errNoEntry      = errors.New("hmacsig: no v1 entry")
+	errNoDecodable  = errors.New("hmacsig: no decodable v1 entry")
+	errUndecodable  = errors.New("hmacsig: an undecodable v1 entry")
+	errNoneVerified = signature.ErrInvalid
+)
+
+// failure returns what verifyMAC found: n entries decoded, none
+// verifying, and some not decodable when malformed.
+func failure(n int, malformed bool) error {
+	switch {
+	case n == 0 && malformed:
+		return errNoDecodable
+	case n == 0:
+		return errNoEntry
+	case malformed:
+		return errUndecodable
 	}
-	return signature.Verified{}, signature.ErrInvalid
+	return errNoneVerified
+}
+
+// refusal returns the error Verify answers verifyMAC's err with.
+func refusal(s *Scheme, err error) error {
+	switch {
+	case errors.Is(err, errNoDecodable):
+		return fmt.Errorf("%w: v1 value is not base64 of 32 bytes", signature.ErrMalformed)
+	case errors.Is(err, errUndecodable):
+		return fmt.Errorf("%w: a v1 value is not base64 of 32 bytes", signature.ErrMalformed)
+	case errors.Is(err, errNoEntry):
+		return fmt.Errorf("%w: no v1= entry in %s", signature.ErrMissing, s.headers.Signature)
+	}
+	return err
 }
 
 // parseV1 decodes the v1= entries of the signature header lines into dst.
@@ -205,6 +270,15 @@ func (s *Scheme) Verify(_ context.Context, r *signature.Request) (signature.Veri
 // whether any v1 entry could not be decoded; err is set only for a header
 // beyond every sane size.
 func parseV1(lines []string, dst *[maxEntries][sha256.Size]byte) (n int, malformed bool, err error) {
+	// The common header, one line holding one entry, decodes at once.
+	if len(lines) == 1 && len(lines[0]) == len("v1=")+44 && lines[0][:3] == "v1=" && decodeSig(lines[0][3:], &(*dst)[0]) {
+		return 1, false, nil
+	}
+	return parseEntries(lines, dst)
+}
+
+// parseEntries is parseV1 on any header.
+func parseEntries(lines []string, dst *[maxEntries][sha256.Size]byte) (n int, malformed bool, err error) {
 	total := 0
 	for _, line := range lines {
 		total += len(line)
@@ -237,46 +311,22 @@ func parseV1(lines []string, dst *[maxEntries][sha256.Size]byte) (n int, malform
 	return n, malformed, nil
 }
 
+// strictBase64 is padded standard base64 refusing non-zero unused bits, so
+// that one signature has one spelling.
+var strictBase64 = base64.StdEncoding.Strict()
+
 // decodeSig decodes padded standard base64 of exactly 32 bytes (44
-// characters, one '=') without allocating.
+// characters, one '=') into dst. The standard library does the decoding:
+// under the Yaegi interpreter (the Traefik plugin) a loop over the
+// characters would cost a microsecond each.
 func decodeSig(s string, dst *[sha256.Size]byte) bool {
 	if len(s) != 44 || s[43] != '=' || s[42] == '=' {
 		return false
 	}
-	o := 0
-	for i := 0; i < 40; i += 4 {
-		a, b, c, d := b64val(s[i]), b64val(s[i+1]), b64val(s[i+2]), b64val(s[i+3])
-		if a > 63 || b > 63 || c > 63 || d > 63 {
-			return false
-		}
-		dst[o] = a<<2 | b>>4
-		dst[o+1] = b<<4 | c>>2
-		dst[o+2] = c<<6 | d
-		o += 3
-	}
-	a, b, c := b64val(s[40]), b64val(s[41]), b64val(s[42])
-	if a > 63 || b > 63 || c > 63 || c&0x3 != 0 {
-		return false
-	}
-	dst[30] = a<<2 | b>>4
-	dst[31] = b<<4 | c>>2
-	return true
-}
-
-func b64val(c byte) byte {
-	switch {
-	case c >= 'A' && c <= 'Z':
-		return c - 'A'
-	case c >= 'a' && c <= 'z':
-		return c - 'a' + 26
-	case c >= '0' && c <= '9':
-		return c - '0' + 52
-	case c == '+':
-		return 62
-	case c == '/':
-		return 63
-	}
-	return 0xff
+	// Decode skips CR and LF; with any among the 44 characters fewer than
+	// 32 bytes come out.
+	n, err := strictBase64.Decode(dst[:], []byte(s))
+	return err == nil && n == sha256.Size
 }
 
 // AppendStringToSign appends the RG1 string to sign to dst. The method is
@@ -284,11 +334,10 @@ func b64val(c byte) byte {
 // "post" does not verify, so a verified request runs the method its sender
 // signed. Clients send methods in upper case.
 func AppendStringToSign(dst []byte, method, host, target, ts, nonceVal, idempotencyKey string, body []byte) []byte {
-	dst = append(dst, Algorithm...)
-	dst = append(dst, '\n')
+	dst = append(dst, Algorithm+"\n"...)
 	dst = append(dst, method...)
 	dst = append(dst, '\n')
-	dst = appendLower(dst, host)
+	dst = append(dst, lowerASCII.Replace(host)...)
 	dst = append(dst, '\n')
 	dst = append(dst, target...)
 	dst = append(dst, '\n')
@@ -299,9 +348,7 @@ func AppendStringToSign(dst []byte, method, host, target, ts, nonceVal, idempote
 	dst = append(dst, idempotencyKey...)
 	dst = append(dst, '\n')
 	sum := sha256.Sum256(body)
-	var hx [2 * sha256.Size]byte
-	hex.Encode(hx[:], sum[:])
-	return append(dst, hx[:]...)
+	return hex.AppendEncode(dst, sum[:])
 }
 
 // StringToSign returns the RG1 string to sign of a request.
@@ -309,37 +356,22 @@ func StringToSign(method, host, target, ts, nonceVal, idempotencyKey string, bod
 	return string(AppendStringToSign(nil, method, host, target, ts, nonceVal, idempotencyKey, body))
 }
 
+// nonceChars are the characters of an hmac nonce.
+const nonceChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-"
+
 // ValidNonce reports whether n has the hmac scheme's nonce syntax:
 // 16 to 128 characters of [A-Za-z0-9._~-].
 func ValidNonce(n string) bool {
-	if len(n) < MinNonceLen || len(n) > MaxNonceLen {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		// Conditions are joined with || rather than listed in one case:
-		// the Yaegi interpreter evaluates only the first of a tagless
-		// case's list.
-		switch {
-		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9':
-		case c == '.' || c == '_' || c == '~' || c == '-':
-		default:
-			return false
-		}
-	}
-	return true
+	// Trimming every allowed character leaves nothing of a valid nonce;
+	// the standard library scans it.
+	return len(n) >= MinNonceLen && len(n) <= MaxNonceLen && strings.Trim(n, nonceChars) == ""
 }
 
-func appendLower(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
-	}
-	return dst
-}
+// lowerASCII maps A-Z to a-z and leaves every other byte as it is.
+var lowerASCII = strings.NewReplacer(
+	"A", "a", "B", "b", "C", "c", "D", "d", "E", "e", "F", "f", "G", "g", "H", "h", "I", "i",
+	"J", "j", "K", "k", "L", "l", "M", "m", "N", "n", "O", "o", "P", "p", "Q", "q", "R", "r",
+	"S", "s", "T", "t", "U", "u", "V", "v", "W", "w", "X", "x", "Y", "y", "Z", "z")
 
 // Sign returns the X-Signature value ("v1=<base64>") of a string to sign.
 func Sign(secret, stringToSign []byte) string {
