@@ -5,6 +5,7 @@ import (
 
 	"github.com/replayguard/replayguard/bloom/bloomcore"
 	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/redisstore/layout"
 )
 
@@ -17,7 +18,8 @@ type options struct {
 	now        func() time.Time
 	width      time.Duration
 	partitions int
-	maxBytes   int64 // of a stored response body
+	maxBytes   int64       // of a stored response body
+	nonces     nonce.Store // see WithNonceStore
 }
 
 func newOptions(opts []Option) options {

@@ -36,7 +36,10 @@ type Client struct {
 	c redis.UniversalClient
 }
 
-var _ redisstore.Client = (*Client)(nil)
+var (
+	_ redisstore.Client     = (*Client)(nil)
+	_ redisstore.Standalone = (*Client)(nil)
+)
 
 // New returns a client for cfg: Sentinel when master_name is set, Cluster
 // when addrs lists more than one address, standalone otherwise. TLS
@@ -109,6 +112,13 @@ func Wrap(c redis.UniversalClient) *Client { return &Client{c: c} }
 
 // Unwrap returns the go-redis client.
 func (c *Client) Unwrap() redis.UniversalClient { return c.c }
+
+// Standalone implements redisstore.Standalone: true for a client of one
+// server (standalone, or Sentinel's master), false for a Cluster or Ring.
+func (c *Client) Standalone() bool {
+	_, ok := c.c.(*redis.Client)
+	return ok
+}
 
 // Close closes the go-redis client.
 func (c *Client) Close() error { return c.c.Close() }
