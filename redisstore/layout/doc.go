@@ -16,6 +16,7 @@
 //	exact nonce              <p>:n:{D(scope 0x00 nonce)}             <p>:{D(scope)}:n:D(scope 0x00 nonce)
 //	idempotency record       <p>:i:{D(principal 0x00 key)}           <p>:{D(principal)}:i:D(principal 0x00 key)
 //	Bloom sub-filter         <p>:b:{<bucket>.<partition>}:<width ms>:<sub>:<m>:<k>
+//	tagging marker           <p>:tagging ("key" or "principal", no expiry)
 //
 // # Values and expiry
 //
