@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -537,4 +539,70 @@ func commandCalls(b *testing.B, srv *redistest.Server) map[string]int64 {
 		b.Fatal(err)
 	}
 	return redistest.CommandCalls(r)
+}
+
+// BenchmarkRedisPipelining runs nonce checks (exact SET … NX GET) and
+// covered requests' nonce-and-claim script runs from 64 goroutines on one
+// redis-server: each call on a connection of its own ("plain": go-redis's
+// pool, as goredis.Wrap uses a client), and with the calls in flight at
+// once written together and their replies read together ("autopipeline":
+// goredis.New's client, on go-redis's autopipeliner). It reports the calls
+// per second and the CPU time per call of this process (the client) and of
+// redis-server.
+func BenchmarkRedisPipelining(b *testing.B) {
+	srv := redistest.Start(b)
+	for _, variant := range []string{"plain", "autopipeline"} {
+		for _, op := range []string{"nonce", "nonce-claim"} {
+			b.Run(variant+"/"+op, func(b *testing.B) {
+				base := redisClient(b, srv.Addr())
+				var c redisstore.Client = base
+				if variant == "plain" {
+					c = rgoredis.Wrap(base.Unwrap())
+				}
+				prefix := "pl" + strconv.FormatUint(runSeq.Add(1), 10)
+				n := redisstore.NewNonce(c, redisstore.WithKeyPrefix(prefix), redisstore.WithTimeout(2*time.Second))
+				s := redisstore.NewIdempotency(c, redisstore.WithKeyPrefix(prefix), redisstore.WithTimeout(2*time.Second), redisstore.WithNonceStore(n))
+				fp := [32]byte{1}
+				add := func(ctx context.Context, key string) error { return n.Add(ctx, entry(key)) }
+				if op == "nonce-claim" {
+					add = func(ctx context.Context, key string) error {
+						_, nerr, cerr := s.ClaimWithNonce(ctx, entry(key), benchKeyID, benchKeyID+"\x00"+key, fp, time.Minute)
+						return errors.Join(nerr, cerr)
+					}
+				}
+				_ = add(context.Background(), "warm-"+prefix) // loads the script
+				cpu0, redis0 := processCPU(), redisCPU(b, srv)
+				parallelAdd(b, add)
+				b.StopTimer()
+				cpu1, redis1 := processCPU(), redisCPU(b, srv)
+				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "client-cpu-µs/op")
+				b.ReportMetric(float64((redis1-redis0).Microseconds())/float64(b.N), "redis-cpu-µs/op")
+			})
+		}
+	}
+}
+
+// processCPU returns the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// redisCPU returns the user and system CPU time srv has used (INFO cpu).
+func redisCPU(b *testing.B, srv *redistest.Server) time.Duration {
+	b.Helper()
+	r, err := srv.Do("INFO", "cpu")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for _, f := range []string{"used_cpu_user", "used_cpu_sys"} {
+		v, err := strconv.ParseFloat(redistest.InfoField(r, f), 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += v
+	}
+	return time.Duration(total * float64(time.Second))
 }

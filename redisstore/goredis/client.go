@@ -34,6 +34,11 @@ const (
 // go-redis client.
 type Client struct {
 	c redis.UniversalClient
+	// ap, when set, sends the commands of calls made at the same time in
+	// one write on one connection and reads their replies in one go
+	// (go-redis's autopipeliner); nil sends each on a connection of its
+	// own.
+	ap *redis.AutoPipeliner
 }
 
 var (
@@ -55,6 +60,16 @@ var (
 // rate-limited, after any failed command, so that after a failover it
 // reaches the promoted replica within about a second instead of dialling
 // the dead master for go-redis's default 60 seconds.
+//
+// On a standalone server and Sentinel's master, commands of calls in
+// flight at the same time share a connection: they are written together
+// and their replies read together (go-redis's autopipeliner), which costs
+// one write and one read where each call would make its own, on the client
+// and on the server. A call still waits at most until its context's
+// deadline; a pipeline (ProcessPipeline) runs as one. A Cluster client
+// sends each call on a connection of its own: go-redis's autopipeliner
+// batches commands for several masters together, so one master failing
+// would hold up the calls to the others until the timeout.
 //
 // go-redis writes its own log lines (a dial failing while Redis is down)
 // through its process-wide logger, which New leaves as the program set it.
@@ -104,10 +119,17 @@ func New(cfg redisstore.Config) (*Client, error) {
 		c.AddHook(&reloadHook{c: c})
 		return &Client{c: c}, nil
 	}
-	return &Client{c: redis.NewUniversalClient(o)}, nil
+	c := redis.NewUniversalClient(o)
+	ap, err := c.AsyncAutoPipeline()
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return &Client{c: c, ap: ap}, nil
 }
 
-// Wrap returns c as a redisstore.Client. The caller keeps ownership of c.
+// Wrap returns c as a redisstore.Client, each call on a connection of its
+// own. The caller keeps ownership of c.
 func Wrap(c redis.UniversalClient) *Client { return &Client{c: c} }
 
 // Unwrap returns the go-redis client.
@@ -121,13 +143,28 @@ func (c *Client) Standalone() bool {
 }
 
 // Close closes the go-redis client.
-func (c *Client) Close() error { return c.c.Close() }
+func (c *Client) Close() error {
+	if c.ap != nil {
+		_ = c.ap.Close()
+	}
+	return c.c.Close()
+}
 
 // Process implements redisstore.Client. A command marked Once is never
 // retried by go-redis.
 func (c *Client) Process(ctx context.Context, cmd redisstore.Cmd) (any, error) {
 	rc := redis.NewCmd(ctx, cmd.Args...)
-	return reply(rc, c.c.Process(ctx, wrap(rc, cmd.Once)))
+	return reply(rc, c.process(ctx, wrap(rc, cmd.Once)))
+}
+
+// process runs cmd, on the autopipeliner when there is one, and waits for
+// its reply until ctx is done: a command already queued then still runs,
+// as one already written would, but the call returns.
+func (c *Client) process(ctx context.Context, cmd redis.Cmder) error {
+	if c.ap == nil {
+		return c.c.Process(ctx, cmd)
+	}
+	return c.ap.Submit(ctx, cmd).WaitContext(ctx)
 }
 
 // ProcessPipeline implements redisstore.Client.
@@ -157,10 +194,10 @@ func (c *Client) ProcessPipeline(ctx context.Context, cmds []redisstore.Cmd) ([]
 func (c *Client) RunScript(ctx context.Context, s *redisstore.Script, keys []string, cmd redisstore.Cmd) (any, error) {
 	a := s.EvalSHA(keys, cmd.Args)
 	rc := redis.NewCmd(ctx, a...)
-	err := c.c.Process(ctx, wrap(rc, cmd.Once))
+	err := c.process(ctx, wrap(rc, cmd.Once))
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		rc = redis.NewCmd(ctx, s.Eval(a)...)
-		err = c.c.Process(ctx, wrap(rc, cmd.Once))
+		err = c.process(ctx, wrap(rc, cmd.Once))
 	}
 	return reply(rc, err)
 }
