@@ -109,4 +109,3 @@ func TestSentinel(t *testing.T) {
 	require.True(t, strings.HasPrefix(role, "master"), role)
 	t.Logf("Sentinel promoted the replica; the client followed %v after the kill", time.Since(killed).Round(time.Millisecond))
 }
-
