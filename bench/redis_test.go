@@ -65,10 +65,16 @@ func entry(key string) nonce.Entry {
 // parallelAdd runs add for b.N fresh nonces from goroutines goroutines and
 // reports checks/s.
 func parallelAdd(b *testing.B, add func(ctx context.Context, key string) error) {
+	parallelAddFrom(b, goroutines, add)
+}
+
+// parallelAddFrom runs add for b.N fresh nonces from n goroutines (rounded
+// up to a multiple of GOMAXPROCS) and reports checks/s.
+func parallelAddFrom(b *testing.B, n int, add func(ctx context.Context, key string) error) {
 	run := strconv.FormatUint(runSeq.Add(1), 36) + "." + strconv.FormatUint(rand.Uint64()%1e6, 36)
 	var gid atomic.Uint64
 	ctx := context.Background()
-	b.SetParallelism((goroutines + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.SetParallelism((n + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
@@ -542,44 +548,51 @@ func commandCalls(b *testing.B, srv *redistest.Server) map[string]int64 {
 }
 
 // BenchmarkRedisPipelining runs nonce checks (exact SET … NX GET) and
-// covered requests' nonce-and-claim script runs from 64 goroutines on one
-// redis-server: each call on a connection of its own ("plain": go-redis's
-// pool, as goredis.Wrap uses a client), and with the calls in flight at
-// once written together and their replies read together ("autopipeline":
-// goredis.New's client, on go-redis's autopipeliner). It reports the calls
+// covered requests' nonce-and-claim script runs from 2, 8 and 64
+// goroutines on one redis-server: each call on a connection of its own
+// ("plain": go-redis's pool, as goredis.Wrap uses a client), and as
+// goredis.New's client makes them ("autopipeline": while more than a few
+// calls are in flight, their commands are written together and their
+// replies read together on go-redis's autopipeliner). It reports the calls
 // per second and the CPU time per call of this process (the client) and of
 // redis-server.
 func BenchmarkRedisPipelining(b *testing.B) {
 	srv := redistest.Start(b)
-	for _, variant := range []string{"plain", "autopipeline"} {
-		for _, op := range []string{"nonce", "nonce-claim"} {
-			b.Run(variant+"/"+op, func(b *testing.B) {
-				base := redisClient(b, srv.Addr())
-				var c redisstore.Client = base
-				if variant == "plain" {
-					c = rgoredis.Wrap(base.Unwrap())
-				}
-				prefix := "pl" + strconv.FormatUint(runSeq.Add(1), 10)
-				n := redisstore.NewNonce(c, redisstore.WithKeyPrefix(prefix), redisstore.WithTimeout(2*time.Second))
-				s := redisstore.NewIdempotency(c, redisstore.WithKeyPrefix(prefix), redisstore.WithTimeout(2*time.Second), redisstore.WithNonceStore(n))
-				fp := [32]byte{1}
-				add := func(ctx context.Context, key string) error { return n.Add(ctx, entry(key)) }
-				if op == "nonce-claim" {
-					add = func(ctx context.Context, key string) error {
-						_, nerr, cerr := s.ClaimWithNonce(ctx, entry(key), benchKeyID, benchKeyID+"\x00"+key, fp, time.Minute)
-						return errors.Join(nerr, cerr)
-					}
-				}
-				_ = add(context.Background(), "warm-"+prefix) // loads the script
-				cpu0, redis0 := processCPU(), redisCPU(b, srv)
-				parallelAdd(b, add)
-				b.StopTimer()
-				cpu1, redis1 := processCPU(), redisCPU(b, srv)
-				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "client-cpu-µs/op")
-				b.ReportMetric(float64((redis1-redis0).Microseconds())/float64(b.N), "redis-cpu-µs/op")
-			})
+	for _, callers := range []int{2, 8, 64} {
+		for _, variant := range []string{"plain", "autopipeline"} {
+			for _, op := range []string{"nonce", "nonce-claim"} {
+				b.Run(fmt.Sprintf("%s/%s/callers-%d", variant, op, callers), func(b *testing.B) {
+					pipelining(b, srv, variant, op, callers)
+				})
+			}
 		}
 	}
+}
+
+func pipelining(b *testing.B, srv *redistest.Server, variant, op string, callers int) {
+	base := redisClient(b, srv.Addr())
+	var c redisstore.Client = base
+	if variant == "plain" {
+		c = rgoredis.Wrap(base.Unwrap())
+	}
+	prefix := "pl" + strconv.FormatUint(runSeq.Add(1), 10)
+	n := redisstore.NewNonce(c, redisstore.WithKeyPrefix(prefix), redisstore.WithTimeout(2*time.Second))
+	s := redisstore.NewIdempotency(c, redisstore.WithKeyPrefix(prefix), redisstore.WithTimeout(2*time.Second), redisstore.WithNonceStore(n))
+	fp := [32]byte{1}
+	add := func(ctx context.Context, key string) error { return n.Add(ctx, entry(key)) }
+	if op == "nonce-claim" {
+		add = func(ctx context.Context, key string) error {
+			_, nerr, cerr := s.ClaimWithNonce(ctx, entry(key), benchKeyID, benchKeyID+"\x00"+key, fp, time.Minute)
+			return errors.Join(nerr, cerr)
+		}
+	}
+	_ = add(context.Background(), "warm-"+prefix) // loads the script
+	cpu0, redis0 := processCPU(), redisCPU(b, srv)
+	parallelAddFrom(b, callers, add)
+	b.StopTimer()
+	cpu1, redis1 := processCPU(), redisCPU(b, srv)
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "client-cpu-µs/op")
+	b.ReportMetric(float64((redis1-redis0).Microseconds())/float64(b.N), "redis-cpu-µs/op")
 }
 
 // processCPU returns the user and system CPU time this process has used.

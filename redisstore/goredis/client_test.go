@@ -87,10 +87,10 @@ func connections(t *testing.T, srv *redistest.Server) int {
 	return n
 }
 
-// On a standalone server New's client writes the commands of calls made
-// at once together on a shared connection, where a wrapped go-redis client
-// takes a connection per call in flight; every call still gets its own
-// reply.
+// On a standalone server New's client writes the commands of many calls
+// made at once together on a shared connection, where a wrapped go-redis
+// client takes a connection per call in flight; every call still gets its
+// own reply.
 func TestNewPipelinesConcurrentCalls(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -127,8 +127,9 @@ func TestNewPipelinesConcurrentCalls(t *testing.T) {
 	burst(goredis.Wrap(plain.Unwrap()), "plain")
 	plainConns := connections(t, srv) - before - pipedConns
 	t.Logf("64 callers at once: %d connections pipelined, %d one call each", pipedConns, plainConns)
-	assert.LessOrEqual(t, pipedConns, 3)
-	assert.Greater(t, plainConns, 3)
+	// Calls go straight to a connection while few are in flight.
+	assert.LessOrEqual(t, pipedConns, 6)
+	assert.Greater(t, plainConns, 10)
 }
 
 // A pipelined call waits no longer than its context allows when Redis
@@ -144,9 +145,21 @@ func TestNewPipelinedCallHonoursItsDeadline(t *testing.T) {
 	require.NoError(t, n.Ping(ctx))
 	srv.Pause()
 	defer srv.Resume()
-	start := time.Now()
-	err = n.Add(ctx, nonce.Entry{Scope: "k", Key: "paused-0123456789", Timestamp: time.Now(), Expires: time.Now().Add(time.Minute)})
-	took := time.Since(start)
-	require.ErrorIs(t, err, nonce.ErrUnavailable)
-	assert.Less(t, took, 600*time.Millisecond, "bounded by the store's timeout, not the client's")
+	// Alone, and 16 at once: the later ones through the autopipeliner.
+	for _, callers := range []int{1, 16} {
+		var wg sync.WaitGroup
+		for g := 0; g < callers; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start := time.Now()
+				err := n.Add(ctx, nonce.Entry{Scope: "k", Key: fmt.Sprintf("paused-0123456789-%d-%d", callers, g),
+					Timestamp: time.Now(), Expires: time.Now().Add(time.Minute)})
+				took := time.Since(start)
+				assert.ErrorIs(t, err, nonce.ErrUnavailable)
+				assert.Less(t, took, 600*time.Millisecond, "bounded by the store's timeout, not the client's")
+			}()
+		}
+		wg.Wait()
+	}
 }
