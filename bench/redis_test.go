@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,10 +65,16 @@ func entry(key string) nonce.Entry {
 // parallelAdd runs add for b.N fresh nonces from goroutines goroutines and
 // reports checks/s.
 func parallelAdd(b *testing.B, add func(ctx context.Context, key string) error) {
+	parallelAddFrom(b, goroutines, add)
+}
+
+// parallelAddFrom runs add for b.N fresh nonces from n goroutines (rounded
+// up to a multiple of GOMAXPROCS) and reports checks/s.
+func parallelAddFrom(b *testing.B, n int, add func(ctx context.Context, key string) error) {
 	run := strconv.FormatUint(runSeq.Add(1), 36) + "." + strconv.FormatUint(rand.Uint64()%1e6, 36)
 	var gid atomic.Uint64
 	ctx := context.Background()
-	b.SetParallelism((goroutines + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.SetParallelism((n + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
@@ -298,113 +306,178 @@ func BenchmarkRedisMemory(b *testing.B) {
 
 // BenchmarkRedisRoundTrips serves signed requests through a Guard whose
 // stores are on Redis and counts, per request, the round trips the client
-// made (a pipeline counts once) and the commands Redis ran for it (from
-// INFO commandstats: SET, BITFIELD, PEXPIREAT, EVALSHA and EVAL, not what
-// runs inside the scripts).
+// made (a go-redis hook; a pipeline counts once), the commands clients
+// sent as the server saw them (MONITOR, which leaves out what scripts run)
+// and, from INFO commandstats, the script runs (EVALSHA and EVAL) and the
+// nonce writes (SET, BITFIELD; inside a script or not). Each case runs on
+// a standalone server and on a 3-master Cluster under each tagging, with
+// the idempotency store given the nonce store ("joint", what package stores
+// builds) and without it ("separate": the nonce, then the claim).
 func BenchmarkRedisRoundTrips(b *testing.B) {
 	srv := redistest.Start(b)
+	cl := redistest.StartCluster(b)
+	topologies := []struct {
+		name    string
+		addrs   []string
+		servers []*redistest.Server
+		tag     layout.Tagging
+	}{
+		{"standalone", []string{srv.Addr()}, []*redistest.Server{srv}, layout.TagKey},
+		{"cluster-key", cl.Addrs(), cl.Masters(), layout.TagKey},
+		{"cluster-principal", cl.Addrs(), cl.Masters(), layout.TagPrincipal},
+	}
 	cases := []struct {
 		name, mode, method string
 		sameKey            bool
 	}{
-		{"nonce-exact", "exact", http.MethodGet, false},
-		{"nonce-bloom", "bloom", http.MethodGet, false},
-		{"idempotent-first", "exact", http.MethodPost, false},
-		{"idempotent-replay", "exact", http.MethodPost, true},
+		{"get-exact", "exact", http.MethodGet, false},
+		{"get-bloom", "bloom", http.MethodGet, false},
+		{"post-exact", "exact", http.MethodPost, false},
+		{"post-bloom", "bloom", http.MethodPost, false},
+		{"post-replay-exact", "exact", http.MethodPost, true},
 	}
-	for _, tc := range cases {
-		b.Run(tc.name, func(b *testing.B) {
-			c := redisClient(b, srv.Addr())
-			var rt roundTrips
-			c.Unwrap().AddHook(&rt)
-			var ns nonce.Store = redisstore.NewNonce(c)
-			if tc.mode == "bloom" {
-				// Sized for the traffic, so no partition grows.
-				bs, err := redisstore.NewBloomNonce(c, 100_000_000, 1e-9, 2*time.Hour)
-				if err != nil {
-					b.Fatal(err)
+	for _, top := range topologies {
+		for _, tc := range cases {
+			for _, joint := range []bool{false, true} {
+				if tc.method == http.MethodGet && joint {
+					continue // a GET claims nothing
 				}
-				ns = bs
-			}
-			g, err := replayguard.New(replayguard.Config{
-				Keys:      []replayguard.KeyConfig{{ID: benchKeyID, Secrets: []string{benchSecret}}},
-				Timestamp: replayguard.TimestampConfig{Tolerance: replayguard.Duration(time.Hour), FutureSkew: replayguard.Duration(time.Hour)},
-			}, replayguard.WithNonceStore(ns), replayguard.WithIdempotencyStore(redisstore.NewIdempotency(c)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			h := g.Middleware(bare)
-			idemKey := "op-" + strconv.FormatUint(rand.Uint64(), 36)
-			signedReq := func() *http.Request {
-				var body []byte
-				if tc.method == http.MethodPost {
-					body = []byte(`{"amount":100}`)
+				name := top.name + "/" + tc.name + "/separate"
+				if joint {
+					name = top.name + "/" + tc.name + "/joint"
 				}
-				r, _ := http.NewRequest(tc.method, "http://api.example.com/v1/charges", bytes.NewReader(body))
-				if tc.method == http.MethodPost {
-					k := idemKey
-					if !tc.sameKey {
-						k = "op-" + strconv.FormatUint(rand.Uint64(), 36)
-					}
-					r.Header.Set("Idempotency-Key", k)
-				}
-				if err := (&hmacsig.Signer{KeyID: benchKeyID, Secret: []byte(benchSecret)}).Sign(r, body); err != nil {
-					b.Fatal(err)
-				}
-				r.RequestURI = "/v1/charges"
-				return r
+				b.Run(name, func(b *testing.B) {
+					roundTripsCase(b, top.addrs, top.servers, top.tag, tc.mode, tc.method, tc.sameKey, joint)
+				})
 			}
-			w := &recorder{discard: discard{h: http.Header{}}}
-			if tc.sameKey {
-				h.ServeHTTP(w, signedReq()) // the first execution
-			}
-			reqs := make([]*http.Request, b.N)
-			for i := range reqs {
-				reqs[i] = signedReq()
-			}
-			before := commandCalls(b, srv)
-			rt.reset()
-			b.ResetTimer()
-			for _, r := range reqs {
-				w.code = 0
-				h.ServeHTTP(w, r)
-				if w.code != http.StatusOK {
-					b.Fatalf("status %d", w.code)
-				}
-			}
-			b.StopTimer()
-			after := commandCalls(b, srv)
-			var cmds int64
-			for _, name := range []string{"set", "bitfield", "pexpireat", "evalsha", "eval"} {
-				cmds += after[name] - before[name]
-			}
-			n := float64(b.N)
-			b.ReportMetric(float64(rt.nonce.Load())/n, "nonce-rt/req")
-			b.ReportMetric(float64(rt.idem.Load())/n, "idem-rt/req")
-			b.ReportMetric(float64(cmds)/n, "redis-cmds/req")
-		})
+		}
 	}
 }
 
-// roundTrips is a go-redis hook counting round trips by store.
-type roundTrips struct{ nonce, idem atomic.Int64 }
-
-func (r *roundTrips) reset() { r.nonce.Store(0); r.idem.Store(0) }
-
-func (r *roundTrips) count(name string) {
-	switch name {
-	case "evalsha", "eval":
-		r.idem.Add(1)
-	case "set", "bitfield", "pexpireat":
-		r.nonce.Add(1)
+func roundTripsCase(b *testing.B, addrs []string, servers []*redistest.Server, tag layout.Tagging, mode, method string, sameKey, joint bool) {
+	c := redisClient(b, addrs...)
+	var rt roundTrips
+	c.Unwrap().AddHook(&rt)
+	prefix := "rt" + strconv.FormatUint(runSeq.Add(1), 10)
+	opts := []redisstore.Option{redisstore.WithKeyPrefix(prefix), redisstore.WithTagging(tag), redisstore.WithTimeout(2 * time.Second)}
+	var ns nonce.Store = redisstore.NewNonce(c, opts...)
+	if mode == "bloom" {
+		// Sized for the traffic, so no partition grows.
+		bs, err := redisstore.NewBloomNonce(c, 1_000_000, 1e-9, 2*time.Hour, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ns = bs
 	}
+	idemOpts := opts
+	if joint {
+		idemOpts = append(idemOpts, redisstore.WithNonceStore(ns))
+	}
+	g, err := replayguard.New(replayguard.Config{
+		Keys:      []replayguard.KeyConfig{{ID: benchKeyID, Secrets: []string{benchSecret}}},
+		Timestamp: replayguard.TimestampConfig{Tolerance: replayguard.Duration(time.Hour), FutureSkew: replayguard.Duration(time.Hour)},
+	}, replayguard.WithNonceStore(ns), replayguard.WithIdempotencyStore(redisstore.NewIdempotency(c, idemOpts...)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := g.Middleware(bare)
+	idemKey := "op-" + strconv.FormatUint(rand.Uint64(), 36)
+	signedReq := func() *http.Request {
+		var body []byte
+		if method == http.MethodPost {
+			body = []byte(`{"amount":100}`)
+		}
+		r, _ := http.NewRequest(method, "http://api.example.com/v1/charges", bytes.NewReader(body))
+		if method == http.MethodPost {
+			k := idemKey
+			if !sameKey {
+				k = "op-" + strconv.FormatUint(rand.Uint64(), 36)
+			}
+			r.Header.Set("Idempotency-Key", k)
+		}
+		if err := (&hmacsig.Signer{KeyID: benchKeyID, Secret: []byte(benchSecret)}).Sign(r, body); err != nil {
+			b.Fatal(err)
+		}
+		r.RequestURI = "/v1/charges"
+		return r
+	}
+	w := &recorder{discard: discard{h: http.Header{}}}
+	serve := func(r *http.Request) {
+		w.code = 0
+		h.ServeHTTP(w, r)
+		if w.code != http.StatusOK {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+	// The first requests load the scripts and, for a replay, run the
+	// operation once.
+	serve(signedReq())
+	serve(signedReq())
+	reqs := make([]*http.Request, b.N)
+	for i := range reqs {
+		reqs[i] = signedReq()
+	}
+	monitors := make([]*redistest.Monitor, len(servers))
+	for i, s := range servers {
+		monitors[i] = s.Monitor(b)
+		monitors[i].Calls()
+	}
+	before := clusterCalls(b, servers)
+	rt.reset()
+	b.ResetTimer()
+	for _, r := range reqs {
+		serve(r)
+	}
+	b.StopTimer()
+	after := clusterCalls(b, servers)
+	sent := 0
+	for _, m := range monitors {
+		for _, name := range m.Calls() {
+			switch name {
+			case "set", "bitfield", "pexpireat", "evalsha", "eval":
+				sent++
+			}
+		}
+	}
+	n := float64(b.N)
+	d := func(names ...string) float64 {
+		var v int64
+		for _, name := range names {
+			v += after[name] - before[name]
+		}
+		return float64(v) / n
+	}
+	b.ReportMetric(float64(rt.calls.Load())/n, "client-rt/req")
+	b.ReportMetric(float64(sent)/n, "server-calls/req")
+	b.ReportMetric(d("evalsha", "eval"), "scripts/req")
+	b.ReportMetric(d("set", "bitfield"), "nonce-writes/req")
 }
+
+// clusterCalls sums INFO commandstats over servers.
+func clusterCalls(b *testing.B, servers []*redistest.Server) map[string]int64 {
+	out := map[string]int64{}
+	for _, s := range servers {
+		for k, v := range commandCalls(b, s) {
+			out[k] += v
+		}
+	}
+	return out
+}
+
+// roundTrips is a go-redis hook counting round trips: each command sent
+// alone and each pipeline.
+type roundTrips struct{ calls atomic.Int64 }
+
+func (r *roundTrips) reset() { r.calls.Store(0) }
 
 func (r *roundTrips) DialHook(next goredis.DialHook) goredis.DialHook { return next }
 
 func (r *roundTrips) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 	return func(ctx context.Context, cmd goredis.Cmder) error {
-		r.count(cmd.Name())
+		switch cmd.Name() {
+		case "set", "bitfield", "bitfield_ro", "pexpireat", "evalsha", "eval":
+			r.calls.Add(1)
+		}
 		return next(ctx, cmd)
 	}
 }
@@ -412,7 +485,7 @@ func (r *roundTrips) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 func (r *roundTrips) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []goredis.Cmder) error {
 		if len(cmds) > 0 {
-			r.count(cmds[0].Name())
+			r.calls.Add(1)
 		}
 		return next(ctx, cmds)
 	}
@@ -472,4 +545,77 @@ func commandCalls(b *testing.B, srv *redistest.Server) map[string]int64 {
 		b.Fatal(err)
 	}
 	return redistest.CommandCalls(r)
+}
+
+// BenchmarkRedisPipelining runs nonce checks (exact SET … NX GET) and
+// covered requests' nonce-and-claim script runs from 2, 8 and 64
+// goroutines on one redis-server: each call on a connection of its own
+// ("plain": go-redis's pool, as goredis.Wrap uses a client), and as
+// goredis.New's client makes them ("autopipeline": while more than a few
+// calls are in flight, their commands are written together and their
+// replies read together on go-redis's autopipeliner). It reports the calls
+// per second and the CPU time per call of this process (the client) and of
+// redis-server.
+func BenchmarkRedisPipelining(b *testing.B) {
+	srv := redistest.Start(b)
+	for _, callers := range []int{2, 8, 64} {
+		for _, variant := range []string{"plain", "autopipeline"} {
+			for _, op := range []string{"nonce", "nonce-claim"} {
+				b.Run(fmt.Sprintf("%s/%s/callers-%d", variant, op, callers), func(b *testing.B) {
+					pipelining(b, srv, variant, op, callers)
+				})
+			}
+		}
+	}
+}
+
+func pipelining(b *testing.B, srv *redistest.Server, variant, op string, callers int) {
+	base := redisClient(b, srv.Addr())
+	var c redisstore.Client = base
+	if variant == "plain" {
+		c = rgoredis.Wrap(base.Unwrap())
+	}
+	prefix := "pl" + strconv.FormatUint(runSeq.Add(1), 10)
+	n := redisstore.NewNonce(c, redisstore.WithKeyPrefix(prefix), redisstore.WithTimeout(2*time.Second))
+	s := redisstore.NewIdempotency(c, redisstore.WithKeyPrefix(prefix), redisstore.WithTimeout(2*time.Second), redisstore.WithNonceStore(n))
+	fp := [32]byte{1}
+	add := func(ctx context.Context, key string) error { return n.Add(ctx, entry(key)) }
+	if op == "nonce-claim" {
+		add = func(ctx context.Context, key string) error {
+			_, nerr, cerr := s.ClaimWithNonce(ctx, entry(key), benchKeyID, benchKeyID+"\x00"+key, fp, time.Minute)
+			return errors.Join(nerr, cerr)
+		}
+	}
+	_ = add(context.Background(), "warm-"+prefix) // loads the script
+	cpu0, redis0 := processCPU(), redisCPU(b, srv)
+	parallelAddFrom(b, callers, add)
+	b.StopTimer()
+	cpu1, redis1 := processCPU(), redisCPU(b, srv)
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "client-cpu-µs/op")
+	b.ReportMetric(float64((redis1-redis0).Microseconds())/float64(b.N), "redis-cpu-µs/op")
+}
+
+// processCPU returns the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// redisCPU returns the user and system CPU time srv has used (INFO cpu).
+func redisCPU(b *testing.B, srv *redistest.Server) time.Duration {
+	b.Helper()
+	r, err := srv.Do("INFO", "cpu")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for _, f := range []string{"used_cpu_user", "used_cpu_sys"} {
+		v, err := strconv.ParseFloat(redistest.InfoField(r, f), 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += v
+	}
+	return time.Duration(total * float64(time.Second))
 }

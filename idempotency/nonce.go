@@ -8,9 +8,10 @@ import (
 )
 
 // NonceClaimer is implemented by stores that keep a request's nonce beside
-// its idempotency record (the disk store): ClaimWithNonce adds the nonce
-// and makes the claim in one write, where adding and then claiming would
-// wait for two in sequence.
+// its idempotency record (the disk store; the Redis store given the Redis
+// nonce store on its client): ClaimWithNonce adds the nonce and makes the
+// claim in one write, where adding and then claiming would wait for two in
+// sequence.
 //
 // The nonce goes first, under its store's rules. When it is not added —
 // a replay (nonce.ErrReplayed), its owner's share used up (a

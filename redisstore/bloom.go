@@ -84,7 +84,10 @@ type BloomNonce struct {
 	gen       atomic.Uint64 // counts failed calls; expiries set before one are set again
 }
 
-var bloomGrownScript = NewScript(layout.BloomGrownScript)
+var (
+	bloomGrownScript = NewScript(layout.BloomGrownScript)
+	bloomClaimScript = NewScript(layout.BloomClaimScript)
+)
 
 var (
 	_ nonce.Store  = (*BloomNonce)(nil)
@@ -168,12 +171,24 @@ func (b *BloomNonce) key(id partID, i int) string {
 // timeouts wrap nonce.ErrUnavailable. An entry already expired is accepted
 // without a call.
 func (b *BloomNonce) Add(ctx context.Context, e nonce.Entry) error {
+	_, err := b.addClaiming(ctx, e, nil)
+	return err
+}
+
+// addClaiming is Add that, when cl is set and e's entry is fresh, also
+// claims cl's idempotency record in the check's script run
+// (layout.BloomClaimScript), and returns ClaimScript's reply. The reply is
+// nil when no claim was made: without cl, and when the check found its
+// sub-filter full, which takes further round trips to settle (the caller
+// then claims on its own). Only on a standalone server: the record is not
+// in the partition's slot.
+func (b *BloomNonce) addClaiming(ctx context.Context, e nonce.Entry, cl *claimCall) ([]any, error) {
 	now := b.opts.now()
 	if !e.Expires.After(now) {
 		if err := ctx.Err(); err != nil {
-			return unavailable(nonce.ErrUnavailable, err)
+			return nil, unavailable(nonce.ErrUnavailable, err)
 		}
-		return nil
+		return nil, nil
 	}
 	ts := e.Timestamp
 	if ts.IsZero() {
@@ -189,26 +204,26 @@ func (b *BloomNonce) Add(ctx context.Context, e nonce.Entry) error {
 
 	n := int(st.cur.Load())
 	if n >= maxSubFilters || b.sub(n).m > maxBitmapBits {
-		return errBloomFull
+		return nil, errBloomFull
 	}
 	locs := bloomcore.Locations(data, b.sub(n).k)
-	present, count, err := b.check(ctx, id, st, n, locs, expMs)
+	present, count, claim, err := b.check(ctx, id, st, n, locs, expMs, cl)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	full := count > uint64(b.sub(n).capacity)
 	if present {
 		if full {
 			b.advance(id, st, n+1)
 		}
-		return nonce.ErrReplayed
+		return nil, nonce.ErrReplayed
 	}
 	if !full {
-		return nil
+		return claim, nil
 	}
 	// Sub-filter n is full: move on, and make sure no instance that moved
 	// earlier recorded the entry in a newer one.
-	return b.follow(ctx, id, st, n+1, data)
+	return nil, b.follow(ctx, id, st, n+1, data)
 }
 
 // check sets the entry's bits in sub-filter n, after testing sub-filters
@@ -219,13 +234,26 @@ func (b *BloomNonce) Add(ctx context.Context, e nonce.Entry) error {
 // the expiry must grow). A grown partition runs BloomGrownScript, which
 // writes nothing when an older sub-filter holds the entry: an instance that
 // still writes into an older, full sub-filter and then reads the newer ones
-// must find there only entries that were fresh.
-func (b *BloomNonce) check(ctx context.Context, id partID, st *partState, n int, locs []uint64, expMs int64) (present bool, count uint64, err error) {
+// must find there only entries that were fresh. With cl, either is
+// BloomClaimScript, which also claims cl's record and returns the claim's
+// reply (nil when it made none).
+func (b *BloomNonce) check(ctx context.Context, id partID, st *partState, n int, locs []uint64, expMs int64, cl *claimCall) (present bool, count uint64, claim []any, err error) {
 	gen := b.gen.Load()
 	expire := b.expiryNeeded(st, n, expMs, gen)
-	if n > 0 {
+	switch {
+	case cl != nil:
+		present, count, claim, err = b.checkClaiming(ctx, id, st, n, locs, expire, expMs, cl)
+		if err == nil && count > 0 && (expire || count == 1) {
+			// The script extended the expiries when asked to, or when it
+			// created the newest sub-filter.
+			st.expired(n, expMs, gen)
+		} else if err != nil {
+			b.gen.Add(1)
+		}
+		return present, count, claim, err
+	case n > 0:
 		present, count, err = b.checkGrown(ctx, id, n, locs, expire, expMs)
-	} else {
+	default:
 		present, count, err = b.checkFirst(ctx, st.key0, locs, expire, expMs)
 	}
 	switch {
@@ -247,7 +275,7 @@ func (b *BloomNonce) check(ctx context.Context, id partID, st *partState, n int,
 			b.gen.Add(1)
 		}
 	}
-	return present, count, err
+	return present, count, nil, err
 }
 
 // expire raises the expiry of keys to expMs (PEXPIREAT NX, then GT), in
@@ -333,6 +361,61 @@ func (b *BloomNonce) checkGrown(ctx context.Context, id partID, n int, locs []ui
 	present, _ := r[0].(int64)
 	cnt, _ := r[1].(int64)
 	return present == 1, uint64(cnt), nil
+}
+
+// checkClaiming runs BloomClaimScript over sub-filters 0..n and cl's
+// record: check's step and the claim in one round trip. The script is sent
+// once; when the call fails, the claim it may have made is released in the
+// background (see claimCall.failed).
+func (b *BloomNonce) checkClaiming(ctx context.Context, id partID, st *partState, n int, locs []uint64, expire bool, expMs int64, cl *claimCall) (bool, uint64, []any, error) {
+	keys := make([]string, n+2)
+	g := b.sub(n)
+	force := 0
+	if expire {
+		force = 1
+	}
+	total := 0
+	for i := 0; i <= n; i++ {
+		total += int(b.sub(i).k)
+	}
+	// Positions are passed by pointer into pos, which boxes them without
+	// an allocation each.
+	pos := make([]uint64, 0, total)
+	args := make([]any, 0, 7+(n+1)+total)
+	args = append(args, &expMs, force, g.m, g.capacity, &cl.token, cl.fp, &cl.leaseMs)
+	for i := 0; i <= n; i++ {
+		gi := b.sub(i)
+		if i == 0 {
+			keys[i] = st.key0
+		} else {
+			keys[i] = b.key(id, i)
+		}
+		args = append(args, gi.k)
+		for _, l := range locs[:gi.k] {
+			pos = append(pos, l%uint64(gi.m))
+			args = append(args, &pos[len(pos)-1])
+		}
+	}
+	keys[n+1] = cl.record
+	v, err := b.c.RunScript(ctx, bloomClaimScript, keys, Cmd{Args: args, Once: true, MaxReply: cl.maxReply})
+	if err != nil {
+		cl.failed()
+		return false, 0, nil, unavailable(nonce.ErrUnavailable, err)
+	}
+	r, ok := v.([]any)
+	if !ok || len(r) < 2 {
+		return false, 0, nil, fmt.Errorf("%w: redis: unexpected script reply %v", nonce.ErrUnavailable, v)
+	}
+	present, ok1 := r[0].(int64)
+	cnt, ok2 := r[1].(int64)
+	if !ok1 || !ok2 {
+		return false, 0, nil, fmt.Errorf("%w: redis: unexpected script reply %v", nonce.ErrUnavailable, v)
+	}
+	var claim []any
+	if len(r) > 2 {
+		claim = r[2:]
+	}
+	return present == 1, uint64(cnt), claim, nil
 }
 
 // getCmd returns BITFIELD_RO reading the entry's bits in sub-filter i, and

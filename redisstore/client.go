@@ -37,6 +37,26 @@ type Client interface {
 	ConfigGet(ctx context.Context, parameter string) ([]string, error)
 }
 
+// Standalone is implemented by a Client that knows whether it talks to one
+// server (a standalone server, or the master Sentinel names) rather than a
+// Cluster. On one server a script may touch keys of different hash slots,
+// so the idempotency store can add a nonce and claim a record in one run
+// whatever their hash tags (see Idempotency.ClaimWithNonce); a Client
+// without the method is taken for a Cluster client, where only keys of one
+// slot go together.
+type Standalone interface {
+	// Standalone reports whether every call goes to one server.
+	Standalone() bool
+}
+
+// standalone reports whether c is known to talk to one server.
+func standalone(c Client) bool {
+	// An anonymous interface: the Yaegi subset asserts to no named type
+	// of this package.
+	s, ok := c.(interface{ Standalone() bool })
+	return ok && s.Standalone()
+}
+
 // Cmd is one command, or the arguments of one script run.
 type Cmd struct {
 	// Args is the command's name and arguments (see Client).

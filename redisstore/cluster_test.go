@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -51,6 +52,17 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("NonceClaimer", func(t *testing.T) {
+		for _, tag := range []layout.Tagging{layout.TagKey, layout.TagPrincipal} {
+			for name, newClaimer := range jointStores(c, redisstore.WithTagging(tag)) {
+				t.Run(tag.String()+"/"+name, func(t *testing.T) {
+					t.Parallel()
+					idempotencytest.RunNonceClaimer(t, newClaimer)
+				})
+			}
+		}
+	})
+	t.Run("JointWriteByTagging", func(t *testing.T) { jointByTagging(t, cl, c) })
 	t.Run("HashTags", func(t *testing.T) { measureHashTags(t, cl, c) })
 	t.Run("Failover", func(t *testing.T) { failover(t, cl, c) })
 	t.Run("FailoverLosesWhatTheReplicaMissed", func(t *testing.T) { staleReplica(t, cl, c) })
@@ -329,4 +341,68 @@ func failover(t *testing.T, cl *redistest.Cluster, c redisstore.Client) {
 		t.Logf("the oldest lost nonce was acknowledged %v before the kill", lastLost.Round(time.Microsecond))
 	}
 	assert.Less(t, resumed, 15*time.Second)
+}
+
+// jointByTagging: on a Cluster, a covered request's nonce and claim are one
+// EVALSHA on the principal's master when both stores tag by principal and
+// the nonce's scope is the record's principal; tagged by key they are two
+// calls, the SET on the nonce's master and the claim on the record's, as
+// are Bloom nonces under either tagging.
+func jointByTagging(t *testing.T, cl *redistest.Cluster, c redisstore.Client) {
+	ctx := context.Background()
+	fp := sha256.Sum256([]byte("req"))
+	var monitors []*redistest.Monitor
+	for _, m := range cl.Masters() {
+		monitors = append(monitors, m.Monitor(t))
+	}
+	storeCalls := func() []string {
+		var out []string
+		for _, m := range monitors {
+			for _, name := range m.Calls() {
+				switch name {
+				case "set", "bitfield", "pexpireat", "evalsha", "eval":
+					out = append(out, name)
+				}
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, tc := range []struct {
+		tag  layout.Tagging
+		mode string
+		want []string
+	}{
+		{layout.TagPrincipal, "exact", []string{"evalsha"}},
+		{layout.TagKey, "exact", []string{"evalsha", "set"}},
+		{layout.TagPrincipal, "bloom", []string{"bitfield", "evalsha"}},
+	} {
+		s := jointStores(c, redisstore.WithTagging(tc.tag))[tc.mode](t)
+		claim := func() {
+			e := entry(uuid.NewString()) // scope "p"
+			got, nerr, cerr := s.ClaimWithNonce(ctx, e, "p", "p\x00"+uuid.NewString(), fp, time.Minute)
+			require.NoError(t, nerr)
+			require.NoError(t, cerr)
+			require.True(t, got.Acquired)
+		}
+		claim() // loads the scripts
+		storeCalls()
+		claim()
+		got := storeCalls()
+		if tc.mode == "bloom" {
+			// An expiry update may ride with the BITFIELD.
+			got = slicesWithout(got, "pexpireat")
+		}
+		assert.Equal(t, tc.want, got, "%s/%s", tc.tag, tc.mode)
+	}
+}
+
+func slicesWithout(s []string, drop string) []string {
+	var out []string
+	for _, x := range s {
+		if x != drop {
+			out = append(out, x)
+		}
+	}
+	return out
 }

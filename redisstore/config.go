@@ -18,6 +18,18 @@ const (
 	DefaultKeyPrefix = layout.DefaultPrefix
 )
 
+// Values of Config.Tagging.
+const (
+	// TaggingKey tags each nonce and idempotency record by its own digest
+	// (layout.TagKey): records spread over every Cluster slot. The default.
+	TaggingKey = "key"
+	// TaggingPrincipal tags them by their principal (layout.TagPrincipal):
+	// a request's nonce and idempotency record share a slot, so a Cluster
+	// takes both in one call, and one principal's records all live on one
+	// shard.
+	TaggingPrincipal = "principal"
+)
+
 // Config is the `redis:` section of the configuration: the Redis the
 // shared stores use. Field names are the configuration's (YAML and JSON).
 type Config struct {
@@ -44,6 +56,12 @@ type Config struct {
 	// KeyPrefix starts every key; instances sharing records must use the
 	// same. Default DefaultKeyPrefix ("rg").
 	KeyPrefix string `yaml:"key_prefix" json:"key_prefix,omitempty"`
+	// Tagging chooses the hash tag of nonce and idempotency record keys:
+	// TaggingKey ("key") or TaggingPrincipal ("principal"; see
+	// docs/redis.md for what it costs on a Cluster). Instances sharing
+	// records must use the same; stores.Open records it in Redis and
+	// refuses another (CheckTagging). Default TaggingKey.
+	Tagging string `yaml:"tagging" json:"tagging,omitempty"`
 }
 
 // WithDefaults returns c with every unset field at its default.
@@ -54,7 +72,22 @@ func (c Config) WithDefaults() Config {
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = DefaultKeyPrefix
 	}
+	if c.Tagging == "" {
+		c.Tagging = TaggingKey
+	}
 	return c
+}
+
+// tagging returns the layout.Tagging Tagging names, and whether it names
+// one ("" names the default).
+func (c Config) tagging() (layout.Tagging, bool) {
+	switch c.Tagging {
+	case "", TaggingKey:
+		return layout.TagKey, true
+	case TaggingPrincipal:
+		return layout.TagPrincipal, true
+	}
+	return layout.TagKey, false
 }
 
 // Validate checks c and returns every problem found, each a
@@ -77,11 +110,22 @@ func (c Config) Validate() error {
 	if c.Timeout < 0 {
 		errs = append(errs, &confval.FieldError{Field: "redis.timeout", Err: errors.New("must be positive")})
 	}
+	if _, ok := c.tagging(); !ok {
+		errs = append(errs, &confval.FieldError{Field: "redis.tagging", Err: fmt.Errorf("want %q or %q, got %q", TaggingKey, TaggingPrincipal, c.Tagging)})
+	}
 	return errors.Join(errs...)
 }
 
-// StoreOptions returns the options of a store c configures: its key prefix
-// and timeout.
+// Keys returns the key layout c configures: its prefix and tagging.
+func (c Config) Keys() layout.Keys {
+	c = c.WithDefaults()
+	t, _ := c.tagging()
+	return layout.Keys{Prefix: c.KeyPrefix, Tagging: t}
+}
+
+// StoreOptions returns the options of a store c configures: its key
+// prefix, tagging and timeout.
 func (c Config) StoreOptions() []Option {
-	return []Option{WithKeyPrefix(c.KeyPrefix), WithTimeout(c.Timeout.D())}
+	k := c.Keys()
+	return []Option{WithKeyPrefix(c.KeyPrefix), WithTagging(k.Tagging), WithTimeout(c.Timeout.D())}
 }

@@ -13,6 +13,12 @@
 // go-redis. Key names, value formats, reply decoding and the Lua sources
 // are in package layout, the Bloom arithmetic in package bloomcore.
 //
+// Given the nonce store it shares a Client with (WithNonceStore), the
+// idempotency store is an idempotency.NonceClaimer: a covered request's
+// nonce is added and its key claimed in one script run, on a standalone
+// server or Sentinel's master (a Client implementing Standalone), and on a
+// Cluster when both are tagged by principal (redis.tagging).
+//
 // The package imports only the standard library and replayguard's core
 // packages, and keeps to the Go the Yaegi interpreter runs, so that the
 // Traefik plugin runs these very stores (a test checks both).
@@ -20,9 +26,10 @@
 // Every call is bounded by the store's timeout (redis.timeout), the
 // client's retries included; a Redis error or timeout is reported wrapping
 // nonce.ErrUnavailable or idempotency.ErrUnavailable, never as a replay.
-// Commands whose repetition would change their answer (a Bloom BITFIELD,
-// an idempotency Complete or Release) are marked Cmd.Once and never sent
-// twice; the others recognise their own earlier write by a per-call token.
+// Commands whose repetition would change their answer (a Bloom BITFIELD or
+// a script running one, an idempotency Complete or Release) are marked
+// Cmd.Once and never sent twice; the others recognise their own earlier
+// write by a per-call token.
 // The stores pass the conformance suites of noncetest and idempotencytest
 // on both clients, on a standalone server and on a Cluster.
 package redisstore

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/replayguard/replayguard/bloom/bloomcore"
 	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/redisstore/layout"
 )
 
@@ -40,20 +42,30 @@ var ErrRecordTooLarge = errors.New("redisstore: response too large to store")
 // Claim reads a record back within layout.RecordBytes of the largest body
 // stored (WithMaxResponseBytes), so Complete does not store a response
 // whose record would be larger.
+//
+// Given the Guard's nonce store (WithNonceStore), it is an
+// idempotency.NonceClaimer: see ClaimWithNonce.
 type Idempotency struct {
 	c    Client
 	opts options
+
+	nonces nonce.Store       // WithNonceStore's; nil without
+	shield *bloomcore.Shield // in front of joint, if any
+	joint  nonceClaimer      // behind nonces, on c; nil when none
 }
 
 var (
-	_ idempotency.Store  = (*Idempotency)(nil)
-	_ idempotency.Pinger = (*Idempotency)(nil)
+	_ idempotency.Store        = (*Idempotency)(nil)
+	_ idempotency.Pinger       = (*Idempotency)(nil)
+	_ idempotency.NonceClaimer = (*Idempotency)(nil)
 )
 
 // NewIdempotency returns an idempotency store on c. The caller keeps
 // ownership of c and closes it.
 func NewIdempotency(c Client, opts ...Option) *Idempotency {
-	return &Idempotency{c: c, opts: newOptions(opts)}
+	s := &Idempotency{c: c, opts: newOptions(opts)}
+	s.resolveNonces()
+	return s
 }
 
 // Claim implements idempotency.Store.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/replayguard/replayguard/bloom/bloomcore"
 	"github.com/replayguard/replayguard/idempotency"
+	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/redisstore/layout"
 )
 
@@ -19,6 +20,7 @@ type options struct {
 	partitions int
 	maxBytes   int64 // of a stored response body
 	onGrowth   func(bloomcore.Growth)
+	nonces     nonce.Store // see WithNonceStore
 }
 
 func newOptions(opts []Option) options {

@@ -1,18 +1,26 @@
 package redisstore_test
 
 import (
+	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard"
 	"github.com/replayguard/replayguard/bloom/bloomcore"
+	"github.com/replayguard/replayguard/confval"
+	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
 	"github.com/replayguard/replayguard/redisstore"
+	"github.com/replayguard/replayguard/redisstore/layout"
 	"github.com/replayguard/replayguard/redisstore/redistest"
+	"github.com/replayguard/replayguard/signature/hmacsig"
 	"github.com/replayguard/replayguard/stores"
 )
 
@@ -98,4 +106,108 @@ func TestStoresOpenUnreachableRedis(t *testing.T) {
 	require.Error(t, s.Ping(ctx))
 	srv.Restart()
 	require.Eventually(t, func() bool { return s.Ping(ctx) == nil }, 5*time.Second, 20*time.Millisecond)
+}
+
+// stores.Open gives the Redis idempotency store the Set's Redis nonce
+// store, so a Guard built from the Set adds a covered POST's nonce in its
+// claim's call: a POST is two calls (the nonce with the claim, then the
+// completion), a GET one, in exact and in Bloom mode behind the shield.
+func TestStoresOpenRedisJointWrite(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	for _, mode := range []string{"exact", "bloom"} {
+		cfg := redisConfig(srv.Addr(), func(c *replayguard.Config) {
+			c.Keys = []replayguard.KeyConfig{{ID: "client-a", Secrets: []string{jointSecret}}}
+			c.Nonce.Mode = mode
+			c.Nonce.LocalShield = mode == "bloom"
+			c.Nonce.Capacity = 10_000
+		})
+		s, err := stores.Open(ctx, cfg, redisAt(srv.Addr()))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		nc, ok := s.Idempotency.(idempotency.NonceClaimer)
+		require.True(t, ok)
+		assert.Same(t, s.Nonce, nc.NonceStore(), "%s: the Set's nonce store", mode)
+
+		g, err := replayguard.New(cfg, s.Options()...)
+		require.NoError(t, err)
+		h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusCreated) }))
+		serve := func(method string) int {
+			body := []byte(`{"amount":100}`)
+			r := httptest.NewRequest(method, "http://api.example.com/v1/charges", bytes.NewReader(body))
+			if method == http.MethodPost {
+				r.Header.Set("Idempotency-Key", uuid.NewString())
+			}
+			require.NoError(t, (&hmacsig.Signer{KeyID: "client-a", Secret: []byte(jointSecret)}).Sign(r, body))
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w.Code
+		}
+		require.Equal(t, http.StatusCreated, serve(http.MethodPost)) // loads the scripts
+		m := srv.Monitor(t)
+		require.Equal(t, http.StatusCreated, serve(http.MethodPost))
+		assert.Equal(t, []string{"evalsha", "evalsha"}, storeCalls(m), "%s: the nonce with the claim, then the completion", mode)
+		require.Equal(t, http.StatusCreated, serve(http.MethodGet))
+		calls := storeCalls(m)
+		if mode == "bloom" {
+			calls = slicesWithout(calls, "pexpireat") // an expiry update may ride along
+		}
+		want := map[string][]string{"exact": {"set"}, "bloom": {"bitfield"}}[mode]
+		assert.Equal(t, want, calls, "%s: a GET is the nonce alone", mode)
+	}
+}
+
+const jointSecret = "joint-secret-0123456789abcdef"
+
+// Instances sharing a Redis must tag keys alike: stores.Open records its
+// tagging in <prefix>:tagging and refuses another, naming redis.tagging.
+func TestStoresOpenRefusesAnotherTagging(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	open := func(prefix, tagging string) (*stores.Set, error) {
+		rc := redisstore.Config{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, Tagging: tagging, Timeout: replayguard.Duration(slow)}
+		return stores.Open(ctx, redisConfig(srv.Addr(), nil), stores.WithRedis(rc))
+	}
+	s, err := open("tagA", "principal")
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	v, err := srv.Do("GET", "tagA:tagging")
+	require.NoError(t, err)
+	assert.Equal(t, "principal", v)
+	s, err = open("tagA", "principal")
+	require.NoError(t, err, "the same tagging again")
+	require.NoError(t, s.Close())
+
+	_, err = open("tagA", "")
+	require.ErrorIs(t, err, redisstore.ErrTaggingMismatch, "the default, key, against principal")
+	var fe *replayguard.FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "redis.tagging", fe.Field)
+
+	s, err = open("tagB", "")
+	require.NoError(t, err, "another prefix is another layout")
+	require.NoError(t, s.Close())
+	_, err = open("tagB", "principal")
+	require.ErrorIs(t, err, redisstore.ErrTaggingMismatch)
+
+	_, err = srv.Do("DEL", "tagB:tagging")
+	require.NoError(t, err)
+	s, err = open("tagB", "principal")
+	require.NoError(t, err, "deleting the marker lets the tagging change")
+	require.NoError(t, s.Close())
+}
+
+func TestConfigTagging(t *testing.T) {
+	c := redisstore.Config{Addrs: []string{"127.0.0.1:6379"}}
+	assert.Equal(t, redisstore.TaggingKey, c.WithDefaults().Tagging)
+	assert.Equal(t, layout.TagKey, c.Keys().Tagging)
+	c.Tagging = redisstore.TaggingPrincipal
+	require.NoError(t, c.Validate())
+	assert.Equal(t, layout.TagPrincipal, c.Keys().Tagging)
+	c.Tagging = "nonce"
+	var fe *confval.FieldError
+	require.ErrorAs(t, c.Validate(), &fe)
+	assert.Equal(t, "redis.tagging", fe.Field)
 }

@@ -2,6 +2,7 @@ package stores
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -49,6 +50,12 @@ func (s *Set) redisClient(ctx context.Context, cfg replayguard.Config, o options
 	}
 	if w := redisstore.EvictionWarning(pctx, c); w != "" {
 		s.Warnings = append(s.Warnings, w)
+	}
+	if err := redisstore.CheckTagging(pctx, c, rc.Keys(), rc.Timeout.D()*5); err != nil {
+		if errors.Is(err, redisstore.ErrTaggingMismatch) {
+			return nil, &replayguard.FieldError{Field: "redis.tagging", Err: err}
+		}
+		s.Warnings = append(s.Warnings, fmt.Sprintf("redis.tagging could not be checked against the other instances' (%v)", err))
 	}
 	return c, nil
 }
@@ -98,6 +105,11 @@ func (s *Set) openRedisIdempotency(ctx context.Context, cfg replayguard.Config, 
 		return err
 	}
 	opts := append(redisOptions(o), redisstore.WithMaxResponseBytes(cfg.Idempotency.MaxResponseBytes))
+	if cfg.Nonce.Store == replayguard.StoreRedis && s.Nonce != nil {
+		// The nonce store on the same client: a covered request's nonce
+		// and claim go in one call where the keys allow it.
+		opts = append(opts, redisstore.WithNonceStore(s.Nonce))
+	}
 	st := redisstore.NewIdempotency(c, opts...)
 	s.Idempotency = st
 	s.Names = append(s.Names, "idempotency:redis")

@@ -74,3 +74,20 @@ func (s *Shield) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// AddWith is Add with add in place of the shared store's Add: add must
+// record e in the shared store (Next), possibly with more in the same call,
+// and return what Next's Add would. The shield answers a repeat it has
+// seen without calling add, and remembers e when add accepts or rejects it
+// as a replay.
+func (s *Shield) AddWith(ctx context.Context, e nonce.Entry, add func(ctx context.Context) error) error {
+	if seen, err := s.seen.Contains(ctx, e); err == nil && seen {
+		s.saved.Add(1)
+		return nonce.ErrReplayed
+	}
+	err := add(ctx)
+	if err == nil || errors.Is(err, nonce.ErrReplayed) {
+		_ = s.seen.Add(context.WithoutCancel(ctx), e)
+	}
+	return err
+}

@@ -103,6 +103,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			tls         [true|false]
 //			timeout     <duration>
 //			key_prefix  <prefix>
+//			tagging     key|principal
 //		}
 //		postgres {
 //			dsn     <dsn>
@@ -228,6 +229,7 @@ func parseRedis(d *caddyfile.Dispenser, rc *redisstore.Config) error {
 		"tls":         func() (err error) { rc.TLS, err = boolArg(d); return },
 		"timeout":     func() (err error) { rc.Timeout, err = durationArg(d); return },
 		"key_prefix":  func() (err error) { rc.KeyPrefix, err = stringArg(d); return },
+		"tagging":     func() (err error) { rc.Tagging, err = stringArg(d); return },
 	})
 }
 

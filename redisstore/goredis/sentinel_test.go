@@ -2,11 +2,14 @@ package goredis_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/replayguard/replayguard/confval"
@@ -40,6 +43,19 @@ func TestSentinel(t *testing.T) {
 	idempotencytest.Run(t, func(t *testing.T) idempotency.Store {
 		return redisstore.NewIdempotency(c, redisstore.WithKeyPrefix(uniquePrefix(t)), redisstore.WithTimeout(slow))
 	})
+	// Sentinel's master is one server: a covered request's nonce and
+	// claim are one script run, exact or Bloom.
+	require.True(t, c.Standalone())
+	idempotencytest.RunNonceClaimer(t, func(t *testing.T) idempotency.NonceClaimer {
+		o := []redisstore.Option{redisstore.WithKeyPrefix(uniquePrefix(t)), redisstore.WithTimeout(slow)}
+		return redisstore.NewIdempotency(c, append(o, redisstore.WithNonceStore(redisstore.NewNonce(c, o...)))...)
+	})
+	idempotencytest.RunNonceClaimer(t, func(t *testing.T) idempotency.NonceClaimer {
+		o := []redisstore.Option{redisstore.WithKeyPrefix(uniquePrefix(t)), redisstore.WithTimeout(slow)}
+		b, err := redisstore.NewBloomNonce(c, 100_000, 1e-9, 10*time.Minute, o...)
+		require.NoError(t, err)
+		return redisstore.NewIdempotency(c, append(o, redisstore.WithNonceStore(b))...)
+	})
 
 	// Sentinel may have failed over already on a busy machine: ask it who
 	// is master now.
@@ -48,6 +64,30 @@ func TestSentinel(t *testing.T) {
 	if strings.ReplaceAll(addr, "\n", ":") != master.Addr() {
 		master, replica = replica, master
 	}
+	// One call reaches the master for a covered request's nonce and claim.
+	n0 := redisstore.NewNonce(c, redisstore.WithKeyPrefix("joint"), redisstore.WithTimeout(slow))
+	j := redisstore.NewIdempotency(c, redisstore.WithKeyPrefix("joint"), redisstore.WithTimeout(slow), redisstore.WithNonceStore(n0))
+	fp := sha256.Sum256([]byte("req"))
+	joint := func(i int) {
+		now := time.Now()
+		e := nonce.Entry{Scope: "p", Key: "joint-0123456789ab-" + strconv.Itoa(i), Timestamp: now, Expires: now.Add(time.Minute)}
+		got, nerr, cerr := j.ClaimWithNonce(ctx, e, "p", "p\x00k"+strconv.Itoa(i), fp, time.Minute)
+		require.NoError(t, nerr)
+		require.NoError(t, cerr)
+		require.True(t, got.Acquired)
+	}
+	joint(0) // loads the script
+	mon := master.Monitor(t)
+	mon.Calls()
+	joint(1)
+	var calls []string
+	for _, name := range mon.Calls() {
+		if name == "set" || name == "evalsha" || name == "eval" {
+			calls = append(calls, name)
+		}
+	}
+	assert.Equal(t, []string{"evalsha"}, calls)
+
 	n := redisstore.NewNonce(c, redisstore.WithTimeout(slow))
 	e := nonce.Entry{Scope: "k", Key: "before-failover-0123", Timestamp: time.Now(), Expires: time.Now().Add(time.Minute)}
 	require.NoError(t, n.Add(ctx, e))

@@ -10,12 +10,17 @@
 // the first 16 bytes of SHA-256(x) in lower-case hex; every part a client
 // controls (scope, nonce, idempotency key) is digested, so no byte of it, and
 // no `{` or `}`, reaches a key name. Every key one call touches shares one
-// {hash tag} and so one Cluster slot.
+// {hash tag} and so one Cluster slot — except where a script adds a nonce
+// and claims an idempotency record together (NonceClaimScript,
+// BloomClaimScript) on a standalone server, which has no slots; on a
+// Cluster NonceClaimScript runs only under TagPrincipal, where the nonce's
+// scope and the record's principal give both keys one tag.
 //
 //	store / record           key (TagKey, the default)               key (TagPrincipal)
 //	exact nonce              <p>:n:{D(scope 0x00 nonce)}             <p>:{D(scope)}:n:D(scope 0x00 nonce)
 //	idempotency record       <p>:i:{D(principal 0x00 key)}           <p>:{D(principal)}:i:D(principal 0x00 key)
 //	Bloom sub-filter         <p>:b:{<bucket>.<partition>}:<width ms>:<sub>:<m>:<k>
+//	tagging marker           <p>:tagging ("key" or "principal", no expiry)
 //
 // # Values and expiry
 //

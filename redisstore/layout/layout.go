@@ -101,6 +101,12 @@ func (k Keys) Idempotency(scopedKey string) string {
 	return k.prefix() + ":i:{" + d + "}"
 }
 
+// TaggingMarker returns the key recording the Tagging of the instances
+// sharing the prefix: <prefix>:tagging, holding "key" or "principal".
+func (k Keys) TaggingMarker() string {
+	return k.prefix() + ":tagging"
+}
+
 // Bloom returns the key of sub-filter sub of partition part of bucket
 // bucket, for buckets width wide and a bitmap of m filter bits probed k
 // times:

@@ -150,3 +150,127 @@ for p = 1, k do
 end
 return {present, old[k + 1]}
 `
+
+// NonceClaimScript adds an exact nonce and claims an idempotency record in
+// one atomic step: the nonce's SET … NX GET PXAT, then, only when the
+// nonce was fresh, ClaimScript on the record. The keys must share a
+// Cluster slot (TagPrincipal, the nonce's scope the record's principal),
+// or the server be a standalone one.
+//
+//	KEYS[1] nonce   KEYS[2] record
+//	ARGV[1] nonce token   ARGV[2] nonce expiry in unix milliseconds
+//	ARGV[3] claim token   ARGV[4] fingerprint (32 bytes)
+//	ARGV[5] lease in milliseconds
+//
+// It returns {0} when the nonce was recorded before (a replay: nothing is
+// written), else {1} followed by ClaimScript's reply. A nonce holding the
+// call's own token is fresh and a record in progress under the call's own
+// claim token is the call's, so a client may send it twice.
+const NonceClaimScript = `local prev = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'PXAT', ARGV[2])
+if prev and prev ~= ARGV[1] then
+  return {0}
+end
+local r = redis.call('HMGET', KEYS[2], 's', 'tok', 'fp', 'st', 'h', 'b')
+if r[1] then
+  if r[1] == 'p' and r[2] == ARGV[3] then
+    return {1, 1}
+  end
+  return {1, 0, r[1], r[3] or '', r[4] or '', r[5] or '', r[6] or ''}
+end
+redis.call('HSET', KEYS[2], 's', 'p', 'tok', ARGV[3], 'fp', ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return {1, 1}
+`
+
+// BloomClaimScript checks an entry in a Bloom partition and claims an
+// idempotency record in one atomic step: BloomGrownScript's check over
+// sub-filters 0..n-1 (n ≥ 1; with one sub-filter, the single BITFIELD of
+// a plain check, its expiry set as the pipelined PEXPIREAT would), then,
+// only when the entry is fresh and the newest sub-filter's counter within
+// its capacity, ClaimScript on the record. Only on a standalone server:
+// the record's slot is not the partition's.
+//
+//	KEYS[1..n]   sub-filters 0..n-1 of one partition, oldest first
+//	KEYS[n+1]    record
+//	ARGV[1]      expiry in unix milliseconds
+//	ARGV[2]      "1" to extend every sub-filter to it (PEXPIREAT NX, then
+//	             GT); "0" to do so only when this check created the newest
+//	ARGV[3]      bit offset of the newest sub-filter's counter (its m)
+//	ARGV[4]      the newest sub-filter's capacity: past it no claim is made
+//	ARGV[5]      claim token   ARGV[6] fingerprint   ARGV[7] lease in ms
+//	ARGV[8…]     for each sub-filter in order: k, then k bit positions
+//
+// It returns {present, counter} as BloomGrownScript does when no claim is
+// made (the entry present, or the counter past the capacity: the caller
+// then reads the newer sub-filters before calling the entry fresh), else
+// {0, counter} followed by ClaimScript's reply. The BITFIELD's effect
+// shows in a second run, so it must not be sent twice.
+const BloomClaimScript = `local j = 8
+local n = #KEYS - 1
+for i = 1, n - 1 do
+  local k = tonumber(ARGV[j])
+  j = j + 1
+  local args = {}
+  for p = 1, k do
+    args[#args + 1] = 'GET'
+    args[#args + 1] = 'u1'
+    args[#args + 1] = ARGV[j]
+    j = j + 1
+  end
+  local bits = redis.call('BITFIELD_RO', KEYS[i], unpack(args))
+  local all = true
+  for p = 1, k do
+    if bits[p] == 0 then
+      all = false
+      break
+    end
+  end
+  if all then
+    return {1, 0}
+  end
+end
+local k = tonumber(ARGV[j])
+j = j + 1
+local args = {}
+for p = 1, k do
+  args[#args + 1] = 'SET'
+  args[#args + 1] = 'u1'
+  args[#args + 1] = ARGV[j]
+  args[#args + 1] = 1
+  j = j + 1
+end
+args[#args + 1] = 'OVERFLOW'
+args[#args + 1] = 'SAT'
+args[#args + 1] = 'INCRBY'
+args[#args + 1] = 'u32'
+args[#args + 1] = ARGV[3]
+args[#args + 1] = 1
+local old = redis.call('BITFIELD', KEYS[n], unpack(args))
+if ARGV[2] == '1' or old[k + 1] == 1 then
+  for i = 1, n do
+    redis.call('PEXPIREAT', KEYS[i], ARGV[1], 'NX')
+    redis.call('PEXPIREAT', KEYS[i], ARGV[1], 'GT')
+  end
+end
+local present = 1
+for p = 1, k do
+  if old[p] == 0 then
+    present = 0
+    break
+  end
+end
+if present == 1 or old[k + 1] > tonumber(ARGV[4]) then
+  return {present, old[k + 1]}
+end
+local rec = KEYS[n + 1]
+local r = redis.call('HMGET', rec, 's', 'tok', 'fp', 'st', 'h', 'b')
+if r[1] then
+  if r[1] == 'p' and r[2] == ARGV[5] then
+    return {0, old[k + 1], 1}
+  end
+  return {0, old[k + 1], 0, r[1], r[3] or '', r[4] or '', r[5] or '', r[6] or ''}
+end
+redis.call('HSET', rec, 's', 'p', 'tok', ARGV[5], 'fp', ARGV[6])
+redis.call('PEXPIRE', rec, ARGV[7])
+return {0, old[k + 1], 1}
+`

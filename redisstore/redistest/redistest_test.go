@@ -35,3 +35,15 @@ func TestServerWithoutPersistenceForgets(t *testing.T) {
 	var e redistest.ErrReply
 	require.ErrorAs(t, err, &e)
 }
+
+// Monitor tells the commands a client sent from those a script ran.
+func TestMonitorCountsClientCommands(t *testing.T) {
+	s := redistest.Start(t)
+	m := s.Monitor(t)
+	_, err := s.Do("SET", "a", "1")
+	require.NoError(t, err)
+	_, err = s.Do("EVAL", "redis.call('SET', KEYS[1], '2'); return redis.call('GET', KEYS[1])", "1", "b")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"set", "eval"}, m.Calls())
+	assert.Empty(t, m.Calls(), "taken")
+}

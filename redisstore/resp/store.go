@@ -9,7 +9,19 @@ import (
 
 // The calls of redisstore.Client, with which the stores of package
 // redisstore run on a Client.
-var _ redisstore.Client = (*Client)(nil)
+var (
+	_ redisstore.Client     = (*Client)(nil)
+	_ redisstore.Standalone = (*Client)(nil)
+)
+
+// Standalone implements redisstore.Standalone: true once the Client has
+// found Options.Addr to be a standalone server, false while it does not
+// know yet and in a Cluster.
+func (c *Client) Standalone() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mode == modeSingle
+}
 
 // Process sends one command and returns its reply (see Do for the
 // types), an error reply as an error of type *Error. It is sent twice only
