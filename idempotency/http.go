@@ -351,10 +351,10 @@ func (h *Deduper) execute(w http.ResponseWriter, r *http.Request, key, token str
 	h.event(&h.stats.Executed, "executed")
 	rec := &recorder{w: w, max: h.opts.MaxResponseBytes, unknownLengthStreams: h.opts.StreamUnknownLength}
 	storeCtx := context.WithoutCancel(r.Context())
-	stop := h.renewWhileRunning(storeCtx, key, token)
+	renewing := h.renewWhileRunning(storeCtx, key, token)
 	completed := false
 	defer func() {
-		stop()
+		renewing.stop()
 		if completed {
 			return
 		}
@@ -366,7 +366,7 @@ func (h *Deduper) execute(w http.ResponseWriter, r *http.Request, key, token str
 	}()
 	next.ServeHTTP(rec, r)
 	completed = true
-	stop()
+	renewing.stop()
 	if rec.status == 0 {
 		// The handler set headers (or nothing) and returned: net/http
 		// sends them with an implicit 200.
@@ -422,57 +422,83 @@ func (h *Deduper) logStoreErr(ctx context.Context, op string, err error) {
 		slog.String("error", err.Error()))
 }
 
-// renewWhileRunning renews the lease every third of it until stop is called.
-func (h *Deduper) renewWhileRunning(ctx context.Context, key, token string) (stop func()) {
-	return renewLoop(ctx, h.store, key, token, h.opts.Lease, func(err error) { h.logStoreErr(ctx, "lease renewal", err) })
+// renewWhileRunning renews the lease every third of it until its stop is
+// called.
+func (h *Deduper) renewWhileRunning(ctx context.Context, key, token string) *renewal {
+	return startRenewal(&renewal{ctx: ctx, store: h.store, key: key, token: token, lease: h.opts.Lease, d: h})
 }
 
 func renewLoop(ctx context.Context, store Store, key, token string, lease time.Duration, onErr func(error)) (stop func()) {
-	every := lease / 3
-	if every < time.Millisecond {
-		every = time.Millisecond
+	return startRenewal(&renewal{ctx: ctx, store: store, key: key, token: token, lease: lease, onErr: onErr}).stop
+}
+
+// renewal renews one lease every third of it until stopped: a timer chain
+// rather than a goroutine selecting on a ticker, as the Yaegi interpreter
+// shares one select's case list between goroutines. One allocation holds
+// its state, since every covered request starts one.
+type renewal struct {
+	ctx        context.Context
+	store      Store
+	key, token string
+	lease      time.Duration
+	every      time.Duration
+	// d, when set, logs a failed renewal; else onErr is told.
+	d     *Deduper
+	onErr func(error)
+
+	mu      sync.Mutex
+	stopped bool
+	timer   *time.Timer
+	running sync.WaitGroup
+}
+
+func startRenewal(rn *renewal) *renewal {
+	rn.every = rn.lease / 3
+	if rn.every < time.Millisecond {
+		rn.every = time.Millisecond
 	}
-	// A timer chain rather than a goroutine selecting on a ticker: the
-	// Yaegi interpreter shares one select's case list between goroutines.
-	var (
-		mu      sync.Mutex
-		stopped bool
-		timer   *time.Timer
-		running sync.WaitGroup
-	)
-	renew := func() {
-		mu.Lock()
-		if stopped {
-			mu.Unlock()
+	rn.mu.Lock()
+	rn.timer = time.AfterFunc(rn.every, rn.renew)
+	rn.mu.Unlock()
+	return rn
+}
+
+func (rn *renewal) renew() {
+	rn.mu.Lock()
+	if rn.stopped {
+		rn.mu.Unlock()
+		return
+	}
+	rn.running.Add(1)
+	rn.mu.Unlock()
+	defer rn.running.Done()
+	if err := rn.store.Renew(rn.ctx, rn.key, rn.token, rn.lease); err != nil {
+		if rn.d != nil {
+			rn.d.logStoreErr(rn.ctx, "lease renewal", err)
+		} else {
+			rn.onErr(err)
+		}
+		if errors.Is(err, ErrLeaseLost) {
 			return
 		}
-		running.Add(1)
-		mu.Unlock()
-		defer running.Done()
-		if err := store.Renew(ctx, key, token, lease); err != nil {
-			onErr(err)
-			if errors.Is(err, ErrLeaseLost) {
-				return
-			}
-		}
-		mu.Lock()
-		if !stopped {
-			timer.Reset(every)
-		}
-		mu.Unlock()
 	}
-	mu.Lock()
-	timer = time.AfterFunc(every, renew)
-	mu.Unlock()
-	return func() {
-		mu.Lock()
-		if !stopped {
-			stopped = true
-			timer.Stop()
-		}
-		mu.Unlock()
-		running.Wait()
+	rn.mu.Lock()
+	if !rn.stopped {
+		rn.timer.Reset(rn.every)
 	}
+	rn.mu.Unlock()
+}
+
+// stop ends the renewals, waiting for one under way; calling it again
+// does nothing.
+func (rn *renewal) stop() {
+	rn.mu.Lock()
+	if !rn.stopped {
+		rn.stopped = true
+		rn.timer.Stop()
+	}
+	rn.mu.Unlock()
+	rn.running.Wait()
 }
 
 // Abandon marks the response being written to w as one that must not be
@@ -524,12 +550,12 @@ func (r *recorder) WriteHeader(code int) {
 	}
 	r.status = code
 	r.header = storableHeader(r.w.Header())
-	if mt := r.w.Header().Get("Content-Type"); strings.HasPrefix(strings.ToLower(mt), "text/event-stream") {
+	if mt := first(r.w.Header()["Content-Type"]); strings.HasPrefix(strings.ToLower(mt), "text/event-stream") {
 		r.streaming = true
 	}
 	// 204 and 304 carry no body, hence no Content-Length: nothing streams.
 	if r.unknownLengthStreams && code != http.StatusNoContent && code != http.StatusNotModified &&
-		r.w.Header().Get("Content-Length") == "" {
+		first(r.w.Header()["Content-Length"]) == "" {
 		r.streaming = true
 	}
 	r.w.WriteHeader(code)
@@ -572,6 +598,15 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// first is the first of a header's values, "" without one: Header.Get
+// for a name already in canonical form.
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
 // release sends the byte Write held back, once the record is stored or
 // released.
 func (r *recorder) release() error {
@@ -607,15 +642,45 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // storableHeader copies h without hop-by-hop headers (including those
-// Connection names), Set-Cookie and Date.
+// Connection names), Set-Cookie, Date and Idempotent-Replayed, in one
+// copy whose values share one array, as http.Header.Clone's do.
 func storableHeader(h http.Header) http.Header {
-	out := h.Clone()
-	if out == nil {
-		out = http.Header{}
+	named := hop.Named(h)
+	keep := func(name string) bool {
+		switch name {
+		case "Set-Cookie", "Date", ReplayedHeader:
+			return false
+		}
+		if hop.Standard(name) {
+			return false
+		}
+		for _, n := range named {
+			if name == n {
+				return false
+			}
+		}
+		return true
 	}
-	hop.Remove(out)
-	out.Del("Set-Cookie")
-	out.Del("Date")
-	out.Del(ReplayedHeader)
+	keys, values := 0, 0
+	for name, vs := range h {
+		if keep(name) {
+			keys++
+			values += len(vs)
+		}
+	}
+	out := make(http.Header, keys)
+	all := make([]string, values)
+	for name, vs := range h {
+		if !keep(name) {
+			continue
+		}
+		if vs == nil {
+			out[name] = nil
+			continue
+		}
+		n := copy(all, vs)
+		out[name] = all[:n:n]
+		all = all[n:]
+	}
 	return out
 }

@@ -60,6 +60,7 @@ func run() error {
 	var o options
 	flag.StringVar(&o.bin, "bin", "", "`directory` holding replayguard, noop, bareproxy and caddy")
 	flag.StringVar(&o.work, "work", "", "`directory` for configurations, logs, data and results (on a real file system: the default target keeps its disk store there)")
+	flag.StringVar(&o.gateway, "gateway", "", "replayguard `binary` the serve targets run (default: the one in -bin, which is always the load client)")
 	flag.StringVar(&o.nginx, "nginx", "", "nginx `binary` (default: nginx in PATH; none: nginx left out)")
 	flag.StringVar(&o.redis, "redis-server", "", "redis-server `binary` (default: redis-server in PATH; none: Redis targets left out)")
 	flag.IntVar(&o.rounds, "rounds", 7, "rounds; each target measured once per round")

@@ -21,13 +21,16 @@ import (
 
 type options struct {
 	bin, work, nginx, redis string
-	rounds                  int
-	duration                time.Duration
-	rate                    float64
-	concurrency, bodyBytes  int
-	preload                 int
-	targets                 []string
-	write                   string
+	// gateway is the replayguard binary the serve targets run, "" for
+	// the one in bin (which is always the load client).
+	gateway                string
+	rounds                 int
+	duration               time.Duration
+	rate                   float64
+	concurrency, bodyBytes int
+	preload                int
+	targets                []string
+	write                  string
 }
 
 // window is one timed measurement of a target.
@@ -60,11 +63,18 @@ func newRunner(o options) (*runner, error) {
 	if o.rounds < 1 || o.duration <= 0 || o.rate <= 0 || o.concurrency < 1 || o.bodyBytes < 0 || o.preload < 0 {
 		return nil, errors.New("want -rounds, -duration, -rate and -concurrency positive, -body and -preload not negative")
 	}
-	work, err := filepath.Abs(o.work)
-	if err != nil {
+	var err error
+	if o.work, err = filepath.Abs(o.work); err != nil {
 		return nil, err
 	}
-	o.work = work
+	if o.bin, err = filepath.Abs(o.bin); err != nil {
+		return nil, err
+	}
+	if o.gateway == "" {
+		o.gateway = filepath.Join(o.bin, "replayguard")
+	} else if o.gateway, err = filepath.Abs(o.gateway); err != nil {
+		return nil, err
+	}
 	r := &runner{o: o, hz: clockTicks(), configs: map[string]string{}}
 	r.res = &results{Options: resultOptions{Rounds: o.rounds, Duration: o.duration.String(), Rate: o.rate,
 		Concurrency: o.concurrency, BodyBytes: o.bodyBytes, Preload: o.preload}}

@@ -171,7 +171,7 @@ func (r *runner) serve(dir, extra string) ([]string, []string, string, error) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, nil, "", err
 	}
-	return []string{r.binary("replayguard"), "serve", "--config", path}, nil, cfg, nil
+	return []string{r.o.gateway, "serve", "--config", path}, nil, cfg, nil
 }
 
 // caddy writes a Caddyfile serving port with directive (if any) in front of
