@@ -156,8 +156,10 @@ type NonceConfig struct {
 	LocalShield bool `yaml:"local_shield" json:"local_shield,omitempty"`
 	// MaxEntries caps the exact memory store; at the cap new nonces fail
 	// with store_unavailable rather than evict live records, and each key
-	// entry holds at most its share of it (KeyShare). Default 10,000,000
-	// (about 1.25 GB); -1: no cap, and no shares.
+	// entry holds at most its share of it (KeyShare). A record holds at
+	// most nonce.MemoryEntryBytes of heap as the store fills. Default
+	// 10,000,000 (at most about 1.1 GB of live heap); -1: no cap, and no
+	// shares.
 	MaxEntries int `yaml:"max_entries" json:"max_entries,omitempty"`
 	// MaxSubFilters is the most sub-filters a partition of the memory
 	// Bloom store grows to, holding up to 2^n - 1 times its share of
@@ -199,9 +201,10 @@ type IdempotencyConfig struct {
 	// FingerprintHeaders are request headers that join method, target and
 	// body in the fingerprint. Default none.
 	FingerprintHeaders []string `yaml:"fingerprint_headers" json:"fingerprint_headers,omitempty"`
-	// MemoryMaxBytes bounds what the memory store holds (stored responses
-	// plus bookkeeping); past it new records fail with store_unavailable.
-	// Default 256 MiB.
+	// MemoryMaxBytes bounds the live heap the memory store's records
+	// hold (keys, stored responses and the store's own structures, as the
+	// allocator sizes them); past it new records fail with
+	// store_unavailable. Default 256 MiB.
 	MemoryMaxBytes int64 `yaml:"memory_max_bytes" json:"memory_max_bytes,omitempty"`
 	// KeyShare is the fraction of MemoryMaxBytes one key entry may hold;
 	// past it that key gets quota_exceeded. Default 0: 1 / the number of

@@ -1,6 +1,8 @@
 package replayguard_test
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"io/fs"
@@ -137,6 +139,29 @@ func markdownFiles(t *testing.T) []string {
 	return files
 }
 
+// TestExamplesHaveReadmes: every directory of examples/ that holds an
+// example has a README.md giving the command that runs it (an indented or
+// fenced command line).
+func TestExamplesHaveReadmes(t *testing.T) {
+	command := regexp.MustCompile("(?m)^(    |\t|```)")
+	checked := map[string]bool{}
+	require.NoError(t, filepath.WalkDir("examples", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() == "README.md" {
+			return err
+		}
+		dir := filepath.Dir(path)
+		if dir == "examples" || checked[dir] {
+			return nil
+		}
+		checked[dir] = true
+		b, err := os.ReadFile(filepath.Join(dir, "README.md"))
+		if assert.NoError(t, err, "%s has no README.md", dir) {
+			assert.Regexp(t, command, string(b), "%s/README.md gives no command", dir)
+		}
+		return nil
+	}))
+}
+
 // headingAnchors returns the GitHub anchors of the headings of a Markdown
 // document, outside fenced code blocks; a repeated heading gets -1, -2, ….
 func headingAnchors(doc string) map[string]bool {
@@ -196,8 +221,9 @@ func TestDocsRelativeLinksResolve(t *testing.T) {
 }
 
 // TestDocsPythonClient runs the Python client printed in
-// docs/wire-format.md against a Guard: the documented wire format is the
-// implemented one.
+// docs/wire-format.md against a Guard, with a secret written as keygen
+// prints it (base64:…) and with a plain one: the documented wire format
+// is the implemented one.
 func TestDocsPythonClient(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -214,26 +240,36 @@ func TestDocsPythonClient(t *testing.T) {
 	script, _, ok := strings.Cut(after, "```")
 	require.True(t, ok)
 
-	const secret = "docs-secret-0123456789"
-	g, err := replayguard.New(replayguard.Config{
-		Keys: []replayguard.KeyConfig{{ID: "client-a", Secrets: []string{secret}}},
-	})
+	raw := make([]byte, 32)
+	_, err = rand.Read(raw)
 	require.NoError(t, err)
-	var hits atomic.Int64
-	srv := httptest.NewServer(g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		body, _ := io.ReadAll(r.Body)
-		v, _ := replayguard.VerifiedFrom(r.Context())
-		fmt.Fprintf(w, "%s %s %s %s", v.KeyID, r.Method, r.URL.RequestURI(), body)
-	})))
-	defer srv.Close()
+	for _, tt := range []struct{ name, secret string }{
+		{"keygen secret", "base64:" + base64.StdEncoding.EncodeToString(raw)},
+		{"plain secret", "docs-secret-0123456789"},
+	} {
+		secret := tt.secret
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := replayguard.New(replayguard.Config{
+				Keys: []replayguard.KeyConfig{{ID: "client-a", Secrets: []string{secret}}},
+			})
+			require.NoError(t, err)
+			var hits atomic.Int64
+			srv := httptest.NewServer(g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				body, _ := io.ReadAll(r.Body)
+				v, _ := replayguard.VerifiedFrom(r.Context())
+				fmt.Fprintf(w, "%s %s %s %s", v.KeyID, r.Method, r.URL.RequestURI(), body)
+			})))
+			defer srv.Close()
 
-	script = regexp.MustCompile(`SECRET = b"[^"]*"`).ReplaceAllLiteralString(script, `SECRET = b"`+secret+`"`)
-	script = strings.Replace(script, `"127.0.0.1:8080"`, `"`+strings.TrimPrefix(srv.URL, "http://")+`"`, 1)
-	out, err := exec.Command("python3", "-c", script).CombinedOutput()
-	require.NoError(t, err, string(out))
-	assert.Equal(t, "200 client-a POST /v1/charges {\"amount\":100}\n", string(out))
-	assert.Equal(t, int64(1), hits.Load())
+			script := regexp.MustCompile(`SECRET = "[^"]*"`).ReplaceAllLiteralString(script, `SECRET = "`+secret+`"`)
+			script = strings.Replace(script, `"127.0.0.1:8080"`, `"`+strings.TrimPrefix(srv.URL, "http://")+`"`, 1)
+			out, err := exec.Command("python3", "-c", script).CombinedOutput()
+			require.NoError(t, err, string(out))
+			assert.Equal(t, "200 client-a POST /v1/charges {\"amount\":100}\n", string(out))
+			assert.Equal(t, int64(1), hits.Load())
+		})
+	}
 }
 
 // TestDocsConfigurationAtAGlance parses the whole-file example of

@@ -1,27 +1,29 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/replayguard/replayguard"
 )
 
 // Load reads, expands, decodes, defaults and validates the file at path,
-// and places disk.path beside it (File.Disk).
+// and places disk.path beside it (File.Disk). Its errors are Errors, each
+// naming the file, the line and the field.
 func Load(path string) (File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return File{}, fmt.Errorf("config: %w", err)
 	}
-	f, err := parse(b, os.LookupEnv, filepath.Dir(path))
+	f, err := parse(path, b, os.LookupEnv)
 	if err != nil {
-		return File{}, fmt.Errorf("%s: %w", path, err)
+		return File{}, err
 	}
 	f.resolveDisk(path)
 	return f, nil
@@ -29,79 +31,71 @@ func Load(path string) (File, error) {
 
 // Parse decodes YAML configuration. lookup resolves ${VAR} references
 // (os.LookupEnv in Load); a reference to an unset variable is an error.
-// "$$" stands for a literal "$".
+// "$$" stands for a literal "$". Its errors are Errors: every problem of
+// the file, each at its line, sorted by line.
 func Parse(data []byte, lookup func(string) (string, bool)) (File, error) {
-	return parse(data, lookup, "")
+	return parse("", data, lookup)
 }
 
-// parse is Parse, reading file: secrets relative to dir.
-func parse(data []byte, lookup func(string) (string, bool), dir string) (File, error) {
+// fileType is the type the configuration file decodes into.
+var fileType = reflect.TypeOf(File{})
+
+func parse(name string, data []byte, lookup func(string) (string, bool)) (File, error) {
+	r := &report{file: name}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return File{}, fmt.Errorf("config: %w", err)
+		r.syntax(err)
+		return File{}, r.result()
 	}
-	if root.Kind == 0 {
-		return File{}, errors.New("config: empty file")
+	if root.Kind == 0 || len(root.Content) == 0 {
+		r.at(nil, "", "empty file", nil)
+		return File{}, r.result()
 	}
-	if err := expandNode(&root, lookup); err != nil {
-		return File{}, err
-	}
-	expanded, err := yaml.Marshal(&root)
-	if err != nil {
-		return File{}, fmt.Errorf("config: %w", err)
-	}
+	r.expand(&root, "", lookup)
+	collectSecrets(&root, "", &r.secrets)
+	(&checker{r: r, done: map[aliasUse]bool{}}).value(root.Content[0], root.Content[0], fileType, "")
 	var f File
-	dec := yaml.NewDecoder(bytes.NewReader(expanded))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return File{}, fmt.Errorf("config: %w", err)
+	if err := root.Decode(&f); err != nil {
+		r.at(nil, "", oneLine(strings.TrimPrefix(err.Error(), "yaml: ")), err)
+		return File{}, r.result()
 	}
-	if err := f.readSecretFiles(dir); err != nil {
-		return File{}, err
+	dir := ""
+	if name != "" {
+		dir = filepath.Dir(name)
 	}
+	secretErr := f.readSecretFiles(dir)
 	f = f.WithDefaults()
-	if err := errors.Join(f.Validate(), f.resolveRoutes()); err != nil {
+	r.validation(&root, errors.Join(secretErr, f.Validate(), f.resolveRoutes()))
+	if err := r.result(); err != nil {
 		return File{}, err
 	}
 	return f, nil
 }
 
-// expandNode expands ${VAR} in every scalar value (not in keys).
-func expandNode(n *yaml.Node, lookup func(string) (string, bool)) error {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		v, err := Expand(n.Value, lookup)
-		if err != nil {
-			return fmt.Errorf("config: line %d: %w", n.Line, err)
-		}
-		if v != n.Value {
-			// The expanded text is re-resolved as a plain scalar, so
-			// "db: ${DB}" can become an int; string fields take the text
-			// as it is whatever it resolves to, and the encoder quotes what
-			// needs it. The one exception: text that YAML reads as null
-			// ("null", "~", "") would empty a string field, so it is
-			// tagged a string and stays that literal text.
-			n.Value = v
-			n.Tag = ""
-			n.Style = 0
-			if resolvesToNull(v) {
-				n.Tag = "!!str"
-			}
-		}
-	case yaml.MappingNode:
-		for i := 1; i < len(n.Content); i += 2 {
-			if err := expandNode(n.Content[i], lookup); err != nil {
-				return err
-			}
-		}
-	case yaml.DocumentNode, yaml.SequenceNode:
-		for _, c := range n.Content {
-			if err := expandNode(c, lookup); err != nil {
-				return err
-			}
-		}
+// Locate places the errors err names fields of in the configuration file
+// at path, as Load places its own: for the errors of building what a
+// loaded file describes (its keys, its stores). err is returned as it is
+// when it names no field, or when the file cannot be read again.
+func Locate(path string, err error) error {
+	var fe *replayguard.FieldError
+	var placed Errors
+	if err == nil || !errors.As(err, &fe) || errors.As(err, &placed) {
+		return err
 	}
-	return nil
+	b, rerr := os.ReadFile(path)
+	if rerr != nil {
+		return err
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(b, &root) != nil || len(root.Content) == 0 {
+		return err
+	}
+	r := &report{file: path}
+	r.expand(&root, "", os.LookupEnv)
+	r.errs, r.failed = nil, nil
+	collectSecrets(&root, "", &r.secrets)
+	r.validation(&root, err)
+	return r.result()
 }
 
 // resolvesToNull reports the plain scalars YAML reads as null.

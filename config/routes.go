@@ -43,17 +43,38 @@ type Route struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 
 	// The sections, as written; merged over the top level's by Parse.
-	HMAC        yaml.Node `yaml:"hmac"`
-	JWT         yaml.Node `yaml:"jwt"`
-	RFC9421     yaml.Node `yaml:"rfc9421"`
-	Timestamp   yaml.Node `yaml:"timestamp"`
-	Nonce       yaml.Node `yaml:"nonce"`
-	Idempotency yaml.Node `yaml:"idempotency"`
+	HMAC        Section[replayguard.HMACConfig]        `yaml:"hmac"`
+	JWT         Section[replayguard.JWTConfig]         `yaml:"jwt"`
+	RFC9421     Section[replayguard.RFC9421Config]     `yaml:"rfc9421"`
+	Timestamp   Section[replayguard.TimestampConfig]   `yaml:"timestamp"`
+	Nonce       Section[replayguard.NonceConfig]       `yaml:"nonce"`
+	Idempotency Section[replayguard.IdempotencyConfig] `yaml:"idempotency"`
 
 	// Config is the route's effective configuration, defaults filled
 	// in: set by Parse.
 	Config replayguard.Config `yaml:"-"`
 }
+
+// Section is a route's section as written: checked as a T when the file
+// is read, then merged field by field over the top level's T.
+type Section[T any] struct{ Node yaml.Node }
+
+// UnmarshalYAML keeps the section's node.
+func (s *Section[T]) UnmarshalYAML(n *yaml.Node) error {
+	s.Node = *n
+	return nil
+}
+
+// MarshalYAML writes the section as it was written.
+func (s Section[T]) MarshalYAML() (any, error) {
+	if s.Node.Kind == 0 {
+		return nil, nil
+	}
+	return &s.Node, nil
+}
+
+// checkedAs is the type the file's checker holds the section to.
+func (Section[T]) checkedAs() reflect.Type { return reflect.TypeFor[T]() }
 
 // RouteMatch selects requests; an empty field matches every request.
 type RouteMatch struct {
@@ -141,8 +162,8 @@ func (r *Route) merge(top replayguard.Config, at string) (replayguard.Config, er
 		node *yaml.Node
 		into any
 	}{
-		{"hmac", &r.HMAC, &c.HMAC}, {"jwt", &r.JWT, &c.JWT}, {"rfc9421", &r.RFC9421, &c.RFC9421},
-		{"timestamp", &r.Timestamp, &c.Timestamp}, {"nonce", &r.Nonce, &c.Nonce}, {"idempotency", &r.Idempotency, &c.Idempotency},
+		{"hmac", &r.HMAC.Node, &c.HMAC}, {"jwt", &r.JWT.Node, &c.JWT}, {"rfc9421", &r.RFC9421.Node, &c.RFC9421},
+		{"timestamp", &r.Timestamp.Node, &c.Timestamp}, {"nonce", &r.Nonce.Node, &c.Nonce}, {"idempotency", &r.Idempotency.Node, &c.Idempotency},
 	} {
 		if s.node.Kind == 0 {
 			continue

@@ -5,20 +5,42 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// DefaultMemoryMaxBytes bounds what Memory keeps: stored bodies and headers
-// plus a fixed overhead per record.
+// DefaultMemoryMaxBytes bounds what Memory keeps. What a record costs is
+// counted as the heap it really takes (see WithMemoryMaxBytes).
 const DefaultMemoryMaxBytes = 256 << 20
 
-// recordOverhead approximates a record's bookkeeping in bytes.
-const recordOverhead = 160
+// What a record costs the heap beside its key and its data, each part
+// counted at the upper end of its range, so that the bound holds at any
+// point of the maps' and slices' growth (measured with runtime/metrics'
+// /gc/heap/live:bytes; see TestMemoryCountsTheHeapItHolds):
+//   - recordBytes: the memRecord (96 bytes); its slot in the shard's map,
+//     a 24-byte slot of a Swiss table between 7/16 and 7/8 full, 27 to 59
+//     bytes an entry with the control bytes and the tables' allocation
+//     rounded up; its 16-byte item in the shard's expiry heap, in a slice
+//     at most twice as long as its items (up to 32).
+//   - ownedBytes: its item in its owner's expiry heap, when it has one.
+//
+// Once records expire, a map keeps the slots of its peak until a quarter
+// of it is gone and is then made anew (see memShard.peak): until then the
+// records left may hold up to a third more map than they count.
+const (
+	recordBytes = 96 + 60 + 32
+	ownedBytes  = 32
+)
 
 // Memory is the embedded store: bounded, reclaiming expired records, safe
 // for concurrent use and sharded.
+//
+// A completed record keeps its response encoded in one string (status,
+// headers, body), so that a record is three allocations whatever its
+// headers (the record, its key and that string) besides its share of the
+// shard's map and expiry heaps. A replay decodes it into a new Response.
 type Memory struct {
 	shards   []memShard
 	seed     maphash.Seed
@@ -46,22 +68,39 @@ type memOwner struct {
 type memShard struct {
 	mu      sync.Mutex
 	records map[string]*memRecord
-	expiry  expiryHeap
-	// owned holds each owner's expiry items of this shard, so that its
-	// earliest expiry is found without a scan; items go stale as their
-	// records do, and are dropped with them.
+	// peak is the most records the map has held since it was made: a map
+	// never gives back its slots, so once a quarter of them are empty the
+	// map is made anew.
+	peak int
+	// expiry orders the records by deadline, each at its rec.idx.
+	expiry expiryHeap
+	// owned holds each owner's records of this shard the same way, each at
+	// its rec.ownedIdx, so that its earliest deadline is found without a
+	// scan.
 	owned map[*memOwner]*expiryHeap
 }
 
+// memRecord is one record. data is the fencing token while the record is
+// in progress, and the encoded response (see encodeResponse) once it is
+// completed.
 type memRecord struct {
-	state      State
-	fp         Fingerprint
-	token      string
-	leaseUntil int64 // unix ns, in progress only
-	expires    int64 // unix ns
-	resp       *Response
-	size       int64
-	owner      *memOwner // nil: charged to nobody
+	key      string
+	fp       Fingerprint
+	data     string
+	deadline int64     // unix ns: the lease's end while in progress, else the expiry
+	owner    *memOwner // nil: charged to nobody
+	idx      int32     // in memShard.expiry
+	ownedIdx int32     // in memShard.owned[owner]
+	state    State
+}
+
+// size returns what r costs, as charged to the store and to its owner.
+func (r *memRecord) size() int64 {
+	n := int64(recordBytes + allocSize(len(r.key)) + allocSize(len(r.data)))
+	if r.owner != nil {
+		n += ownedBytes
+	}
+	return n
 }
 
 // MemoryOption configures Memory.
@@ -72,9 +111,12 @@ func WithMemoryClock(now func() time.Time) MemoryOption {
 	return func(m *Memory) { m.now = now }
 }
 
-// WithMemoryMaxBytes bounds the memory held; a Claim that would pass it
-// fails with ErrUnavailable (never evicting a live record). Default
-// DefaultMemoryMaxBytes; 0 or less means no bound.
+// WithMemoryMaxBytes bounds the live heap the records hold, each counted
+// as what it takes (Bytes): its key and encoded response as the allocator
+// rounds them, its record, map slot and expiry items at the most they take.
+// A Claim that would pass the bound fails with ErrUnavailable (never
+// evicting a live record), and so does a Complete whose response would.
+// Default DefaultMemoryMaxBytes; 0 or less means no bound.
 func WithMemoryMaxBytes(n int64) MemoryOption {
 	return func(m *Memory) { m.maxBytes = n }
 }
@@ -119,19 +161,6 @@ func (m *Memory) owner(name string) *memOwner {
 	return o
 }
 
-// push schedules r's expiry at it.at. Called with sh.mu held.
-func (sh *memShard) push(it expiryItem) {
-	sh.expiry.push(it)
-	if o := it.rec.owner; o != nil {
-		h := sh.owned[o]
-		if h == nil {
-			h = &expiryHeap{}
-			sh.owned[o] = h
-		}
-		h.push(it)
-	}
-}
-
 // earliest returns how long until owner o's earliest live record expires;
 // 0 when it holds none any more. It reclaims every shard on the way, and
 // must be called with no shard lock held.
@@ -141,16 +170,9 @@ func (m *Memory) earliest(o *memOwner, now int64) time.Duration {
 		sh := &m.shards[i]
 		sh.mu.Lock()
 		m.reclaim(sh, now)
-		if h := sh.owned[o]; h != nil {
-			for len(*h) > 0 {
-				it := (*h)[0]
-				if cur, ok := sh.records[it.key]; ok && cur == it.rec && it.rec.expires == it.at {
-					if first == 0 || it.at < first {
-						first = it.at
-					}
-					break
-				}
-				h.pop() // stale: renewed, completed or dropped since
+		if h := sh.owned[o]; h != nil && len(h.items) > 0 {
+			if at := h.items[0].at; first == 0 || at < first {
+				first = at
 			}
 		}
 		sh.mu.Unlock()
@@ -195,43 +217,68 @@ func (m *Memory) claim(sh *memShard, o *memOwner, key string, fp Fingerprint, le
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	m.reclaim(sh, now)
-	if r, ok := sh.records[key]; ok && r.expires > now {
-		takeover := r.state == StateInProgress && r.leaseUntil <= now
-		if !takeover {
+	if r, ok := sh.records[key]; ok {
+		if r.deadline > now {
 			return Claim{Existing: r.snapshot()}, false, nil
 		}
-		m.drop(sh, key, r)
-	} else if ok {
-		m.drop(sh, key, r)
+		// Expired, or a lease whose holder died: taken over.
+		m.drop(sh, r)
 	}
-	size := int64(recordOverhead + len(key))
+	token := NewToken()
+	// The key is copied so that the record holds exactly its bytes, never
+	// a larger string the caller cut it from.
+	r := &memRecord{key: strings.Clone(key), fp: fp, data: token, deadline: after(now, lease), owner: o, state: StateInProgress}
+	size := r.size()
 	if o != nil && o.bytes.Load()+size > m.keyShare {
 		return Claim{}, true, nil
 	}
 	if m.maxBytes > 0 && m.bytes.Load()+size > m.maxBytes {
 		return Claim{}, false, fmt.Errorf("%w: memory store full (%d bytes)", ErrUnavailable, m.maxBytes)
 	}
-	exp := after(now, lease)
-	r := &memRecord{state: StateInProgress, fp: fp, token: NewToken(), leaseUntil: exp, expires: exp, size: size, owner: o}
-	sh.records[key] = r
-	m.bytes.Add(size)
-	if o != nil {
-		o.bytes.Add(size)
+	sh.records[r.key] = r
+	if len(sh.records) > sh.peak {
+		sh.peak = len(sh.records)
 	}
-	sh.push(expiryItem{at: exp, key: key, rec: r})
-	return Claim{Acquired: true, Token: r.token}, false, nil
+	m.charge(r, size)
+	sh.expiry.push(r)
+	if o != nil {
+		h := sh.owned[o]
+		if h == nil {
+			h = &expiryHeap{owned: true}
+			sh.owned[o] = h
+		}
+		h.push(r)
+	}
+	return Claim{Acquired: true, Token: token}, false, nil
 }
 
-// holder returns the live in-progress record key held by token.
-func (m *Memory) holder(sh *memShard, key, token string, now int64) (*memRecord, error) {
+// charge adds n bytes to the store's count and to r's owner's.
+func (m *Memory) charge(r *memRecord, n int64) {
+	m.bytes.Add(n)
+	if r.owner != nil {
+		r.owner.bytes.Add(n)
+	}
+}
+
+// holder returns the in-progress record key held by token. Fencing is by
+// token: a holder whose lease ran out may still finish as long as nobody
+// took the record over and it was not reclaimed.
+func (sh *memShard) holder(key, token string) (*memRecord, error) {
 	r, ok := sh.records[key]
-	// Fencing is by token: a holder whose lease ran out may still finish
-	// as long as nobody took the record over.
-	if !ok || r.token != token || r.state != StateInProgress {
+	if !ok || r.state != StateInProgress || r.data != token {
 		return nil, ErrLeaseLost
 	}
-	_ = now
 	return r, nil
+}
+
+// reschedule moves r to its deadline in the shard's expiry heaps.
+func (sh *memShard) reschedule(r *memRecord) {
+	sh.expiry.fix(int(r.idx))
+	if r.owner != nil {
+		if h := sh.owned[r.owner]; h != nil {
+			h.fix(int(r.ownedIdx))
+		}
+	}
 }
 
 // Renew implements Store.
@@ -243,14 +290,13 @@ func (m *Memory) Renew(ctx context.Context, key, token string, lease time.Durati
 	sh := m.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	r, err := m.holder(sh, key, token, now)
+	r, err := sh.holder(key, token)
 	if err != nil {
 		return err
 	}
-	r.leaseUntil = after(now, lease)
-	if r.leaseUntil > r.expires {
-		r.expires = r.leaseUntil
-		sh.push(expiryItem{at: r.expires, key: key, rec: r})
+	if until := after(now, lease); until > r.deadline {
+		r.deadline = until
+		sh.reschedule(r)
 	}
 	return nil
 }
@@ -263,11 +309,10 @@ func (m *Memory) Complete(ctx context.Context, key, token string, resp *Response
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	stored := copyResponse(resp)
-	size := int64(recordOverhead+len(key)+len(stored.Body)) + headerSize(stored.Header)
+	data := encodeResponse(resp)
 	now := m.now().UnixNano()
 	sh := m.shard(key)
-	o, err := m.complete(sh, key, token, stored, size, ttl, now)
+	o, err := m.complete(sh, key, token, data, ttl, now)
 	if o != nil {
 		return NewQuotaError(m.earliest(o, now))
 	}
@@ -276,30 +321,25 @@ func (m *Memory) Complete(ctx context.Context, key, token string, resp *Response
 
 // complete is Complete under the shard's lock; over is the owner whose
 // share the response would pass.
-func (m *Memory) complete(sh *memShard, key, token string, stored *Response, size int64, ttl time.Duration, now int64) (over *memOwner, err error) {
+func (m *Memory) complete(sh *memShard, key, token, data string, ttl time.Duration, now int64) (over *memOwner, err error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	r, err := m.holder(sh, key, token, now)
+	r, err := sh.holder(key, token)
 	if err != nil {
 		return nil, err
 	}
-	grow := size - r.size
+	grow := int64(allocSize(len(data)) - allocSize(len(r.data)))
 	if o := r.owner; o != nil && grow > 0 && o.bytes.Load()+grow > m.keyShare {
 		return o, nil
 	}
-	if m.maxBytes > 0 && m.bytes.Load()+grow > m.maxBytes {
+	if m.maxBytes > 0 && grow > 0 && m.bytes.Load()+grow > m.maxBytes {
 		return nil, fmt.Errorf("%w: memory store full (%d bytes)", ErrUnavailable, m.maxBytes)
 	}
-	m.bytes.Add(grow)
-	if r.owner != nil {
-		r.owner.bytes.Add(grow)
-	}
-	r.size = size
+	m.charge(r, grow)
+	r.data = data
 	r.state = StateCompleted
-	r.resp = stored
-	r.leaseUntil = 0
-	r.expires = after(now, ttl)
-	sh.push(expiryItem{at: r.expires, key: key, rec: r})
+	r.deadline = after(now, ttl)
+	sh.reschedule(r)
 	return nil, nil
 }
 
@@ -308,22 +348,22 @@ func (m *Memory) Release(ctx context.Context, key, token string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	now := m.now().UnixNano()
 	sh := m.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	r, err := m.holder(sh, key, token, now)
+	r, err := sh.holder(key, token)
 	if err != nil {
 		return err
 	}
-	m.drop(sh, key, r)
+	m.drop(sh, r)
 	return nil
 }
 
 // Ping reports the in-process store healthy.
 func (m *Memory) Ping(context.Context) error { return nil }
 
-// Bytes returns the memory accounted to live records.
+// Bytes returns the heap counted against the bound: what the live records
+// cost (see WithMemoryMaxBytes).
 func (m *Memory) Bytes() int64 { return m.bytes.Load() }
 
 // Len returns the number of records held (live or awaiting reclaim).
@@ -349,90 +389,244 @@ func (m *Memory) Sweep() {
 	}
 }
 
-func (m *Memory) drop(sh *memShard, key string, r *memRecord) {
-	if cur, ok := sh.records[key]; ok && cur == r {
-		delete(sh.records, key)
-		m.bytes.Add(-r.size)
-		if r.owner != nil {
-			r.owner.bytes.Add(-r.size)
+// drop removes r, the current record of its key, from the shard. Called
+// with sh.mu held.
+func (m *Memory) drop(sh *memShard, r *memRecord) {
+	delete(sh.records, r.key)
+	sh.expiry.remove(int(r.idx))
+	if r.owner != nil {
+		if h := sh.owned[r.owner]; h != nil {
+			h.remove(int(r.ownedIdx))
+			if len(h.items) == 0 {
+				delete(sh.owned, r.owner)
+			}
 		}
 	}
+	m.charge(r, -r.size())
 }
 
 // reclaim drops expired records. Called with sh.mu held.
 func (m *Memory) reclaim(sh *memShard, now int64) {
-	for len(sh.expiry) > 0 && sh.expiry[0].at <= now {
-		it := sh.expiry.pop()
-		if it.rec.expires == it.at && it.rec.expires <= now {
-			m.drop(sh, it.key, it.rec)
+	for len(sh.expiry.items) > 0 && sh.expiry.items[0].at <= now {
+		m.drop(sh, sh.expiry.items[0].rec)
+	}
+	if n := len(sh.records); sh.peak > 64 && n < sh.peak-sh.peak/4 {
+		// A map keeps the slots of its peak: copy what is left into one
+		// sized for it.
+		records := make(map[string]*memRecord, n)
+		for k, r := range sh.records {
+			records[k] = r
 		}
-		if h := sh.owned[it.rec.owner]; it.rec.owner != nil && h != nil {
-			for len(*h) > 0 && (*h)[0].at <= now {
-				h.pop()
-			}
-		}
+		sh.records, sh.peak = records, n
 	}
 }
 
-// snapshot returns the record as callers see it. A completed response is
-// never modified after Complete, so it is shared rather than copied.
+// snapshot returns the record as callers see it, with a response of its
+// own.
 func (r *memRecord) snapshot() *Record {
-	return &Record{State: r.state, Fingerprint: r.fp, Response: r.resp}
+	rec := &Record{State: r.state, Fingerprint: r.fp}
+	if r.state == StateCompleted {
+		rec.Response = decodeResponse(r.data)
+	}
+	return rec
 }
 
-func copyResponse(r *Response) *Response {
-	if r == nil {
-		return &Response{Header: http.Header{}}
+// encodeResponse encodes resp in one string: its status, the number of
+// header names, each name with its values, each length-prefixed (unsigned
+// varints), then the body. A nil resp encodes as an empty response.
+func encodeResponse(resp *Response) string {
+	if resp == nil {
+		resp = &Response{}
 	}
-	c := &Response{Status: r.Status, Header: r.Header.Clone(), Body: append([]byte(nil), r.Body...)}
-	if c.Header == nil {
-		c.Header = http.Header{}
-	}
-	return c
-}
-
-func headerSize(h http.Header) int64 {
-	var n int64
-	for k, vs := range h {
-		n += int64(len(k))
+	n := uvarintLen(uint64(resp.Status)) + uvarintLen(uint64(len(resp.Header))) + len(resp.Body)
+	for k, vs := range resp.Header {
+		n += uvarintLen(uint64(len(k))) + len(k) + uvarintLen(uint64(len(vs)))
 		for _, v := range vs {
-			n += int64(len(v)) + 16
+			n += uvarintLen(uint64(len(v))) + len(v)
 		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	writeUvarint(&b, uint64(resp.Status))
+	writeUvarint(&b, uint64(len(resp.Header)))
+	for k, vs := range resp.Header {
+		writeUvarint(&b, uint64(len(k)))
+		b.WriteString(k)
+		writeUvarint(&b, uint64(len(vs)))
+		for _, v := range vs {
+			writeUvarint(&b, uint64(len(v)))
+			b.WriteString(v)
+		}
+	}
+	b.Write(resp.Body)
+	return b.String()
+}
+
+// decodeResponse returns the response encodeResponse encoded in s. Its
+// header strings share s; its body is a copy.
+func decodeResponse(s string) *Response {
+	d := decoder{s: s}
+	resp := &Response{Status: int(d.uvarint())}
+	names := int(d.uvarint())
+	resp.Header = make(http.Header, names)
+	for i := 0; i < names; i++ {
+		k := d.string()
+		vs := make([]string, int(d.uvarint()))
+		for j := range vs {
+			vs[j] = d.string()
+		}
+		resp.Header[k] = vs
+	}
+	if d.off < len(s) {
+		resp.Body = []byte(s[d.off:])
+	}
+	return resp
+}
+
+type decoder struct {
+	s   string
+	off int
+}
+
+func (d *decoder) uvarint() uint64 {
+	var x uint64
+	for shift := uint(0); d.off < len(d.s); shift += 7 {
+		c := d.s[d.off]
+		d.off++
+		x |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			break
+		}
+	}
+	return x
+}
+
+func (d *decoder) string() string {
+	n := int(d.uvarint())
+	v := d.s[d.off : d.off+n]
+	d.off += n
+	return v
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
 	}
 	return n
 }
 
+func writeUvarint(b *strings.Builder, x uint64) {
+	for x >= 0x80 {
+		b.WriteByte(byte(x) | 0x80)
+		x >>= 7
+	}
+	b.WriteByte(byte(x))
+}
+
+// sizeClasses are the Go allocator's size classes up to 32 KiB: an object
+// of n bytes takes the first class of at least n.
+var sizeClasses = [...]int{
+	8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256,
+	288, 320, 352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280,
+	1408, 1536, 1792, 2048, 2304, 2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144, 6528,
+	6784, 6912, 8192, 9472, 9728, 10240, 10880, 12288, 13568, 14336, 16384, 18432, 19072,
+	20480, 21760, 24576, 27264, 28672, 32768,
+}
+
+// allocSize returns the heap an allocation of n bytes takes: its size
+// class, or whole 8 KiB pages past 32 KiB.
+func allocSize(n int) int {
+	if n == 0 {
+		return 0
+	}
+	if n > sizeClasses[len(sizeClasses)-1] {
+		return (n + 8191) &^ 8191
+	}
+	lo, hi := 0, len(sizeClasses)-1
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if sizeClasses[mid] < n {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return sizeClasses[lo]
+}
+
 type expiryItem struct {
 	at  int64
-	key string
 	rec *memRecord
 }
 
-// expiryHeap is a min-heap on at.
-type expiryHeap []expiryItem
+// expiryHeap is a min-heap of records on their deadline that keeps each
+// record's place in it (rec.idx, or rec.ownedIdx in an owner's heap), so
+// that a record is moved or removed without a search and no stale item
+// outlives it.
+type expiryHeap struct {
+	items []expiryItem
+	owned bool
+}
 
-func (h *expiryHeap) push(it expiryItem) {
-	*h = append(*h, it)
-	s := *h
-	i := len(s) - 1
+func (h *expiryHeap) set(i int, it expiryItem) {
+	h.items[i] = it
+	if h.owned {
+		it.rec.ownedIdx = int32(i)
+	} else {
+		it.rec.idx = int32(i)
+	}
+}
+
+func (h *expiryHeap) push(r *memRecord) {
+	h.items = append(h.items, expiryItem{})
+	h.set(len(h.items)-1, expiryItem{at: r.deadline, rec: r})
+	h.up(len(h.items) - 1)
+}
+
+// fix moves the item at i to its record's deadline.
+func (h *expiryHeap) fix(i int) {
+	h.items[i].at = h.items[i].rec.deadline
+	if !h.down(i) {
+		h.up(i)
+	}
+}
+
+func (h *expiryHeap) remove(i int) {
+	last := len(h.items) - 1
+	if i != last {
+		h.set(i, h.items[last])
+	}
+	h.items[last] = expiryItem{}
+	h.items = h.items[:last]
+	if i != last {
+		h.fix(i)
+	}
+	if c := cap(h.items); c > 64 && len(h.items) < c/2 {
+		// Give back what a burst left: at most twice the items stay.
+		h.items = append(make([]expiryItem, 0, len(h.items)+len(h.items)/4), h.items...)
+	}
+}
+
+func (h *expiryHeap) up(i int) {
+	s := h.items
 	for i > 0 {
 		p := (i - 1) / 2
 		if s[p].at <= s[i].at {
 			break
 		}
-		s[p], s[i] = s[i], s[p]
+		a, b := s[i], s[p]
+		h.set(p, a)
+		h.set(i, b)
 		i = p
 	}
 }
 
-func (h *expiryHeap) pop() expiryItem {
-	s := *h
-	top := s[0]
-	last := len(s) - 1
-	s[0] = s[last]
-	s[last] = expiryItem{}
-	s = s[:last]
-	i := 0
+// down sifts the item at i down; it reports whether it moved.
+func (h *expiryHeap) down(i int) bool {
+	s := h.items
+	start := i
 	for {
 		l := 2*i + 1
 		if l >= len(s) {
@@ -445,9 +639,10 @@ func (h *expiryHeap) pop() expiryItem {
 		if s[i].at <= s[c].at {
 			break
 		}
-		s[i], s[c] = s[c], s[i]
+		a, b := s[i], s[c]
+		h.set(c, a)
+		h.set(i, b)
 		i = c
 	}
-	*h = s
-	return top
+	return i > start
 }

@@ -132,12 +132,12 @@ func newMetrics(reg prometheus.Registerer, routed bool) (*Metrics, error) {
 	if !routed {
 		m.precreate()
 	}
-	// A reload: the earlier Metrics of reg keeps serving the watched
-	// figures; the new configuration moves its watches there. (The
-	// collector describes nothing, so the registry cannot tell it is
-	// registered already.)
+	// Another Metrics on reg (a reload, another Caddy handler): the
+	// earlier one serves the watched figures, and the new one's watches
+	// go there too. (The collector describes nothing, so the registry
+	// cannot tell it is registered already.)
 	if prev, ok := byRegistry.Load(reg); ok {
-		return prev.(*Metrics).resetWatches(), nil
+		return prev.(*Metrics), nil
 	}
 	if err := reg.Register(m); err != nil {
 		return nil, err
@@ -180,9 +180,9 @@ func (m *Metrics) Route(name string) *Metrics {
 	return v
 }
 
-// resetWatches drops the watched stores of a configuration being replaced;
-// the new configuration watches its own.
-func (m *Metrics) resetWatches() *Metrics {
+// ResetWatches drops the watched stores of a configuration being
+// replaced (the binary's reload); the new configuration watches its own.
+func (m *Metrics) ResetWatches() *Metrics {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.blooms = map[string]func() []bloom.BucketStats{}

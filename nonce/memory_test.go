@@ -3,6 +3,9 @@ package nonce_test
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -110,4 +113,61 @@ func TestMemoryExpiredEntryIsNotStored(t *testing.T) {
 	e := nonce.Entry{Key: "old", Expires: time.Now().Add(-time.Second)}
 	require.NoError(t, m.Add(context.Background(), e))
 	assert.Zero(t, m.Len())
+}
+
+// liveHeap returns the live heap after a full collection.
+func liveHeap() int64 {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64())
+}
+
+// TestMemoryEntryBytesBoundsTheHeap: as the store fills, with or without
+// key shares, a record holds no more heap than MemoryEntryBytes, and
+// more than half of it.
+func TestMemoryEntryBytesBoundsTheHeap(t *testing.T) {
+	for _, shares := range []bool{false, true} {
+		for _, n := range []int{20_000, 34_000, 125_000, 212_000} {
+			t.Run(fmt.Sprintf("shares=%v/%d", shares, n), func(t *testing.T) {
+				opts := []nonce.MemoryOption{nonce.WithMaxEntries(n)}
+				if shares {
+					opts = append(opts, nonce.WithKeyShare(n))
+				}
+				ctx := context.Background()
+				exp := time.Now().Add(time.Hour)
+				before := liveHeap()
+				m := nonce.NewMemory(opts...)
+				for i := 0; i < n; i++ {
+					e := nonce.Entry{Scope: "client-a", Owner: "client-a", Key: strconv.Itoa(i), Expires: exp.Add(time.Duration(i) * time.Microsecond)}
+					require.NoError(t, m.Add(ctx, e))
+				}
+				per := (liveHeap() - before) / int64(n)
+				t.Logf("%d bytes of heap a record", per)
+				assert.LessOrEqual(t, per, int64(nonce.MemoryEntryBytes))
+				assert.Greater(t, per, int64(nonce.MemoryEntryBytes/2))
+				runtime.KeepAlive(m)
+			})
+		}
+	}
+}
+
+// TestMemoryGivesBackWhatExpired: once its records expire, the store's
+// maps and heaps shrink back rather than keep the room of their peak.
+func TestMemoryGivesBackWhatExpired(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	before := liveHeap()
+	m := nonce.NewMemory(nonce.WithClock(clk.now), nonce.WithKeyShare(1<<30), nonce.WithMaxEntries(1<<30))
+	ctx := context.Background()
+	for i := 0; i < 100_000; i++ {
+		require.NoError(t, m.Add(ctx, nonce.Entry{Scope: "k", Owner: "k", Key: strconv.Itoa(i), Expires: clk.now().Add(time.Minute)}))
+	}
+	full := liveHeap() - before
+	clk.advance(2 * time.Minute)
+	m.Sweep()
+	require.Zero(t, m.Len())
+	left := liveHeap() - before
+	t.Logf("%d bytes held by 100,000 records, %d once they expired", full, left)
+	assert.Less(t, left, full/20, "the peak's maps and heaps are given back")
+	runtime.KeepAlive(m)
 }

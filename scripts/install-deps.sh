@@ -47,3 +47,4 @@ cleanup() { if [ -n "$placed" ]; then $sudo rm -f "$policy"; fi; }
 trap cleanup EXIT
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+echo "installed: ${need[*]}; none of their packaged services was started (the tests start private instances of their own). Whether those services start at boot is left as the packages set it."

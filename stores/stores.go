@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/replayguard/replayguard"
@@ -40,8 +41,11 @@ type Set struct {
 	// ownsDisk: Close closes disk (see ReleaseDisk).
 	ownsDisk bool
 
-	opts   options
-	nonce  nonceSettings          // what Nonce was built for
+	opts  options
+	nonce nonceSettings // what Nonce was built for
+	// mu guards what NonceFor adds while the Set serves (a reload):
+	// nonces, pingers and closers.
+	mu     sync.Mutex
 	nonces map[nonceSettings]*Set // NonceFor's other instances
 }
 
@@ -192,6 +196,8 @@ func (s *Set) NonceFor(ctx context.Context, cfg replayguard.Config) (nonce.Store
 	if ns == s.nonce {
 		return s.Nonce, nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if sub, ok := s.nonces[ns]; ok {
 		return sub.Nonce, nil
 	}
@@ -224,8 +230,11 @@ func (s *Set) Options() []replayguard.Option {
 
 // Ping checks every store; the error names each one that failed.
 func (s *Set) Ping(ctx context.Context) error {
+	s.mu.Lock()
+	pingers := s.pingers
+	s.mu.Unlock()
 	var errs []error
-	for _, p := range s.pingers {
+	for _, p := range pingers {
 		if err := p.p.Ping(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
 		}
@@ -235,6 +244,8 @@ func (s *Set) Ping(ctx context.Context) error {
 
 // Close releases every store's resources.
 func (s *Set) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var errs []error
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		errs = append(errs, s.closers[i]())

@@ -93,3 +93,41 @@ func TestOpenDiskNeedsAPathAndExactMode(t *testing.T) {
 	assert.Contains(t, err.Error(), "nonce.store")
 	assert.Contains(t, err.Error(), "bloom")
 }
+
+// NonceFor gives a configuration differing in its nonce mode or window
+// the store its settings shape: the Set's own for an exact store (each
+// entry keeps its expiry), one instance per Bloom sizing and window,
+// closed with the Set.
+func TestNonceForSharesWhatTheSettingsAllow(t *testing.T) {
+	ctx := context.Background()
+	s, err := stores.Open(ctx, cfg(nil))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+
+	longer := cfg(func(c *replayguard.Config) { c.Timestamp.Tolerance = replayguard.Duration(time.Hour) })
+	n, err := s.NonceFor(ctx, longer)
+	require.NoError(t, err)
+	assert.Same(t, s.Nonce, n, "an exact store serves every window")
+
+	bloomCfg := func(tolerance time.Duration) replayguard.Config {
+		return cfg(func(c *replayguard.Config) {
+			c.Nonce.Mode, c.Nonce.Capacity = replayguard.ModeBloom, 10000
+			c.Timestamp.Tolerance = replayguard.Duration(tolerance)
+		})
+	}
+	b1, err := s.NonceFor(ctx, bloomCfg(time.Minute))
+	require.NoError(t, err)
+	assert.IsType(t, &bloom.Memory{}, b1)
+	again, err := s.NonceFor(ctx, bloomCfg(time.Minute))
+	require.NoError(t, err)
+	assert.Same(t, b1, again, "one instance per settings")
+	b2, err := s.NonceFor(ctx, bloomCfg(2*time.Minute))
+	require.NoError(t, err)
+	assert.NotSame(t, b1, b2, "another window sizes another filter")
+
+	e := nonce.Entry{Scope: "a", Key: "n-0123456789abcdef", Timestamp: time.Now(), Expires: time.Now().Add(time.Minute)}
+	require.NoError(t, b1.Add(ctx, e))
+	require.ErrorIs(t, b1.Add(ctx, e), nonce.ErrReplayed)
+	require.NoError(t, s.Nonce.Add(ctx, e), "the instances keep apart")
+	require.NoError(t, s.Ping(ctx))
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,10 +38,13 @@ with every secret redacted. Exit status 1 when it is invalid.`, stderr)
 		return err
 	}
 	if cfg.Upstream == "" && cfg.AuthListen == "" && len(cfg.Routes) == 0 {
-		return errUpstreamRequired()
+		return config.Locate(*path, errUpstreamRequired())
 	}
 	if len(cfg.Routes) == 0 {
 		if err := probe(cfg.Config); err != nil {
+			if err := config.Locate(*path, err); errors.As(err, new(config.Errors)) {
+				return err
+			}
 			return fmt.Errorf("%s: %w", *path, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -79,4 +80,45 @@ func TestCheckLeavesTheStoreAlone(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("upstream: http://127.0.0.1:9000\nkeys: [{id: a, secrets: [check-secret-0123456789]}]\n"), 0o600))
 	var stdout, stderr bytes.Buffer
 	require.Equal(t, 0, run(context.Background(), []string{"check", "--config", path}, &stdout, &stderr), stderr.String())
+}
+
+// TestCheckPlacesEveryError: check (and serve) prints every error of the file, one a
+// line, each as file:line:column and field path, sorted by line, an
+// unknown field with the nearest known name, never a secret's value; and
+// places the errors of building the keys the same way.
+func TestCheckPlacesEveryError(t *testing.T) {
+	t.Setenv("RG_CHECK_SECRET", "env-secret-0123456789")
+	code, out, errOut, dir := runCheck(t, `upstream: http://127.0.0.1:9000
+keys:
+  - id: a
+    secrets: ["${RG_CHECK_SECRET}"]
+timestmp: {tolerance: 1m}
+timestamp:
+  tolerance: five minutes
+redis:
+  password: literal-redis-pass
+  db: ${RG_CHECK_SECRET}
+idempotency:
+  methods: [POST, PATCH, post]
+`)
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	path := filepath.Join(dir, "gw.yaml")
+	assert.Equal(t, "replayguard: "+strings.Join([]string{
+		path + `:5:1: timestmp: unknown field, did you mean "timestamp"?`,
+		path + `:7:14: timestamp.tolerance: want a duration such as "300ms", "5m" or "7d", got "five minutes"`,
+		path + `:10:7: redis.db: want a whole number, got <redacted>`,
+		path + `:12:26: idempotency.methods[2]: want an upper-case method name, got "post"`,
+	}, "\n")+"\n", errOut)
+	var serveOut, serveErr bytes.Buffer
+	assert.Equal(t, 1, run(context.Background(), []string{"serve", "--config", path}, &serveOut, &serveErr))
+	assert.Equal(t, errOut, serveErr.String(), "serve prints what check prints")
+
+	code, _, errOut, dir = runCheck(t, "upstream: http://127.0.0.1:9000\nscheme: jwt\nkeys:\n  - id: a\n    algorithm: EdDSA\n    public_key_file: missing.pem\n")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, filepath.Join(dir, "gw.yaml")+":6:22: keys[0].public_key_file: ")
+
+	code, _, errOut, dir = runCheck(t, "keys: [{id: a, secrets: [check-secret-0123456789]}]\n")
+	assert.Equal(t, 1, code)
+	assert.Equal(t, "replayguard: "+filepath.Join(dir, "gw.yaml")+": upstream (not set): required by serve, unless auth_listen is set for a forward-auth-only deployment\n", errOut)
 }

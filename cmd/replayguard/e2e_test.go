@@ -524,37 +524,34 @@ func requestFromCurl(t *testing.T, line string) curlReq {
 }
 
 // TestReadmeShellClient runs the shell client printed in docs/wire-format.md against
-// the real binary: the documented wire format is the implemented one.
+// the real binary, with a secret exactly as `replayguard keygen` prints it and with a
+// plain one: the documented wire format is the implemented one.
 func TestReadmeShellClient(t *testing.T) {
-	for _, tool := range []string{"bash", "openssl", "curl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is required (apt-get install -y %s)", tool, tool)
-			}
-			t.Skipf("%s not installed (apt-get install -y %s)", tool, tool)
-		}
-	}
+	requireTools(t, "bash", "openssl", "curl")
 	readme, err := os.ReadFile("../../docs/wire-format.md")
 	require.NoError(t, err)
 	_, after, ok := strings.Cut(string(readme), "A complete client in shell")
 	require.True(t, ok)
 	_, after, ok = strings.Cut(after, "```sh\n")
 	require.True(t, ok)
-	script, _, ok := strings.Cut(after, "```")
+	doc, _, ok := strings.Cut(after, "```")
 	require.True(t, ok)
 
-	up := newUpstream(t)
-	// The script signs with a secret as keygen prints it, pasted as it
-	// is, whatever placeholder the document shows.
-	secret := keygenSecret(t, "client-a")
-	g := startGateway(t, fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\nkeys: [{id: client-a, secrets: [%s]}]\n", up.URL, secret))
-	script = strings.Replace(script, "HOST=127.0.0.1:8080", "HOST="+g.addr, 1)
-	script = regexp.MustCompile(`SECRET='[^']*'`).ReplaceAllLiteralString(script, "SECRET='"+secret+"'")
-	run := func() string {
-		out, err := exec.Command("bash", "-c", script).CombinedOutput()
-		require.NoError(t, err, string(out))
-		return string(out)
+	keys, secret := keygen(t)
+	for _, tt := range []struct{ name, keys, secret string }{
+		{"keygen secret", keys, secret},
+		{"plain secret", "keys: [{id: client-a, secrets: [my-secret-0123456789]}]\n", "my-secret-0123456789"},
+		{"base64 secret", "keys: [{id: client-a, secrets: [\"base64:YmFzZTY0LXNlY3JldC0wMTIzNDU2Nzg5\"]}]\n", "base64:YmFzZTY0LXNlY3JldC0wMTIzNDU2Nzg5"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newUpstream(t)
+			g := startGateway(t, fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\n%s", up.URL, tt.keys))
+			script := strings.Replace(doc, "HOST=127.0.0.1:8080", "HOST="+g.addr, 1)
+			script = regexp.MustCompile(`SECRET='[^']*'`).ReplaceAllLiteralString(script, "SECRET='"+tt.secret+"'")
+			out, err := exec.Command("bash", "-c", script).CombinedOutput()
+			require.NoError(t, err, string(out))
+			assert.Equal(t, `upstream saw POST /v1/charges "{\"amount\":100}"`, string(out))
+			assert.Equal(t, int64(1), up.hits.Load())
+		})
 	}
-	assert.Equal(t, `upstream saw POST /v1/charges "{\"amount\":100}"`, run())
-	assert.Equal(t, int64(1), up.hits.Load())
 }

@@ -234,11 +234,11 @@ keys: [{id: client-a, secrets: ["%s"]}]
 
 // TestBinaryServeNeedsAListener: without upstream and auth_listen there is
 // nothing to serve; the error names both ways out. A bad trusted_proxies
-// entry is named too.
+// entry is named too, at its line and column.
 func TestBinaryServeNeedsAListener(t *testing.T) {
 	for doc, want := range map[string]string{
-		"keys: [{id: a, secrets: [x-0123456789abcdef]}]\n":                                                                          "upstream: required by serve, unless auth_listen is set",
-		"auth_listen: 127.0.0.1:0\ntrusted_proxies: [10.0.0.0/8, proxy.internal]\nkeys: [{id: a, secrets: [x-0123456789abcdef]}]\n": "trusted_proxies[1]",
+		"keys: [{id: a, secrets: [x-0123456789abcdef]}]\n":                                                                          "rg.yaml: upstream (not set): required by serve, unless auth_listen is set",
+		"auth_listen: 127.0.0.1:0\ntrusted_proxies: [10.0.0.0/8, proxy.internal]\nkeys: [{id: a, secrets: [x-0123456789abcdef]}]\n": `rg.yaml:2:31: trusted_proxies[1]: want a CIDR or an IP address, got "proxy.internal"`,
 	} {
 		path := filepath.Join(t.TempDir(), "rg.yaml")
 		require.NoError(t, os.WriteFile(path, []byte(doc), 0o600))

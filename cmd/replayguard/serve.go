@@ -45,11 +45,11 @@ admin_listen. SIGTERM or SIGINT shuts it down gracefully.`, stderr)
 		return err
 	}
 	if cfg.Upstream == "" && cfg.AuthListen == "" && len(cfg.Routes) == 0 {
-		return errUpstreamRequired()
+		return config.Locate(*path, errUpstreamRequired())
 	}
 	logger := newLogger(stderr, cfg.Log)
 	warnExposure(logger, *path)
-	return serve(ctx, cfg, logger, nil, *path)
+	return config.Locate(*path, serve(ctx, cfg, logger, nil, *path))
 }
 
 // warnExposure warns when the configuration file holds literal secrets
@@ -131,11 +131,16 @@ func (gw *gateway) build(ctx context.Context, prevAccess *accessLog) error {
 	if err != nil {
 		return err
 	}
+	// A reload reusing the registry: the stores watched are this
+	// configuration's.
+	m.ResetWatches()
 	if b, ok := gw.set.Nonce.(*bloom.Memory); ok {
 		m.WatchBloom("nonce", b.Stats)
 	}
 	gw.set.WatchRedis(m)
 	gw.set.WatchDisk(m)
+	gw.set.WatchMemory(m)
+	m.WatchFunc("replayguard_heap_live_bytes", "Live heap of the process at the last garbage collection (runtime/metrics /gc/heap/live:bytes): what the memory stores' bounds hold.", false, heapLive)
 	if gw.nets, err = gw.cfg.TrustedProxyNets(); err != nil {
 		return err
 	}
