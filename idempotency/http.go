@@ -529,9 +529,10 @@ type recorder struct {
 	buf       bytes.Buffer
 	overflow  bool
 	streaming bool
-	// held is the last byte of the body written so far, while holding.
-	held      [1]byte
-	holding   bool
+	// sent is how much of buf went on to w; the rest is held back until
+	// the record is stored (release): the whole body while it is no
+	// longer than holdBytes, then its last byte.
+	sent      int
 	abandoned atomic.Bool
 	// unknownLengthStreams marks a response without Content-Length as
 	// streaming.
@@ -561,14 +562,24 @@ func (r *recorder) WriteHeader(code int) {
 	r.w.WriteHeader(code)
 }
 
+// holdBytes is how much of a body the recorder holds back whole: what
+// net/http's server buffers before it writes a response's first bytes
+// (HTTP/1: 2 KiB before chunking; HTTP/2: 4 KiB), so that holding it sends
+// nothing later than passing it on would, in one write instead of two.
+const holdBytes = 2 << 10
+
 func (r *recorder) Write(p []byte) (int, error) {
 	if r.status == 0 {
 		r.WriteHeader(http.StatusOK)
 	}
 	if !r.overflow && !r.streaming {
 		if int64(r.buf.Len()+len(p)) > r.max {
+			// What was held goes out before the copy is given up.
+			if err := r.release(); err != nil {
+				return 0, err
+			}
 			r.overflow = true
-			r.buf = bytes.Buffer{}
+			r.buf, r.sent = bytes.Buffer{}, 0
 		} else {
 			r.buf.Write(p)
 		}
@@ -580,22 +591,27 @@ func (r *recorder) Write(p []byte) (int, error) {
 		}
 		return r.w.Write(p)
 	}
-	if len(p) == 0 {
-		return 0, nil
-	}
 	// The last byte written so far is held back until the record is
 	// stored (release), so that a client never has the whole response
 	// of an operation whose record could still be lost.
-	if r.holding {
-		if _, err := r.w.Write(r.held[:]); err != nil {
+	if r.buf.Len() > holdBytes {
+		if err := r.passOn(); err != nil {
 			return 0, err
 		}
 	}
-	if n, err := r.w.Write(p[:len(p)-1]); err != nil {
-		return n, err
-	}
-	r.held[0], r.holding = p[len(p)-1], true
 	return len(p), nil
+}
+
+// passOn sends what is held back but the last byte of the body so far.
+func (r *recorder) passOn() error {
+	n := r.buf.Len() - 1
+	if n <= r.sent {
+		return nil
+	}
+	p := r.buf.Bytes()[r.sent:n]
+	r.sent = n
+	_, err := r.w.Write(p)
+	return err
 }
 
 // first is the first of a header's values, "" without one: Header.Get
@@ -607,14 +623,15 @@ func first(vs []string) string {
 	return vs[0]
 }
 
-// release sends the byte Write held back, once the record is stored or
+// release sends what Write held back, once the record is stored or
 // released.
 func (r *recorder) release() error {
-	if !r.holding {
+	if r.sent >= r.buf.Len() {
 		return nil
 	}
-	r.holding = false
-	_, err := r.w.Write(r.held[:])
+	p := r.buf.Bytes()[r.sent:]
+	r.sent = r.buf.Len()
+	_, err := r.w.Write(p)
 	return err
 }
 
@@ -630,6 +647,12 @@ func (r *recorder) Flush() { _ = r.FlushError() }
 func (r *recorder) FlushError() error {
 	if r.status == 0 {
 		r.WriteHeader(http.StatusOK)
+	}
+	// A flush sends what was written so far, but for the last byte.
+	if !r.overflow && !r.streaming {
+		if err := r.passOn(); err != nil {
+			return err
+		}
 	}
 	return http.NewResponseController(r.w).Flush()
 }

@@ -177,7 +177,11 @@ func (a *accessLog) log(r *http.Request, ex *exchange, start time.Time, on endpo
 	if dropped > 0 {
 		attrs = append(attrs, slog.Uint64("lines_dropped", dropped))
 	}
-	a.logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+	// The record goes to the handler directly: Logger.LogAttrs would walk
+	// the stack for a source position that no access line prints.
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
+	rec.AddAttrs(attrs...)
+	_ = a.logger.Handler().Handle(ctx, rec)
 }
 
 // exchange is one request as its access line reports it, filled in as it
