@@ -9,7 +9,7 @@ BENCHCOUNT ?= 6
 # Nested modules with their own go.mod.
 MODULES := . bench plugin/traefik plugin/caddy signature/jwtinterop signature/webhookinterop
 
-.PHONY: all build caddy traefik-plugin traefik-e2e load reliability demo test test-short lint fmt vet fuzz bench deps tools clean
+.PHONY: all build caddy traefik-plugin traefik-e2e load peers reliability demo test test-short lint fmt vet fuzz bench deps tools clean
 
 all: build test
 
@@ -96,6 +96,10 @@ reliability: deps
 ## load: the binary under load (memory, Redis exact, Redis Bloom) against a no-op upstream.
 load:
 	@bench/load.sh
+
+## peers: the binary and the Caddy module beside a bare Go proxy, Caddy and nginx, interleaved (WRITE=1: into BENCHMARKS.md).
+peers:
+	@bench/peers.sh
 
 clean:
 	rm -rf $(BIN)

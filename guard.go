@@ -225,23 +225,24 @@ func (g *Guard) Verify(ctx context.Context, r *signature.Request) (signature.Ver
 // headers a second time. tr, when not nil, learns the identity as soon as
 // the signature verified.
 func (g *Guard) verify(ctx context.Context, r *signature.Request, tr RequestTrace) (signature.Verified, error) {
-	v, e, err := g.check(ctx, r, tr)
-	if err != nil || e == nil {
+	var e nonce.Entry
+	v, hasNonce, err := g.check(ctx, r, tr, &e)
+	if err != nil || !hasNonce {
 		return v, err
 	}
-	if err := g.addNonce(ctx, v, e); err != nil {
+	if err := g.addNonce(ctx, v, &e); err != nil {
 		return signature.Verified{}, err
 	}
 	return v, nil
 }
 
-// check verifies the signature and the timestamp window and returns the
-// nonce entry the request's replay key asks for, still to be added (nil
-// when it has none).
-func (g *Guard) check(ctx context.Context, r *signature.Request, tr RequestTrace) (signature.Verified, *nonce.Entry, error) {
-	v, err := g.scheme.Verify(ctx, r)
+// check verifies the signature and the timestamp window and fills e with
+// the nonce entry the request's replay key asks for, still to be added;
+// hasNonce is false when it has none.
+func (g *Guard) check(ctx context.Context, r *signature.Request, tr RequestTrace, e *nonce.Entry) (v signature.Verified, hasNonce bool, err error) {
+	v, err = g.scheme.Verify(ctx, r)
 	if err != nil {
-		return signature.Verified{}, nil, err
+		return signature.Verified{}, false, err
 	}
 	if tr != nil {
 		tr.Verified(v)
@@ -250,18 +251,18 @@ func (g *Guard) check(ctx context.Context, r *signature.Request, tr RequestTrace
 	ts := v.Timestamp
 	if !ts.IsZero() {
 		if err := g.window.Check(ts, now); err != nil {
-			return signature.Verified{}, nil, err
+			return signature.Verified{}, false, err
 		}
 	}
 	if v.ReplayKey == "" {
-		return v, nil, nil
+		return v, false, nil
 	}
-	e := &nonce.Entry{Scope: g.scope + v.Scope(), Key: v.ReplayKey, Timestamp: ts, Expires: g.window.Expiry(ts), Owner: g.quotaOwner(v.KeyID)}
+	*e = nonce.Entry{Scope: g.scope + v.Scope(), Key: v.ReplayKey, Timestamp: ts, Expires: g.window.Expiry(ts), Owner: g.quotaOwner(v.KeyID)}
 	if ts.IsZero() {
 		e.Timestamp = now
 		e.Expires = now.Add(g.window.Span())
 	}
-	return v, e, nil
+	return v, true, nil
 }
 
 // addNonce adds e, the nonce of the request v verified: nil when the
@@ -302,14 +303,16 @@ func (g *Guard) nonceOutcome(ctx context.Context, v signature.Verified, err erro
 	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 }
 
-// nonceStep hands the nonce e of the request v verified to the dedupe
-// step, which adds it in the claim's write when the stores allow.
-func (g *Guard) nonceStep(v signature.Verified, e *nonce.Entry) *idempotency.NonceStep {
-	return &idempotency.NonceStep{
+// nonceStep fills n with the nonce e of the request v verified, for the
+// dedupe step, which adds it in the claim's write when the stores allow.
+// The closures hold v and e by pointer: they are on the heap already, v in
+// the context of the request passed on.
+func (g *Guard) nonceStep(n *idempotency.NonceStep, v *signature.Verified, e *nonce.Entry) {
+	*n = idempotency.NonceStep{
 		Entry:   *e,
 		Claimer: g.joint,
-		Add:     func(ctx context.Context) error { return g.addNonce(ctx, v, e) },
-		Outcome: func(ctx context.Context, err error) error { return g.nonceOutcome(ctx, v, err) },
+		Add:     func(ctx context.Context) error { return g.addNonce(ctx, *v, e) },
+		Outcome: func(ctx context.Context, err error) error { return g.nonceOutcome(ctx, *v, err) },
 	}
 }
 
@@ -350,37 +353,52 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			g.reject(w, r, err, start, tr)
 			return
 		}
-		sr := signature.FromHTTP(r, body)
+		// One allocation for what the request keeps (the verified identity
+		// lives on in the context of the request passed on), larger for a
+		// request the dedupe step covers.
+		covered := g.idem != nil && g.idem.Covers(r.Method)
+		var p *inFlight
+		var c *coveredInFlight
+		if covered {
+			c = &coveredInFlight{}
+			p = &c.inFlight
+		} else {
+			p = &inFlight{}
+		}
+		p.sr = *signature.FromHTTP(r, body)
 		if g.requestScheme != nil {
 			if s := g.requestScheme(r); s != "" {
-				sr.Scheme = s
+				p.sr.Scheme = s
 			}
 		}
-		v, e, err := g.check(r.Context(), sr, tr)
+		v, hasNonce, err := g.check(r.Context(), &p.sr, tr, &p.e)
 		if err != nil {
 			g.reject(w, r, err, start, tr)
 			return
 		}
-		if g.idem == nil || !g.idem.Covers(r.Method) {
-			if e != nil {
-				if err := g.addNonce(r.Context(), v, e); err != nil {
+		p.v = v
+		if !covered {
+			if hasNonce {
+				if err := g.addNonce(r.Context(), v, &p.e); err != nil {
 					g.reject(w, r, err, start, tr)
 					return
 				}
 			}
 			g.observeAccepted(start)
-			next.ServeHTTP(w, withBody(r, body, &v))
+			next.ServeHTTP(w, withBody(r, body, &p.v))
 			return
 		}
-		r2 := withBody(r, body, &v)
-		idemReq := idempotency.Request{Principal: g.scope + v.Scope(), KeyID: g.quotaOwner(v.KeyID), Key: v.IdempotencyKey, Target: sr.Target, Body: body, Optional: v.IdempotencyOptional}
-		if e != nil {
-			idemReq.Nonce = g.nonceStep(v, e)
+		r2 := withBody(r, body, &p.v)
+		idemReq := idempotency.Request{Principal: g.scope + v.Scope(), KeyID: g.quotaOwner(v.KeyID), Key: v.IdempotencyKey, Target: p.sr.Target, Body: body, Optional: v.IdempotencyOptional}
+		if hasNonce {
+			g.nonceStep(&c.ns, &p.v, &p.e)
+			idemReq.Nonce = &c.ns
 		}
 		h := next
 		var on *observedNext
 		if g.observer != nil {
-			on = &observedNext{g: g, start: start, next: next}
+			c.on = observedNext{g: g, start: start, next: next}
+			on = &c.on
 			h = on
 		}
 		o, err := g.idem.ServeOutcome(w, r2, idemReq, h)
@@ -395,6 +413,24 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			g.observer.ObserveRequest("idempotent_replay", time.Since(start))
 		}
 	})
+}
+
+// inFlight is what the Middleware keeps of one request, in one allocation:
+// the request as signed, what its signature established and its nonce
+// entry.
+type inFlight struct {
+	sr signature.Request
+	v  signature.Verified
+	e  nonce.Entry
+}
+
+// coveredInFlight is inFlight for a request the dedupe step covers, with
+// the step that hands its nonce over and the Observer's view of its
+// handler.
+type coveredInFlight struct {
+	inFlight
+	ns idempotency.NonceStep
+	on observedNext
 }
 
 // observedNext reports a request as accepted when the dedupe step hands it

@@ -62,11 +62,13 @@ func StripGatewayHeaders(h http.Header) {
 
 // SetIdentityHeaders strips every gateway header from h, then sets
 // HeaderKeyID to v's key id and, when v has a subject, HeaderSubject.
+// The names are in canonical form, so they are set without Header.Set
+// canonicalizing them for every request.
 func SetIdentityHeaders(h http.Header, v signature.Verified) {
 	StripGatewayHeaders(h)
-	h.Set(HeaderKeyID, v.KeyID)
+	h[HeaderKeyID] = []string{v.KeyID}
 	if v.Subject != "" {
-		h.Set(HeaderSubject, v.Subject)
+		h[HeaderSubject] = []string{v.Subject}
 	}
 }
 

@@ -211,6 +211,19 @@ func TestIsGatewayHeader(t *testing.T) {
 	}
 }
 
+// TestIdentityHeadersCanonical: SetIdentityHeaders sets the identity
+// headers by map index, which Header.Get and the upstream read only when
+// the names are in canonical form.
+func TestIdentityHeadersCanonical(t *testing.T) {
+	for _, name := range []string{replayguard.HeaderKeyID, replayguard.HeaderSubject} {
+		assert.Equal(t, http.CanonicalHeaderKey(name), name)
+	}
+	h := http.Header{"X-Replayguard-Key-Id": {"forged"}, underscored: {"forged"}}
+	replayguard.SetIdentityHeaders(h, signature.Verified{KeyID: "client-a", Subject: "user-1"})
+	assert.Equal(t, http.Header{"X-Replayguard-Key-Id": {"client-a"}, "X-Replayguard-Subject": {"user-1"}}, h)
+	assert.Equal(t, "client-a", h.Get(replayguard.HeaderKeyID))
+}
+
 // TestVerifyRefusesControlBytes: Guard.Verify on a hand-built request
 // refuses CR, LF and other control bytes in every field that enters a
 // string to sign, so one signature never verifies a different request

@@ -351,10 +351,10 @@ func (h *Deduper) execute(w http.ResponseWriter, r *http.Request, key, token str
 	h.event(&h.stats.Executed, "executed")
 	rec := &recorder{w: w, max: h.opts.MaxResponseBytes, unknownLengthStreams: h.opts.StreamUnknownLength}
 	storeCtx := context.WithoutCancel(r.Context())
-	stop := h.renewWhileRunning(storeCtx, key, token)
+	renewing := h.renewWhileRunning(storeCtx, key, token)
 	completed := false
 	defer func() {
-		stop()
+		renewing.stop()
 		if completed {
 			return
 		}
@@ -366,7 +366,7 @@ func (h *Deduper) execute(w http.ResponseWriter, r *http.Request, key, token str
 	}()
 	next.ServeHTTP(rec, r)
 	completed = true
-	stop()
+	renewing.stop()
 	if rec.status == 0 {
 		// The handler set headers (or nothing) and returned: net/http
 		// sends them with an implicit 200.
@@ -422,57 +422,83 @@ func (h *Deduper) logStoreErr(ctx context.Context, op string, err error) {
 		slog.String("error", err.Error()))
 }
 
-// renewWhileRunning renews the lease every third of it until stop is called.
-func (h *Deduper) renewWhileRunning(ctx context.Context, key, token string) (stop func()) {
-	return renewLoop(ctx, h.store, key, token, h.opts.Lease, func(err error) { h.logStoreErr(ctx, "lease renewal", err) })
+// renewWhileRunning renews the lease every third of it until its stop is
+// called.
+func (h *Deduper) renewWhileRunning(ctx context.Context, key, token string) *renewal {
+	return startRenewal(&renewal{ctx: ctx, store: h.store, key: key, token: token, lease: h.opts.Lease, d: h})
 }
 
 func renewLoop(ctx context.Context, store Store, key, token string, lease time.Duration, onErr func(error)) (stop func()) {
-	every := lease / 3
-	if every < time.Millisecond {
-		every = time.Millisecond
+	return startRenewal(&renewal{ctx: ctx, store: store, key: key, token: token, lease: lease, onErr: onErr}).stop
+}
+
+// renewal renews one lease every third of it until stopped: a timer chain
+// rather than a goroutine selecting on a ticker, as the Yaegi interpreter
+// shares one select's case list between goroutines. One allocation holds
+// its state, since every covered request starts one.
+type renewal struct {
+	ctx        context.Context
+	store      Store
+	key, token string
+	lease      time.Duration
+	every      time.Duration
+	// d, when set, logs a failed renewal; else onErr is told.
+	d     *Deduper
+	onErr func(error)
+
+	mu      sync.Mutex
+	stopped bool
+	timer   *time.Timer
+	running sync.WaitGroup
+}
+
+func startRenewal(rn *renewal) *renewal {
+	rn.every = rn.lease / 3
+	if rn.every < time.Millisecond {
+		rn.every = time.Millisecond
 	}
-	// A timer chain rather than a goroutine selecting on a ticker: the
-	// Yaegi interpreter shares one select's case list between goroutines.
-	var (
-		mu      sync.Mutex
-		stopped bool
-		timer   *time.Timer
-		running sync.WaitGroup
-	)
-	renew := func() {
-		mu.Lock()
-		if stopped {
-			mu.Unlock()
+	rn.mu.Lock()
+	rn.timer = time.AfterFunc(rn.every, rn.renew)
+	rn.mu.Unlock()
+	return rn
+}
+
+func (rn *renewal) renew() {
+	rn.mu.Lock()
+	if rn.stopped {
+		rn.mu.Unlock()
+		return
+	}
+	rn.running.Add(1)
+	rn.mu.Unlock()
+	defer rn.running.Done()
+	if err := rn.store.Renew(rn.ctx, rn.key, rn.token, rn.lease); err != nil {
+		if rn.d != nil {
+			rn.d.logStoreErr(rn.ctx, "lease renewal", err)
+		} else {
+			rn.onErr(err)
+		}
+		if errors.Is(err, ErrLeaseLost) {
 			return
 		}
-		running.Add(1)
-		mu.Unlock()
-		defer running.Done()
-		if err := store.Renew(ctx, key, token, lease); err != nil {
-			onErr(err)
-			if errors.Is(err, ErrLeaseLost) {
-				return
-			}
-		}
-		mu.Lock()
-		if !stopped {
-			timer.Reset(every)
-		}
-		mu.Unlock()
 	}
-	mu.Lock()
-	timer = time.AfterFunc(every, renew)
-	mu.Unlock()
-	return func() {
-		mu.Lock()
-		if !stopped {
-			stopped = true
-			timer.Stop()
-		}
-		mu.Unlock()
-		running.Wait()
+	rn.mu.Lock()
+	if !rn.stopped {
+		rn.timer.Reset(rn.every)
 	}
+	rn.mu.Unlock()
+}
+
+// stop ends the renewals, waiting for one under way; calling it again
+// does nothing.
+func (rn *renewal) stop() {
+	rn.mu.Lock()
+	if !rn.stopped {
+		rn.stopped = true
+		rn.timer.Stop()
+	}
+	rn.mu.Unlock()
+	rn.running.Wait()
 }
 
 // Abandon marks the response being written to w as one that must not be
@@ -503,9 +529,10 @@ type recorder struct {
 	buf       bytes.Buffer
 	overflow  bool
 	streaming bool
-	// held is the last byte of the body written so far, while holding.
-	held      [1]byte
-	holding   bool
+	// sent is how much of buf went on to w; the rest is held back until
+	// the record is stored (release): the whole body while it is no
+	// longer than holdBytes, then its last byte.
+	sent      int
 	abandoned atomic.Bool
 	// unknownLengthStreams marks a response without Content-Length as
 	// streaming.
@@ -524,16 +551,22 @@ func (r *recorder) WriteHeader(code int) {
 	}
 	r.status = code
 	r.header = storableHeader(r.w.Header())
-	if mt := r.w.Header().Get("Content-Type"); strings.HasPrefix(strings.ToLower(mt), "text/event-stream") {
+	if mt := first(r.w.Header()["Content-Type"]); strings.HasPrefix(strings.ToLower(mt), "text/event-stream") {
 		r.streaming = true
 	}
 	// 204 and 304 carry no body, hence no Content-Length: nothing streams.
 	if r.unknownLengthStreams && code != http.StatusNoContent && code != http.StatusNotModified &&
-		r.w.Header().Get("Content-Length") == "" {
+		first(r.w.Header()["Content-Length"]) == "" {
 		r.streaming = true
 	}
 	r.w.WriteHeader(code)
 }
+
+// holdBytes is how much of a body the recorder holds back whole: what
+// net/http's server buffers before it writes a response's first bytes
+// (HTTP/1: 2 KiB before chunking; HTTP/2: 4 KiB), so that holding it sends
+// nothing later than passing it on would, in one write instead of two.
+const holdBytes = 2 << 10
 
 func (r *recorder) Write(p []byte) (int, error) {
 	if r.status == 0 {
@@ -541,8 +574,12 @@ func (r *recorder) Write(p []byte) (int, error) {
 	}
 	if !r.overflow && !r.streaming {
 		if int64(r.buf.Len()+len(p)) > r.max {
+			// What was held goes out before the copy is given up.
+			if err := r.release(); err != nil {
+				return 0, err
+			}
 			r.overflow = true
-			r.buf = bytes.Buffer{}
+			r.buf, r.sent = bytes.Buffer{}, 0
 		} else {
 			r.buf.Write(p)
 		}
@@ -554,32 +591,47 @@ func (r *recorder) Write(p []byte) (int, error) {
 		}
 		return r.w.Write(p)
 	}
-	if len(p) == 0 {
-		return 0, nil
-	}
 	// The last byte written so far is held back until the record is
 	// stored (release), so that a client never has the whole response
 	// of an operation whose record could still be lost.
-	if r.holding {
-		if _, err := r.w.Write(r.held[:]); err != nil {
+	if r.buf.Len() > holdBytes {
+		if err := r.passOn(); err != nil {
 			return 0, err
 		}
 	}
-	if n, err := r.w.Write(p[:len(p)-1]); err != nil {
-		return n, err
-	}
-	r.held[0], r.holding = p[len(p)-1], true
 	return len(p), nil
 }
 
-// release sends the byte Write held back, once the record is stored or
-// released.
-func (r *recorder) release() error {
-	if !r.holding {
+// passOn sends what is held back but the last byte of the body so far.
+func (r *recorder) passOn() error {
+	n := r.buf.Len() - 1
+	if n <= r.sent {
 		return nil
 	}
-	r.holding = false
-	_, err := r.w.Write(r.held[:])
+	p := r.buf.Bytes()[r.sent:n]
+	r.sent = n
+	_, err := r.w.Write(p)
+	return err
+}
+
+// first is the first of a header's values, "" without one: Header.Get
+// for a name already in canonical form.
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+// release sends what Write held back, once the record is stored or
+// released.
+func (r *recorder) release() error {
+	if r.sent >= r.buf.Len() {
+		return nil
+	}
+	p := r.buf.Bytes()[r.sent:]
+	r.sent = r.buf.Len()
+	_, err := r.w.Write(p)
 	return err
 }
 
@@ -596,6 +648,12 @@ func (r *recorder) FlushError() error {
 	if r.status == 0 {
 		r.WriteHeader(http.StatusOK)
 	}
+	// A flush sends what was written so far, but for the last byte.
+	if !r.overflow && !r.streaming {
+		if err := r.passOn(); err != nil {
+			return err
+		}
+	}
 	return http.NewResponseController(r.w).Flush()
 }
 
@@ -607,15 +665,45 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // storableHeader copies h without hop-by-hop headers (including those
-// Connection names), Set-Cookie and Date.
+// Connection names), Set-Cookie, Date and Idempotent-Replayed, in one
+// copy whose values share one array, as http.Header.Clone's do.
 func storableHeader(h http.Header) http.Header {
-	out := h.Clone()
-	if out == nil {
-		out = http.Header{}
+	named := hop.Named(h)
+	keep := func(name string) bool {
+		switch name {
+		case "Set-Cookie", "Date", ReplayedHeader:
+			return false
+		}
+		if hop.Standard(name) {
+			return false
+		}
+		for _, n := range named {
+			if name == n {
+				return false
+			}
+		}
+		return true
 	}
-	hop.Remove(out)
-	out.Del("Set-Cookie")
-	out.Del("Date")
-	out.Del(ReplayedHeader)
+	keys, values := 0, 0
+	for name, vs := range h {
+		if keep(name) {
+			keys++
+			values += len(vs)
+		}
+	}
+	out := make(http.Header, keys)
+	all := make([]string, values)
+	for name, vs := range h {
+		if !keep(name) {
+			continue
+		}
+		if vs == nil {
+			out[name] = nil
+			continue
+		}
+		n := copy(all, vs)
+		out[name] = all[:n:n]
+		all = all[n:]
+	}
 	return out
 }

@@ -4,9 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"io"
+	"hash"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // HeaderName is the request header naming the operation.
@@ -85,28 +86,43 @@ func ScopedKey(principal, key string) string {
 // named headers (in the order given, each with all its values) and the
 // body, each part length-prefixed so no two requests share an encoding.
 func RequestFingerprint(method, target string, h http.Header, headers []string, body []byte) Fingerprint {
-	d := sha256.New()
-	var n [8]byte
+	fs := fingerprints.Get().(*fingerprinter)
+	defer fingerprints.Put(fs)
+	b := fs.buf[:0]
 	part := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		d.Write(n[:])
-		_, _ = io.WriteString(d, s)
+		b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
+		b = append(b, s...)
 	}
 	part(method)
 	part(target)
 	for _, name := range headers {
 		part(strings.ToLower(name))
 		vs := h.Values(name)
-		binary.BigEndian.PutUint64(n[:], uint64(len(vs)))
-		d.Write(n[:])
+		b = binary.BigEndian.AppendUint64(b, uint64(len(vs)))
 		for _, v := range vs {
 			part(v)
 		}
 	}
-	binary.BigEndian.PutUint64(n[:], uint64(len(body)))
-	d.Write(n[:])
-	d.Write(body)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(body)))
+	fs.d.Reset()
+	fs.d.Write(b)
+	fs.d.Write(body)
+	if cap(b) <= maxFingerprintScratch {
+		fs.buf = b
+	}
 	var fp Fingerprint
-	d.Sum(fp[:0])
+	fs.d.Sum(fp[:0])
 	return fp
 }
+
+// fingerprinter is the state RequestFingerprint reuses: a SHA-256 digest
+// and the buffer the parts before the body are encoded in.
+type fingerprinter struct {
+	d   hash.Hash
+	buf []byte
+}
+
+// maxFingerprintScratch bounds the buffer a fingerprinter keeps.
+const maxFingerprintScratch = 4 << 10
+
+var fingerprints = sync.Pool{New: func() any { return &fingerprinter{d: sha256.New(), buf: make([]byte, 0, 512)} }}

@@ -1,6 +1,9 @@
 package idempotency_test
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"net/http"
 	"strings"
 	"testing"
@@ -163,6 +166,32 @@ func TestRequestFingerprint(t *testing.T) {
 		m, tg, h, b := base()
 		assert.Equal(t, ref, idempotency.RequestFingerprint(m, tg, h, []string{"x-account", "x-currency"}, b))
 	})
+}
+
+// TestRequestFingerprintEncoding pins the encoding: records stored by an
+// earlier version (on disk, in Redis or PostgreSQL) are compared with
+// fingerprints computed now, so the bytes hashed must not change.
+func TestRequestFingerprintEncoding(t *testing.T) {
+	h := http.Header{"X-Account": {"acct_1", "acct_2"}}
+	body := []byte(strings.Repeat("b", 5000))
+	var enc []byte
+	part := func(s string) {
+		enc = binary.BigEndian.AppendUint64(enc, uint64(len(s)))
+		enc = append(enc, s...)
+	}
+	part("POST")
+	part("/v1/charges?x=1")
+	part("x-account")
+	enc = binary.BigEndian.AppendUint64(enc, 2)
+	part("acct_1")
+	part("acct_2")
+	enc = binary.BigEndian.AppendUint64(enc, uint64(len(body)))
+	enc = append(enc, body...)
+	want := sha256.Sum256(enc)
+	for range 3 { // the pooled state carries nothing from one call to the next
+		assert.Equal(t, idempotency.Fingerprint(want), idempotency.RequestFingerprint("POST", "/v1/charges?x=1", h, []string{"X-Account"}, body))
+	}
+	assert.Equal(t, "141af787", hex.EncodeToString(want[:4]))
 }
 
 func TestRequestFingerprintUnambiguous(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,15 @@ type Metrics struct {
 	failOpen       *prometheus.CounterVec
 	idempotency    *prometheus.CounterVec
 	quota          *prometheus.CounterVec
+
+	// The series reported on every request, looked up once (a lookup by
+	// label values hashes and checks them and takes a lock): accepted
+	// and replayed requests and each store call's latency on first use,
+	// so that /metrics shows them only once they happened; the
+	// idempotency events when precreated.
+	accepted, replayed seriesRef[prometheus.Counter]
+	stores             [len(storeNames)][len(storeOps)]seriesRef[prometheus.Observer]
+	events             map[string]prometheus.Counter
 
 	mu     sync.Mutex
 	blooms map[string]func() []bloom.BucketStats
@@ -141,8 +151,9 @@ var byRegistry sync.Map
 
 // precreate makes the series that read 0 before their first event.
 func (m *Metrics) precreate() {
+	m.events = map[string]prometheus.Counter{}
 	for _, e := range []string{"executed", "replayed", "in_progress", "reused", "released", "store_error", "fail_open"} {
-		m.idempotency.WithLabelValues(e)
+		m.events[e] = m.idempotency.WithLabelValues(e)
 	}
 	for _, s := range []string{"nonce", "idempotency"} {
 		m.quota.WithLabelValues(s)
@@ -192,22 +203,65 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 	return c, nil
 }
 
+// seriesRef holds a series once it was first looked up.
+type seriesRef[T any] struct{ p atomic.Pointer[T] }
+
+// get returns the series, looking it up with lookup the first time.
+// Lookups racing on first use find the same series.
+func (r *seriesRef[T]) get(lookup func() T) T {
+	if s := r.p.Load(); s != nil {
+		return *s
+	}
+	s := lookup()
+	r.p.Store(&s)
+	return s
+}
+
+// The label values of store calls whose series are kept (storeIndex).
+var (
+	storeNames = [...]string{"nonce", "idempotency"}
+	storeOps   = [...]string{"add", "claim", "renew", "complete", "release"}
+)
+
+// storeIndex returns where the series of store and op is kept, ok false
+// for label values looked up each time.
+func storeIndex(store, op string) (s, o int, ok bool) {
+	switch store {
+	case "nonce":
+		s = 0
+	case "idempotency":
+		s = 1
+	default:
+		return 0, 0, false
+	}
+	for o = range storeOps {
+		if storeOps[o] == op {
+			return s, o, true
+		}
+	}
+	return 0, 0, false
+}
+
 // ObserveRequest implements replayguard.Observer.
 func (m *Metrics) ObserveRequest(code string, d time.Duration) {
-	outcome := "rejected"
 	switch code {
 	case "":
-		outcome = "accepted"
+		m.accepted.get(func() prometheus.Counter { return m.requests.WithLabelValues("accepted", "") }).Inc()
 	case "idempotent_replay":
-		outcome, code = "idempotent_replay", ""
+		m.replayed.get(func() prometheus.Counter { return m.requests.WithLabelValues("idempotent_replay", "") }).Inc()
+	default:
+		m.requests.WithLabelValues("rejected", code).Inc()
 	}
-	m.requests.WithLabelValues(outcome, code).Inc()
 	m.guardDuration.Observe(d.Seconds())
 }
 
 // ObserveStore implements replayguard.Observer.
 func (m *Metrics) ObserveStore(store, op string, d time.Duration, err error) {
-	m.storeDuration.WithLabelValues(store, op).Observe(d.Seconds())
+	if s, o, ok := storeIndex(store, op); ok {
+		m.stores[s][o].get(func() prometheus.Observer { return m.storeDuration.WithLabelValues(store, op) }).Observe(d.Seconds())
+	} else {
+		m.storeDuration.WithLabelValues(store, op).Observe(d.Seconds())
+	}
 	if err != nil {
 		m.storeErrors.WithLabelValues(store, op).Inc()
 	}
@@ -225,6 +279,10 @@ func (m *Metrics) ObserveQuotaExceeded(store string) {
 
 // ObserveIdempotency implements replayguard.Observer.
 func (m *Metrics) ObserveIdempotency(event string) {
+	if c, ok := m.events[event]; ok {
+		c.Inc()
+		return
+	}
 	m.idempotency.WithLabelValues(event).Inc()
 }
 

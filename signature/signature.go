@@ -79,7 +79,15 @@ type Request struct {
 }
 
 // FromHTTP builds a Request from a received server request and its body.
+// It is small enough to be inlined, so that a caller keeping the Request
+// by value (*FromHTTP(r, body)) allocates none.
 func FromHTTP(r *http.Request, body []byte) *Request {
+	sr := &Request{}
+	sr.fromHTTP(r, body)
+	return sr
+}
+
+func (sr *Request) fromHTTP(r *http.Request, body []byte) {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -88,7 +96,7 @@ func FromHTTP(r *http.Request, body []byte) *Request {
 	if target == "" {
 		target = r.URL.RequestURI()
 	}
-	return &Request{Method: r.Method, Scheme: scheme, Host: r.Host, Target: target, Header: r.Header, Body: body}
+	*sr = Request{Method: r.Method, Scheme: scheme, Host: r.Host, Target: target, Header: r.Header, Body: body}
 }
 
 // Check refuses a request that no string to sign may stand for: a method

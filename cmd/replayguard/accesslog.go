@@ -28,7 +28,8 @@ import (
 const implicitRoute = "default"
 
 // headerRequestID carries the request id: taken from the client when sane,
-// passed to the upstream and echoed on the response.
+// passed to the upstream and echoed on the response. In canonical form: it
+// is set by map index.
 const headerRequestID = "X-Request-Id"
 
 // maxRequestIDBytes bounds a request id taken from a client.
@@ -89,7 +90,7 @@ const (
 func (a *accessLog) handler(route string, on endpoint, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ex := &exchange{route: route, requestID: requestID(r.Header.Get(headerRequestID))}
+		ex := &exchange{route: route, requestID: requestID(first(r.Header[headerRequestID]))}
 		ex.rw = statusWriter{ResponseWriter: w, requestID: ex.requestID}
 		defer func() {
 			// A handler that panics (the proxy aborting a response whose
@@ -176,7 +177,11 @@ func (a *accessLog) log(r *http.Request, ex *exchange, start time.Time, on endpo
 	if dropped > 0 {
 		attrs = append(attrs, slog.Uint64("lines_dropped", dropped))
 	}
-	a.logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+	// The record goes to the handler directly: Logger.LogAttrs would walk
+	// the stack for a source position that no access line prints.
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
+	rec.AddAttrs(attrs...)
+	_ = a.logger.Handler().Handle(ctx, rec)
 }
 
 // exchange is one request as its access line reports it, filled in as it
@@ -242,8 +247,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
 		// Set at the last moment: over the upstream's own value, and over
-		// the one of the request whose stored response is replayed.
-		w.Header().Set(headerRequestID, w.requestID)
+		// the one of the request whose stored response is replayed. The
+		// name is canonical: set by index, not canonicalized again.
+		w.Header()[headerRequestID] = []string{w.requestID}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -258,6 +264,14 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection (flush,
 // hijack, deadlines).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// first is the first of a header's values, "" without one.
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
 
 // requestID returns the request id a client sent when it is sane (1 to
 // maxRequestIDBytes visible ASCII characters), else a new UUID.

@@ -141,3 +141,10 @@ func TestLogRejectionsBound(t *testing.T) {
 	assert.Equal(t, n, lines)
 	assert.Zero(t, dropped)
 }
+
+// TestRequestIDHeaderCanonical: the request id header is read and set by
+// map index, which matches what clients and upstreams send only in
+// canonical form.
+func TestRequestIDHeaderCanonical(t *testing.T) {
+	assert.Equal(t, http.CanonicalHeaderKey(headerRequestID), headerRequestID)
+}

@@ -34,6 +34,7 @@ type loadOptions struct {
 	secret, body       []byte
 	rate               float64
 	duration           time.Duration
+	requests           int
 	concurrency        int
 	idempotency        bool
 	replayEvery        int
@@ -53,6 +54,7 @@ status counts and a latency histogram.`, stderr)
 	data := fs.String("d", "{}", "request body, or @FILE")
 	fs.Float64Var(&o.rate, "rate", 1000, "target requests per second (0: as fast as the workers go)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send")
+	fs.IntVar(&o.requests, "requests", 0, "stop after this many requests, or at --duration if sooner (0: no count)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "requests in flight at most")
 	fs.BoolVar(&o.idempotency, "idempotency-key", true, "send a fresh Idempotency-Key with every request")
 	fs.IntVar(&o.replayEvery, "replay-every", 0, "every Nth request re-sends the previous one's exact headers (a replay); 0: never")
@@ -82,8 +84,8 @@ status counts and a latency histogram.`, stderr)
 	} else {
 		o.body = []byte(*data)
 	}
-	if o.concurrency < 1 || o.duration <= 0 || o.rate < 0 {
-		return errors.New("load: --concurrency, --duration and --rate must be positive")
+	if o.concurrency < 1 || o.duration <= 0 || o.rate < 0 || o.requests < 0 {
+		return errors.New("load: --concurrency and --duration must be positive, --rate and --requests not negative")
 	}
 	sum, err := runLoad(ctx, o, stderr)
 	if err != nil {
@@ -146,6 +148,9 @@ func runLoad(ctx context.Context, o loadOptions, progress io.Writer) (*loadSumma
 	go func() {
 		defer close(jobs)
 		send := func(n int) bool {
+			if o.requests > 0 && n > o.requests {
+				return false
+			}
 			select {
 			case jobs <- n:
 				return true

@@ -36,3 +36,27 @@ func TestLoadCommand(t *testing.T) {
 	assert.Equal(t, int64(accepted), up.executions.Load())
 	assert.Greater(t, sum.P99, 0.0)
 }
+
+// TestLoadRequests stops a load run after --requests requests, long before
+// its --duration.
+func TestLoadRequests(t *testing.T) {
+	up := newOpUpstream(t)
+	g := startGateway(t, fmt.Sprintf(idemConfig, up.URL))
+	out, err := exec.Command(binary(t), "load", "--secret", "secret-a-0123456789", "--key-id", "client-a",
+		"--rate", "0", "--duration", "1m", "--concurrency", "8", "--requests", "50", "--json",
+		"http://"+g.addr+"/v1/charges").Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		t.Logf("stderr: %s", ee.Stderr)
+	}
+	require.NoError(t, err, string(out))
+	var sum struct {
+		Sent     int            `json:"sent"`
+		Seconds  float64        `json:"seconds"`
+		Outcomes map[string]int `json:"outcomes"`
+	}
+	require.NoError(t, json.Unmarshal(out, &sum), string(out))
+	assert.Equal(t, 50, sum.Sent)
+	assert.Equal(t, 50, sum.Outcomes["201"], "%v", sum.Outcomes)
+	assert.Less(t, sum.Seconds, 30.0)
+	assert.Equal(t, int64(50), up.executions.Load())
+}

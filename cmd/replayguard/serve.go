@@ -296,7 +296,7 @@ func newProxy(upstream string, logger *slog.Logger) (*upstreamProxy, error) {
 				replayguard.SetIdentityHeaders(pr.Out.Header, v)
 			}
 			if ex := exchangeFrom(pr.In.Context()); ex != nil {
-				pr.Out.Header.Set(headerRequestID, ex.requestID)
+				pr.Out.Header[headerRequestID] = []string{ex.requestID}
 			}
 		},
 		ModifyResponse: func(resp *http.Response) error {

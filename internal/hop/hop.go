@@ -10,24 +10,39 @@ import (
 	"strings"
 )
 
-// headers returns the standard hop-by-hop header names.
-func headers() []string {
-	return []string{
-		"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
-		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+// Standard reports whether name, in canonical form, is a standard
+// hop-by-hop header.
+func Standard(name string) bool {
+	switch name {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
 	}
+	return false
+}
+
+// Named returns, in canonical form, the header names h's Connection
+// header lists.
+func Named(h http.Header) []string {
+	var names []string
+	for _, c := range h["Connection"] {
+		for _, name := range strings.Split(c, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				names = append(names, http.CanonicalHeaderKey(name))
+			}
+		}
+	}
+	return names
 }
 
 // Remove deletes from h the headers of one connection.
 func Remove(h http.Header) {
-	for _, c := range h.Values("Connection") {
-		for _, name := range strings.Split(c, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				h.Del(name)
-			}
-		}
+	for _, name := range Named(h) {
+		delete(h, name)
 	}
-	for _, name := range headers() {
-		h.Del(name)
+	for name := range h {
+		if Standard(name) {
+			delete(h, name)
+		}
 	}
 }

@@ -347,11 +347,14 @@ func forward(w http.ResponseWriter, verified *http.Request) {
 		http.Error(w, "replayguard: request outside a Caddy route", http.StatusInternalServerError)
 		return
 	}
-	r := st.r.WithContext(verified.Context())
-	r.Body, r.ContentLength, r.GetBody = verified.Body, verified.ContentLength, verified.GetBody
+	// Caddy's request goes on — its method and target as rewritten — with
+	// the verified context and the buffered body: the Guard's copy of it,
+	// which is this request's own, put back to Caddy's method and target
+	// rather than copied once more.
+	r := verified
+	r.Method, r.URL, r.RequestURI = st.r.Method, st.r.URL, st.r.RequestURI
 	// Nothing unsigned travels on: no header a client could pose as the
 	// gateway's with, no trailers.
-	// Caddy's own request goes on, not the Guard's copy.
 	r.Trailer = nil
 	v, ok := replayguard.VerifiedFrom(r.Context())
 	if !ok {
