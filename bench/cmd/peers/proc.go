@@ -101,7 +101,7 @@ func (p *proc) waitFor(ctx context.Context, what string, ready func() bool) erro
 	deadline := time.Now().Add(60 * time.Second)
 	for !ready() {
 		if p.exited() {
-			return fmt.Errorf("%s exited (%v) before %s; its stderr:\n%s", p.name, p.err, what, p.tail())
+			return fmt.Errorf("%s exited (%w) before %s; its stderr:\n%s", p.name, p.err, what, p.tail())
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: timed out waiting for %s; its stderr:\n%s", p.name, what, p.tail())
