@@ -81,7 +81,7 @@ func TestBloomGrowth(t *testing.T) {
 	c := newClient(t, slow, srv.Addr())
 	var mu sync.Mutex
 	grew := map[bloomcore.Growth]int{}
-	b, err := redisstore.NewBloomNonce(c, 320, 1e-9, time.Minute, redisstore.WithKeyPrefix("g"),
+	b, err := redisstore.NewBloomNonce(c, 320, 1e-9, time.Minute, redisstore.WithKeyPrefix("g"), redisstore.WithTimeout(slow),
 		redisstore.WithGrowth(func(g bloomcore.Growth) { mu.Lock(); grew[g]++; mu.Unlock() }))
 	require.NoError(t, err)
 	ctx := context.Background()

@@ -136,14 +136,6 @@ func OriginForm(target string) string {
 	if target == "" || target[0] == '/' || target == "*" {
 		return target
 	}
-	return originOfAbsolute(target)
-}
-
-// originOfAbsolute is OriginForm of a target that does not start with '/'.
-// Kept apart so that OriginForm stays small: under the Yaegi interpreter
-// (the Traefik plugin) a call allocates every value its function body
-// could hold, whichever branch runs.
-func originOfAbsolute(target string) string {
 	i := strings.Index(target, "://")
 	if i < 0 {
 		return target

@@ -105,3 +105,43 @@ func BenchmarkPluginRedis(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPluginPaired serves each signed request of BenchmarkPlugin
+// through the compiled plugin and then through the interpreted one, timing
+// each, and reports both per request and their ratio (yaegi/compiled):
+// load from other processes falls on both alike, where separate runs of
+// BenchmarkPlugin's sub-benchmarks drift apart on a busy machine.
+func BenchmarkPluginPaired(b *testing.B) {
+	gopath := pluginGoPath(b)
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		b.Run(method, func(b *testing.B) {
+			compiled := compiledHandler(b, "paired-"+method, nil)
+			interpreted, err := loadPlugin(b, gopath).newHandler(context.Background(), &upstream{}, pluginOptions(), "paired-"+method)
+			require.NoError(b, err)
+			reqs := benchRequests(b, method, 2*b.N)
+			var tc, ty time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for j, h := range []http.Handler{compiled, interpreted} {
+					r := reqs[2*i+j].request(nil)
+					rec := httptest.NewRecorder()
+					start := time.Now()
+					h.ServeHTTP(rec, r)
+					d := time.Since(start)
+					if rec.Code != http.StatusOK {
+						b.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+					}
+					if j == 0 {
+						tc += d
+					} else {
+						ty += d
+					}
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(tc.Nanoseconds())/float64(b.N), "compiled-ns/op")
+			b.ReportMetric(float64(ty.Nanoseconds())/float64(b.N), "yaegi-ns/op")
+			b.ReportMetric(float64(ty)/float64(tc), "yaegi/compiled")
+		})
+	}
+}
