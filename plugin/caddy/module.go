@@ -95,8 +95,8 @@ func (h Handler) MarshalJSON() ([]byte, error) {
 	b, err := json.Marshal(struct {
 		replayguard.Config
 		Redis    redisstore.Section `json:"redis,omitempty"`
-		Postgres postgres.Config   `json:"postgres,omitempty"`
-		Disk     disk.Config       `json:"disk,omitempty"`
+		Postgres postgres.Config    `json:"postgres,omitempty"`
+		Disk     disk.Config        `json:"disk,omitempty"`
 	}{h.Config, h.Redis, h.Postgres, h.Disk})
 	if err != nil {
 		return nil, err
