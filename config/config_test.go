@@ -79,6 +79,17 @@ nonce: {store: redis}
 	assert.Equal(t, []string{"127.0.0.1:6380"}, cfg.Redis.Addrs)
 }
 
+// redis.tagging sits beside the other redis: fields, defaults to key.
+func TestRedisTagging(t *testing.T) {
+	cfg, err := config.Parse([]byte("keys: [{id: a, secrets: [x-0123456789abcdef]}]\nnonce: {store: redis}\nredis: {addrs: [127.0.0.1:6379], key_prefix: acme, tagging: principal}\n"), env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "principal", cfg.Redis.Tagging)
+	assert.Equal(t, "acme", cfg.Redis.KeyPrefix)
+	cfg, err = config.Parse([]byte("keys: [{id: a, secrets: [x-0123456789abcdef]}]\nnonce: {store: redis}\nredis: {addrs: [127.0.0.1:6379]}\n"), env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "key", cfg.Redis.Tagging)
+}
+
 // A variable's value is text: one that YAML would read as null, a bool or
 // a number reaches a string field as that literal text, never as null
 // (which would empty the field) or a reformatted value.
@@ -118,6 +129,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"bad base64 secret", "keys: [{id: a, secrets: [\"base64:!!\"]}]\n", "keys[0].secrets[0]"},
 		{"bad upstream", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nupstream: ftp://x\n", "upstream"},
 		{"redis without addrs", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nnonce: {store: redis}\n", "redis.addrs"},
+		{"unknown tagging", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nnonce: {store: redis}\nredis: {addrs: [127.0.0.1:6379], tagging: nonce}\n", "redis.tagging"},
 		{"bad fp rate", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nnonce: {false_positive_rate: 2}\n", "nonce.false_positive_rate"},
 		{"unknown scheme", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nscheme: md5\n", "scheme"},
 		{"lower-case method", "keys: [{id: a, secrets: [x-0123456789abcdef]}]\nidempotency: {methods: [post]}\n", "idempotency.methods[0]"},

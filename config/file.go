@@ -39,7 +39,7 @@ type File struct {
 	// Server tunes the HTTP servers on listen, auth_listen and admin_listen.
 	Server Server `yaml:"server"`
 	// Redis is the Redis of the stores set to "redis".
-	Redis redisstore.Config `yaml:"redis"`
+	Redis redisstore.Section `yaml:"redis"`
 	// Postgres is the database of the PostgreSQL idempotency store.
 	Postgres postgres.Config `yaml:"postgres"`
 	// Routes, when set, serve several APIs and webhook endpoints from one
@@ -204,7 +204,7 @@ func validAddr(field, addr string) error {
 // StoreOptions returns what package stores needs of f besides the Guard's
 // configuration: the Redis, PostgreSQL and disk sections.
 func (f File) StoreOptions() []stores.Option {
-	return []stores.Option{stores.WithRedis(f.Redis), stores.WithPostgres(f.Postgres), stores.WithDisk(f.Disk)}
+	return []stores.Option{stores.WithRedisSection(f.Redis), stores.WithPostgres(f.Postgres), stores.WithDisk(f.Disk)}
 }
 
 // dataDir returns the default disk.path of the configuration file at

@@ -56,12 +56,6 @@ type Config struct {
 	// KeyPrefix starts every key; instances sharing records must use the
 	// same. Default DefaultKeyPrefix ("rg").
 	KeyPrefix string `yaml:"key_prefix" json:"key_prefix,omitempty"`
-	// Tagging chooses the hash tag of nonce and idempotency record keys:
-	// TaggingKey ("key") or TaggingPrincipal ("principal"; see
-	// docs/redis.md for what it costs on a Cluster). Instances sharing
-	// records must use the same; stores.Open records it in Redis and
-	// refuses another (CheckTagging). Default TaggingKey.
-	Tagging string `yaml:"tagging" json:"tagging,omitempty"`
 }
 
 // WithDefaults returns c with every unset field at its default.
@@ -72,22 +66,7 @@ func (c Config) WithDefaults() Config {
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = DefaultKeyPrefix
 	}
-	if c.Tagging == "" {
-		c.Tagging = TaggingKey
-	}
 	return c
-}
-
-// tagging returns the layout.Tagging Tagging names, and whether it names
-// one ("" names the default).
-func (c Config) tagging() (layout.Tagging, bool) {
-	switch c.Tagging {
-	case "", TaggingKey:
-		return layout.TagKey, true
-	case TaggingPrincipal:
-		return layout.TagPrincipal, true
-	}
-	return layout.TagKey, false
 }
 
 // Validate checks c and returns every problem found, each a
@@ -110,22 +89,69 @@ func (c Config) Validate() error {
 	if c.Timeout < 0 {
 		errs = append(errs, &confval.FieldError{Field: "redis.timeout", Err: errors.New("must be positive")})
 	}
-	if _, ok := c.tagging(); !ok {
-		errs = append(errs, &confval.FieldError{Field: "redis.tagging", Err: fmt.Errorf("want %q or %q, got %q", TaggingKey, TaggingPrincipal, c.Tagging)})
-	}
 	return errors.Join(errs...)
 }
 
-// Keys returns the key layout c configures: its prefix and tagging.
-func (c Config) Keys() layout.Keys {
-	c = c.WithDefaults()
-	t, _ := c.tagging()
-	return layout.Keys{Prefix: c.KeyPrefix, Tagging: t}
+// StoreOptions returns the options of a store c configures: its key prefix
+// and timeout.
+func (c Config) StoreOptions() []Option {
+	return []Option{WithKeyPrefix(c.KeyPrefix), WithTimeout(c.Timeout.D())}
 }
 
-// StoreOptions returns the options of a store c configures: its key
+// Section is the `redis:` section as the binary and the Caddy module read
+// it: Config, the settings every shape shares (the Traefik plugin's
+// options mirror it), and the key tagging, which only they take — the
+// plugin always tags by key. Field names are the configuration's (YAML and
+// JSON); Config's sit beside Tagging.
+type Section struct {
+	Config `yaml:",inline"`
+	// Tagging chooses the hash tag of nonce and idempotency record keys:
+	// TaggingKey ("key") or TaggingPrincipal ("principal"; see
+	// docs/redis.md for what it costs on a Cluster). Instances sharing
+	// records must use the same; stores.Open records it in Redis and
+	// refuses another (CheckTagging). Default TaggingKey.
+	Tagging string `yaml:"tagging" json:"tagging,omitempty"`
+}
+
+// WithDefaults returns s with every unset field at its default.
+func (s Section) WithDefaults() Section {
+	s.Config = s.Config.WithDefaults()
+	if s.Tagging == "" {
+		s.Tagging = TaggingKey
+	}
+	return s
+}
+
+// Validate checks s as Config.Validate does, and its tagging.
+func (s Section) Validate() error {
+	err := s.Config.Validate()
+	if _, ok := s.tagging(); !ok {
+		err = errors.Join(err, &confval.FieldError{Field: "redis.tagging",
+			Err: fmt.Errorf("want %q or %q, got %q", TaggingKey, TaggingPrincipal, s.Tagging)})
+	}
+	return err
+}
+
+// tagging returns the layout.Tagging Tagging names, and whether it names
+// one ("" names the default).
+func (s Section) tagging() (layout.Tagging, bool) {
+	switch s.Tagging {
+	case "", TaggingKey:
+		return layout.TagKey, true
+	case TaggingPrincipal:
+		return layout.TagPrincipal, true
+	}
+	return layout.TagKey, false
+}
+
+// Keys returns the key layout s configures: its prefix and tagging.
+func (s Section) Keys() layout.Keys {
+	t, _ := s.tagging()
+	return layout.Keys{Prefix: s.Config.WithDefaults().KeyPrefix, Tagging: t}
+}
+
+// StoreOptions returns the options of a store s configures: its key
 // prefix, tagging and timeout.
-func (c Config) StoreOptions() []Option {
-	k := c.Keys()
-	return []Option{WithKeyPrefix(c.KeyPrefix), WithTagging(k.Tagging), WithTimeout(c.Timeout.D())}
+func (s Section) StoreOptions() []Option {
+	return append(s.Config.StoreOptions(), WithTagging(s.Keys().Tagging))
 }

@@ -167,8 +167,8 @@ func TestStoresOpenRefusesAnotherTagging(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	open := func(prefix, tagging string) (*stores.Set, error) {
-		rc := redisstore.Config{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, Tagging: tagging, Timeout: replayguard.Duration(slow)}
-		return stores.Open(ctx, redisConfig(srv.Addr(), nil), stores.WithRedis(rc))
+		rc := redisstore.Section{Config: redisstore.Config{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, Timeout: replayguard.Duration(slow)}, Tagging: tagging}
+		return stores.Open(ctx, redisConfig(srv.Addr(), nil), stores.WithRedisSection(rc))
 	}
 	s, err := open("tagA", "principal")
 	require.NoError(t, err)
@@ -199,9 +199,12 @@ func TestStoresOpenRefusesAnotherTagging(t *testing.T) {
 	require.NoError(t, s.Close())
 }
 
-func TestConfigTagging(t *testing.T) {
-	c := redisstore.Config{Addrs: []string{"127.0.0.1:6379"}}
+// redis.tagging is the binary's and the Caddy module's (Section), beside
+// the settings every shape shares (Config).
+func TestSectionTagging(t *testing.T) {
+	c := redisstore.Section{Config: redisstore.Config{Addrs: []string{"127.0.0.1:6379"}}}
 	assert.Equal(t, redisstore.TaggingKey, c.WithDefaults().Tagging)
+	assert.Equal(t, redisstore.DefaultKeyPrefix, c.WithDefaults().KeyPrefix)
 	assert.Equal(t, layout.TagKey, c.Keys().Tagging)
 	c.Tagging = redisstore.TaggingPrincipal
 	require.NoError(t, c.Validate())

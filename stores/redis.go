@@ -17,9 +17,16 @@ import (
 type redisClient = *goredis.Client
 
 // WithRedis sets the Redis of the stores set to "redis" (the `redis:`
-// section).
+// section's settings), with keys tagged by key (redis.tagging's default).
 func WithRedis(c redisstore.Config) Option {
-	return func(o *options) { o.redis = c }
+	return WithRedisSection(redisstore.Section{Config: c})
+}
+
+// WithRedisSection sets the Redis of the stores set to "redis": the
+// `redis:` section as the binary and the Caddy module read it, the key
+// tagging included.
+func WithRedisSection(s redisstore.Section) Option {
+	return func(o *options) { o.redis = s }
 }
 
 // redisClient returns the Set's Redis client, creating it on first use.
@@ -34,7 +41,7 @@ func (s *Set) redisClient(ctx context.Context, cfg replayguard.Config, o options
 	if len(rc.Addrs) == 0 {
 		return nil, &replayguard.FieldError{Field: "redis.addrs", Err: fmt.Errorf("required when %s is %q", field, replayguard.StoreRedis)}
 	}
-	c, err := goredis.New(rc)
+	c, err := goredis.New(rc.Config)
 	if err != nil {
 		return nil, err
 	}

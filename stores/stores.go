@@ -87,7 +87,7 @@ type Option func(*options)
 type options struct {
 	now      func() time.Time
 	postgres postgres.Config
-	redis    redisstore.Config
+	redis    redisstore.Section
 	disk     disk.Config
 	diskDB   *disk.DB
 }

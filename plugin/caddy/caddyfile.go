@@ -219,7 +219,7 @@ func parseNonce(d *caddyfile.Dispenser, n *replayguard.NonceConfig) error {
 }
 
 // parseRedis reads the redis block.
-func parseRedis(d *caddyfile.Dispenser, rc *redisstore.Config) error {
+func parseRedis(d *caddyfile.Dispenser, rc *redisstore.Section) error {
 	return block(d, "redis", map[string]func() error{
 		"addrs":       func() (err error) { rc.Addrs, err = listArg(d); return },
 		"master_name": func() (err error) { rc.MasterName, err = stringArg(d); return },

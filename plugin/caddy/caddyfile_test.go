@@ -149,8 +149,8 @@ func TestUnmarshalCaddyfileEverySubdirective(t *testing.T) {
 		FailMode: "open",
 	}
 	assert.Equal(t, want, h.Config)
-	assert.Equal(t, redisstore.Config{Addrs: []string{"127.0.0.1:6379", "127.0.0.1:6380"}, MasterName: "mymaster", Username: "rg",
-		Password: "{env.REDIS_PASSWORD}", DB: 2, TLS: true, Timeout: dur(150 * time.Millisecond), KeyPrefix: "rgx", Tagging: "principal"}, h.Redis)
+	assert.Equal(t, redisstore.Section{Config: redisstore.Config{Addrs: []string{"127.0.0.1:6379", "127.0.0.1:6380"}, MasterName: "mymaster", Username: "rg",
+		Password: "{env.REDIS_PASSWORD}", DB: 2, TLS: true, Timeout: dur(150 * time.Millisecond), KeyPrefix: "rgx"}, Tagging: "principal"}, h.Redis)
 	assert.Equal(t, postgres.Config{DSN: "postgres://rg@127.0.0.1/rg?sslmode=disable", Timeout: dur(2 * time.Second)}, h.Postgres)
 	assert.Equal(t, disk.Config{Path: "/var/lib/caddy/replayguard", Fsync: boolp(false), MaxBytes: 1 << 30, KeyShare: 0.125,
 		LockTimeout: dur(30 * time.Second), Timeout: dur(2 * time.Second), ReapInterval: dur(500 * time.Millisecond)}, h.Disk)

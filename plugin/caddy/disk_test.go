@@ -192,7 +192,7 @@ func TestPoolKeyDisk(t *testing.T) {
 		return r
 	}
 	k := func(cfg replayguard.Config, c disk.Config) string {
-		key, err := poolKey(cfg.WithDefaults(), redisstore.Config{}, postgres.Config{}, resolved(c))
+		key, err := poolKey(cfg.WithDefaults(), redisstore.Section{}, postgres.Config{}, resolved(c))
 		require.NoError(t, err)
 		return key
 	}

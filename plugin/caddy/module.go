@@ -61,7 +61,7 @@ const (
 type Handler struct {
 	replayguard.Config
 	// Redis is the Redis of the stores set to "redis".
-	Redis redisstore.Config `json:"redis,omitempty"`
+	Redis redisstore.Section `json:"redis,omitempty"`
 	// Postgres is the database of the PostgreSQL idempotency store
 	// (idempotency.store: postgres).
 	Postgres postgres.Config `json:"postgres,omitempty"`
@@ -94,9 +94,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h Handler) MarshalJSON() ([]byte, error) {
 	b, err := json.Marshal(struct {
 		replayguard.Config
-		Redis    redisstore.Config `json:"redis,omitempty"`
-		Postgres postgres.Config   `json:"postgres,omitempty"`
-		Disk     disk.Config       `json:"disk,omitempty"`
+		Redis    redisstore.Section `json:"redis,omitempty"`
+		Postgres postgres.Config    `json:"postgres,omitempty"`
+		Disk     disk.Config        `json:"disk,omitempty"`
 	}{h.Config, h.Redis, h.Postgres, h.Disk})
 	if err != nil {
 		return nil, err
@@ -244,10 +244,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // other store settings, holds its directory: opening it again would wait
 // for a close that comes only after this handler is provisioned.
 func takeStores(ctx caddy.Context, cfg replayguard.Config, key string,
-	rc redisstore.Config, pg postgres.Config, dc disk.Config,
+	rc redisstore.Section, pg postgres.Config, dc disk.Config,
 ) (*sharedStores, bool, error) {
 	open := func() (*sharedStores, error) {
-		set, err := stores.Open(ctx, cfg, stores.WithRedis(rc), stores.WithPostgres(pg), stores.WithDisk(dc))
+		set, err := stores.Open(ctx, cfg, stores.WithRedisSection(rc), stores.WithPostgres(pg), stores.WithDisk(dc))
 		if err != nil {
 			return nil, err
 		}
@@ -383,12 +383,12 @@ func forward(w http.ResponseWriter, verified *http.Request) {
 // memory stores), and the disk section counts only when a store is disk,
 // with its defaults filled and its path resolved, so that handlers naming
 // one directory in different words share one store.
-func poolKey(cfg replayguard.Config, rc redisstore.Config, pg postgres.Config, dc disk.Config) (string, error) {
+func poolKey(cfg replayguard.Config, rc redisstore.Section, pg postgres.Config, dc disk.Config) (string, error) {
 	k := struct {
 		Nonce       replayguard.NonceConfig
 		IdemEnabled bool
 		IdemStore   string
-		Redis       redisstore.Config
+		Redis       redisstore.Section
 		Postgres    postgres.Config
 		Disk        *disk.Config
 		BloomSpan   replayguard.Duration
@@ -442,7 +442,7 @@ func resolvePlaceholders(cfg replayguard.Config) (replayguard.Config, error) {
 // backendsResolved returns the Redis and PostgreSQL sections with their
 // defaults and Caddy's global placeholders replaced in the addresses and
 // credentials.
-func backendsResolved(rc redisstore.Config, pg postgres.Config) (redisstore.Config, postgres.Config) {
+func backendsResolved(rc redisstore.Section, pg postgres.Config) (redisstore.Section, postgres.Config) {
 	repl := caddy.NewReplacer()
 	if rc.Addrs != nil {
 		addrs := make([]string, 0, len(rc.Addrs))
@@ -484,7 +484,7 @@ func diskResolved(c disk.Config) (disk.Config, error) {
 
 // backendsValid checks the Redis and PostgreSQL sections against the
 // stores cfg names.
-func backendsValid(cfg replayguard.Config, rc redisstore.Config, pg postgres.Config) error {
+func backendsValid(cfg replayguard.Config, rc redisstore.Section, pg postgres.Config) error {
 	var errs []error
 	if cfg.UsesRedis() || len(rc.Addrs) > 0 {
 		errs = append(errs, rc.Validate())

@@ -216,6 +216,18 @@ func TestBinaryOnlyFieldsAreUnknownToCaddy(t *testing.T) {
 	assert.Equal(t, "postgres://x", h.Postgres.DSN)
 }
 
+// redis.tagging sits beside the other redis fields in the JSON, and comes
+// back out of it.
+func TestRedisTaggingJSON(t *testing.T) {
+	var h Handler
+	require.NoError(t, caddy.StrictUnmarshalJSON([]byte(`{"keys":[{"id":"client-a","secrets":["`+testSecret+`"]}],"redis":{"addrs":["127.0.0.1:6379"],"key_prefix":"acme","tagging":"principal"}}`), &h))
+	assert.Equal(t, "principal", h.Redis.Tagging)
+	assert.Equal(t, "acme", h.Redis.KeyPrefix)
+	out, err := json.Marshal(h)
+	require.NoError(t, err)
+	assert.Contains(t, string(out), `"redis":{"addrs":["127.0.0.1:6379"],"key_prefix":"acme","tagging":"principal"}`)
+}
+
 func TestProvisionValidatesTheConfiguration(t *testing.T) {
 	err := provision(t, &Handler{})
 	require.Error(t, err)
@@ -303,7 +315,7 @@ func TestStoresOutliveAReload(t *testing.T) {
 func TestPoolKey(t *testing.T) {
 	base := testConfig().WithDefaults()
 	k := func(c replayguard.Config) string {
-		key, err := poolKey(c, redisstore.Config{}, postgres.Config{}, disk.Config{})
+		key, err := poolKey(c, redisstore.Section{}, postgres.Config{}, disk.Config{})
 		require.NoError(t, err)
 		return key
 	}
@@ -324,10 +336,10 @@ func TestPoolKey(t *testing.T) {
 		change(&c)
 		assert.NotEqual(t, k(base), k(c), name)
 	}
-	withDB, err := poolKey(base, redisstore.Config{}, postgres.Config{DSN: "postgres://x"}, disk.Config{})
+	withDB, err := poolKey(base, redisstore.Section{}, postgres.Config{DSN: "postgres://x"}, disk.Config{})
 	require.NoError(t, err)
 	assert.NotEqual(t, k(base), withDB, "postgres")
-	withRedis, err := poolKey(base, redisstore.Config{Addrs: []string{"127.0.0.1:6379"}}, postgres.Config{}, disk.Config{})
+	withRedis, err := poolKey(base, redisstore.Section{Config: redisstore.Config{Addrs: []string{"127.0.0.1:6379"}}}, postgres.Config{}, disk.Config{})
 	require.NoError(t, err)
 	assert.NotEqual(t, k(base), withRedis, "redis")
 	bloomA, bloomB := base, base
