@@ -51,11 +51,6 @@ func TestConfigMirrorsTheModel(t *testing.T) {
 	// The redis: section belongs to the Redis store's package.
 	model = append(model, "redis")
 	for _, p := range fieldPaths(reflect.TypeOf(redisstore.Config{}), "yaml", "redis.", nil) {
-		if p == "redis.tagging" {
-			// The plugin names keys as the default tagging, key, only
-			// (docs/traefik.md).
-			continue
-		}
 		model = append(model, camel(p))
 	}
 	plugin := fieldPaths(reflect.TypeOf(Config{}), "json", "", nil)
@@ -108,7 +103,7 @@ func TestModelConversion(t *testing.T) {
 	assert.Equal(t, int64(1<<20), id.MemoryMaxBytes)
 	assert.Equal(t, 0.5, id.KeyShare)
 	assert.Equal(t, redisstore.Config{Addrs: []string{"127.0.0.1:6379"}, Username: "u", Password: "p", DB: 2, TLS: true,
-		Timeout: replayguard.Duration(150 * time.Millisecond), KeyPrefix: "px", Tagging: redisstore.TaggingKey}, rc)
+		Timeout: replayguard.Duration(150 * time.Millisecond), KeyPrefix: "px"}, rc)
 	assert.Equal(t, "open", m.FailMode)
 }
 
