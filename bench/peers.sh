@@ -19,7 +19,7 @@
 # Usage: bench/peers.sh [peers flags]     (from anywhere)
 #   -rounds 7 -duration 10s -rate 1000 -concurrency 64 -body 1024
 #   -preload 200000 -targets bare,caddy,caddy-replayguard,memory,
-#   memory-noidem,redis-exact,redis-bloom,default,nginx
+#   memory-gogc200,memory-noidem,redis-exact,redis-bloom,default,nginx
 # Environment: WRITE=1 puts the report into BENCHMARKS.md (between its
 # peers markers) besides printing it; KEEP=1 keeps the directory (the
 # results JSON, configurations, logs); CADDY=0 builds no Caddy.

@@ -69,6 +69,14 @@ func (p *proc) exited() bool {
 	}
 }
 
+// exitErr is how the process ended, once it has.
+func (p *proc) exitErr() error {
+	if p.err == nil {
+		return errors.New("exit status 0")
+	}
+	return p.err
+}
+
 // stop ends the process: SIGTERM, then SIGKILL after 15 s.
 func (p *proc) stop() {
 	if p == nil || p.exited() {
@@ -101,7 +109,7 @@ func (p *proc) waitFor(ctx context.Context, what string, ready func() bool) erro
 	deadline := time.Now().Add(60 * time.Second)
 	for !ready() {
 		if p.exited() {
-			return fmt.Errorf("%s exited (%w) before %s; its stderr:\n%s", p.name, p.err, what, p.tail())
+			return fmt.Errorf("%s exited (%w) before %s; its stderr:\n%s", p.name, p.exitErr(), what, p.tail())
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: timed out waiting for %s; its stderr:\n%s", p.name, what, p.tail())

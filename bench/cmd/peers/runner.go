@@ -198,7 +198,7 @@ func (r *runner) measureTarget(ctx context.Context, t target, round int) ([]samp
 	var out []sample
 	for _, w := range r.o.windows() {
 		if p.exited() {
-			return nil, fmt.Errorf("%s exited (%w); its stderr:\n%s", t.name, p.err, p.tail())
+			return nil, fmt.Errorf("%s exited (%w); its stderr:\n%s", t.name, p.exitErr(), p.tail())
 		}
 		offset := fileSize(p.stderr)
 		from := time.Since(p.started)

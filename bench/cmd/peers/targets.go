@@ -74,6 +74,14 @@ var allTargets = []target{
 		ready: serveURL,
 	},
 	{
+		name: "memory-gogc200", label: "`replayguard serve`, memory stores, `GOGC=200` in its environment", logs: "`log.access: false`", goRuntime: true,
+		setup: func(r *runner, dir string, _ int) ([]string, []string, string, error) {
+			argv, _, cfg, err := r.serve(dir, "nonce: {store: memory}\nidempotency: {store: memory, memory_max_bytes: 4294967296}\nlog: {access: false}\n")
+			return argv, []string{"GOGC=200"}, "GOGC=200\n" + cfg, err
+		},
+		ready: serveURL,
+	},
+	{
 		name: "memory-noidem", label: "`replayguard serve`, memory stores, idempotency off", logs: "`log.access: false`", goRuntime: true,
 		setup: func(r *runner, dir string, _ int) ([]string, []string, string, error) {
 			return r.serve(dir, "nonce: {store: memory}\nidempotency: {enabled: false}\nlog: {access: false}\n")
