@@ -97,6 +97,13 @@ func run() error {
 		res, err = r.measure(ctx)
 		r.close()
 		if err != nil {
+			if res != nil && len(res.Samples) > 0 {
+				// What was measured is kept for -render.
+				path := filepath.Join(o.work, "results.partial.json")
+				if serr := res.save(path); serr == nil {
+					fmt.Fprintln(os.Stderr, "peers: what was measured is in", path)
+				}
+			}
 			return err
 		}
 		path := filepath.Join(o.work, "results.json")
