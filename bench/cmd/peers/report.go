@@ -204,6 +204,7 @@ type goal struct {
 
 func (res *results) goals() []goal {
 	rate := res.Options.Rate
+	at := fmt.Sprintf(", at %s req/s", thousands(rate))
 	return []goal{
 		{what: "`replayguard serve`, memory: CPU per covered POST ÷ the baseline's", a: "memory", b: baseline, method: "POST",
 			f: ratio(cpuPer), limit: 1.25, atMost: true, limitText: "≤ 1.25", formatting: "%.2f"},
@@ -213,6 +214,13 @@ func (res *results) goals() []goal {
 			method: "POST", rate: rate, f: diff(p99), limit: 0.5, atMost: true, limitText: "≤ +0.5 ms", formatting: "%+.2f ms"},
 		{what: "Caddy + directive: req/s of covered POSTs ÷ Caddy `reverse_proxy` alone", a: "caddy-replayguard", b: "caddy", method: "POST",
 			f: ratio(rps), limit: 0.9, limitText: "≥ 0.90", formatting: "%.2f"},
+		// The CPU goals again where the machine is not saturated: each
+		// request then also pays its own wake-ups, which batching hides
+		// at full load.
+		{what: "`replayguard serve`, memory: CPU per covered POST ÷ the baseline's" + at, a: "memory", b: baseline, method: "POST", rate: rate,
+			f: ratio(cpuPer), limit: 1.25, atMost: true, limitText: "≤ 1.25", formatting: "%.2f"},
+		{what: "`replayguard serve`, memory: CPU per GET ÷ the baseline's" + at, a: "memory", b: baseline, method: "GET", rate: rate,
+			f: ratio(cpuPer), limit: 1.05, atMost: true, limitText: "≤ 1.05", formatting: "%.2f"},
 	}
 }
 
@@ -325,26 +333,27 @@ func (res *results) markdown() string {
 // ratios to the baseline.
 func (res *results) table(b *strings.Builder, method string) {
 	rate := res.Options.Rate
-	fmt.Fprintf(b, "| target | req/s at %d in flight | ÷ baseline | CPU µs/request | ÷ baseline | GC µs/request | p99 ms at %s req/s | − baseline |\n",
-		res.Options.Concurrency, thousands(rate))
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(b, "| target | req/s at %d in flight | ÷ baseline | CPU µs/request | ÷ baseline | GC µs/request | CPU ÷ baseline at %s req/s | p99 ms at %s req/s | − baseline |\n",
+		res.Options.Concurrency, thousands(rate), thousands(rate))
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, t := range res.Targets {
 		r := res.each(t.Name, method, 0, rps)
 		c := res.each(t.Name, method, 0, cpuPer)
 		g := res.each(t.Name, method, 0, gcPer)
 		p := res.each(t.Name, method, rate, p99)
-		rr, cr, pd := "1", "1", "—"
+		rr, cr, fr, pd := "1", "1", "1", "—"
 		if t.Name != baseline {
 			rr = rangeOf(res.paired(t.Name, baseline, method, 0, ratio(rps)), "%.2f")
 			cr = rangeOf(res.paired(t.Name, baseline, method, 0, ratio(cpuPer)), "%.2f")
+			fr = rangeOf(res.paired(t.Name, baseline, method, rate, ratio(cpuPer)), "%.2f")
 			pd = rangeOf(res.paired(t.Name, baseline, method, rate, diff(p99)), "%+.2f")
 		}
 		label := t.Label
 		if t.Name == "caddy-replayguard" && res.has("caddy") {
 			label += fmt.Sprintf(" (req/s %s of Caddy alone)", rangeOf(res.paired(t.Name, "caddy", method, 0, ratio(rps)), "%.2f"))
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", label, thousands(r.median), rr, num(c.median, "%.1f"), cr,
-			num(g.median, "%.1f"), num(p.median, "%.2f"), pd)
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label, thousands(r.median), rr, num(c.median, "%.1f"), cr,
+			num(g.median, "%.1f"), fr, num(p.median, "%.2f"), pd)
 	}
 	errs := res.errorsOf(method)
 	if errs != "" {
