@@ -60,16 +60,33 @@ func TestHijackedResponseIsReleased(t *testing.T) {
 		_ = h.Serve(w, r, idempotency.Request{Principal: "p", Target: r.URL.RequestURI(), Body: body}, next)
 	}))
 	defer srv.Close()
-	for i := 0; i < 2; i++ {
+	send := func() (int, string) {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/x", strings.NewReader("b"))
 		req.Header.Set(idempotency.HeaderName, "hijack-key")
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		b, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
-		assert.Equal(t, 201, resp.StatusCode)
-		assert.Equal(t, "hi", string(b))
+		return resp.StatusCode, string(b)
 	}
+	status, body := send()
+	assert.Equal(t, 201, status)
+	assert.Equal(t, "hi", body)
+	// The hijacked connection delivers the whole response before the
+	// handler returns and the key is released: a retry sent at once may
+	// still find it in progress (409, nothing run), never stored.
+	var retried bool
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		status, body = send()
+		if status != http.StatusConflict {
+			retried = true
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.True(t, retried, "the key was never released")
+	assert.Equal(t, 201, status)
+	assert.Equal(t, "hi", body)
 	assert.Equal(t, int64(2), runs.Load(), "not stored: the retry runs again")
 }
 
