@@ -429,7 +429,17 @@ func serveCovered(g *Guard, next http.Handler, w http.ResponseWriter, r *http.Re
 	v := &p.v
 	r2 := withBody(r, body, v)
 	idemReq := idempotency.Request{Principal: g.scope + signature.Verified.Scope(*v), KeyID: quotaOwner(g, v.KeyID), Key: v.IdempotencyKey, Target: p.sr.Target, Body: body, Optional: v.IdempotencyOptional}
-	if hasNonce {
+	if hasNonce && g.joint == nil {
+		// Without a store adding it in the claim's write, the step would
+		// add the nonce alone before anything else: it is added here.
+		if err := addNonce(r.Context(), g, v, &p.e); err != nil {
+			if tr != nil {
+				tr.Idempotency(idempotency.OutcomeNone)
+			}
+			g.reject(w, r, err, start, tr)
+			return
+		}
+	} else if hasNonce {
 		nonceStep(g, &c.ns, v, &p.e)
 		idemReq.Nonce = &c.ns
 	}

@@ -23,7 +23,25 @@ const MaxKeyLen = 255
 // RFC 8941 sf-string ("…", with \" and \\ escapes) or a bare token, both
 // naming the same key, of 1–255 printable ASCII characters (0x20–0x7E). No
 // value returns "" and ErrKeyMissing; several values are malformed.
+//
+// A bare token, the common case, is checked by standard-library calls
+// (under the Yaegi interpreter, the Traefik plugin, a loop over bytes costs
+// about a microsecond each); parseKey parses the others.
 func ParseKey(values []string) (string, error) {
+	if len(values) == 1 {
+		v := strings.Trim(values[0], " \t")
+		if v != "" && v[0] != '"' && len(v) <= MaxKeyLen && strings.Trim(v, printableASCII) == "" {
+			return v, nil
+		}
+	}
+	return parseKey(values)
+}
+
+// printableASCII are the bytes a key may hold: 0x20–0x7E.
+const printableASCII = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+
+// parseKey is ParseKey, byte by byte.
+func parseKey(values []string) (string, error) {
 	if len(values) == 0 {
 		return "", ErrKeyMissing
 	}
@@ -86,22 +104,13 @@ func ScopedKey(principal, key string) string {
 // named headers (in the order given, each with all its values) and the
 // body, each part length-prefixed so no two requests share an encoding.
 func RequestFingerprint(method, target string, h http.Header, headers []string, body []byte) Fingerprint {
+	// No closure and no defer: under the Yaegi interpreter (the Traefik
+	// plugin) each costs about as much as the rest.
 	fs := fingerprints.Get().(*fingerprinter)
-	defer fingerprints.Put(fs)
-	b := fs.buf[:0]
-	part := func(s string) {
-		b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
-		b = append(b, s...)
-	}
-	part(method)
-	part(target)
-	for _, name := range headers {
-		part(strings.ToLower(name))
-		vs := h.Values(name)
-		b = binary.BigEndian.AppendUint64(b, uint64(len(vs)))
-		for _, v := range vs {
-			part(v)
-		}
+	b := appendPart(fs.buf[:0], method)
+	b = appendPart(b, target)
+	if len(headers) > 0 {
+		b = appendHeaderParts(b, h, headers)
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(len(body)))
 	fs.d.Reset()
@@ -112,7 +121,28 @@ func RequestFingerprint(method, target string, h http.Header, headers []string, 
 	}
 	var fp Fingerprint
 	fs.d.Sum(fp[:0])
+	fingerprints.Put(fs)
 	return fp
+}
+
+// appendPart appends s to b, length-prefixed.
+func appendPart(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendHeaderParts appends the named headers of h to b, each name
+// lower-cased, then its number of values and each value.
+func appendHeaderParts(b []byte, h http.Header, headers []string) []byte {
+	for _, name := range headers {
+		b = appendPart(b, strings.ToLower(name))
+		vs := h.Values(name)
+		b = binary.BigEndian.AppendUint64(b, uint64(len(vs)))
+		for _, v := range vs {
+			b = appendPart(b, v)
+		}
+	}
+	return b
 }
 
 // fingerprinter is the state RequestFingerprint reuses: a SHA-256 digest
