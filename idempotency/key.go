@@ -23,25 +23,7 @@ const MaxKeyLen = 255
 // RFC 8941 sf-string ("…", with \" and \\ escapes) or a bare token, both
 // naming the same key, of 1–255 printable ASCII characters (0x20–0x7E). No
 // value returns "" and ErrKeyMissing; several values are malformed.
-//
-// A bare token, the common case, is checked by standard-library calls
-// (under the Yaegi interpreter, the Traefik plugin, a loop over bytes costs
-// about a microsecond each); parseKey parses the others.
 func ParseKey(values []string) (string, error) {
-	if len(values) == 1 {
-		v := strings.Trim(values[0], " \t")
-		if v != "" && v[0] != '"' && len(v) <= MaxKeyLen && strings.Trim(v, printableASCII) == "" {
-			return v, nil
-		}
-	}
-	return parseKey(values)
-}
-
-// printableASCII are the bytes a key may hold: 0x20–0x7E.
-const printableASCII = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
-
-// parseKey is ParseKey, byte by byte.
-func parseKey(values []string) (string, error) {
 	if len(values) == 0 {
 		return "", ErrKeyMissing
 	}
