@@ -403,7 +403,10 @@ func WriteResponse(w http.ResponseWriter, resp *Response) {
 
 // execute runs next while holding the lease, then stores or releases.
 func execute(h *Deduper, w http.ResponseWriter, r *http.Request, key, token string, ttl time.Duration, next http.Handler) {
-	event(h, &h.stats.Executed, "executed")
+	h.stats.Executed.Add(1) // event, spelled out on this path
+	if h.opts.OnEvent != nil {
+		h.opts.OnEvent("executed")
+	}
 	x := &execution{h: h, rec: recorder{w: w, max: h.opts.MaxResponseBytes, unknownLengthStreams: h.opts.StreamUnknownLength},
 		ctx: context.WithoutCancel(r.Context()), key: key, token: token}
 	x.renewing = h.renewWhileRunning(x.ctx, key, token)
@@ -620,13 +623,14 @@ func (r *recorder) WriteHeader(code int) {
 		return
 	}
 	r.status = code
-	r.header = storableHeader(r.w.Header())
-	if mt := first(r.w.Header()["Content-Type"]); strings.HasPrefix(strings.ToLower(mt), "text/event-stream") {
+	h := r.w.Header()
+	r.header = storableHeader(h)
+	if ct := h["Content-Type"]; len(ct) > 0 && strings.HasPrefix(strings.ToLower(ct[0]), "text/event-stream") {
 		r.streaming = true
 	}
 	// 204 and 304 carry no body, hence no Content-Length: nothing streams.
 	if r.unknownLengthStreams && code != http.StatusNoContent && code != http.StatusNotModified &&
-		first(r.w.Header()["Content-Length"]) == "" {
+		first(h["Content-Length"]) == "" {
 		r.streaming = true
 	}
 	r.w.WriteHeader(code)

@@ -307,14 +307,27 @@ func holder(sh *memShard, key, token string) (*memRecord, error) {
 	return r, nil
 }
 
-// reschedule moves r to its deadline in the shard's expiry heaps.
+// reschedule moves r to its deadline in the shard's expiry heaps. A
+// record whose deadline moved later can only sift down.
 func reschedule(sh *memShard, r *memRecord) {
-	heapFix(&sh.expiry, int(r.idx))
+	later := r.deadline >= sh.expiry.items[r.idx].at
+	heapMove(&sh.expiry, int(r.idx), later)
 	if r.owner != nil {
 		if h := sh.owned[r.owner]; h != nil {
-			heapFix(h, int(r.ownedIdx))
+			heapMove(h, int(r.ownedIdx), later)
 		}
 	}
+}
+
+// heapMove moves the item at i to its record's deadline, later than its
+// place's when later is set.
+func heapMove(h *expiryHeap, i int, later bool) {
+	if !later {
+		heapFix(h, i)
+		return
+	}
+	h.items[i].at = h.items[i].rec.deadline
+	heapDown(h, i)
 }
 
 // Renew implements Store.
@@ -671,9 +684,13 @@ func heapSet(h *expiryHeap, i int, it expiryItem) {
 }
 
 func heapPush(h *expiryHeap, r *memRecord) {
-	h.items = append(h.items, expiryItem{})
-	i := len(h.items) - 1
-	heapSet(h, i, expiryItem{at: r.deadline, rec: r})
+	i := len(h.items)
+	h.items = append(h.items, expiryItem{at: r.deadline, rec: r})
+	if h.owned {
+		r.ownedIdx = int32(i)
+	} else {
+		r.idx = int32(i)
+	}
 	// Records mostly arrive in deadline order: no sift then.
 	if i > 0 && h.items[(i-1)/2].at > r.deadline {
 		heapUp(h, i)
