@@ -450,7 +450,7 @@ func serveCovered(g *Guard, next http.Handler, w http.ResponseWriter, r *http.Re
 		on = &c.on
 		h = on
 	}
-	o, err := g.idem.ServeOutcome(w, r2, idemReq, h)
+	o, err := (*idempotency.Deduper).ServeOutcome(g.idem, w, r2, idemReq, h)
 	if tr != nil {
 		tr.Idempotency(o)
 	}

@@ -407,25 +407,26 @@ func execute(h *Deduper, w http.ResponseWriter, r *http.Request, key, token stri
 	if h.opts.OnEvent != nil {
 		h.opts.OnEvent("executed")
 	}
-	x := &execution{h: h, rec: recorder{w: w, max: h.opts.MaxResponseBytes, unknownLengthStreams: h.opts.StreamUnknownLength},
-		ctx: context.WithoutCancel(r.Context()), key: key, token: token}
-	x.renewing = h.renewWhileRunning(x.ctx, key, token)
+	x := &execution{h: h, rec: recorder{w: w, max: h.opts.MaxResponseBytes, unknownLengthStreams: h.opts.StreamUnknownLength}}
+	rn := &x.renewing
+	rn.ctx, rn.store, rn.key, rn.token, rn.lease, rn.d = context.WithoutCancel(r.Context()), h.store, key, token, h.opts.Lease, h
+	startRenewal(rn)
 	// One deferred call, made whether next returns or panics.
 	defer finish(x)
 	next.ServeHTTP(&x.rec, r)
 	x.completed = true
-	x.renewing.stop()
+	stopRenewal(rn)
 	store(x, ttl)
 }
 
-// execution is one covered request's run, in one allocation.
+// execution is one covered request's run, in one allocation: the
+// recorder and the lease's renewal (whose ctx, key and token are the
+// store's) with it.
 type execution struct {
-	h          *Deduper
-	rec        recorder
-	ctx        context.Context // the store's: the request's, never cancelled
-	key, token string
-	renewing   *renewal
-	completed  bool // next returned
+	h         *Deduper
+	rec       recorder
+	renewing  renewal
+	completed bool // next returned
 }
 
 // finish ends x: once next returned and the record is stored (or
@@ -438,49 +439,40 @@ func finish(x *execution) {
 		_ = releaseHeld(&x.rec)
 		return
 	}
-	x.renewing.stop()
-	if err := x.h.store.Release(x.ctx, x.key, x.token); err != nil {
-		logStoreErr(x.h, x.ctx, "release after panic", err)
+	rn := &x.renewing
+	stopRenewal(rn)
+	if err := x.h.store.Release(rn.ctx, rn.key, rn.token); err != nil {
+		logStoreErr(x.h, rn.ctx, "release after panic", err)
 	}
 }
 
-// store stores the response x recorded for ttl, or releases its key.
+// store stores the response x recorded for ttl, or releases its key when
+// the response must not be stored: the transport failed or the connection
+// was hijacked (Abandon), it was larger than MaxResponseBytes, it streams,
+// its status asks for a retry (408, 425, 429), or it is a server error
+// and StoreServerErrors is off.
 func store(x *execution, ttl time.Duration) {
-	h, rec := x.h, &x.rec
+	h, rec, rn := x.h, &x.rec, &x.renewing
 	if rec.status == 0 {
 		// The handler set headers (or nothing) and returned: net/http
 		// sends them with an implicit 200.
 		rec.status = http.StatusOK
 		rec.header = storableHeader(rec.w.Header())
 	}
-	if releaseReason(h, rec, rec.status) != "" {
+	status := rec.status
+	if rec.abandoned.Load() || rec.overflow || rec.streaming ||
+		status == http.StatusRequestTimeout || status == http.StatusTooEarly || status == http.StatusTooManyRequests ||
+		status >= 500 && !h.opts.StoreServerErrors {
 		event(h, &h.stats.Released, "released")
-		if err := h.store.Release(x.ctx, x.key, x.token); err != nil {
-			logStoreErr(h, x.ctx, "release", err)
+		if err := h.store.Release(rn.ctx, rn.key, rn.token); err != nil {
+			logStoreErr(h, rn.ctx, "release", err)
 		}
 		return
 	}
-	resp := &Response{Status: rec.status, Header: rec.header, Body: rec.buf.Bytes()}
-	if err := h.store.Complete(x.ctx, x.key, x.token, resp, ttl); err != nil {
-		logStoreErr(h, x.ctx, "complete", err)
+	resp := &Response{Status: status, Header: rec.header, Body: rec.buf.Bytes()}
+	if err := h.store.Complete(rn.ctx, rn.key, rn.token, resp, ttl); err != nil {
+		logStoreErr(h, rn.ctx, "complete", err)
 	}
-}
-
-// releaseReason says why a response must not be stored, or "".
-func releaseReason(h *Deduper, rec *recorder, status int) string {
-	switch {
-	case rec.abandoned.Load():
-		return "transport error or hijacked connection"
-	case rec.overflow:
-		return "response larger than max_response_bytes"
-	case rec.streaming:
-		return "streaming response"
-	case status == http.StatusRequestTimeout || status == http.StatusTooEarly || status == http.StatusTooManyRequests:
-		return "retryable status"
-	case status >= 500 && !h.opts.StoreServerErrors:
-		return "server error"
-	}
-	return ""
 }
 
 // logStoreErr logs a store failure that came after the response was
@@ -493,12 +485,6 @@ func logStoreErr(h *Deduper, ctx context.Context, op string, err error) {
 	}
 	h.opts.Logger.LogAttrs(ctx, level, "idempotency "+op+" failed; the response was still returned",
 		slog.String("error", err.Error()))
-}
-
-// renewWhileRunning renews the lease every third of it until its stop is
-// called.
-func (h *Deduper) renewWhileRunning(ctx context.Context, key, token string) *renewal {
-	return startRenewal(&renewal{ctx: ctx, store: h.store, key: key, token: token, lease: h.opts.Lease, d: h})
 }
 
 func renewLoop(ctx context.Context, store Store, key, token string, lease time.Duration, onErr func(error)) (stop func()) {
@@ -564,7 +550,11 @@ func (rn *renewal) renew() {
 
 // stop ends the renewals, waiting for one under way; calling it again
 // does nothing.
-func (rn *renewal) stop() {
+func (rn *renewal) stop() { stopRenewal(rn) }
+
+// stopRenewal is rn.stop, a function: under the Yaegi interpreter (the
+// Traefik plugin) a method call builds a reflect.MakeFunc wrapper.
+func stopRenewal(rn *renewal) {
 	rn.mu.Lock()
 	if !rn.stopped {
 		rn.stopped = true
@@ -643,6 +633,19 @@ func (r *recorder) WriteHeader(code int) {
 const holdBytes = 2 << 10
 
 func (r *recorder) Write(p []byte) (int, error) {
+	// A body held whole, as most are, is only copied: the frame of this
+	// method, which every write allocates under the Yaegi interpreter
+	// (the Traefik plugin), stays small.
+	if n := r.buf.Len() + len(p); n <= holdBytes && int64(n) <= r.max && r.status != 0 && !r.overflow && !r.streaming &&
+		r.status != http.StatusNoContent && r.status != http.StatusNotModified {
+		r.buf.Write(p)
+		return len(p), nil
+	}
+	return write(r, p)
+}
+
+// write is Write past its fast path.
+func write(r *recorder, p []byte) (int, error) {
 	if r.status == 0 {
 		r.WriteHeader(http.StatusOK)
 	}
