@@ -407,9 +407,9 @@ func execute(h *Deduper, w http.ResponseWriter, r *http.Request, key, token stri
 	if h.opts.OnEvent != nil {
 		h.opts.OnEvent("executed")
 	}
-	x := &execution{h: h, rec: recorder{w: w, max: h.opts.MaxResponseBytes, unknownLengthStreams: h.opts.StreamUnknownLength}}
+	x := &execution{h: h, rec: recorder{w: w, max: h.opts.MaxResponseBytes, unknownLengthStreams: h.opts.StreamUnknownLength},
+		renewing: renewal{ctx: context.WithoutCancel(r.Context()), store: h.store, key: key, token: token, lease: h.opts.Lease, d: h}}
 	rn := &x.renewing
-	rn.ctx, rn.store, rn.key, rn.token, rn.lease, rn.d = context.WithoutCancel(r.Context()), h.store, key, token, h.opts.Lease, h
 	startRenewal(rn)
 	// One deferred call, made whether next returns or panics.
 	defer finish(x)
