@@ -260,7 +260,11 @@ func serveOutcome(h *Deduper, w http.ResponseWriter, r *http.Request, req *Reque
 			if !errors.Is(err, ErrKeyMissing) || !h.opts.DeriveKey {
 				return keyless(h, w, r, req, next, err)
 			}
-			key, ttl = DerivedKey(fp), h.opts.DeriveWindow
+			// Two statements: under the Yaegi interpreter (the Traefik
+			// plugin) an assignment of several values, one of them a
+			// call, assigns the call's alone.
+			key = DerivedKey(fp)
+			ttl = h.opts.DeriveWindow
 		}
 	}
 	return serveKey(h, w, r, req, next, ScopedKey(req.Principal, key), fp, ttl)
