@@ -25,6 +25,9 @@ type Guard struct {
 	nonces    nonce.Store
 	idemStore idempotency.Store
 	idem      *idempotency.Deduper
+	// covers holds, for each standard method, whether idem covers it;
+	// other methods are asked of idem. Nil when idem is.
+	covers map[string]bool
 	// joint adds a covered request's nonce in its claim's write, when the
 	// idempotency store keeps the Guard's nonces too; else nil.
 	joint        idempotency.NonceClaimer
@@ -188,6 +191,10 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 			DeriveKey: id.DeriveKey == "fingerprint", DeriveWindow: id.DeriveWindow.D(),
 			StreamUnknownLength: g.streamUnknownLength,
 		})
+		g.covers = map[string]bool{}
+		for _, m := range standardMethods {
+			g.covers[m] = g.idem.Covers(m)
+		}
 	}
 	g.window = timestamp.New(cfg.Timestamp.Tolerance.D(), cfg.Timestamp.FutureSkew.D())
 	g.maxBody = cfg.MaxBodyBytes
@@ -381,9 +388,17 @@ func serve(g *Guard, next http.Handler, w http.ResponseWriter, r *http.Request) 
 		g.reject(w, r, err, start, tr)
 		return
 	}
-	if g.idem != nil && (*idempotency.Deduper).Covers(g.idem, r.Method) {
-		serveCovered(g, next, w, r, body, start, tr)
-		return
+	if g.idem != nil {
+		// Whether the dedupe step covers the method: kept for a standard
+		// method, asked of the step for another.
+		covered, ok := g.covers[r.Method]
+		if !ok {
+			covered = g.idem.Covers(r.Method)
+		}
+		if covered {
+			serveCovered(g, next, w, r, body, start, tr)
+			return
+		}
 	}
 	// One allocation for what the request keeps: the verified identity
 	// lives on in the context of the request passed on.
@@ -401,6 +416,10 @@ func serve(g *Guard, next http.Handler, w http.ResponseWriter, r *http.Request) 
 	}
 	next.ServeHTTP(w, withBody(r, body, &p.v))
 }
+
+// standardMethods are the methods whose coverage the Guard keeps.
+var standardMethods = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace}
 
 // verifyHTTP fills p for r and its body, and checks it (see check).
 func verifyHTTP(g *Guard, r *http.Request, body []byte, tr RequestTrace, p *inFlight) (hasNonce bool, err error) {
