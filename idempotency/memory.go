@@ -2,6 +2,7 @@ package idempotency
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"net/http"
@@ -490,59 +491,44 @@ func (r *memRecord) snapshot() *Record {
 // header names, each name with its values, each length-prefixed (unsigned
 // varints), then the body. A nil resp encodes as an empty response.
 //
-// A varint under 0x80, one byte, is sized and written in place: under the
-// Yaegi interpreter (the Traefik plugin) each call costs more than the
-// rest of the loop.
+// Everything but the body is appended to a pooled scratch first, so that
+// the string is allocated once at its exact size without a pass to size
+// it: under the Yaegi interpreter (the Traefik plugin) each call, and each
+// write to a strings.Builder, costs more than appending.
 func encodeResponse(resp *Response) string {
 	if resp == nil {
 		resp = &Response{}
 	}
-	var b strings.Builder
-	b.Grow(encodedLen(resp))
-	writeUvarint(&b, uint64(resp.Status))
-	writeUvarint(&b, uint64(len(resp.Header)))
+	sc := encodeScratch.Get().(*[]byte)
+	p := binary.AppendUvarint((*sc)[:0], uint64(resp.Status))
+	p = binary.AppendUvarint(p, uint64(len(resp.Header)))
 	for k, vs := range resp.Header {
-		if len(k) < 0x80 {
-			b.WriteByte(byte(len(k)))
-		} else {
-			writeUvarint(&b, uint64(len(k)))
-		}
-		b.WriteString(k)
-		if len(vs) < 0x80 {
-			b.WriteByte(byte(len(vs)))
-		} else {
-			writeUvarint(&b, uint64(len(vs)))
-		}
+		p = binary.AppendUvarint(p, uint64(len(k)))
+		p = append(p, k...)
+		p = binary.AppendUvarint(p, uint64(len(vs)))
 		for _, v := range vs {
-			if len(v) < 0x80 {
-				b.WriteByte(byte(len(v)))
-			} else {
-				writeUvarint(&b, uint64(len(v)))
-			}
-			b.WriteString(v)
+			p = binary.AppendUvarint(p, uint64(len(v)))
+			p = append(p, v...)
 		}
 	}
+	var b strings.Builder
+	b.Grow(len(p) + len(resp.Body))
+	b.Write(p)
 	b.Write(resp.Body)
+	if cap(p) <= maxEncodeScratch {
+		*sc = p
+	}
+	encodeScratch.Put(sc)
 	return b.String()
 }
 
-// encodedLen is the length of resp's encoding.
-func encodedLen(resp *Response) int {
-	n := uvarintLen(uint64(resp.Status)) + uvarintLen(uint64(len(resp.Header))) + len(resp.Body)
-	for k, vs := range resp.Header {
-		n += len(k) + 2
-		if len(k) >= 0x80 || len(vs) >= 0x80 {
-			n += uvarintLen(uint64(len(k))) + uvarintLen(uint64(len(vs))) - 2
-		}
-		for _, v := range vs {
-			n += len(v) + 1
-			if len(v) >= 0x80 {
-				n += uvarintLen(uint64(len(v))) - 1
-			}
-		}
-	}
-	return n
-}
+// maxEncodeScratch bounds the scratch encodeResponse keeps.
+const maxEncodeScratch = 4 << 10
+
+var encodeScratch = sync.Pool{New: func() any {
+	b := make([]byte, 0, 512)
+	return &b
+}}
 
 // decodeResponse returns the response encodeResponse encoded in s. Its
 // header strings share s; its body is a copy.
@@ -588,23 +574,6 @@ func (d *decoder) string() string {
 	v := d.s[d.off : d.off+n]
 	d.off += n
 	return v
-}
-
-func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
-}
-
-func writeUvarint(b *strings.Builder, x uint64) {
-	for x >= 0x80 {
-		b.WriteByte(byte(x) | 0x80)
-		x >>= 7
-	}
-	b.WriteByte(byte(x))
 }
 
 // sizeClasses are the Go allocator's size classes up to 32 KiB: an object
