@@ -276,19 +276,14 @@ func check(ctx context.Context, g *Guard, r *signature.Request, tr RequestTrace,
 	if v.ReplayKey == "" {
 		return false, nil
 	}
-	nonceEntry(g, v, now, e)
-	return true, nil
-}
-
-// nonceEntry sets e to the nonce entry of the request v verified at now.
-func nonceEntry(g *Guard, v *signature.Verified, now time.Time, e *nonce.Entry) {
 	*e = nonce.Entry{Scope: g.scope + signature.Verified.Scope(*v), Key: v.ReplayKey, Timestamp: v.Timestamp, Owner: quotaOwner(g, v.KeyID)}
 	if v.Timestamp.IsZero() {
 		e.Timestamp = now
 		e.Expires = now.Add(timestamp.Window.Span(g.window))
-		return
+	} else {
+		e.Expires = timestamp.Window.Expiry(g.window, v.Timestamp)
 	}
-	e.Expires = timestamp.Window.Expiry(g.window, v.Timestamp)
+	return true, nil
 }
 
 // addNonce adds e, the nonce of the request v verified: nil when the

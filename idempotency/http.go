@@ -623,8 +623,8 @@ func (r *recorder) WriteHeader(code int) {
 		r.streaming = true
 	}
 	// 204 and 304 carry no body, hence no Content-Length: nothing streams.
-	if r.unknownLengthStreams && code != http.StatusNoContent && code != http.StatusNotModified &&
-		first(h["Content-Length"]) == "" {
+	if cl := h["Content-Length"]; r.unknownLengthStreams && code != http.StatusNoContent && code != http.StatusNotModified &&
+		(len(cl) == 0 || cl[0] == "") {
 		r.streaming = true
 	}
 	r.w.WriteHeader(code)
@@ -693,15 +693,6 @@ func passOn(r *recorder) error {
 	r.sent = n
 	_, err := r.w.Write(p)
 	return err
-}
-
-// first is the first of a header's values, "" without one: Header.Get
-// for a name already in canonical form.
-func first(vs []string) string {
-	if len(vs) == 0 {
-		return ""
-	}
-	return vs[0]
 }
 
 // releaseHeld sends what r's Write held back, once the record is stored

@@ -240,7 +240,9 @@ func claimOverShare(m *Memory, sh *memShard, o *memOwner, key string, fp Fingerp
 
 // claimIn is ClaimFor with sh.mu held.
 func claimIn(m *Memory, sh *memShard, o *memOwner, key string, fp Fingerprint, lease time.Duration, now int64) (c Claim, over bool, err error) {
-	if reclaimDue(sh, now) {
+	// reclaim's work, expired records or a map to make anew, looked for
+	// in place.
+	if len(sh.expiry.items) > 0 && sh.expiry.items[0].at <= now || sh.peak > 64 && len(sh.records) < sh.peak-sh.peak/4 {
 		reclaim(m, sh, now)
 	}
 	if r, ok := sh.records[key]; ok {
@@ -277,7 +279,10 @@ func insert(m *Memory, sh *memShard, r *memRecord, size int64) {
 	if len(sh.records) > sh.peak {
 		sh.peak = len(sh.records)
 	}
-	charge(m, r, size)
+	m.bytes.Add(size) // charge, spelled out on this path
+	if r.owner != nil {
+		r.owner.bytes.Add(size)
+	}
 	heapPush(&sh.expiry, r)
 	if r.owner != nil {
 		h := sh.owned[r.owner]
@@ -452,13 +457,6 @@ func drop(m *Memory, sh *memShard, r *memRecord) {
 		}
 	}
 	charge(m, r, -recordSize(r))
-}
-
-// reclaimDue reports whether reclaim has work in sh: a record expired, or
-// a map to make anew.
-func reclaimDue(sh *memShard, now int64) bool {
-	return len(sh.expiry.items) > 0 && sh.expiry.items[0].at <= now ||
-		sh.peak > 64 && len(sh.records) < sh.peak-sh.peak/4
 }
 
 // reclaim drops expired records. Called with sh.mu held.
