@@ -296,17 +296,28 @@ func keyless(h *Deduper, w http.ResponseWriter, r *http.Request, req *Request, n
 // serveKey is ServeOutcome once the request's scoped key is known.
 func serveKey(h *Deduper, w http.ResponseWriter, r *http.Request, req *Request, next http.Handler, scoped string, fp Fingerprint, ttl time.Duration) (Outcome, error) {
 	ctx := r.Context()
-	claim, err, passed := claimWithNonce(ctx, h, req, scoped, fp)
-	if passed != nil {
-		return OutcomeNone, passed
+	var c Claim
+	var err error
+	switch {
+	case req.Nonce != nil:
+		var passed error
+		c, err, passed = claimWithNonce(ctx, h, req, scoped, fp)
+		if passed != nil {
+			return OutcomeNone, passed
+		}
+	case h.owners != nil && req.KeyID != "":
+		// claim, spelled out for a request without a pending nonce.
+		c, err = h.owners.ClaimFor(ctx, req.KeyID, scoped, fp, h.opts.Lease)
+	default:
+		c, err = h.store.Claim(ctx, scoped, fp, h.opts.Lease)
 	}
 	if err != nil {
 		return claimFailed(h, w, r, req, next, err)
 	}
-	if !claim.Acquired {
-		return h.answerExisting(w, claim.Existing, fp)
+	if !c.Acquired {
+		return h.answerExisting(w, c.Existing, fp)
 	}
-	execute(h, w, r, scoped, claim.Token, ttl, next)
+	execute(h, w, r, scoped, c.Token, ttl, next)
 	return OutcomeExecuted, nil
 }
 
