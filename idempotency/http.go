@@ -237,19 +237,16 @@ func (h *Deduper) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 // ServeOutcome is Serve, also reporting what it did with the request (for
 // an access log).
 //
-// It and what it runs on every request are functions rather than methods,
-// small, with the rarer paths in functions of their own: under the Yaegi
+// What it runs on every request is functions rather than methods, few,
+// with the rarer paths in functions of their own: under the Yaegi
 // interpreter (the Traefik plugin loads this package) a method call of an
 // interpreted type builds a reflect.MakeFunc wrapper each time, a defer
 // costs as much, and every call allocates each value its callee's body
-// could hold, whichever branch runs.
+// could hold, whichever branch runs. (The Guard calls ServeOutcome as a
+// method expression, which Yaegi calls as it does a function.)
 func (h *Deduper) ServeOutcome(w http.ResponseWriter, r *http.Request, req Request, next http.Handler) (Outcome, error) {
-	return serveOutcome(h, w, r, &req, next)
-}
-
-func serveOutcome(h *Deduper, w http.ResponseWriter, r *http.Request, req *Request, next http.Handler) (Outcome, error) {
 	if !covers(h.methods, r.Method) {
-		return passUnrecorded(r.Context(), w, r, req, next)
+		return passUnrecorded(r.Context(), w, r, &req, next)
 	}
 	fp := RequestFingerprint(r.Method, req.Target, r.Header, h.opts.FingerprintHeaders, req.Body)
 	key, ttl := req.Key, h.opts.TTL
@@ -258,7 +255,7 @@ func serveOutcome(h *Deduper, w http.ResponseWriter, r *http.Request, req *Reque
 		key, err = ParseKey(r.Header.Values(HeaderName))
 		if err != nil {
 			if !errors.Is(err, ErrKeyMissing) || !h.opts.DeriveKey {
-				return keyless(h, w, r, req, next, err)
+				return keyless(h, w, r, &req, next, err)
 			}
 			// Two statements: under the Yaegi interpreter (the Traefik
 			// plugin) an assignment of several values, one of them a
@@ -267,7 +264,31 @@ func serveOutcome(h *Deduper, w http.ResponseWriter, r *http.Request, req *Reque
 			ttl = h.opts.DeriveWindow
 		}
 	}
-	return serveKey(h, w, r, req, next, ScopedKey(req.Principal, key), fp, ttl)
+	scoped := ScopedKey(req.Principal, key)
+	ctx := r.Context()
+	var c Claim
+	var err error
+	switch {
+	case req.Nonce != nil:
+		var passed error
+		c, err, passed = claimWithNonce(ctx, h, &req, scoped, fp)
+		if passed != nil {
+			return OutcomeNone, passed
+		}
+	case h.owners != nil && req.KeyID != "":
+		// claim, spelled out for a request without a pending nonce.
+		c, err = h.owners.ClaimFor(ctx, req.KeyID, scoped, fp, h.opts.Lease)
+	default:
+		c, err = h.store.Claim(ctx, scoped, fp, h.opts.Lease)
+	}
+	if err != nil {
+		return claimFailed(h, w, r, &req, next, err)
+	}
+	if !c.Acquired {
+		return h.answerExisting(w, c.Existing, fp)
+	}
+	execute(h, w, r, scoped, c.Token, ttl, next)
+	return OutcomeExecuted, nil
 }
 
 // passUnrecorded adds req's pending nonce and runs next without a record.
@@ -291,34 +312,6 @@ func keyless(h *Deduper, w http.ResponseWriter, r *http.Request, req *Request, n
 		return OutcomeNone, nerr
 	}
 	return OutcomeNone, err
-}
-
-// serveKey is ServeOutcome once the request's scoped key is known.
-func serveKey(h *Deduper, w http.ResponseWriter, r *http.Request, req *Request, next http.Handler, scoped string, fp Fingerprint, ttl time.Duration) (Outcome, error) {
-	ctx := r.Context()
-	var c Claim
-	var err error
-	switch {
-	case req.Nonce != nil:
-		var passed error
-		c, err, passed = claimWithNonce(ctx, h, req, scoped, fp)
-		if passed != nil {
-			return OutcomeNone, passed
-		}
-	case h.owners != nil && req.KeyID != "":
-		// claim, spelled out for a request without a pending nonce.
-		c, err = h.owners.ClaimFor(ctx, req.KeyID, scoped, fp, h.opts.Lease)
-	default:
-		c, err = h.store.Claim(ctx, scoped, fp, h.opts.Lease)
-	}
-	if err != nil {
-		return claimFailed(h, w, r, req, next, err)
-	}
-	if !c.Acquired {
-		return h.answerExisting(w, c.Existing, fp)
-	}
-	execute(h, w, r, scoped, c.Token, ttl, next)
-	return OutcomeExecuted, nil
 }
 
 // claimFailed answers a claim that failed with err.

@@ -316,24 +316,29 @@ func holder(sh *memShard, key, token string) (*memRecord, error) {
 // reschedule moves r to its deadline in the shard's expiry heaps. A
 // record whose deadline moved later can only sift down.
 func reschedule(sh *memShard, r *memRecord) {
-	later := r.deadline >= sh.expiry.items[r.idx].at
-	heapMove(&sh.expiry, int(r.idx), later)
+	if r.deadline < sh.expiry.items[r.idx].at {
+		rescheduleEarlier(sh, r)
+		return
+	}
+	sh.expiry.items[r.idx].at = r.deadline
+	heapDown(&sh.expiry, int(r.idx))
 	if r.owner != nil {
 		if h := sh.owned[r.owner]; h != nil {
-			heapMove(h, int(r.ownedIdx), later)
+			h.items[r.ownedIdx].at = r.deadline
+			heapDown(h, int(r.ownedIdx))
 		}
 	}
 }
 
-// heapMove moves the item at i to its record's deadline, later than its
-// place's when later is set.
-func heapMove(h *expiryHeap, i int, later bool) {
-	if !later {
-		heapFix(h, i)
-		return
+// rescheduleEarlier is reschedule for a record whose deadline moved
+// earlier.
+func rescheduleEarlier(sh *memShard, r *memRecord) {
+	heapFix(&sh.expiry, int(r.idx))
+	if r.owner != nil {
+		if h := sh.owned[r.owner]; h != nil {
+			heapFix(h, int(r.ownedIdx))
+		}
 	}
-	h.items[i].at = h.items[i].rec.deadline
-	heapDown(h, i)
 }
 
 // Renew implements Store.
