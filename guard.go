@@ -377,7 +377,8 @@ func serve(g *Guard, next http.Handler, w http.ResponseWriter, r *http.Request) 
 	if g.observer != nil {
 		start = time.Now()
 	}
-	tr, _ := r.Context().Value(traceKey{}).(RequestTrace)
+	ctx := r.Context()
+	tr, _ := ctx.Value(traceKey{}).(RequestTrace)
 	body, err := readBody(g, r)
 	if err != nil {
 		g.reject(w, r, err, start, tr)
@@ -398,9 +399,16 @@ func serve(g *Guard, next http.Handler, w http.ResponseWriter, r *http.Request) 
 	// One allocation for what the request keeps: the verified identity
 	// lives on in the context of the request passed on.
 	p := &inFlight{}
-	hasNonce, err := verifyHTTP(g, r, body, tr, p)
+	// verifyHTTP and addNonce, spelled out on this path.
+	p.sr = *signature.FromHTTP(r, body)
+	if g.requestScheme != nil {
+		setScheme(g, r, &p.sr)
+	}
+	hasNonce, err := check(ctx, g, &p.sr, tr, &p.v, &p.e)
 	if err == nil && hasNonce {
-		err = addNonce(r.Context(), g, &p.v, &p.e)
+		if err = g.nonces.Add(ctx, p.e); err != nil {
+			err = nonceOutcome(ctx, g, &p.v, err)
+		}
 	}
 	if err != nil {
 		g.reject(w, r, err, start, tr)
@@ -420,11 +428,17 @@ var standardMethods = [...]string{http.MethodGet, http.MethodHead, http.MethodPo
 func verifyHTTP(g *Guard, r *http.Request, body []byte, tr RequestTrace, p *inFlight) (hasNonce bool, err error) {
 	p.sr = *signature.FromHTTP(r, body)
 	if g.requestScheme != nil {
-		if s := g.requestScheme(r); s != "" {
-			p.sr.Scheme = s
-		}
+		setScheme(g, r, &p.sr)
 	}
 	return check(r.Context(), g, &p.sr, tr, &p.v, &p.e)
+}
+
+// setScheme sets sr's scheme to what WithRequestScheme's function says of
+// r, unless it says "".
+func setScheme(g *Guard, r *http.Request, sr *signature.Request) {
+	if s := g.requestScheme(r); s != "" {
+		sr.Scheme = s
+	}
 }
 
 // serveCovered is serve for a request the dedupe step covers, with body
