@@ -56,7 +56,7 @@ func (fa *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.reject(w, r, err, start, tr)
 		return
 	}
-	body, err := g.readBody(r)
+	body, err := readBody(g, r)
 	if err != nil {
 		g.reject(w, r, err, start, tr)
 		return

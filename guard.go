@@ -25,6 +25,9 @@ type Guard struct {
 	nonces    nonce.Store
 	idemStore idempotency.Store
 	idem      *idempotency.Deduper
+	// covers holds, for each standard method, whether idem covers it;
+	// other methods are asked of idem. Nil when idem is.
+	covers map[string]bool
 	// joint adds a covered request's nonce in its claim's write, when the
 	// idempotency store keeps the Guard's nonces too; else nil.
 	joint        idempotency.NonceClaimer
@@ -188,6 +191,10 @@ func New(cfg Config, opts ...Option) (*Guard, error) {
 			DeriveKey: id.DeriveKey == "fingerprint", DeriveWindow: id.DeriveWindow.D(),
 			StreamUnknownLength: g.streamUnknownLength,
 		})
+		g.covers = map[string]bool{}
+		for _, m := range standardMethods {
+			g.covers[m] = g.idem.Covers(m)
+		}
 	}
 	g.window = timestamp.New(cfg.Timestamp.Tolerance.D(), cfg.Timestamp.FutureSkew.D())
 	g.maxBody = cfg.MaxBodyBytes
@@ -225,56 +232,74 @@ func (g *Guard) Verify(ctx context.Context, r *signature.Request) (signature.Ver
 // headers a second time. tr, when not nil, learns the identity as soon as
 // the signature verified.
 func (g *Guard) verify(ctx context.Context, r *signature.Request, tr RequestTrace) (signature.Verified, error) {
+	var v signature.Verified
 	var e nonce.Entry
-	v, hasNonce, err := g.check(ctx, r, tr, &e)
-	if err != nil || !hasNonce {
-		return v, err
-	}
-	if err := g.addNonce(ctx, v, &e); err != nil {
+	hasNonce, err := check(ctx, g, r, tr, &v, &e)
+	if err != nil {
 		return signature.Verified{}, err
+	}
+	if hasNonce {
+		if err := addNonce(ctx, g, &v, &e); err != nil {
+			return signature.Verified{}, err
+		}
 	}
 	return v, nil
 }
 
-// check verifies the signature and the timestamp window and fills e with
-// the nonce entry the request's replay key asks for, still to be added;
-// hasNonce is false when it has none.
-func (g *Guard) check(ctx context.Context, r *signature.Request, tr RequestTrace, e *nonce.Entry) (v signature.Verified, hasNonce bool, err error) {
-	v, err = g.scheme.Verify(ctx, r)
+// The Guard's per-request steps below are functions rather than methods,
+// small, with their rare paths (refusals, store failures) in functions of
+// their own, and call the exported methods of other packages as method
+// expressions (timestamp.Window.Check(w, …)): under the Yaegi interpreter
+// (the Traefik plugin loads this package) a method call of an interpreted
+// type builds a reflect.MakeFunc wrapper on each call, and every call
+// allocates each value its callee's body could hold, whichever branch
+// runs.
+
+// check verifies the signature and the timestamp window, sets *v to what
+// the signature established and fills e with the nonce entry the
+// request's replay key asks for, still to be added; hasNonce is false when
+// it has none. On an error *v is undefined.
+func check(ctx context.Context, g *Guard, r *signature.Request, tr RequestTrace, v *signature.Verified, e *nonce.Entry) (hasNonce bool, err error) {
+	*v, err = g.scheme.Verify(ctx, r)
 	if err != nil {
-		return signature.Verified{}, false, err
+		return false, err
 	}
 	if tr != nil {
-		tr.Verified(v)
+		tr.Verified(*v)
 	}
 	now := g.now()
-	ts := v.Timestamp
-	if !ts.IsZero() {
-		if err := g.window.Check(ts, now); err != nil {
-			return signature.Verified{}, false, err
+	if !v.Timestamp.IsZero() {
+		if err := timestamp.Window.Check(g.window, v.Timestamp, now); err != nil {
+			return false, err
 		}
 	}
 	if v.ReplayKey == "" {
-		return v, false, nil
+		return false, nil
 	}
-	*e = nonce.Entry{Scope: g.scope + v.Scope(), Key: v.ReplayKey, Timestamp: ts, Expires: g.window.Expiry(ts), Owner: g.quotaOwner(v.KeyID)}
-	if ts.IsZero() {
+	*e = nonce.Entry{Scope: g.scope + signature.Verified.Scope(*v), Key: v.ReplayKey, Timestamp: v.Timestamp, Owner: quotaOwner(g, v.KeyID)}
+	if v.Timestamp.IsZero() {
 		e.Timestamp = now
-		e.Expires = now.Add(g.window.Span())
+		e.Expires = now.Add(timestamp.Window.Span(g.window))
+	} else {
+		e.Expires = timestamp.Window.Expiry(g.window, v.Timestamp)
 	}
-	return v, true, nil
+	return true, nil
 }
 
 // addNonce adds e, the nonce of the request v verified: nil when the
 // request may go on.
-func (g *Guard) addNonce(ctx context.Context, v signature.Verified, e *nonce.Entry) error {
-	return g.nonceOutcome(ctx, v, g.nonces.Add(ctx, *e))
+func addNonce(ctx context.Context, g *Guard, v *signature.Verified, e *nonce.Entry) error {
+	err := g.nonces.Add(ctx, *e)
+	if err == nil {
+		return nil
+	}
+	return nonceOutcome(ctx, g, v, err)
 }
 
 // nonceOutcome answers err, what adding the nonce of the request v
 // verified returned: nil when the request may go on — the nonce added, or
 // its store failed under fail_mode open.
-func (g *Guard) nonceOutcome(ctx context.Context, v signature.Verified, err error) error {
+func nonceOutcome(ctx context.Context, g *Guard, v *signature.Verified, err error) error {
 	if err == nil || errors.Is(err, nonce.ErrReplayed) {
 		return err
 	}
@@ -307,19 +332,19 @@ func (g *Guard) nonceOutcome(ctx context.Context, v signature.Verified, err erro
 // dedupe step, which adds it in the claim's write when the stores allow.
 // The closures hold v and e by pointer: they are on the heap already, v in
 // the context of the request passed on.
-func (g *Guard) nonceStep(n *idempotency.NonceStep, v *signature.Verified, e *nonce.Entry) {
+func nonceStep(g *Guard, n *idempotency.NonceStep, v *signature.Verified, e *nonce.Entry) {
 	*n = idempotency.NonceStep{
 		Entry:   *e,
 		Claimer: g.joint,
-		Add:     func(ctx context.Context) error { return g.addNonce(ctx, *v, e) },
-		Outcome: func(ctx context.Context, err error) error { return g.nonceOutcome(ctx, *v, err) },
+		Add:     func(ctx context.Context) error { return addNonce(ctx, g, v, e) },
+		Outcome: func(ctx context.Context, err error) error { return nonceOutcome(ctx, g, v, err) },
 	}
 }
 
 // quotaOwner returns the key entry a request verified by keyID is charged
 // to in bounded stores: the key id itself, or for a key of the jwt.jwks_url
 // set, that set as one entry.
-func (g *Guard) quotaOwner(keyID string) string {
+func quotaOwner(g *Guard, keyID string) string {
 	if g.jwksOwner == "" || g.keyIDs[keyID] {
 		return g.scope + keyID
 	}
@@ -342,77 +367,128 @@ func VerifiedFrom(ctx context.Context) (signature.Verified, bool) {
 // is a copy carrying the full body and, in its context, the Verified
 // identity; the original request is not modified.
 func (g *Guard) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var start time.Time
-		if g.observer != nil {
-			start = time.Now()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serve(g, next, w, r) })
+}
+
+// serve is the Middleware's handler; a request the dedupe step covers
+// goes on in serveCovered.
+func serve(g *Guard, next http.Handler, w http.ResponseWriter, r *http.Request) {
+	var start time.Time
+	if g.observer != nil {
+		start = time.Now()
+	}
+	ctx := r.Context()
+	tr, _ := ctx.Value(traceKey{}).(RequestTrace)
+	body, err := readBody(g, r)
+	if err != nil {
+		g.reject(w, r, err, start, tr)
+		return
+	}
+	if g.idem != nil {
+		// Whether the dedupe step covers the method: kept for a standard
+		// method, asked of the step for another.
+		covered, ok := g.covers[r.Method]
+		if !ok {
+			covered = g.idem.Covers(r.Method)
 		}
-		tr := RequestTraceFrom(r.Context())
-		body, err := g.readBody(r)
-		if err != nil {
-			g.reject(w, r, err, start, tr)
-			return
-		}
-		// One allocation for what the request keeps (the verified identity
-		// lives on in the context of the request passed on), larger for a
-		// request the dedupe step covers.
-		covered := g.idem != nil && g.idem.Covers(r.Method)
-		var p *inFlight
-		var c *coveredInFlight
 		if covered {
-			c = &coveredInFlight{}
-			p = &c.inFlight
-		} else {
-			p = &inFlight{}
+			serveCovered(g, next, w, r, body, start, tr)
+			return
 		}
-		p.sr = *signature.FromHTTP(r, body)
-		if g.requestScheme != nil {
-			if s := g.requestScheme(r); s != "" {
-				p.sr.Scheme = s
+	}
+	// One allocation for what the request keeps: the verified identity
+	// lives on in the context of the request passed on.
+	p := &inFlight{}
+	// verifyHTTP and addNonce, spelled out on this path.
+	p.sr = *signature.FromHTTP(r, body)
+	if g.requestScheme != nil {
+		setScheme(g, r, &p.sr)
+	}
+	hasNonce, err := check(ctx, g, &p.sr, tr, &p.v, &p.e)
+	if err == nil && hasNonce {
+		if err = g.nonces.Add(ctx, p.e); err != nil {
+			err = nonceOutcome(ctx, g, &p.v, err)
+		}
+	}
+	if err != nil {
+		g.reject(w, r, err, start, tr)
+		return
+	}
+	if g.observer != nil {
+		g.observeAccepted(start)
+	}
+	next.ServeHTTP(w, withBody(r, body, &p.v))
+}
+
+// standardMethods are the methods whose coverage the Guard keeps.
+var standardMethods = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace}
+
+// verifyHTTP fills p for r and its body, and checks it (see check).
+func verifyHTTP(g *Guard, r *http.Request, body []byte, tr RequestTrace, p *inFlight) (hasNonce bool, err error) {
+	p.sr = *signature.FromHTTP(r, body)
+	if g.requestScheme != nil {
+		setScheme(g, r, &p.sr)
+	}
+	return check(r.Context(), g, &p.sr, tr, &p.v, &p.e)
+}
+
+// setScheme sets sr's scheme to what WithRequestScheme's function says of
+// r, unless it says "".
+func setScheme(g *Guard, r *http.Request, sr *signature.Request) {
+	if s := g.requestScheme(r); s != "" {
+		sr.Scheme = s
+	}
+}
+
+// serveCovered is serve for a request the dedupe step covers, with body
+// read: the nonce is handed to the step, which adds it in the claim's
+// write when the stores allow.
+func serveCovered(g *Guard, next http.Handler, w http.ResponseWriter, r *http.Request, body []byte, start time.Time, tr RequestTrace) {
+	// One allocation, larger than inFlight: the step that hands the
+	// nonce over and the Observer's view of the handler come with it.
+	c := &coveredInFlight{}
+	p := &c.inFlight
+	hasNonce, err := verifyHTTP(g, r, body, tr, p)
+	if err != nil {
+		g.reject(w, r, err, start, tr)
+		return
+	}
+	v := &p.v
+	r2 := withBody(r, body, v)
+	idemReq := idempotency.Request{Principal: g.scope + signature.Verified.Scope(*v), KeyID: quotaOwner(g, v.KeyID), Key: v.IdempotencyKey, Target: p.sr.Target, Body: body, Optional: v.IdempotencyOptional}
+	if hasNonce && g.joint == nil {
+		// Without a store adding it in the claim's write, the step would
+		// add the nonce alone before anything else: it is added here.
+		if err := addNonce(r.Context(), g, v, &p.e); err != nil {
+			if tr != nil {
+				tr.Idempotency(idempotency.OutcomeNone)
 			}
-		}
-		v, hasNonce, err := g.check(r.Context(), &p.sr, tr, &p.e)
-		if err != nil {
 			g.reject(w, r, err, start, tr)
 			return
 		}
-		p.v = v
-		if !covered {
-			if hasNonce {
-				if err := g.addNonce(r.Context(), v, &p.e); err != nil {
-					g.reject(w, r, err, start, tr)
-					return
-				}
-			}
-			g.observeAccepted(start)
-			next.ServeHTTP(w, withBody(r, body, &p.v))
-			return
-		}
-		r2 := withBody(r, body, &p.v)
-		idemReq := idempotency.Request{Principal: g.scope + v.Scope(), KeyID: g.quotaOwner(v.KeyID), Key: v.IdempotencyKey, Target: p.sr.Target, Body: body, Optional: v.IdempotencyOptional}
-		if hasNonce {
-			g.nonceStep(&c.ns, &p.v, &p.e)
-			idemReq.Nonce = &c.ns
-		}
-		h := next
-		var on *observedNext
-		if g.observer != nil {
-			c.on = observedNext{g: g, start: start, next: next}
-			on = &c.on
-			h = on
-		}
-		o, err := g.idem.ServeOutcome(w, r2, idemReq, h)
-		if tr != nil {
-			tr.Idempotency(o)
-		}
-		if err != nil {
-			g.reject(w, r, err, start, tr)
-			return
-		}
-		if on != nil && !on.called {
-			g.observer.ObserveRequest("idempotent_replay", time.Since(start))
-		}
-	})
+	} else if hasNonce {
+		nonceStep(g, &c.ns, v, &p.e)
+		idemReq.Nonce = &c.ns
+	}
+	h := next
+	var on *observedNext
+	if g.observer != nil {
+		c.on = observedNext{g: g, start: start, next: next}
+		on = &c.on
+		h = on
+	}
+	o, err := (*idempotency.Deduper).ServeOutcome(g.idem, w, r2, idemReq, h)
+	if tr != nil {
+		tr.Idempotency(o)
+	}
+	if err != nil {
+		g.reject(w, r, err, start, tr)
+		return
+	}
+	if on != nil && !on.called {
+		g.observer.ObserveRequest("idempotent_replay", time.Since(start))
+	}
 }
 
 // inFlight is what the Middleware keeps of one request, in one allocation:
@@ -518,11 +594,20 @@ func (*replayBody) Close() error { return nil }
 // Content-Length before any of it arrives.
 const eagerBodyBytes = 64 << 10
 
-// readBody reads the whole body, up to the limit.
-func (g *Guard) readBody(r *http.Request) ([]byte, error) {
+// readBody reads the whole body, up to the limit. An empty body, the
+// common case, is answered at once; readAll reads the others.
+func readBody(g *Guard, r *http.Request) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
+	if r.ContentLength == 0 {
+		return []byte{}, nil
+	}
+	return readAll(g, r)
+}
+
+// readAll is readBody for a body that may hold bytes.
+func readAll(g *Guard, r *http.Request) ([]byte, error) {
 	if r.ContentLength > g.maxBody {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBodyTooLarge, r.ContentLength, g.maxBody)
 	}

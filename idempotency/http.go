@@ -83,7 +83,9 @@ type Options struct {
 
 // Deduper is the HTTP dedupe step. It is safe for concurrent use.
 type Deduper struct {
-	store   Store
+	store Store
+	// owners is store when it keeps shares (OwnerClaimer), else nil.
+	owners  OwnerClaimer
 	opts    Options
 	methods map[string]bool
 	stats   Stats
@@ -115,13 +117,15 @@ func NewDeduper(store Store, opts Options) *Deduper {
 		opts.Logger = slog.Default()
 	}
 	h := &Deduper{store: store, opts: opts, methods: map[string]bool{}}
+	h.owners, _ = store.(OwnerClaimer)
 	for _, m := range opts.Methods {
 		h.methods[strings.ToUpper(m)] = true
 	}
 	return h
 }
 
-func (h *Deduper) event(c *atomic.Uint64, name string) {
+// event counts c and reports name to OnEvent.
+func event(h *Deduper, c *atomic.Uint64, name string) {
 	c.Add(1)
 	if h.opts.OnEvent != nil {
 		h.opts.OnEvent(name)
@@ -135,7 +139,21 @@ func (h *Deduper) Stats() *Stats { return &h.stats }
 // Methods compare in any letter case: a client that sends "post" where
 // POST is covered is covered too, since methods are signed as sent and an
 // upstream may treat the spellings alike.
-func (h *Deduper) Covers(method string) bool { return h.methods[upperASCII(method)] }
+func (h *Deduper) Covers(method string) bool { return covers(h.methods, method) }
+
+// covers reports whether methods, upper-cased, hold method in any letter
+// case. A method is looked up as it is first: a name holding a lower-case
+// letter is never among the upper-cased ones. Only a name that
+// strings.ToUpper changes is upper-cased by upperASCII and looked up
+// again, so that an upper-case method, covered or not, costs no loop of
+// our own: under the Yaegi interpreter (the Traefik plugin) a loop over
+// bytes costs about a microsecond each.
+func covers(methods map[string]bool, method string) bool {
+	if methods[method] {
+		return true
+	}
+	return strings.ToUpper(method) != method && methods[upperASCII(method)]
+}
 
 // upperASCII upper-cases the ASCII letters of s, allocating only when s
 // has a lower-case letter.
@@ -218,42 +236,88 @@ func (h *Deduper) Serve(w http.ResponseWriter, r *http.Request, req Request, nex
 
 // ServeOutcome is Serve, also reporting what it did with the request (for
 // an access log).
+//
+// What it runs on every request is functions rather than methods, few,
+// with the rarer paths in functions of their own: under the Yaegi
+// interpreter (the Traefik plugin loads this package) a method call of an
+// interpreted type builds a reflect.MakeFunc wrapper each time, a defer
+// costs as much, and every call allocates each value its callee's body
+// could hold, whichever branch runs. (The Guard calls ServeOutcome as a
+// method expression, which Yaegi calls as it does a function.)
 func (h *Deduper) ServeOutcome(w http.ResponseWriter, r *http.Request, req Request, next http.Handler) (Outcome, error) {
-	ctx := r.Context()
-	if !h.Covers(r.Method) {
-		if err := req.addNonce(ctx); err != nil {
-			return OutcomeNone, err
-		}
-		next.ServeHTTP(w, r)
-		return OutcomeNone, nil
+	if !covers(h.methods, r.Method) {
+		return passUnrecorded(r.Context(), w, r, &req, next)
 	}
 	fp := RequestFingerprint(r.Method, req.Target, r.Header, h.opts.FingerprintHeaders, req.Body)
 	key, ttl := req.Key, h.opts.TTL
 	if key == "" {
 		var err error
 		key, err = ParseKey(r.Header.Values(HeaderName))
-		switch {
-		case errors.Is(err, ErrKeyMissing) && h.opts.DeriveKey:
-			key, ttl = DerivedKey(fp), h.opts.DeriveWindow
-		case errors.Is(err, ErrKeyMissing) && (!h.opts.Required || req.Optional):
-			if err := req.addNonce(ctx); err != nil {
-				return OutcomeNone, err
+		if err != nil {
+			if !errors.Is(err, ErrKeyMissing) || !h.opts.DeriveKey {
+				return keyless(h, w, r, &req, next, err)
 			}
-			next.ServeHTTP(w, r)
-			return OutcomeNone, nil
-		case err != nil:
-			if nerr := req.addNonce(ctx); nerr != nil {
-				return OutcomeNone, nerr
-			}
-			return OutcomeNone, err
+			// Two statements: under the Yaegi interpreter (the Traefik
+			// plugin) an assignment of several values, one of them a
+			// call, assigns the call's alone.
+			key = DerivedKey(fp)
+			ttl = h.opts.DeriveWindow
 		}
 	}
 	scoped := ScopedKey(req.Principal, key)
-	claim, err, passed := h.claimWithNonce(ctx, &req, scoped, fp)
-	if passed != nil {
-		return OutcomeNone, passed
+	ctx := r.Context()
+	var c Claim
+	var err error
+	switch {
+	case req.Nonce != nil:
+		var passed error
+		c, err, passed = claimWithNonce(ctx, h, &req, scoped, fp)
+		if passed != nil {
+			return OutcomeNone, passed
+		}
+	case h.owners != nil && req.KeyID != "":
+		// claim, spelled out for a request without a pending nonce.
+		c, err = h.owners.ClaimFor(ctx, req.KeyID, scoped, fp, h.opts.Lease)
+	default:
+		c, err = h.store.Claim(ctx, scoped, fp, h.opts.Lease)
 	}
-	if err != nil && ctx.Err() != nil {
+	if err != nil {
+		return claimFailed(h, w, r, &req, next, err)
+	}
+	if !c.Acquired {
+		return h.answerExisting(w, c.Existing, fp)
+	}
+	execute(h, w, r, scoped, c.Token, ttl, next)
+	return OutcomeExecuted, nil
+}
+
+// passUnrecorded adds req's pending nonce and runs next without a record.
+func passUnrecorded(ctx context.Context, w http.ResponseWriter, r *http.Request, req *Request, next http.Handler) (Outcome, error) {
+	if err := addNonce(ctx, req); err != nil {
+		return OutcomeNone, err
+	}
+	next.ServeHTTP(w, r)
+	return OutcomeNone, nil
+}
+
+// keyless answers a covered request whose key did not parse (err) and is
+// not derived: missing where none is required, it runs without a record;
+// else err is the answer, once the nonce is added.
+func keyless(h *Deduper, w http.ResponseWriter, r *http.Request, req *Request, next http.Handler, err error) (Outcome, error) {
+	ctx := r.Context()
+	if errors.Is(err, ErrKeyMissing) && (!h.opts.Required || req.Optional) {
+		return passUnrecorded(ctx, w, r, req, next)
+	}
+	if nerr := addNonce(ctx, req); nerr != nil {
+		return OutcomeNone, nerr
+	}
+	return OutcomeNone, err
+}
+
+// claimFailed answers a claim that failed with err.
+func claimFailed(h *Deduper, w http.ResponseWriter, r *http.Request, req *Request, next http.Handler, err error) (Outcome, error) {
+	ctx := r.Context()
+	if ctx.Err() != nil {
 		// The client went away: not a store failure, and never a reason
 		// to run the operation without its record.
 		return OutcomeNone, ctx.Err()
@@ -263,22 +327,15 @@ func (h *Deduper) ServeOutcome(w http.ResponseWriter, r *http.Request, req Reque
 		// to run without a record, whatever the fail mode.
 		return OutcomeNone, err
 	}
-	if err != nil {
-		h.event(&h.stats.StoreErrors, "store_error")
-		if h.opts.FailOpen {
-			h.event(&h.stats.FailOpenPasses, "fail_open")
-			h.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency store failed; running without a record under fail_mode open",
-				slog.String("principal", req.Principal), slog.String("error", err.Error()))
-			next.ServeHTTP(w, r)
-			return OutcomeNone, nil
-		}
-		return OutcomeNone, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	event(h, &h.stats.StoreErrors, "store_error")
+	if h.opts.FailOpen {
+		event(h, &h.stats.FailOpenPasses, "fail_open")
+		h.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency store failed; running without a record under fail_mode open",
+			slog.String("principal", req.Principal), slog.String("error", err.Error()))
+		next.ServeHTTP(w, r)
+		return OutcomeNone, nil
 	}
-	if !claim.Acquired {
-		return h.answerExisting(w, claim.Existing, fp)
-	}
-	h.execute(w, r, scoped, claim.Token, ttl, next)
-	return OutcomeExecuted, nil
+	return OutcomeNone, fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // claimWithNonce adds req's pending nonce, in the claim's write when it
@@ -286,15 +343,21 @@ func (h *Deduper) ServeOutcome(w http.ResponseWriter, r *http.Request, req Reque
 // nonce passed without being added (a failed store under fail-open) leaves
 // err the store failure, so that the claim it did not make is handled as
 // one that failed.
-func (h *Deduper) claimWithNonce(ctx context.Context, req *Request, key string, fp Fingerprint) (c Claim, err, stop error) {
+func claimWithNonce(ctx context.Context, h *Deduper, req *Request, key string, fp Fingerprint) (c Claim, err, stop error) {
 	n := req.Nonce
 	if n == nil || n.Claimer == nil {
-		if err := req.addNonce(ctx); err != nil {
+		if err := addNonce(ctx, req); err != nil {
 			return Claim{}, nil, err
 		}
-		c, err = h.claim(ctx, req.KeyID, key, fp)
+		c, err = claim(ctx, h, req.KeyID, key, fp)
 		return c, err, nil
 	}
+	return claimJointly(ctx, h, req, key, fp)
+}
+
+// claimJointly is claimWithNonce for a nonce its Claimer adds.
+func claimJointly(ctx context.Context, h *Deduper, req *Request, key string, fp Fingerprint) (c Claim, err, stop error) {
+	n := req.Nonce
 	req.Nonce = nil
 	c, nonceErr, err := n.Claimer.ClaimWithNonce(ctx, n.Entry, req.KeyID, key, fp, h.opts.Lease)
 	if nonceErr != nil {
@@ -307,9 +370,9 @@ func (h *Deduper) claimWithNonce(ctx context.Context, req *Request, key string, 
 }
 
 // claim claims key for owner when the store keeps shares.
-func (h *Deduper) claim(ctx context.Context, owner, key string, fp Fingerprint) (Claim, error) {
-	if oc, ok := h.store.(OwnerClaimer); ok && owner != "" {
-		return oc.ClaimFor(ctx, owner, key, fp, h.opts.Lease)
+func claim(ctx context.Context, h *Deduper, owner, key string, fp Fingerprint) (Claim, error) {
+	if h.owners != nil && owner != "" {
+		return h.owners.ClaimFor(ctx, owner, key, fp, h.opts.Lease)
 	}
 	return h.store.Claim(ctx, key, fp, h.opts.Lease)
 }
@@ -319,14 +382,14 @@ func (h *Deduper) answerExisting(w http.ResponseWriter, rec *Record, fp Fingerpr
 		return OutcomeNone, fmt.Errorf("%w: claim returned no record", ErrUnavailable)
 	}
 	if rec.Fingerprint != fp {
-		h.event(&h.stats.Reused, "reused")
+		event(h, &h.stats.Reused, "reused")
 		return OutcomeNone, ErrKeyReused
 	}
 	if rec.State != StateCompleted || rec.Response == nil {
-		h.event(&h.stats.InProgress, "in_progress")
+		event(h, &h.stats.InProgress, "in_progress")
 		return OutcomeInProgress, ErrInProgress
 	}
-	h.event(&h.stats.Replayed, "replayed")
+	event(h, &h.stats.Replayed, "replayed")
 	WriteResponse(w, rec.Response)
 	return OutcomeReplayed, nil
 }
@@ -347,85 +410,89 @@ func WriteResponse(w http.ResponseWriter, resp *Response) {
 }
 
 // execute runs next while holding the lease, then stores or releases.
-func (h *Deduper) execute(w http.ResponseWriter, r *http.Request, key, token string, ttl time.Duration, next http.Handler) {
-	h.event(&h.stats.Executed, "executed")
-	rec := &recorder{w: w, max: h.opts.MaxResponseBytes, unknownLengthStreams: h.opts.StreamUnknownLength}
-	storeCtx := context.WithoutCancel(r.Context())
-	renewing := h.renewWhileRunning(storeCtx, key, token)
-	completed := false
-	defer func() {
-		renewing.stop()
-		if completed {
-			return
-		}
-		// The handler panicked: free the key so a retry can run, and let
-		// the panic go on to net/http.
-		if err := h.store.Release(storeCtx, key, token); err != nil {
-			h.logStoreErr(storeCtx, "release after panic", err)
-		}
-	}()
-	next.ServeHTTP(rec, r)
-	completed = true
-	renewing.stop()
+func execute(h *Deduper, w http.ResponseWriter, r *http.Request, key, token string, ttl time.Duration, next http.Handler) {
+	h.stats.Executed.Add(1) // event, spelled out on this path
+	if h.opts.OnEvent != nil {
+		h.opts.OnEvent("executed")
+	}
+	x := &execution{h: h, rec: recorder{w: w, max: h.opts.MaxResponseBytes, unknownLengthStreams: h.opts.StreamUnknownLength},
+		renewing: renewal{ctx: context.WithoutCancel(r.Context()), store: h.store, key: key, token: token, lease: h.opts.Lease, d: h}}
+	rn := &x.renewing
+	startRenewal(rn)
+	// One deferred call, made whether next returns or panics.
+	defer finish(x)
+	next.ServeHTTP(&x.rec, r)
+	x.completed = true
+	stopRenewal(rn)
+	store(x, ttl)
+}
+
+// execution is one covered request's run, in one allocation: the
+// recorder and the lease's renewal (whose ctx, key and token are the
+// store's) with it.
+type execution struct {
+	h         *Deduper
+	rec       recorder
+	renewing  renewal
+	completed bool // next returned
+}
+
+// finish ends x: once next returned and the record is stored (or
+// released), the body's last byte goes out, so that with a durable store a
+// client that has the whole response has a record that survives a crash.
+// If next panicked, the key is freed so that a retry can run, and the
+// panic goes on to net/http.
+func finish(x *execution) {
+	if x.completed {
+		_ = releaseHeld(&x.rec)
+		return
+	}
+	rn := &x.renewing
+	stopRenewal(rn)
+	if err := x.h.store.Release(rn.ctx, rn.key, rn.token); err != nil {
+		logStoreErr(x.h, rn.ctx, "release after panic", err)
+	}
+}
+
+// store stores the response x recorded for ttl, or releases its key when
+// the response must not be stored: the transport failed or the connection
+// was hijacked (Abandon), it was larger than MaxResponseBytes, it streams,
+// its status asks for a retry (408, 425, 429), or it is a server error
+// and StoreServerErrors is off.
+func store(x *execution, ttl time.Duration) {
+	h, rec, rn := x.h, &x.rec, &x.renewing
 	if rec.status == 0 {
 		// The handler set headers (or nothing) and returned: net/http
 		// sends them with an implicit 200.
 		rec.status = http.StatusOK
 		rec.header = storableHeader(rec.w.Header())
 	}
-
 	status := rec.status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	// The body's last byte goes out once the record is stored (or
-	// released): with a durable store, a client that has the whole
-	// response has a record that survives a crash.
-	defer func() { _ = rec.release() }()
-	if reason := h.releaseReason(rec, status); reason != "" {
-		h.event(&h.stats.Released, "released")
-		if err := h.store.Release(storeCtx, key, token); err != nil {
-			h.logStoreErr(storeCtx, "release", err)
+	if rec.abandoned.Load() || rec.overflow || rec.streaming ||
+		status == http.StatusRequestTimeout || status == http.StatusTooEarly || status == http.StatusTooManyRequests ||
+		status >= 500 && !h.opts.StoreServerErrors {
+		event(h, &h.stats.Released, "released")
+		if err := h.store.Release(rn.ctx, rn.key, rn.token); err != nil {
+			logStoreErr(h, rn.ctx, "release", err)
 		}
 		return
 	}
 	resp := &Response{Status: status, Header: rec.header, Body: rec.buf.Bytes()}
-	if err := h.store.Complete(storeCtx, key, token, resp, ttl); err != nil {
-		h.logStoreErr(storeCtx, "complete", err)
+	if err := h.store.Complete(rn.ctx, rn.key, rn.token, resp, ttl); err != nil {
+		logStoreErr(h, rn.ctx, "complete", err)
 	}
 }
 
-// releaseReason says why a response must not be stored, or "".
-func (h *Deduper) releaseReason(rec *recorder, status int) string {
-	switch {
-	case rec.abandoned.Load():
-		return "transport error or hijacked connection"
-	case rec.overflow:
-		return "response larger than max_response_bytes"
-	case rec.streaming:
-		return "streaming response"
-	case status == http.StatusRequestTimeout || status == http.StatusTooEarly || status == http.StatusTooManyRequests:
-		return "retryable status"
-	case status >= 500 && !h.opts.StoreServerErrors:
-		return "server error"
-	}
-	return ""
-}
-
-func (h *Deduper) logStoreErr(ctx context.Context, op string, err error) {
-	h.event(&h.stats.StoreErrors, "store_error")
+// logStoreErr logs a store failure that came after the response was
+// decided.
+func logStoreErr(h *Deduper, ctx context.Context, op string, err error) {
+	event(h, &h.stats.StoreErrors, "store_error")
 	level := slog.LevelError
 	if errors.Is(err, ErrLeaseLost) {
 		level = slog.LevelWarn
 	}
 	h.opts.Logger.LogAttrs(ctx, level, "idempotency "+op+" failed; the response was still returned",
 		slog.String("error", err.Error()))
-}
-
-// renewWhileRunning renews the lease every third of it until its stop is
-// called.
-func (h *Deduper) renewWhileRunning(ctx context.Context, key, token string) *renewal {
-	return startRenewal(&renewal{ctx: ctx, store: h.store, key: key, token: token, lease: h.opts.Lease, d: h})
 }
 
 func renewLoop(ctx context.Context, store Store, key, token string, lease time.Duration, onErr func(error)) (stop func()) {
@@ -474,7 +541,7 @@ func (rn *renewal) renew() {
 	defer rn.running.Done()
 	if err := rn.store.Renew(rn.ctx, rn.key, rn.token, rn.lease); err != nil {
 		if rn.d != nil {
-			rn.d.logStoreErr(rn.ctx, "lease renewal", err)
+			logStoreErr(rn.d, rn.ctx, "lease renewal", err)
 		} else {
 			rn.onErr(err)
 		}
@@ -491,7 +558,11 @@ func (rn *renewal) renew() {
 
 // stop ends the renewals, waiting for one under way; calling it again
 // does nothing.
-func (rn *renewal) stop() {
+func (rn *renewal) stop() { stopRenewal(rn) }
+
+// stopRenewal is rn.stop, a function: under the Yaegi interpreter (the
+// Traefik plugin) a method call builds a reflect.MakeFunc wrapper.
+func stopRenewal(rn *renewal) {
 	rn.mu.Lock()
 	if !rn.stopped {
 		rn.stopped = true
@@ -550,13 +621,14 @@ func (r *recorder) WriteHeader(code int) {
 		return
 	}
 	r.status = code
-	r.header = storableHeader(r.w.Header())
-	if mt := first(r.w.Header()["Content-Type"]); strings.HasPrefix(strings.ToLower(mt), "text/event-stream") {
+	h := r.w.Header()
+	r.header = storableHeader(h)
+	if ct := h["Content-Type"]; len(ct) > 0 && strings.HasPrefix(strings.ToLower(ct[0]), "text/event-stream") {
 		r.streaming = true
 	}
 	// 204 and 304 carry no body, hence no Content-Length: nothing streams.
-	if r.unknownLengthStreams && code != http.StatusNoContent && code != http.StatusNotModified &&
-		first(r.w.Header()["Content-Length"]) == "" {
+	if cl := h["Content-Length"]; r.unknownLengthStreams && code != http.StatusNoContent && code != http.StatusNotModified &&
+		(len(cl) == 0 || cl[0] == "") {
 		r.streaming = true
 	}
 	r.w.WriteHeader(code)
@@ -569,13 +641,26 @@ func (r *recorder) WriteHeader(code int) {
 const holdBytes = 2 << 10
 
 func (r *recorder) Write(p []byte) (int, error) {
+	// A body held whole, as most are, is only copied: the frame of this
+	// method, which every write allocates under the Yaegi interpreter
+	// (the Traefik plugin), stays small.
+	if n := r.buf.Len() + len(p); n <= holdBytes && int64(n) <= r.max && r.status != 0 && !r.overflow && !r.streaming &&
+		r.status != http.StatusNoContent && r.status != http.StatusNotModified {
+		r.buf.Write(p)
+		return len(p), nil
+	}
+	return write(r, p)
+}
+
+// write is Write past its fast path.
+func write(r *recorder, p []byte) (int, error) {
 	if r.status == 0 {
 		r.WriteHeader(http.StatusOK)
 	}
 	if !r.overflow && !r.streaming {
 		if int64(r.buf.Len()+len(p)) > r.max {
 			// What was held goes out before the copy is given up.
-			if err := r.release(); err != nil {
+			if err := releaseHeld(r); err != nil {
 				return 0, err
 			}
 			r.overflow = true
@@ -586,7 +671,7 @@ func (r *recorder) Write(p []byte) (int, error) {
 	}
 	if r.overflow || r.streaming || r.status == http.StatusNoContent || r.status == http.StatusNotModified {
 		// Not to be stored, or no body to hold: nothing to wait for.
-		if err := r.release(); err != nil {
+		if err := releaseHeld(r); err != nil {
 			return 0, err
 		}
 		return r.w.Write(p)
@@ -595,15 +680,15 @@ func (r *recorder) Write(p []byte) (int, error) {
 	// stored (release), so that a client never has the whole response
 	// of an operation whose record could still be lost.
 	if r.buf.Len() > holdBytes {
-		if err := r.passOn(); err != nil {
+		if err := passOn(r); err != nil {
 			return 0, err
 		}
 	}
 	return len(p), nil
 }
 
-// passOn sends what is held back but the last byte of the body so far.
-func (r *recorder) passOn() error {
+// passOn sends what r holds back but the last byte of the body so far.
+func passOn(r *recorder) error {
 	n := r.buf.Len() - 1
 	if n <= r.sent {
 		return nil
@@ -614,18 +699,11 @@ func (r *recorder) passOn() error {
 	return err
 }
 
-// first is the first of a header's values, "" without one: Header.Get
-// for a name already in canonical form.
-func first(vs []string) string {
-	if len(vs) == 0 {
-		return ""
-	}
-	return vs[0]
-}
-
-// release sends what Write held back, once the record is stored or
-// released.
-func (r *recorder) release() error {
+// releaseHeld sends what r's Write held back, once the record is stored
+// or released. Write and the functions it calls are functions rather than
+// methods: under the Yaegi interpreter (the Traefik plugin) a method call
+// builds a reflect.MakeFunc wrapper each time.
+func releaseHeld(r *recorder) error {
 	if r.sent >= r.buf.Len() {
 		return nil
 	}
@@ -650,7 +728,7 @@ func (r *recorder) FlushError() error {
 	}
 	// A flush sends what was written so far, but for the last byte.
 	if !r.overflow && !r.streaming {
-		if err := r.passOn(); err != nil {
+		if err := passOn(r); err != nil {
 			return err
 		}
 	}
@@ -665,45 +743,23 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // storableHeader copies h without hop-by-hop headers (including those
-// Connection names), Set-Cookie, Date and Idempotent-Replayed, in one
-// copy whose values share one array, as http.Header.Clone's do.
+// Connection names), Set-Cookie, Date and Idempotent-Replayed: a clone
+// (one copy whose values share one array) with those deleted, so that the
+// copy runs in the standard library, where the Yaegi interpreter (the
+// Traefik plugin) would run a loop over h's names.
 func storableHeader(h http.Header) http.Header {
-	named := hop.Named(h)
-	keep := func(name string) bool {
-		switch name {
-		case "Set-Cookie", "Date", ReplayedHeader:
-			return false
-		}
-		if hop.Standard(name) {
-			return false
-		}
-		for _, n := range named {
-			if name == n {
-				return false
-			}
-		}
-		return true
+	if h == nil {
+		return http.Header{}
 	}
-	keys, values := 0, 0
-	for name, vs := range h {
-		if keep(name) {
-			keys++
-			values += len(vs)
+	out := h.Clone()
+	if len(h["Connection"]) > 0 {
+		for _, name := range hop.Named(h) {
+			delete(out, name)
 		}
 	}
-	out := make(http.Header, keys)
-	all := make([]string, values)
-	for name, vs := range h {
-		if !keep(name) {
-			continue
-		}
-		if vs == nil {
-			out[name] = nil
-			continue
-		}
-		n := copy(all, vs)
-		out[name] = all[:n:n]
-		all = all[n:]
-	}
+	hop.DeleteStandard(out)
+	delete(out, "Set-Cookie")
+	delete(out, "Date")
+	delete(out, ReplayedHeader)
 	return out
 }

@@ -86,33 +86,60 @@ func ScopedKey(principal, key string) string {
 // named headers (in the order given, each with all its values) and the
 // body, each part length-prefixed so no two requests share an encoding.
 func RequestFingerprint(method, target string, h http.Header, headers []string, body []byte) Fingerprint {
+	// No closure, no defer, and a body that fits the scratch is hashed
+	// with it in one call: under the Yaegi interpreter (the Traefik
+	// plugin) each call costs about as much as the hashing.
 	fs := fingerprints.Get().(*fingerprinter)
-	defer fingerprints.Put(fs)
-	b := fs.buf[:0]
-	part := func(s string) {
-		b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
-		b = append(b, s...)
-	}
-	part(method)
-	part(target)
-	for _, name := range headers {
-		part(strings.ToLower(name))
-		vs := h.Values(name)
-		b = binary.BigEndian.AppendUint64(b, uint64(len(vs)))
-		for _, v := range vs {
-			part(v)
-		}
+	b := binary.BigEndian.AppendUint64(fs.buf[:0], uint64(len(method)))
+	b = append(b, method...)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(target)))
+	b = append(b, target...)
+	if len(headers) > 0 {
+		b = appendHeaderParts(b, h, headers)
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(len(body)))
-	fs.d.Reset()
-	fs.d.Write(b)
-	fs.d.Write(body)
+	var fp Fingerprint
+	if len(b)+len(body) <= maxFingerprintScratch {
+		b = append(b, body...)
+		fp = sha256.Sum256(b)
+	} else {
+		fp = fingerprintStream(fs, b, body)
+	}
 	if cap(b) <= maxFingerprintScratch {
 		fs.buf = b
 	}
+	fingerprints.Put(fs)
+	return fp
+}
+
+// fingerprintStream hashes b then body with the digest of fs.
+func fingerprintStream(fs *fingerprinter, b, body []byte) Fingerprint {
+	fs.d.Reset()
+	fs.d.Write(b)
+	fs.d.Write(body)
 	var fp Fingerprint
 	fs.d.Sum(fp[:0])
 	return fp
+}
+
+// appendPart appends s to b, length-prefixed.
+func appendPart(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendHeaderParts appends the named headers of h to b, each name
+// lower-cased, then its number of values and each value.
+func appendHeaderParts(b []byte, h http.Header, headers []string) []byte {
+	for _, name := range headers {
+		b = appendPart(b, strings.ToLower(name))
+		vs := h.Values(name)
+		b = binary.BigEndian.AppendUint64(b, uint64(len(vs)))
+		for _, v := range vs {
+			b = appendPart(b, v)
+		}
+	}
+	return b
 }
 
 // fingerprinter is the state RequestFingerprint reuses: a SHA-256 digest
@@ -122,7 +149,8 @@ type fingerprinter struct {
 	buf []byte
 }
 
-// maxFingerprintScratch bounds the buffer a fingerprinter keeps.
+// maxFingerprintScratch is the buffer a fingerprinter keeps: the parts
+// before the body and, when they fit in it with them, the body.
 const maxFingerprintScratch = 4 << 10
 
-var fingerprints = sync.Pool{New: func() any { return &fingerprinter{d: sha256.New(), buf: make([]byte, 0, 512)} }}
+var fingerprints = sync.Pool{New: func() any { return &fingerprinter{d: sha256.New(), buf: make([]byte, 0, maxFingerprintScratch)} }}

@@ -192,6 +192,21 @@ func TestRequestFingerprintEncoding(t *testing.T) {
 		assert.Equal(t, idempotency.Fingerprint(want), idempotency.RequestFingerprint("POST", "/v1/charges?x=1", h, []string{"X-Account"}, body))
 	}
 	assert.Equal(t, "141af787", hex.EncodeToString(want[:4]))
+
+	// Bodies on either side of the scratch's bound (hashed with the parts
+	// in one call, or streamed after them), in turns so that the pooled
+	// state meets both.
+	for _, n := range []int{0, 1, 4000, 4043, 4044, 4100, 3, 70000, 10} {
+		body := []byte(strings.Repeat("c", n))
+		var enc []byte
+		enc = binary.BigEndian.AppendUint64(enc, 4)
+		enc = append(enc, "POST"...)
+		enc = binary.BigEndian.AppendUint64(enc, 2)
+		enc = append(enc, "/x"...)
+		enc = binary.BigEndian.AppendUint64(enc, uint64(n))
+		enc = append(enc, body...)
+		assert.Equal(t, idempotency.Fingerprint(sha256.Sum256(enc)), idempotency.RequestFingerprint("POST", "/x", nil, nil, body), "%d bytes", n)
+	}
 }
 
 func TestRequestFingerprintUnambiguous(t *testing.T) {

@@ -2,6 +2,7 @@ package idempotency
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"net/http"
@@ -94,8 +95,9 @@ type memRecord struct {
 	state    State
 }
 
-// size returns what r costs, as charged to the store and to its owner.
-func (r *memRecord) size() int64 {
+// recordSize returns what r costs, as charged to the store and to its
+// owner.
+func recordSize(r *memRecord) int64 {
 	n := int64(recordBytes + allocSize(len(r.key)) + allocSize(len(r.data)))
 	if r.owner != nil {
 		n += ownedBytes
@@ -146,18 +148,16 @@ func NewMemory(opts ...MemoryOption) *Memory {
 	return m
 }
 
-// owner returns the account of name, nil when shares are off.
-func (m *Memory) owner(name string) *memOwner {
-	if m.keyShare <= 0 || name == "" {
-		return nil
-	}
+// ownerOf returns the account of name, made on first use. Shares must be
+// on and name not empty.
+func ownerOf(m *Memory, name string) *memOwner {
 	m.ownersMu.Lock()
-	defer m.ownersMu.Unlock()
 	o := m.owners[name]
 	if o == nil {
 		o = &memOwner{}
 		m.owners[name] = o
 	}
+	m.ownersMu.Unlock()
 	return o
 }
 
@@ -169,7 +169,7 @@ func (m *Memory) earliest(o *memOwner, now int64) time.Duration {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		m.reclaim(sh, now)
+		reclaim(m, sh, now)
 		if h := sh.owned[o]; h != nil && len(h.items) > 0 {
 			if at := h.items[0].at; first == 0 || at < first {
 				first = at
@@ -183,7 +183,7 @@ func (m *Memory) earliest(o *memOwner, now int64) time.Duration {
 	return time.Duration(first - now)
 }
 
-func (m *Memory) shard(key string) *memShard {
+func shardOf(m *Memory, key string) *memShard {
 	return &m.shards[maphash.String(m.seed, key)&uint64(len(m.shards)-1)]
 }
 
@@ -193,67 +193,109 @@ func (m *Memory) Claim(ctx context.Context, key string, fp Fingerprint, lease ti
 }
 
 // ClaimFor implements OwnerClaimer.
+//
+// ClaimFor, Complete and what they run on every call are functions
+// rather than methods, without defers, with the rarer paths in functions
+// of their own: under the Yaegi interpreter (the Traefik plugin loads this
+// package) a method call of an interpreted type builds a reflect.MakeFunc
+// wrapper each time, a defer costs as much, and every call allocates each
+// value its callee's body could hold, whichever branch runs.
 func (m *Memory) ClaimFor(ctx context.Context, owner, key string, fp Fingerprint, lease time.Duration) (Claim, error) {
-	if err := ctx.Err(); err != nil {
-		return Claim{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	if ctx.Err() != nil {
+		return Claim{}, unavailable(ctx)
 	}
-	o := m.owner(owner)
+	var o *memOwner
+	if m.keyShare > 0 && owner != "" {
+		o = ownerOf(m, owner)
+	}
 	now := m.now().UnixNano()
-	sh := m.shard(key)
-	c, over, err := m.claim(sh, o, key, fp, lease, now)
-	if !over {
-		return c, err
+	sh := shardOf(m, key)
+	sh.mu.Lock()
+	c, over, err := claimIn(m, sh, o, key, fp, lease, now)
+	sh.mu.Unlock()
+	if over {
+		return claimOverShare(m, sh, o, key, fp, lease, now)
 	}
-	// Records of other shards may have expired unreclaimed: earliest
-	// reclaims them all; then try once more.
+	return c, err
+}
+
+// unavailable is the error of a call whose ctx is done.
+func unavailable(ctx context.Context) error {
+	return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+}
+
+// claimOverShare is ClaimFor after owner o was found over its share:
+// records of other shards may have expired unreclaimed, so earliest
+// reclaims them all; then the claim is tried once more.
+func claimOverShare(m *Memory, sh *memShard, o *memOwner, key string, fp Fingerprint, lease time.Duration, now int64) (Claim, error) {
 	wait := m.earliest(o, now)
-	if c, over, err = m.claim(sh, o, key, fp, lease, now); over {
+	sh.mu.Lock()
+	c, over, err := claimIn(m, sh, o, key, fp, lease, now)
+	sh.mu.Unlock()
+	if over {
 		return Claim{}, NewQuotaError(wait)
 	}
 	return c, err
 }
 
-func (m *Memory) claim(sh *memShard, o *memOwner, key string, fp Fingerprint, lease time.Duration, now int64) (c Claim, over bool, err error) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	m.reclaim(sh, now)
+// claimIn is ClaimFor with sh.mu held.
+func claimIn(m *Memory, sh *memShard, o *memOwner, key string, fp Fingerprint, lease time.Duration, now int64) (c Claim, over bool, err error) {
+	// reclaim's work, expired records or a map to make anew, looked for
+	// in place.
+	if len(sh.expiry.items) > 0 && sh.expiry.items[0].at <= now || sh.peak > 64 && len(sh.records) < sh.peak-sh.peak/4 {
+		reclaim(m, sh, now)
+	}
 	if r, ok := sh.records[key]; ok {
 		if r.deadline > now {
 			return Claim{Existing: r.snapshot()}, false, nil
 		}
 		// Expired, or a lease whose holder died: taken over.
-		m.drop(sh, r)
+		drop(m, sh, r)
 	}
 	token := NewToken()
 	// The key is copied so that the record holds exactly its bytes, never
 	// a larger string the caller cut it from.
 	r := &memRecord{key: strings.Clone(key), fp: fp, data: token, deadline: after(now, lease), owner: o, state: StateInProgress}
-	size := r.size()
+	size := recordSize(r)
 	if o != nil && o.bytes.Load()+size > m.keyShare {
 		return Claim{}, true, nil
 	}
 	if m.maxBytes > 0 && m.bytes.Load()+size > m.maxBytes {
-		return Claim{}, false, fmt.Errorf("%w: memory store full (%d bytes)", ErrUnavailable, m.maxBytes)
+		return Claim{}, false, full(m)
 	}
+	insert(m, sh, r, size)
+	return Claim{Acquired: true, Token: token}, false, nil
+}
+
+// full is the error of a store whose bound a record would pass.
+func full(m *Memory) error {
+	return fmt.Errorf("%w: memory store full (%d bytes)", ErrUnavailable, m.maxBytes)
+}
+
+// insert adds r, of size bytes, to the shard and its heaps. Called with
+// sh.mu held.
+func insert(m *Memory, sh *memShard, r *memRecord, size int64) {
 	sh.records[r.key] = r
 	if len(sh.records) > sh.peak {
 		sh.peak = len(sh.records)
 	}
-	m.charge(r, size)
-	sh.expiry.push(r)
-	if o != nil {
-		h := sh.owned[o]
+	m.bytes.Add(size) // charge, spelled out on this path
+	if r.owner != nil {
+		r.owner.bytes.Add(size)
+	}
+	heapPush(&sh.expiry, r)
+	if r.owner != nil {
+		h := sh.owned[r.owner]
 		if h == nil {
 			h = &expiryHeap{owned: true}
-			sh.owned[o] = h
+			sh.owned[r.owner] = h
 		}
-		h.push(r)
+		heapPush(h, r)
 	}
-	return Claim{Acquired: true, Token: token}, false, nil
 }
 
 // charge adds n bytes to the store's count and to r's owner's.
-func (m *Memory) charge(r *memRecord, n int64) {
+func charge(m *Memory, r *memRecord, n int64) {
 	m.bytes.Add(n)
 	if r.owner != nil {
 		r.owner.bytes.Add(n)
@@ -263,7 +305,7 @@ func (m *Memory) charge(r *memRecord, n int64) {
 // holder returns the in-progress record key held by token. Fencing is by
 // token: a holder whose lease ran out may still finish as long as nobody
 // took the record over and it was not reclaimed.
-func (sh *memShard) holder(key, token string) (*memRecord, error) {
+func holder(sh *memShard, key, token string) (*memRecord, error) {
 	r, ok := sh.records[key]
 	if !ok || r.state != StateInProgress || r.data != token {
 		return nil, ErrLeaseLost
@@ -271,32 +313,50 @@ func (sh *memShard) holder(key, token string) (*memRecord, error) {
 	return r, nil
 }
 
-// reschedule moves r to its deadline in the shard's expiry heaps.
-func (sh *memShard) reschedule(r *memRecord) {
-	sh.expiry.fix(int(r.idx))
+// reschedule moves r to its deadline in the shard's expiry heaps. A
+// record whose deadline moved later can only sift down.
+func reschedule(sh *memShard, r *memRecord) {
+	if r.deadline < sh.expiry.items[r.idx].at {
+		rescheduleEarlier(sh, r)
+		return
+	}
+	sh.expiry.items[r.idx].at = r.deadline
+	heapDown(&sh.expiry, int(r.idx))
 	if r.owner != nil {
 		if h := sh.owned[r.owner]; h != nil {
-			h.fix(int(r.ownedIdx))
+			h.items[r.ownedIdx].at = r.deadline
+			heapDown(h, int(r.ownedIdx))
+		}
+	}
+}
+
+// rescheduleEarlier is reschedule for a record whose deadline moved
+// earlier.
+func rescheduleEarlier(sh *memShard, r *memRecord) {
+	heapFix(&sh.expiry, int(r.idx))
+	if r.owner != nil {
+		if h := sh.owned[r.owner]; h != nil {
+			heapFix(h, int(r.ownedIdx))
 		}
 	}
 }
 
 // Renew implements Store.
 func (m *Memory) Renew(ctx context.Context, key, token string, lease time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	if ctx.Err() != nil {
+		return unavailable(ctx)
 	}
 	now := m.now().UnixNano()
-	sh := m.shard(key)
+	sh := shardOf(m, key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	r, err := sh.holder(key, token)
+	r, err := holder(sh, key, token)
 	if err != nil {
 		return err
 	}
 	if until := after(now, lease); until > r.deadline {
 		r.deadline = until
-		sh.reschedule(r)
+		reschedule(sh, r)
 	}
 	return nil
 }
@@ -306,25 +366,25 @@ func (m *Memory) Renew(ctx context.Context, key, token string, lease time.Durati
 // the record stays in progress until its lease ends, as it does when the
 // store is full.
 func (m *Memory) Complete(ctx context.Context, key, token string, resp *Response, ttl time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	if ctx.Err() != nil {
+		return unavailable(ctx)
 	}
 	data := encodeResponse(resp)
 	now := m.now().UnixNano()
-	sh := m.shard(key)
-	o, err := m.complete(sh, key, token, data, ttl, now)
+	sh := shardOf(m, key)
+	sh.mu.Lock()
+	o, err := complete(m, sh, key, token, data, ttl, now)
+	sh.mu.Unlock()
 	if o != nil {
 		return NewQuotaError(m.earliest(o, now))
 	}
 	return err
 }
 
-// complete is Complete under the shard's lock; over is the owner whose
-// share the response would pass.
-func (m *Memory) complete(sh *memShard, key, token, data string, ttl time.Duration, now int64) (over *memOwner, err error) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	r, err := sh.holder(key, token)
+// complete is Complete with sh.mu held; over is the owner whose share the
+// response would pass.
+func complete(m *Memory, sh *memShard, key, token, data string, ttl time.Duration, now int64) (over *memOwner, err error) {
+	r, err := holder(sh, key, token)
 	if err != nil {
 		return nil, err
 	}
@@ -333,30 +393,29 @@ func (m *Memory) complete(sh *memShard, key, token, data string, ttl time.Durati
 		return o, nil
 	}
 	if m.maxBytes > 0 && grow > 0 && m.bytes.Load()+grow > m.maxBytes {
-		return nil, fmt.Errorf("%w: memory store full (%d bytes)", ErrUnavailable, m.maxBytes)
+		return nil, full(m)
 	}
-	m.charge(r, grow)
+	charge(m, r, grow)
 	r.data = data
 	r.state = StateCompleted
 	r.deadline = after(now, ttl)
-	sh.reschedule(r)
+	reschedule(sh, r)
 	return nil, nil
 }
 
 // Release implements Store.
 func (m *Memory) Release(ctx context.Context, key, token string) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	if ctx.Err() != nil {
+		return unavailable(ctx)
 	}
-	sh := m.shard(key)
+	sh := shardOf(m, key)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	r, err := sh.holder(key, token)
-	if err != nil {
-		return err
+	r, err := holder(sh, key, token)
+	if err == nil {
+		drop(m, sh, r)
 	}
-	m.drop(sh, r)
-	return nil
+	sh.mu.Unlock()
+	return err
 }
 
 // Ping reports the in-process store healthy.
@@ -384,31 +443,31 @@ func (m *Memory) Sweep() {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		m.reclaim(sh, now)
+		reclaim(m, sh, now)
 		sh.mu.Unlock()
 	}
 }
 
 // drop removes r, the current record of its key, from the shard. Called
 // with sh.mu held.
-func (m *Memory) drop(sh *memShard, r *memRecord) {
+func drop(m *Memory, sh *memShard, r *memRecord) {
 	delete(sh.records, r.key)
-	sh.expiry.remove(int(r.idx))
+	heapRemove(&sh.expiry, int(r.idx))
 	if r.owner != nil {
 		if h := sh.owned[r.owner]; h != nil {
-			h.remove(int(r.ownedIdx))
+			heapRemove(h, int(r.ownedIdx))
 			if len(h.items) == 0 {
 				delete(sh.owned, r.owner)
 			}
 		}
 	}
-	m.charge(r, -r.size())
+	charge(m, r, -recordSize(r))
 }
 
 // reclaim drops expired records. Called with sh.mu held.
-func (m *Memory) reclaim(sh *memShard, now int64) {
+func reclaim(m *Memory, sh *memShard, now int64) {
 	for len(sh.expiry.items) > 0 && sh.expiry.items[0].at <= now {
-		m.drop(sh, sh.expiry.items[0].rec)
+		drop(m, sh, sh.expiry.items[0].rec)
 	}
 	if n := len(sh.records); sh.peak > 64 && n < sh.peak-sh.peak/4 {
 		// A map keeps the slots of its peak: copy what is left into one
@@ -434,33 +493,45 @@ func (r *memRecord) snapshot() *Record {
 // encodeResponse encodes resp in one string: its status, the number of
 // header names, each name with its values, each length-prefixed (unsigned
 // varints), then the body. A nil resp encodes as an empty response.
+//
+// Everything but the body is appended to a pooled scratch first, so that
+// the string is allocated once at its exact size without a pass to size
+// it: under the Yaegi interpreter (the Traefik plugin) each call, and each
+// write to a strings.Builder, costs more than appending.
 func encodeResponse(resp *Response) string {
 	if resp == nil {
 		resp = &Response{}
 	}
-	n := uvarintLen(uint64(resp.Status)) + uvarintLen(uint64(len(resp.Header))) + len(resp.Body)
+	sc := encodeScratch.Get().(*[]byte)
+	p := binary.AppendUvarint((*sc)[:0], uint64(resp.Status))
+	p = binary.AppendUvarint(p, uint64(len(resp.Header)))
 	for k, vs := range resp.Header {
-		n += uvarintLen(uint64(len(k))) + len(k) + uvarintLen(uint64(len(vs)))
+		p = binary.AppendUvarint(p, uint64(len(k)))
+		p = append(p, k...)
+		p = binary.AppendUvarint(p, uint64(len(vs)))
 		for _, v := range vs {
-			n += uvarintLen(uint64(len(v))) + len(v)
+			p = binary.AppendUvarint(p, uint64(len(v)))
+			p = append(p, v...)
 		}
 	}
 	var b strings.Builder
-	b.Grow(n)
-	writeUvarint(&b, uint64(resp.Status))
-	writeUvarint(&b, uint64(len(resp.Header)))
-	for k, vs := range resp.Header {
-		writeUvarint(&b, uint64(len(k)))
-		b.WriteString(k)
-		writeUvarint(&b, uint64(len(vs)))
-		for _, v := range vs {
-			writeUvarint(&b, uint64(len(v)))
-			b.WriteString(v)
-		}
-	}
+	b.Grow(len(p) + len(resp.Body))
+	b.Write(p)
 	b.Write(resp.Body)
+	if cap(p) <= maxEncodeScratch {
+		*sc = p
+	}
+	encodeScratch.Put(sc)
 	return b.String()
 }
+
+// maxEncodeScratch bounds the scratch encodeResponse keeps.
+const maxEncodeScratch = 4 << 10
+
+var encodeScratch = sync.Pool{New: func() any {
+	b := make([]byte, 0, 512)
+	return &b
+}}
 
 // decodeResponse returns the response encodeResponse encoded in s. Its
 // header strings share s; its body is a copy.
@@ -508,23 +579,6 @@ func (d *decoder) string() string {
 	return v
 }
 
-func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
-}
-
-func writeUvarint(b *strings.Builder, x uint64) {
-	for x >= 0x80 {
-		b.WriteByte(byte(x) | 0x80)
-		x >>= 7
-	}
-	b.WriteByte(byte(x))
-}
-
 // sizeClasses are the Go allocator's size classes up to 32 KiB: an object
 // of n bytes takes the first class of at least n.
 var sizeClasses = [...]int{
@@ -536,8 +590,30 @@ var sizeClasses = [...]int{
 }
 
 // allocSize returns the heap an allocation of n bytes takes: its size
-// class, or whole 8 KiB pages past 32 KiB.
+// class, or whole 8 KiB pages past 32 KiB. Up to 1 KiB, where every class
+// is a multiple of 8 bytes, it is looked up without a search.
 func allocSize(n int) int {
+	if n <= smallAllocMax {
+		return int(smallAllocSizes[(n+7)>>3])
+	}
+	return searchAllocSize(n)
+}
+
+// smallAllocMax is the largest size smallAllocSizes holds.
+const smallAllocMax = 1024
+
+// smallAllocSizes[(n+7)/8] is allocSize(n) for n up to smallAllocMax.
+var smallAllocSizes = smallAllocTable()
+
+func smallAllocTable() (t [smallAllocMax/8 + 1]int32) {
+	for i := range t {
+		t[i] = int32(searchAllocSize(8 * i))
+	}
+	return t
+}
+
+// searchAllocSize is allocSize by a binary search of the size classes.
+func searchAllocSize(n int) int {
 	if n == 0 {
 		return 0
 	}
@@ -570,7 +646,7 @@ type expiryHeap struct {
 	owned bool
 }
 
-func (h *expiryHeap) set(i int, it expiryItem) {
+func heapSet(h *expiryHeap, i int, it expiryItem) {
 	h.items[i] = it
 	if h.owned {
 		it.rec.ownedIdx = int32(i)
@@ -579,29 +655,37 @@ func (h *expiryHeap) set(i int, it expiryItem) {
 	}
 }
 
-func (h *expiryHeap) push(r *memRecord) {
-	h.items = append(h.items, expiryItem{})
-	h.set(len(h.items)-1, expiryItem{at: r.deadline, rec: r})
-	h.up(len(h.items) - 1)
-}
-
-// fix moves the item at i to its record's deadline.
-func (h *expiryHeap) fix(i int) {
-	h.items[i].at = h.items[i].rec.deadline
-	if !h.down(i) {
-		h.up(i)
+func heapPush(h *expiryHeap, r *memRecord) {
+	i := len(h.items)
+	h.items = append(h.items, expiryItem{at: r.deadline, rec: r})
+	if h.owned {
+		r.ownedIdx = int32(i)
+	} else {
+		r.idx = int32(i)
+	}
+	// Records mostly arrive in deadline order: no sift then.
+	if i > 0 && h.items[(i-1)/2].at > r.deadline {
+		heapUp(h, i)
 	}
 }
 
-func (h *expiryHeap) remove(i int) {
+// heapFix moves the item at i to its record's deadline.
+func heapFix(h *expiryHeap, i int) {
+	h.items[i].at = h.items[i].rec.deadline
+	if !heapDown(h, i) {
+		heapUp(h, i)
+	}
+}
+
+func heapRemove(h *expiryHeap, i int) {
 	last := len(h.items) - 1
 	if i != last {
-		h.set(i, h.items[last])
+		heapSet(h, i, h.items[last])
 	}
 	h.items[last] = expiryItem{}
 	h.items = h.items[:last]
 	if i != last {
-		h.fix(i)
+		heapFix(h, i)
 	}
 	if c := cap(h.items); c > 64 && len(h.items) < c/2 {
 		// Give back what a burst left: at most twice the items stay.
@@ -609,7 +693,7 @@ func (h *expiryHeap) remove(i int) {
 	}
 }
 
-func (h *expiryHeap) up(i int) {
+func heapUp(h *expiryHeap, i int) {
 	s := h.items
 	for i > 0 {
 		p := (i - 1) / 2
@@ -617,14 +701,14 @@ func (h *expiryHeap) up(i int) {
 			break
 		}
 		a, b := s[i], s[p]
-		h.set(p, a)
-		h.set(i, b)
+		heapSet(h, p, a)
+		heapSet(h, i, b)
 		i = p
 	}
 }
 
-// down sifts the item at i down; it reports whether it moved.
-func (h *expiryHeap) down(i int) bool {
+// heapDown sifts the item at i down; it reports whether it moved.
+func heapDown(h *expiryHeap, i int) bool {
 	s := h.items
 	start := i
 	for {
@@ -640,8 +724,8 @@ func (h *expiryHeap) down(i int) bool {
 			break
 		}
 		a, b := s[i], s[c]
-		h.set(c, a)
-		h.set(i, b)
+		heapSet(h, c, a)
+		heapSet(h, i, b)
 		i = c
 	}
 	return i > start

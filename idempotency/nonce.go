@@ -48,7 +48,7 @@ type NonceStep struct {
 }
 
 // addNonce adds req's pending nonce alone, once.
-func (req *Request) addNonce(ctx context.Context) error {
+func addNonce(ctx context.Context, req *Request) error {
 	n := req.Nonce
 	if n == nil {
 		return nil

@@ -83,11 +83,14 @@ type Request struct {
 // by value (*FromHTTP(r, body)) allocates none.
 func FromHTTP(r *http.Request, body []byte) *Request {
 	sr := &Request{}
-	sr.fromHTTP(r, body)
+	fromHTTP(sr, r, body)
 	return sr
 }
 
-func (sr *Request) fromHTTP(r *http.Request, body []byte) {
+// fromHTTP is a function rather than a method: under the Yaegi
+// interpreter (the Traefik plugin) a method call builds a reflect.MakeFunc
+// wrapper each time.
+func fromHTTP(sr *Request, r *http.Request, body []byte) {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"

@@ -10,15 +10,26 @@ import (
 	"strings"
 )
 
+// standard are the standard hop-by-hop headers, in canonical form.
+var standard = [...]string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
 // Standard reports whether name, in canonical form, is a standard
 // hop-by-hop header.
 func Standard(name string) bool {
-	switch name {
-	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
-		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
+	for _, s := range standard {
+		if name == s {
+			return true
+		}
 	}
 	return false
+}
+
+// DeleteStandard deletes the standard hop-by-hop headers from h.
+func DeleteStandard(h http.Header) {
+	for _, name := range standard {
+		delete(h, name)
+	}
 }
 
 // Named returns, in canonical form, the header names h's Connection
