@@ -67,6 +67,7 @@ type DB struct {
 	syncs   chan *applied
 	closing chan struct{}
 	stopped chan struct{}
+	reaped  chan struct{}
 	closed  sync.Once
 	release func()
 	// engine guards reads from outside the writer against Close.
@@ -176,7 +177,7 @@ func Open(dir string, opts ...Option) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{path: abs, cfg: o, release: release, reapFrom: map[uint32]int64{},
-		ops: make(chan *op, maxBatch), syncs: make(chan *applied, 64), closing: make(chan struct{}), stopped: make(chan struct{})}
+		ops: make(chan *op, maxBatch), syncs: make(chan *applied, 64), closing: make(chan struct{}), stopped: make(chan struct{}), reaped: make(chan struct{})}
 	db.nonces, db.records = &Nonces{db: db}, &Records{db: db}
 	db.fs = &roomFS{FS: vfs.Default, onRefused: db.refused, onWritten: db.written, observeSync: db.stats.observeSync}
 	if err := db.open(); err != nil {
@@ -425,6 +426,7 @@ func (db *DB) Close() (err error) {
 		close(db.closing)
 		db.fs.closing.Store(true)
 		<-db.stopped
+		<-db.reaped
 		defer func() {
 			if r := recover(); r != nil {
 				err = fmt.Errorf("disk: closing %s: %v", db.path, r)
@@ -645,8 +647,11 @@ func (db *DB) sync(done chan<- struct{}) {
 func (db *DB) synced() bool { return db.syncedSeq.Load() == db.appliedSeq.Load() }
 
 // reap is the reaper goroutine: every interval it removes expired
-// entries, a bounded batch per commit, until none is left.
+// entries, a bounded batch per commit, until none is left, and has the
+// engine flush its log once it holds more than twice the live entries
+// (see flushDue), so that the store's files follow what it holds.
 func (db *DB) reap() {
+	defer close(db.reaped)
 	t := time.NewTicker(db.cfg.reapInterval)
 	defer t.Stop()
 	for {
@@ -670,7 +675,22 @@ func (db *DB) reap() {
 				break
 			}
 		}
+		if flushDue(db.pdb.Metrics().WAL.Size, db.stats.liveBytes.Load()) {
+			_, _ = db.pdb.AsyncFlush()
+		}
 	}
+}
+
+// minFlush is the least log a flush is asked for at.
+const minFlush = 64 << 10
+
+// flushDue reports a log of walBytes worth flushing to a table while the
+// live entries count live bytes: past twice what is live, most of the log
+// is entries since removed, which a flush and the compactions after it
+// drop. Without it the log grows to the engine's memory table size
+// (memTableSize) before a flush, whatever little is live.
+func flushDue(walBytes uint64, live int64) bool {
+	return walBytes > minFlush && int64(walBytes) > 2*live
 }
 
 // get returns a copy of the value at key, nil when absent. A closed store
