@@ -115,6 +115,7 @@ type options struct {
 	lockTimeout  time.Duration
 	timeout      time.Duration
 	reapInterval time.Duration
+	fs           vfs.FS // the file system under roomFS; tests replace it
 }
 
 // WithClock sets the clock that decides expiry and leases. Default
@@ -158,7 +159,7 @@ func WithReapInterval(d time.Duration) Option { return func(o *options) { o.reap
 // starts empty in its place. Opening walks the whole file once to check it.
 func Open(dir string, opts ...Option) (*DB, error) {
 	o := options{now: time.Now, fsync: true, maxBytes: DefaultMaxBytes, lockTimeout: DefaultLockTimeout,
-		timeout: DefaultTimeout, reapInterval: DefaultReapInterval}
+		timeout: DefaultTimeout, reapInterval: DefaultReapInterval, fs: vfs.Default}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -179,7 +180,7 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	db := &DB{path: abs, cfg: o, release: release, reapFrom: map[uint32]int64{},
 		ops: make(chan *op, maxBatch), syncs: make(chan *applied, 64), closing: make(chan struct{}), stopped: make(chan struct{}), reaped: make(chan struct{})}
 	db.nonces, db.records = &Nonces{db: db}, &Records{db: db}
-	db.fs = &roomFS{FS: vfs.Default, onRefused: db.refused, onWritten: db.written, observeSync: db.stats.observeSync}
+	db.fs = &roomFS{FS: o.fs, onRefused: db.refused, onWritten: db.written, observeSync: db.stats.observeSync}
 	if err := db.open(); err != nil {
 		release()
 		return nil, err

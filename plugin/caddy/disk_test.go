@@ -251,7 +251,8 @@ func TestDiskMetricsPerDirectory(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"replayguard_disk_file_bytes", "replayguard_disk_live_bytes", "replayguard_disk_reclaimed_total",
-		"replayguard_disk_write_errors_total", "replayguard_disk_commit_seconds", "replayguard_disk_commit_batch_size"} {
+		"replayguard_disk_write_errors_total", "replayguard_disk_commit_seconds", "replayguard_disk_commit_batch_size",
+		"replayguard_disk_fsync_seconds"} {
 		assert.ElementsMatch(t, []string{dirA, dirB}, paths[name], name)
 	}
 	assert.Positive(t, commits, "the request's writes were committed")
