@@ -255,8 +255,8 @@ func (db *DB) open() error {
 // lock timeout while another process holds them.
 func (db *DB) openEngine(existed bool) (*pebble.DB, error) {
 	opts := &pebble.Options{
-		FS:               db.fs,
-		Logger:           panicLogger{},
+		FS:     db.fs,
+		Logger: panicLogger{},
 		EventListener: &pebble.EventListener{
 			// Damage found by the engine's own reads (table statistics,
 			// compactions) is the store's to report, not a reason to end
