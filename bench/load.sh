@@ -359,7 +359,7 @@ gateway() {
 	drive "$name" "$method" "http://$addr" "$pid" "$admin"
 	stop "$pid"
 	if [[ -n "$data" ]]; then
-		disk_bytes+=("$(stat -c %s "$data/replayguard.db")" "$(($(stat -c '%b * %B' "$data/replayguard.db")))")
+		disk_bytes+=("$(du -sb "$data" | cut -f1)" "$(du -sB1 "$data" | cut -f1)")
 		if [[ "${KEEP:-0}" != 1 ]]; then
 			rm -rf "$data"
 		fi
@@ -461,7 +461,7 @@ if ((uses_disk)); then
 		echo "- $line"
 	done
 	echo
-	echo "Disk store bytes per accepted request (both runs of one gateway, a data directory of its own; live = what the entries count against disk.max_bytes, file = replayguard.db's size, allocated = its blocks on disk):"
+	echo "Disk store bytes per accepted request (both runs of one gateway, a data directory of its own; live = what the entries count against disk.max_bytes, file = the size of the store's files, allocated = their blocks on disk):"
 	echo
 	echo "| mode | method | round | accepted | live bytes | file bytes | allocated bytes | live B/req | file B/req | allocated B/req |"
 	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"

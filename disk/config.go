@@ -11,8 +11,8 @@ import (
 // Defaults of Config and of Open's options.
 const (
 	// DefaultMaxBytes bounds what the store holds: 1 GiB of entries as
-	// they are laid out on disk (about 11 million nonces, whose index
-	// takes about 0.9 GB of memory).
+	// they are laid out on disk (about 12 million nonces, whose index
+	// takes about 1 GB of memory).
 	DefaultMaxBytes = 1 << 30
 	// DefaultLockTimeout is how long Open waits for a directory another
 	// store holds.
@@ -28,7 +28,7 @@ const (
 // configuration's (YAML and JSON).
 type Config struct {
 	// Path is the store's directory; it is created if missing and holds
-	// the file replayguard.db. The binary's default is "<config file
+	// the store's files. The binary's default is "<config file
 	// name>.data" beside the configuration file, and a relative path
 	// resolves against the configuration file's directory. Required
 	// when a store is "disk".
@@ -40,7 +40,7 @@ type Config struct {
 	// a crash of the process, not one of the machine. Default true.
 	Fsync *bool `yaml:"fsync" json:"fsync,omitempty"`
 	// MaxBytes bounds what the store holds, counted as its entries take
-	// room in the file; past it new nonces and records fail with
+	// room in the store; past it new nonces and records fail with
 	// store_unavailable rather than evict a live one. It bounds memory
 	// too: the store indexes its entries in memory, about 85 bytes each.
 	// Default DefaultMaxBytes (1 GiB).

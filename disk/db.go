@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -12,16 +13,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// FileName is the name of the store's file inside its directory.
-const FileName = "replayguard.db"
-
-// formatVersion is the file's layout (layout.go), recorded in the meta
-// bucket; a file of another version is refused rather than misread.
-const formatVersion = 1
+// formatVersion is the store's layout (layout.go), recorded under its
+// meta key; a store of another version is refused rather than misread.
+const formatVersion = 2
 
 // maxBatch bounds how many operations one commit carries.
 const maxBatch = 1024
@@ -36,7 +36,7 @@ const reapBatch = 2000
 var (
 	// ErrLocked reports a directory another store holds.
 	ErrLocked = errors.New("disk: store in use")
-	// ErrDamaged reports a file that cannot be trusted; Open refuses it.
+	// ErrDamaged reports a store that cannot be trusted; Open refuses it.
 	ErrDamaged = errors.New("disk: store damaged")
 	// ErrFull reports a store at its MaxBytes.
 	ErrFull = errors.New("disk: store full")
@@ -46,39 +46,57 @@ var (
 	ErrTimeout = errors.New("disk: store call timed out")
 )
 
-// DB is the durable embedded store: one file, holding the nonces and the
-// idempotency records of one gateway, in a directory only it uses. Every
-// write is committed by one writer goroutine that gathers the writes
-// queued meanwhile into one transaction and one fsync (group commit), and
-// a call returns only once its write is on disk. Reads that need no write
-// (a replayed nonce, a stored response) are answered from the committed
-// state without joining a commit. Expired entries are removed in bounded
-// batches by a reaper, and their pages are reused, so the file stays at
-// the size the live entries need. Safe for concurrent use.
+// DB is the durable embedded store: the nonces and the idempotency
+// records of one gateway, in a directory only it uses, written through
+// an embedded log-structured engine (github.com/cockroachdb/pebble). One
+// writer goroutine decides every write against an index kept in memory
+// and gathers the writes queued meanwhile into one batch, which the
+// engine appends to its log; the writer goes on with the next batch while
+// the log syncs, and concurrent batches share one sync (group commit). A
+// call returns only once its write is on disk. Reads that need no write
+// (a replayed nonce, a stored response) are answered from the index and
+// the engine. Expired entries are removed in bounded batches by a reaper;
+// the engine's compactions return their room. Safe for concurrent use.
 type DB struct {
-	bolt *bolt.DB
+	pdb  *pebble.DB
+	fs   *roomFS
 	path string // directory, absolute
-	file string // the database file
 	cfg  options
 
 	ops     chan *op
+	syncs   chan *applied
 	closing chan struct{}
 	stopped chan struct{}
+	reaped  chan struct{}
 	closed  sync.Once
 	release func()
+	// engine guards reads from outside the writer against Close.
+	engine struct {
+		sync.RWMutex
+		closed bool
+	}
 
 	// full is set when a write was refused for MaxBytes, cleared when
 	// the reaper frees room; Ping reports it.
 	full atomic.Bool
-	// failing holds the error of the last commit of requests' writes
-	// when it failed (a full or read-only disk), nil once one succeeds
-	// or the reaper frees room; Ping reports it.
+	// failing holds the error of a write the file system refused (a
+	// full or read-only disk), nil once writes go through again; Ping
+	// reports it.
 	failing atomic.Pointer[error]
 
 	// ix finds entries by key; ledger (the writer's alone) counts what
-	// each owner holds.
-	ix     *index
-	ledger *ledger
+	// each owner holds; reapFrom (the writer's alone) is, per owner, the
+	// expiry from which its entries may still be expired, so that the
+	// reaper seeks past the ones it removed.
+	ix       *index
+	ledger   *ledger
+	reapFrom map[uint32]int64
+
+	// corrupt holds the first damage the engine found.
+	corrupt atomic.Pointer[error]
+
+	// appliedSeq counts the batches applied, syncedSeq those synced.
+	appliedSeq, syncedSeq atomic.Uint64
 
 	nonces  *Nonces
 	records *Records
@@ -97,6 +115,7 @@ type options struct {
 	lockTimeout  time.Duration
 	timeout      time.Duration
 	reapInterval time.Duration
+	fs           vfs.FS // the file system under roomFS; tests replace it
 }
 
 // WithClock sets the clock that decides expiry and leases. Default
@@ -140,7 +159,7 @@ func WithReapInterval(d time.Duration) Option { return func(o *options) { o.reap
 // starts empty in its place. Opening walks the whole file once to check it.
 func Open(dir string, opts ...Option) (*DB, error) {
 	o := options{now: time.Now, fsync: true, maxBytes: DefaultMaxBytes, lockTimeout: DefaultLockTimeout,
-		timeout: DefaultTimeout, reapInterval: DefaultReapInterval}
+		timeout: DefaultTimeout, reapInterval: DefaultReapInterval, fs: vfs.Default}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -158,9 +177,10 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{path: abs, file: filepath.Join(abs, FileName), cfg: o, release: release,
-		ops: make(chan *op, maxBatch), closing: make(chan struct{}), stopped: make(chan struct{})}
+	db := &DB{path: abs, cfg: o, release: release, reapFrom: map[uint32]int64{},
+		ops: make(chan *op, maxBatch), syncs: make(chan *applied, 64), closing: make(chan struct{}), stopped: make(chan struct{}), reaped: make(chan struct{})}
 	db.nonces, db.records = &Nonces{db: db}, &Records{db: db}
+	db.fs = &roomFS{FS: o.fs, onRefused: db.refused, onWritten: db.written, observeSync: db.stats.observeSync}
 	if err := db.open(); err != nil {
 		release()
 		return nil, err
@@ -170,130 +190,179 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	return db, nil
 }
 
-// open opens and checks the file. bbolt has no page checksums and reads
-// its file through a memory map: a truncated file or garbage pages make it
-// fault or panic. Both are caught here, on a goroutine of its own that
-// turns faults into panics, and reported as damage. An existing file is
-// first walked by verify, so that bbolt is only given a file it can open
-// without panicking where no recover reaches.
+// open opens and checks the store. An existing store is opened only when
+// the engine finds its files (never created empty in its place), and
+// every entry is read once, which checks every block read against its
+// checksum; the engine's fatal errors, which would end the process, are
+// turned into panics on the opening goroutine and reported as damage.
 func (db *DB) open() error {
 	type result struct {
-		bolt *bolt.DB
-		err  error
+		pdb *pebble.DB
+		err error
+	}
+	if err := db.checkDir(); err != nil {
+		return err
+	}
+	existed, err := hasEntries(db.path)
+	if err != nil {
+		return fmt.Errorf("disk: %w", err)
 	}
 	done := make(chan result, 1)
 	go func() {
-		var b *bolt.DB
+		var p *pebble.DB
 		defer func() {
-			if p := recover(); p != nil {
-				if b != nil {
-					closeQuietly(b)
+			if r := recover(); r != nil {
+				if p != nil {
+					closeQuietly(p)
 				}
-				done <- result{err: db.damaged(fmt.Errorf("%v", p))}
+				done <- result{err: db.damaged(fmt.Errorf("%v", r))}
 			}
 		}()
 		debug.SetPanicOnFault(true)
-		existed := fileHasData(db.file)
-		if existed {
-			if err := db.verify(); err != nil {
-				done <- result{err: err}
-				return
-			}
-		}
 		var err error
-		b, err = bolt.Open(db.file, 0o600, &bolt.Options{
-			Timeout:        db.cfg.lockTimeout,
-			NoSync:         !db.cfg.fsync,
-			NoFreelistSync: true,
-			FreelistType:   bolt.FreelistMapType,
-		})
-		switch {
-		case errors.Is(err, bolterrors.ErrTimeout):
-			done <- result{err: db.locked("another process holds it")}
-			return
-		case err != nil && existed:
-			done <- result{err: db.damaged(err)}
-			return
-		case err != nil:
-			done <- result{err: fmt.Errorf("disk: %s: %w", db.file, err)}
+		p, err = db.openEngine(existed)
+		if err != nil {
+			done <- result{err: err}
 			return
 		}
-		if err := db.check(b, existed); err != nil {
-			closeQuietly(b)
+		if err := db.check(p, existed); err != nil {
+			closeQuietly(p)
 			done <- result{err: err}
 			return
 		}
 		db.ix = newIndex()
-		err = b.View(func(tx *bolt.Tx) (err error) {
-			db.ledger, err = load(tx, db.ix)
-			return err
-		})
+		db.ledger, err = load(p, db.ix)
+		if c := db.corrupt.Load(); err == nil && c != nil {
+			err = *c
+		}
 		if err != nil {
-			closeQuietly(b)
+			closeQuietly(p)
 			done <- result{err: db.damaged(err)}
 			return
 		}
-		done <- result{bolt: b}
+		done <- result{pdb: p}
 	}()
 	r := <-done
 	if r.err != nil {
 		return r.err
 	}
-	db.bolt = r.bolt
+	db.pdb = r.pdb
 	db.stats.liveBytes.Store(db.ledger.total)
 	return nil
 }
 
-// check verifies that an opened file is a store of this format and lays
-// out a new one. Its pages were walked by verify before bbolt opened it;
-// bbolt's Tx.Check is not used: it walks the pages on a goroutine of its
-// own, where a page failing bbolt's assertions (to begin with a zeroed
-// meta page, which bbolt itself recovers from) panics beyond any recover
-// and ends the process.
-func (db *DB) check(b *bolt.DB, existed bool) error {
-	err := b.View(func(tx *bolt.Tx) error {
-		if !existed {
-			return nil
-		}
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			return errors.New("no replayguard metadata: not a replayguard store, or damaged")
-		}
-		if v := meta.Get(keyFormat); len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
-			return fmt.Errorf("format %x, want %d", v, formatVersion)
-		}
-		for _, name := range allBuckets {
-			if tx.Bucket(name) == nil {
-				return fmt.Errorf("bucket %q missing", name)
+// openEngine opens the engine's files in the directory, waiting up to the
+// lock timeout while another process holds them.
+func (db *DB) openEngine(existed bool) (*pebble.DB, error) {
+	opts := &pebble.Options{
+		FS:     db.fs,
+		Logger: panicLogger{},
+		EventListener: &pebble.EventListener{
+			// Damage found by the engine's own reads (table statistics,
+			// compactions) is the store's to report, not a reason to end
+			// the process: Open refuses the store, a running one fails Ping.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				err := fmt.Errorf("%s: %w", info.Path, info.Details)
+				db.corrupt.CompareAndSwap(nil, &err)
+				slog.Error("disk store: damaged file", "path", info.Path, "error", info.Details)
+			},
+			BackgroundError: func(err error) { slog.Warn("disk store: " + err.Error()) },
+		},
+		ErrorIfNotExists: existed,
+		MemTableSize:     memTableSize,
+	}
+	deadline := time.Now().Add(db.cfg.lockTimeout)
+	for {
+		p, err := pebble.Open(db.path, opts)
+		switch {
+		case err == nil:
+			return p, nil
+		case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES):
+			if time.Now().After(deadline) {
+				return nil, db.locked("another process holds it")
 			}
+			time.Sleep(50 * time.Millisecond)
+		case existed:
+			return nil, db.damaged(err)
+		default:
+			return nil, fmt.Errorf("disk: %s: %w", db.path, err)
+		}
+	}
+}
+
+// memTableSize is the engine's write buffer: entries are written to its
+// log and kept in memory until this many bytes are flushed to a table.
+const memTableSize = 16 << 20
+
+// panicLogger turns the engine's fatal errors, which would end the
+// process, into panics, so that opening a damaged store fails instead;
+// its errors (a failed background compaction) go to the default logger.
+type panicLogger struct{}
+
+func (panicLogger) Infof(string, ...any) {}
+func (panicLogger) Errorf(format string, args ...any) {
+	slog.Warn("disk store: " + fmt.Sprintf(format, args...))
+}
+func (panicLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+// checkDir refuses a directory holding a store of the earlier one-file
+// layout, which this store cannot read.
+func (db *DB) checkDir() error {
+	old := filepath.Join(db.path, legacyFile)
+	if _, err := os.Stat(old); err == nil {
+		return fmt.Errorf("%w: %s is a store of an earlier, one-file format, which this version cannot read; "+
+			"the store refuses to start rather than start empty. Stop every process using %s and move that file aside, "+
+			"or move the directory aside (the docs' operations guide, \"A damaged disk store\")", ErrDamaged, old, db.path)
+	}
+	return nil
+}
+
+// legacyFile is the file of the earlier one-file layout.
+const legacyFile = "replayguard.db"
+
+// hasEntries reports a directory with files in it: an existing store.
+func hasEntries(dir string) (bool, error) {
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range names {
+		if e.Name() != "LOCK" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// check verifies that an opened store is one of this format and marks a
+// new one.
+func (db *DB) check(p *pebble.DB, existed bool) error {
+	v, closer, err := p.Get(keyFormat)
+	switch {
+	case err == nil:
+		defer closer.Close()
+		if len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
+			return db.damaged(fmt.Errorf("format %x, want %d", v, formatVersion))
 		}
 		return nil
-	})
-	if err != nil {
+	case !errors.Is(err, pebble.ErrNotFound):
 		return db.damaged(err)
+	case existed:
+		return db.damaged(errors.New("no replayguard metadata: not a replayguard store, or damaged"))
 	}
-	if existed {
-		return nil
-	}
-	err = b.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint64(nil, formatVersion))
-	})
-	if err != nil {
-		return fmt.Errorf("disk: %s: %w", db.file, err)
+	if err := p.Set(keyFormat, binary.BigEndian.AppendUint64(nil, formatVersion), pebble.Sync); err != nil {
+		return fmt.Errorf("disk: %s: %w", db.path, err)
 	}
 	return nil
 }
 
 func (db *DB) damaged(cause error) error {
-	return fmt.Errorf("%w: %s cannot be read (%w); the store refuses to start rather than start empty. "+
+	return fmt.Errorf("%w: the store in %s cannot be read (%w); the store refuses to start rather than start empty. "+
 		"To recover, stop every process using %s, move that directory aside (keep it for inspection) and start again: "+
 		"the new store starts empty, so replays inside the timestamp window and retries of requests it had stored are no longer recognised "+
-		"until they expire (the docs' operations guide, \"A damaged disk store\")", ErrDamaged, db.file, cause, db.path)
+		"until they expire (the docs' operations guide, \"A damaged disk store\")", ErrDamaged, db.path, cause, db.path)
 }
 
 func (db *DB) locked(why string) error {
@@ -302,24 +371,9 @@ func (db *DB) locked(why string) error {
 		ErrLocked, db.path, why, db.cfg.lockTimeout)
 }
 
-func closeQuietly(b *bolt.DB) {
+func closeQuietly(p *pebble.DB) {
 	defer func() { _ = recover() }()
-	_ = b.Close()
-}
-
-// fileHasData reports a regular file with content: a store to check. A
-// directory in its place is no store; opening it fails as it is.
-func fileHasData(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0
-}
-
-func fileSize(path string) (int64, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0, err
-	}
-	return fi.Size(), nil
+	_ = p.Close()
 }
 
 // dirs holds the directories this process's stores have open; a reopen
@@ -363,30 +417,47 @@ func claimDir(dir string, timeout time.Duration) (func(), error) {
 // Path returns the store's directory.
 func (db *DB) Path() string { return db.path }
 
-// File returns the path of the store's file.
-func (db *DB) File() string { return db.file }
-
 // Close stops the writer and the reaper after the queued writes are
-// committed, and closes the file. Calls after Close fail with ErrClosed.
-func (db *DB) Close() error {
-	var err error
+// committed, and closes the engine. Calls after Close fail with ErrClosed.
+// A store whose disk is full or read-only at Close cannot write what it
+// holds in memory to tables and reports the error; what it acknowledged
+// is in its log.
+func (db *DB) Close() (err error) {
 	db.closed.Do(func() {
 		close(db.closing)
+		db.fs.closing.Store(true)
 		<-db.stopped
-		err = db.bolt.Close()
-		db.release()
+		<-db.reaped
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("disk: closing %s: %v", db.path, r)
+			}
+			db.release()
+		}()
+		db.engine.Lock()
+		defer db.engine.Unlock()
+		db.engine.closed = true
+		err = db.pdb.Close()
 	})
 	return err
 }
 
-// pingBytes is what Ping writes: room for a few requests' entries, which
-// a file that can neither grow nor reuse freed pages does not have.
+// refused and written follow the file system's refusals of writes.
+func (db *DB) refused(err error) {
+	err = fmt.Errorf("disk: %s: %w", db.path, err)
+	db.failing.Store(&err)
+	db.stats.writeError()
+}
+
+func (db *DB) written() { db.failing.Store(nil) }
+
+// pingBytes is what Ping writes: room for a few requests' entries.
 const pingBytes = 64 << 10
 
 // Ping reports the store healthy when it can take more writes: it commits
-// pingBytes through the writer, as requests do. A full or read-only disk
-// fails it, as does a store at its MaxBytes or whose last commit of
-// requests' writes failed (until one succeeds, or the reaper frees room).
+// pingBytes through the writer, as requests do. A store at its MaxBytes
+// fails it, as does one whose file system refused a write (a full or
+// read-only disk) until writes go through again.
 func (db *DB) Ping(ctx context.Context) error {
 	if db.full.Load() {
 		return fmt.Errorf("%w: %d bytes held, max_bytes %d", ErrFull, db.stats.liveBytes.Load(), db.cfg.maxBytes)
@@ -394,26 +465,28 @@ func (db *DB) Ping(ctx context.Context) error {
 	if err := db.failing.Load(); err != nil {
 		return fmt.Errorf("writes are failing: %w", *err)
 	}
+	if err := db.corrupt.Load(); err != nil {
+		return fmt.Errorf("%w: %w", ErrDamaged, *err)
+	}
 	probe := make([]byte, pingBytes)
 	return db.doInternal(ctx, func(w *wtx) error {
 		binary.BigEndian.PutUint64(probe, uint64(w.now))
-		return w.meta.Put(keyPing, probe)
+		return w.b.Set(keyPing, probe, nil)
 	})
 }
 
-// op is one queued write; apply runs inside the batch's transaction and
-// returns the write's own outcome, which never aborts the batch.
+// op is one queued write; apply runs in the writer and returns the
+// write's own outcome, which never fails the batch.
 type op struct {
 	ctx   context.Context
 	apply func(w *wtx) error
 	err   error
 	done  chan struct{}
-	// internal marks the store's own writes (Ping's probe, the reaper),
-	// which do not tell whether requests' writes commit.
+	// internal marks the store's own writes (Ping's probe, the reaper).
 	internal bool
 }
 
-// do queues apply and waits until its batch committed. The error is
+// do queues apply and waits until its batch is on disk. The error is
 // apply's outcome, or one wrapping ErrTimeout, ErrClosed or the commit's
 // failure.
 func (db *DB) do(ctx context.Context, apply func(w *wtx) error) error {
@@ -456,10 +529,17 @@ func (db *DB) queue(ctx context.Context, o *op) error {
 	}
 }
 
-// write is the writer goroutine: it commits queued operations in batches
-// until Close, then commits what is still queued.
+// write is the writer goroutine: it applies queued operations in batches
+// until Close, then what is still queued, and hands each applied batch to
+// the syncer.
 func (db *DB) write() {
-	defer close(db.stopped)
+	synced := make(chan struct{})
+	go db.sync(synced)
+	defer func() {
+		close(db.syncs)
+		<-synced
+		close(db.stopped)
+	}()
 	batch := make([]*op, 0, maxBatch)
 	for {
 		select {
@@ -491,49 +571,88 @@ func (db *DB) drain(batch *[]*op) {
 	}
 }
 
-// commit applies batch in one transaction and answers every operation.
+// applied is a batch in the engine's log, waiting for its sync before its
+// operations are answered.
+type applied struct {
+	b     *pebble.Batch // nil: nothing written
+	ops   []*op
+	start time.Time
+	seq   uint64
+	err   error
+}
+
+// commit applies batch as one write of the engine and hands it to the
+// syncer. Its changes are published to the next batches at once; its
+// callers, and those of every later batch, are answered after its sync.
 func (db *DB) commit(batch []*op) {
-	start := time.Now()
+	a := &applied{ops: append([]*op(nil), batch...), start: time.Now()}
 	now := db.cfg.now().UnixNano()
-	var w *wtx
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		w = newWtx(tx, now, db)
-		for _, o := range batch {
-			if err := o.ctx.Err(); err != nil {
-				o.err = err // the caller gave up: write nothing for it
-				continue
-			}
-			o.err = o.apply(w)
-		}
-		return nil
-	})
-	db.stats.observeCommit(time.Since(start), len(batch), err)
-	requests := false
+	b := db.pdb.NewBatch()
+	w := newWtx(b, now, db)
 	for _, o := range batch {
-		requests = requests || !o.internal
+		if err := o.ctx.Err(); err != nil {
+			o.err = err // the caller gave up: write nothing for it
+			continue
+		}
+		o.err = o.apply(w)
 	}
-	if err != nil {
-		err = fmt.Errorf("disk: commit: %w", err)
-		if requests {
-			db.failing.Store(&err)
+	if !b.Empty() {
+		var err error
+		if db.cfg.fsync {
+			err = db.pdb.ApplyNoSyncWait(b, pebble.Sync)
+		} else {
+			err = db.pdb.Apply(b, pebble.NoSync)
+		}
+		if err != nil {
+			_ = b.Close()
+			a.err = fmt.Errorf("disk: commit: %w", err)
+			db.stats.writeError()
+		} else {
+			a.b = b
+			w.publish()
 		}
 	} else {
+		_ = b.Close()
 		w.publish()
-		if requests {
-			db.failing.Store(nil)
-		}
 	}
-	for _, o := range batch {
-		if err != nil {
-			o.err = err
+	a.seq = db.appliedSeq.Add(1)
+	db.syncs <- a
+}
+
+// sync is the syncer goroutine: it waits for each applied batch's sync, in
+// order, and answers its operations.
+func (db *DB) sync(done chan<- struct{}) {
+	defer close(done)
+	for a := range db.syncs {
+		if a.b != nil {
+			if db.cfg.fsync {
+				if err := a.b.SyncWait(); err != nil {
+					a.err = fmt.Errorf("disk: commit: %w", err)
+					db.stats.writeError()
+				}
+			}
+			_ = a.b.Close()
 		}
-		close(o.done)
+		db.stats.observeCommit(time.Since(a.start), len(a.ops))
+		db.syncedSeq.Store(a.seq)
+		for _, o := range a.ops {
+			if a.err != nil {
+				o.err = a.err
+			}
+			close(o.done)
+		}
 	}
 }
 
+// synced reports every applied batch synced.
+func (db *DB) synced() bool { return db.syncedSeq.Load() == db.appliedSeq.Load() }
+
 // reap is the reaper goroutine: every interval it removes expired
-// entries, a bounded batch per commit, until none is left.
+// entries, a bounded batch per commit, until none is left, and has the
+// engine flush its log once it holds more than twice the live entries
+// (see flushDue), so that the store's files follow what it holds.
 func (db *DB) reap() {
+	defer close(db.reaped)
 	t := time.NewTicker(db.cfg.reapInterval)
 	defer t.Stop()
 	for {
@@ -550,26 +669,52 @@ func (db *DB) reap() {
 				held = w.bytes
 				return nil
 			})
-			if err == nil && n > 0 {
-				// Room was freed: requests may fit again.
-				if held < db.cfg.maxBytes || db.cfg.maxBytes <= 0 {
-					db.full.Store(false)
-				}
-				db.failing.Store(nil)
+			if err == nil && n > 0 && (held < db.cfg.maxBytes || db.cfg.maxBytes <= 0) {
+				db.full.Store(false) // room was freed: requests may fit again
 			}
 			if err != nil || n < reapBatch {
 				break
 			}
 		}
+		if flushDue(db.pdb.Metrics().WAL.Size, db.stats.liveBytes.Load()) {
+			_, _ = db.pdb.AsyncFlush()
+		}
 	}
 }
 
-// view runs fn on the committed state. A closed store reports ErrClosed.
-func (db *DB) view(fn func(tx *bolt.Tx) error) error {
-	select {
-	case <-db.closing:
-		return ErrClosed
-	default:
+// minFlush is the least log a flush is asked for at.
+const minFlush = 64 << 10
+
+// flushDue reports a log of walBytes worth flushing to a table while the
+// live entries count live bytes: past twice what is live, most of the log
+// is entries since removed, which a flush and the compactions after it
+// drop. Without it the log grows to the engine's memory table size
+// (memTableSize) before a flush, whatever little is live.
+func flushDue(walBytes uint64, live int64) bool {
+	return walBytes > minFlush && int64(walBytes) > 2*live
+}
+
+// get returns a copy of the value at key, nil when absent. A closed store
+// reports ErrClosed.
+func (db *DB) get(key []byte) ([]byte, error) {
+	db.engine.RLock()
+	defer db.engine.RUnlock()
+	if db.engine.closed {
+		return nil, ErrClosed
 	}
-	return db.bolt.View(fn)
+	v, closer, err := db.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	return out, closer.Close()
+}
+
+// Exists reports whether dir holds a store (its engine's manifest).
+func Exists(dir string) bool {
+	m, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
+	return len(m) > 0
 }

@@ -9,32 +9,30 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
 )
 
-// The file's layout. Every nonce and idempotency record is one entry of
-// the bucket "entries", keyed by when it expires:
+// The store's layout in the engine's key space. Every nonce and
+// idempotency record is one entry, keyed by when it expires:
 //
-//	owner id (4) ‖ expiry (8, unix ns, sign bit flipped) ‖ kind (1) ‖ key
+//	'e' ‖ owner id (4) ‖ expiry (8, unix ns, sign bit flipped) ‖ kind (1) ‖ key
 //
 // with an empty value for a nonce and the encoded record for a record.
-// Ordered by owner, then expiry, new entries land at the ends of a few
-// runs (nonces expire a window after their signed time, claims a lease
-// from now, completed records a TTL from now), so a commit rewrites a
-// few pages however many entries it carries, and the reaper and an
-// owner's earliest expiry are a seek away. Entries are found by key
-// through an index the store keeps in memory (a digest of kind and key →
-// owner and expiry), rebuilt from the file at Open. Owner names map to ids
-// in the bucket "owners"; "meta" holds the format version.
+// Ordered by owner, then expiry, the reaper and an owner's earliest expiry
+// are a seek away, and removed entries lie before where the reaper seeks
+// next. Entries are found by key through an index the store keeps in
+// memory (a digest of kind and key → owner and expiry), rebuilt at Open.
+// Owner names map to ids under 'o' ‖ name; 'm' ‖ name holds the format
+// version and Ping's probe.
+const (
+	prefixEntry = 'e'
+	prefixOwner = 'o'
+	prefixMeta  = 'm'
+)
+
 var (
-	bucketMeta    = []byte("meta")
-	bucketEntries = []byte("entries")
-	bucketOwners  = []byte("owners")
-
-	allBuckets = [][]byte{bucketMeta, bucketEntries, bucketOwners}
-
-	keyFormat = []byte("format")
-	keyPing   = []byte("ping")
+	keyFormat = []byte{prefixMeta, 'f', 'o', 'r', 'm', 'a', 't'}
+	keyPing   = []byte{prefixMeta, 'p', 'i', 'n', 'g'}
 )
 
 // Kinds of entry.
@@ -44,15 +42,13 @@ const (
 )
 
 // entryFixed is the length of an entry key before the key proper.
-const entryFixed = 4 + 8 + 1
-
-// fillPercent packs the pages of the append-mostly entries bucket.
-const fillPercent = 0.9
+const entryFixed = 1 + 4 + 8 + 1
 
 // Cost of entries, in bytes, as counted against MaxBytes and shares: the
-// entry's key and value and bbolt's per-entry overhead, with pages about
-// 90% full.
-const entryOverhead = 40
+// entry's key and value and the engine's per-entry overhead in its log
+// and tables (sequence number and kind, lengths, the tables' index and
+// filter blocks).
+const entryOverhead = 24
 
 func entryCost(keyLen, valueLen int) int64 {
 	return entryOverhead + entryFixed + int64(keyLen) + int64(valueLen)
@@ -60,6 +56,7 @@ func entryCost(keyLen, valueLen int) int64 {
 
 func entryKey(owner uint32, exp int64, kind byte, key []byte) []byte {
 	b := make([]byte, 0, entryFixed+len(key))
+	b = append(b, prefixEntry)
 	b = binary.BigEndian.AppendUint32(b, owner)
 	b = appendTime(b, exp)
 	b = append(b, kind)
@@ -68,11 +65,19 @@ func entryKey(owner uint32, exp int64, kind byte, key []byte) []byte {
 
 // parseEntryKey splits an entry key; ok is false for a malformed one.
 func parseEntryKey(k []byte) (owner uint32, exp int64, kind byte, key []byte, ok bool) {
-	if len(k) <= entryFixed {
+	if len(k) <= entryFixed || k[0] != prefixEntry {
 		return 0, 0, 0, nil, false
 	}
-	return binary.BigEndian.Uint32(k), decodeTime(k[4:12]), k[12], k[entryFixed:], true
+	return binary.BigEndian.Uint32(k[1:5]), decodeTime(k[5:13]), k[13], k[entryFixed:], true
 }
+
+// ownerPrefix is where owner id's entries start.
+func ownerPrefix(id uint32) []byte {
+	return binary.BigEndian.AppendUint32([]byte{prefixEntry}, id)
+}
+
+// ownerKey is where owner name's id is kept.
+func ownerKey(name string) []byte { return append([]byte{prefixOwner}, name...) }
 
 // loc is where the index finds an entry: its owner and expiry (with its
 // kind and key, the entry's key in the file) and the length of its value.
@@ -147,16 +152,17 @@ type ledger struct {
 	nextID   uint32
 }
 
-// load reads the owners and every entry of the file into ix and the
-// ledger, which it returns.
-func load(tx *bolt.Tx, ix *index) (*ledger, error) {
+// load reads the owners and every entry of the store into ix and the
+// ledger, which it returns. Reading every entry checks every block it
+// reads against its checksum.
+func load(r pebble.Reader, ix *index) (*ledger, error) {
 	lg := &ledger{accounts: map[uint32]int64{}, owners: map[string]uint32{}, nextID: 1}
-	err := tx.Bucket(bucketOwners).ForEach(func(k, v []byte) error {
+	err := scan(r, []byte{prefixOwner}, []byte{prefixOwner + 1}, func(k, v []byte) error {
 		if len(v) != 4 {
-			return fmt.Errorf("owner %q: an id of %d bytes", k, len(v))
+			return fmt.Errorf("owner %q: an id of %d bytes", k[1:], len(v))
 		}
 		id := binary.BigEndian.Uint32(v)
-		lg.owners[string(k)] = id
+		lg.owners[string(k[1:])] = id
 		if id >= lg.nextID {
 			lg.nextID = id + 1
 		}
@@ -165,7 +171,7 @@ func load(tx *bolt.Tx, ix *index) (*ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = tx.Bucket(bucketEntries).ForEach(func(k, v []byte) error {
+	err = scan(r, []byte{prefixEntry}, []byte{prefixEntry + 1}, func(k, v []byte) error {
 		owner, exp, kind, key, ok := parseEntryKey(k)
 		if !ok || (kind != kindNonce && kind != kindRecord) {
 			return fmt.Errorf("a malformed entry key %x", k)
@@ -173,48 +179,83 @@ func load(tx *bolt.Tx, ix *index) (*ledger, error) {
 		d := ix.digest(kind, key)
 		if old, dup := ix.get(d); dup {
 			// Never written so; should it be there, the later expiry
-			// holds and the other is left to expire.
+			// holds and the other is left to the reaper.
 			if old.exp >= exp {
 				return nil
 			}
+			lg.credit(old.owner, entryCost(len(key), int(old.valueLen)))
 		}
 		ix.set(d, loc{exp: exp, owner: owner, valueLen: uint32(len(v))}, true)
-		cost := entryCost(len(key), len(v))
-		lg.total += cost
-		if owner != 0 {
-			lg.accounts[owner] += cost
-		}
+		lg.credit(owner, -entryCost(len(key), len(v)))
 		return nil
 	})
 	return lg, err
 }
 
-// wtx is the writer's view of one batch's transaction: the bucket, and
-// the changes to the index and the ledger that take effect when the
-// commit succeeds.
+// credit takes n bytes off owner id's account and the total.
+func (lg *ledger) credit(id uint32, n int64) {
+	lg.total -= n
+	if id != 0 {
+		lg.accounts[id] -= n
+		if lg.accounts[id] == 0 {
+			delete(lg.accounts, id)
+		}
+	}
+}
+
+// scan calls fn with every key and value in [lower, upper).
+func scan(r pebble.Reader, lower, upper []byte, fn func(k, v []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		if err := fn(it.Key(), v); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		_ = it.Close()
+		return err
+	}
+	return it.Close()
+}
+
+// wtx is the writer's view of one group commit: its batch, and the
+// changes to the index and the ledger it makes, published once the batch
+// is applied (before its sync: a write's caller is answered after the
+// sync, and so is every caller of a later batch).
 type wtx struct {
-	db      *DB
-	now     int64
-	tx      *bolt.Tx
-	entries *bolt.Bucket
-	meta    *bolt.Bucket
+	db  *DB
+	now int64
+	b   *pebble.Batch
 
 	pending   map[digest]*loc // nil: removed
+	values    map[digest][]byte
 	delta     map[uint32]int64
 	bytes     int64 // the total, pending changes included
 	newOwners map[string]uint32
 	nextID    uint32
 	reclaimed int
+	// reapTo and reapFrom move the reaper's positions (DB.reapFrom):
+	// reapTo past the entries this batch reaped, reapFrom back before
+	// entries it put already expired.
+	reapTo, reapFrom map[uint32]int64
 }
 
-func newWtx(tx *bolt.Tx, now int64, db *DB) *wtx {
-	w := &wtx{db: db, now: now, tx: tx, entries: tx.Bucket(bucketEntries), meta: tx.Bucket(bucketMeta),
-		pending: map[digest]*loc{}, delta: map[uint32]int64{}, bytes: db.ledger.total, nextID: db.ledger.nextID}
-	w.entries.FillPercent = fillPercent
-	return w
+func newWtx(b *pebble.Batch, now int64, db *DB) *wtx {
+	return &wtx{db: db, now: now, b: b, pending: map[digest]*loc{}, delta: map[uint32]int64{},
+		bytes: db.ledger.total, nextID: db.ledger.nextID}
 }
 
-// publish makes the batch's changes visible, once it is on disk.
+// publish makes the batch's changes visible to the next batches and to
+// readers, once it is applied.
 func (w *wtx) publish() {
 	lg := w.db.ledger
 	for d, l := range w.pending {
@@ -233,6 +274,14 @@ func (w *wtx) publish() {
 	for name, id := range w.newOwners {
 		lg.owners[name] = id
 	}
+	for id, exp := range w.reapTo {
+		w.db.reapFrom[id] = exp
+	}
+	for id, exp := range w.reapFrom {
+		if from, ok := w.db.reapFrom[id]; ok && exp < from {
+			w.db.reapFrom[id] = exp
+		}
+	}
 	lg.total, lg.nextID = w.bytes, w.nextID
 	w.db.stats.liveBytes.Store(lg.total)
 	w.db.stats.reclaimed.Add(uint64(w.reclaimed))
@@ -249,23 +298,47 @@ func (w *wtx) find(d digest) (loc, bool) {
 	return w.db.ix.get(d)
 }
 
+// value returns the value of the entry at l as this batch sees it; nil
+// when it is absent.
+func (w *wtx) value(d digest, kind byte, key []byte, l loc) ([]byte, error) {
+	if v, ok := w.values[d]; ok {
+		return v, nil
+	}
+	return w.db.get(entryKey(l.owner, l.exp, kind, key))
+}
+
 // put writes an entry and charges its cost to its owner.
 func (w *wtx) put(d digest, kind byte, key []byte, l loc, value []byte) error {
-	if err := w.entries.Put(entryKey(l.owner, l.exp, kind, key), value); err != nil {
+	if err := w.b.Set(entryKey(l.owner, l.exp, kind, key), value, nil); err != nil {
 		return err
 	}
 	l.valueLen = uint32(len(value))
 	w.pending[d] = &l
+	if kind == kindRecord {
+		if w.values == nil {
+			w.values = map[digest][]byte{}
+		}
+		w.values[d] = value
+	}
+	if l.exp <= w.now {
+		if w.reapFrom == nil {
+			w.reapFrom = map[uint32]int64{}
+		}
+		if from, ok := w.reapFrom[l.owner]; !ok || l.exp < from {
+			w.reapFrom[l.owner] = l.exp
+		}
+	}
 	w.charge(l.owner, entryCost(len(key), len(value)))
 	return nil
 }
 
 // drop removes the entry at l and credits its cost.
 func (w *wtx) drop(d digest, kind byte, key []byte, l loc) error {
-	if err := w.entries.Delete(entryKey(l.owner, l.exp, kind, key)); err != nil {
+	if err := w.b.Delete(entryKey(l.owner, l.exp, kind, key), nil); err != nil {
 		return err
 	}
 	w.pending[d] = nil
+	delete(w.values, d)
 	w.charge(l.owner, -entryCost(len(key), int(l.valueLen)))
 	return nil
 }
@@ -298,7 +371,7 @@ func (w *wtx) ownerID(name string) (uint32, error) {
 		return 0, errors.New("disk: owner ids exhausted")
 	}
 	id := w.nextID
-	if err := w.tx.Bucket(bucketOwners).Put([]byte(name), binary.BigEndian.AppendUint32(nil, id)); err != nil {
+	if err := w.b.Set(ownerKey(name), binary.BigEndian.AppendUint32(nil, id), nil); err != nil {
 		return 0, err
 	}
 	if w.newOwners == nil {
@@ -337,18 +410,48 @@ func (q *quota) Error() string { return "disk: quota exceeded" }
 
 // earliest returns how long until owner id's earliest live entry expires.
 func (w *wtx) earliest(id uint32) time.Duration {
-	c := w.entries.Cursor()
-	prefix := binary.BigEndian.AppendUint32(nil, id)
-	for k, _ := c.Seek(prefix); k != nil; k, _ = c.Next() {
-		owner, exp, _, _, ok := parseEntryKey(k)
-		if !ok || owner != id {
-			break
+	var found int64
+	err := w.entries(id, math.MaxInt64, func(k []byte) bool {
+		if _, exp, _, _, ok := parseEntryKey(k); ok && exp > w.now {
+			found = exp
+			return false
 		}
-		if exp > w.now {
-			return time.Duration(exp - w.now)
+		return true
+	})
+	if err != nil || found == 0 {
+		return time.Second
+	}
+	return time.Duration(found - w.now)
+}
+
+// entries calls fn with the keys of owner id's entries in the engine,
+// from where the reaper left off, in order of expiry, up to those
+// expiring at until, while fn returns true. The batch's own writes are
+// not among them.
+func (w *wtx) entries(id uint32, until int64, fn func(k []byte) bool) error {
+	prefix := ownerPrefix(id)
+	lower := prefix
+	if from, ok := w.db.reapFrom[id]; ok {
+		lower = appendTime(prefix, from)
+	}
+	upper := appendTime(ownerPrefix(id), until)
+	if until == math.MaxInt64 {
+		upper = ownerPrefix(id + 1)
+		if id == math.MaxUint32 {
+			upper = []byte{prefixEntry + 1}
 		}
 	}
-	return time.Second
+	it, err := w.db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok && fn(it.Key()); ok = it.Next() {
+	}
+	if err := it.Error(); err != nil {
+		_ = it.Close()
+		return err
+	}
+	return it.Close()
 }
 
 // reapAll removes up to limit expired entries of every owner.
@@ -373,31 +476,47 @@ func (w *wtx) reapAll(limit int) int {
 }
 
 // reapOwner removes up to limit expired entries of owner id: the first
-// ones of its run.
+// ones of its run from where the last reaping stopped.
 func (w *wtx) reapOwner(id uint32, limit int) int {
-	prefix := binary.BigEndian.AppendUint32(nil, id)
 	var expired [][]byte
-	c := w.entries.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && len(expired) < limit; k, _ = c.Next() {
-		owner, exp, _, _, ok := parseEntryKey(k)
-		if !ok || owner != id || exp > w.now {
-			break
-		}
+	err := w.entries(id, w.now+1, func(k []byte) bool {
 		expired = append(expired, append([]byte(nil), k...))
+		return len(expired) < limit
+	})
+	if err != nil {
+		return 0
 	}
+	n := 0
 	for _, k := range expired {
 		owner, exp, kind, key, _ := parseEntryKey(k)
 		d := w.db.ix.digest(kind, key)
+		if l, ok := w.pending[d]; ok && (l == nil || l.exp != exp || l.owner != owner) {
+			continue // this batch removed or replaced it already
+		}
+		n++
 		l, ok := w.find(d)
 		if !ok || l.exp != exp || l.owner != owner {
 			// Not the indexed entry (never written so): remove it alone.
-			_ = w.entries.Delete(k)
+			_ = w.b.Delete(k, nil)
 			continue
 		}
 		_ = w.drop(d, kind, key, l)
 	}
-	w.reclaimed += len(expired)
-	return len(expired)
+	if len(expired) > 0 {
+		_, last, _, _, _ := parseEntryKey(expired[len(expired)-1])
+		w.reapedTo(id, last)
+	}
+	w.reclaimed += n
+	return n
+}
+
+// reapedTo records that owner id's entries expiring before exp are gone,
+// so that the next reaping seeks past their tombstones.
+func (w *wtx) reapedTo(id uint32, exp int64) {
+	if w.reapTo == nil {
+		w.reapTo = map[uint32]int64{}
+	}
+	w.reapTo[id] = exp
 }
 
 // appendTime writes unix nanoseconds so that byte order is time order

@@ -1,15 +1,12 @@
 package disk
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/replayguard/replayguard/idempotency"
 	"github.com/replayguard/replayguard/nonce"
@@ -75,25 +72,23 @@ func (r *Records) ClaimFor(ctx context.Context, owner, key string, fp idempotenc
 	}
 	k := []byte(key)
 	d := r.db.ix.digest(kindRecord, k)
-	if l, ok := r.db.ix.get(d); ok && l.exp > r.db.cfg.now().UnixNano() {
-		var existing *idempotency.Record
-		err := r.db.view(func(tx *bolt.Tx) error {
-			v := tx.Bucket(bucketEntries).Get(entryKey(l.owner, l.exp, kindRecord, k))
-			if v == nil {
-				return nil // moved meanwhile: the writer decides
-			}
-			rec, err := decodeRecord(v)
-			if err != nil {
-				return err
-			}
-			existing, err = rec.snapshot()
-			return err
-		})
+	// A live record is answered without a write, once everything
+	// applied is also synced: a record is not shown before it is on
+	// disk.
+	if l, ok := r.db.ix.get(d); ok && l.exp > r.db.cfg.now().UnixNano() && r.db.synced() {
+		v, err := r.db.get(entryKey(l.owner, l.exp, kindRecord, k))
 		if err != nil {
 			return idempotency.Claim{}, unavailable(err)
 		}
-		if existing != nil {
-			return idempotency.Claim{Existing: existing}, nil
+		if v != nil { // else moved meanwhile: the writer decides
+			rec, err := decodeRecord(v)
+			if err == nil {
+				var existing *idempotency.Record
+				if existing, err = rec.snapshot(); err == nil {
+					return idempotency.Claim{Existing: existing}, nil
+				}
+			}
+			return idempotency.Claim{}, unavailable(err)
 		}
 	}
 	token := idempotency.NewToken()
@@ -111,7 +106,7 @@ func (r *Records) ClaimFor(ctx context.Context, owner, key string, fp idempotenc
 func (w *wtx) claim(ownerName string, d digest, key []byte, fp idempotency.Fingerprint, token string, lease time.Duration) (idempotency.Claim, error) {
 	if l, ok := w.find(d); ok {
 		if l.exp > w.now {
-			rec, err := w.record(key, l)
+			rec, err := w.record(d, key, l)
 			if err != nil {
 				return idempotency.Claim{}, err
 			}
@@ -139,8 +134,11 @@ func (w *wtx) claim(ownerName string, d digest, key []byte, fp idempotency.Finge
 }
 
 // record reads the record at l.
-func (w *wtx) record(key []byte, l loc) (record, error) {
-	v := w.entries.Get(entryKey(l.owner, l.exp, kindRecord, key))
+func (w *wtx) record(d digest, key []byte, l loc) (record, error) {
+	v, err := w.value(d, kindRecord, key, l)
+	if err != nil {
+		return record{}, err
+	}
 	if v == nil {
 		return record{}, fmt.Errorf("%w: indexed but absent", errRecord)
 	}
@@ -155,7 +153,7 @@ func (w *wtx) holder(d digest, key []byte, token string) (record, loc, error) {
 	if !ok {
 		return record{}, loc{}, idempotency.ErrLeaseLost
 	}
-	rec, err := w.record(key, l)
+	rec, err := w.record(d, key, l)
 	if err != nil {
 		return record{}, loc{}, err
 	}
@@ -241,7 +239,10 @@ func (r *Records) Ping(ctx context.Context) error {
 // reclaiming room cannot remove it midway (its lease may have ended); it
 // is put back when next does not fit.
 func (w *wtx) replaceRecord(h held, next record) error {
-	old := bytes.Clone(w.entries.Get(entryKey(h.loc.owner, h.loc.exp, kindRecord, h.key)))
+	old, err := w.value(h.d, kindRecord, h.key, h.loc)
+	if err != nil {
+		return err
+	}
 	if err := w.drop(h.d, kindRecord, h.key, h.loc); err != nil {
 		return err
 	}
@@ -311,8 +312,8 @@ func (r record) encode() []byte {
 	return append(b, r.body...)
 }
 
-// decodeRecord reads what encode wrote. The header and body alias v,
-// which bbolt owns only for the transaction: snapshot copies them.
+// decodeRecord reads what encode wrote. The header and body alias v:
+// snapshot copies them.
 func decodeRecord(v []byte) (record, error) {
 	var r record
 	if len(v) < recordFixed || v[0] != recordFormat {

@@ -23,7 +23,7 @@ func WithDiskDB(db *disk.DB) Option {
 }
 
 // openDisk returns the store's DB, opening it on first use: the nonce and
-// idempotency stores share one file.
+// idempotency stores share one store.
 func (s *Set) openDisk(cfg replayguard.Config, o options) (*disk.DB, error) {
 	if s.disk != nil {
 		return s.disk, nil
@@ -71,16 +71,18 @@ func (s *Set) WatchDisk(w HistogramWatcher) {
 	if db == nil {
 		return
 	}
-	w.WatchFunc("replayguard_disk_file_bytes", "Size of the disk store's file.", false,
+	w.WatchFunc("replayguard_disk_file_bytes", "Size of the disk store's files.", false,
 		func() float64 { return float64(db.Stats().FileBytes) })
 	w.WatchFunc("replayguard_disk_live_bytes", "Bytes the disk store's live entries count against disk.max_bytes.", false,
 		func() float64 { return float64(db.Stats().LiveBytes) })
 	w.WatchFunc("replayguard_disk_reclaimed_total", "Expired nonces and idempotency records removed from the disk store.", true,
 		func() float64 { return float64(db.Stats().Reclaimed) })
-	w.WatchFunc("replayguard_disk_write_errors_total", "Disk store commits that failed (a full or read-only disk); each failed every write it carried.", true,
+	w.WatchFunc("replayguard_disk_write_errors_total", "Writes the file system refused (a full or read-only disk; retried while requests get store_unavailable) and disk store commits that failed.", true,
 		func() float64 { return float64(db.Stats().WriteErrors) })
-	w.WatchHistogram("replayguard_disk_commit_seconds", "Time of one disk store group commit: writing its pages and the fsyncs.",
+	w.WatchHistogram("replayguard_disk_commit_seconds", "Time of one disk store group commit, from its first write to its log's sync.",
 		func() metrics.Histogram { return metrics.Histogram(db.Stats().Commit) })
+	w.WatchHistogram("replayguard_disk_fsync_seconds", "Time of one sync of the disk store's log.",
+		func() metrics.Histogram { return metrics.Histogram(db.Stats().Sync) })
 	w.WatchHistogram("replayguard_disk_commit_batch_size", "Writes carried by one disk store group commit (sharing its fsync).",
 		func() metrics.Histogram { return metrics.Histogram(db.Stats().Batch) })
 }

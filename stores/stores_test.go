@@ -2,7 +2,6 @@ package stores_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -70,7 +69,8 @@ func TestOpenDiskSharesOneFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"nonce:disk", "idempotency:disk"}, s.Names)
 	require.NotNil(t, s.Disk())
-	assert.Equal(t, filepath.Join(dir, disk.FileName), s.Disk().File())
+	assert.Equal(t, dir, s.Disk().Path())
+	assert.True(t, disk.Exists(dir))
 	require.NoError(t, s.Ping(ctx))
 	e := nonce.Entry{Scope: "a", Key: "n-0123456789abcdef", Timestamp: time.Now(), Expires: time.Now().Add(time.Minute)}
 	require.NoError(t, s.Nonce.Add(ctx, e))

@@ -15,10 +15,11 @@ import (
 )
 
 // TestBinaryDiskFullIsUnavailable runs the gateway with a file size limit
-// (RLIMIT_FSIZE, through prlimit), so that its disk store's file cannot
-// grow past 1 MiB, as on a full disk: once it is full, requests get
-// 503 store_unavailable with Retry-After, /readyz answers 503, the write
-// errors are counted, and what was stored before still answers.
+// (RLIMIT_FSIZE, through prlimit), so that no file of its disk store can
+// grow past 1 MiB, as on a full disk: once its log is full, requests get
+// 503 store_unavailable with Retry-After, /readyz answers 503, the
+// refused writes are counted, the process stays up, and what was stored
+// before still answers.
 func TestBinaryDiskFullIsUnavailable(t *testing.T) {
 	prlimit, err := exec.LookPath("prlimit")
 	require.NoError(t, err, "prlimit (util-linux) is needed")
@@ -38,6 +39,9 @@ keys: [{id: client-a, secrets: [%s]}]
 	body4k := strings.Repeat("x", 4096)
 	first := signed(t, g, "client-a", quotaSecretA, http.MethodPost, "/v1/charges", body4k, time.Now())
 	require.Equal(t, http.StatusOK, send(t, first).status)
+	m := scrape(t, g)
+	assert.Positive(t, metricValue(t, m, "replayguard_disk_fsync_seconds_count"), "the log was synced for the first request")
+	assert.Positive(t, metricValue(t, m, "replayguard_disk_commit_seconds_count"))
 	var refused *response
 	for i := 0; i < 1000 && refused == nil; i++ {
 		resp := send(t, signed(t, g, "client-a", quotaSecretA, http.MethodPost, "/v1/charges", body4k, time.Now()))

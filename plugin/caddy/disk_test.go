@@ -80,7 +80,7 @@ func TestProvisionDiskStoreUnderCaddyDataDir(t *testing.T) {
 	db := h.shared.set.Disk()
 	require.NotNil(t, db)
 	assert.Equal(t, want, db.Path())
-	assert.FileExists(t, filepath.Join(want, disk.FileName))
+	assert.True(t, disk.Exists(want))
 	assert.Equal(t, []string{"nonce:disk", "idempotency:disk"}, h.shared.set.Names)
 	require.NoError(t, h.Cleanup())
 	requireClosed(t, want)
@@ -251,7 +251,8 @@ func TestDiskMetricsPerDirectory(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"replayguard_disk_file_bytes", "replayguard_disk_live_bytes", "replayguard_disk_reclaimed_total",
-		"replayguard_disk_write_errors_total", "replayguard_disk_commit_seconds", "replayguard_disk_commit_batch_size"} {
+		"replayguard_disk_write_errors_total", "replayguard_disk_commit_seconds", "replayguard_disk_commit_batch_size",
+		"replayguard_disk_fsync_seconds"} {
 		assert.ElementsMatch(t, []string{dirA, dirB}, paths[name], name)
 	}
 	assert.Positive(t, commits, "the request's writes were committed")
@@ -354,7 +355,7 @@ func TestCaddyDiskStoresSurviveReloadAndRestart(t *testing.T) {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	base := fmt.Sprintf("http://localhost:%d", httpPort)
 	first, stored := exercise(t, c, base, integrationSecret, up)
-	assert.FileExists(t, filepath.Join(dir, disk.FileName), "the default path, under Caddy's data directory")
+	assert.True(t, disk.Exists(dir), "the default path, under Caddy's data directory")
 
 	// Reloads provision the new handler while the old one holds the
 	// directory: it takes the open store (a second open would wait

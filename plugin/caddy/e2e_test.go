@@ -17,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/replayguard/replayguard/disk"
 )
 
 // exampleCaddyfile is the Caddyfile the documentation shows.
@@ -230,7 +232,7 @@ func TestCaddyBinaryDiskStoreSurvivesCrashAndRestart(t *testing.T) {
 
 	p := run()
 	first, stored := exercise(t, c, base, secret, up)
-	assert.FileExists(t, filepath.Join(home, "data", "caddy", "replayguard", "default", "replayguard.db"))
+	assert.True(t, disk.Exists(filepath.Join(home, "data", "caddy", "replayguard", "default")))
 	p.stop(os.Kill)
 
 	p = run()
