@@ -29,7 +29,8 @@ func BenchmarkDiskStore(b *testing.B) {
 		open func(b *testing.B) storePair
 	}{
 		{"memory", func(*testing.B) storePair {
-			return storePair{nonce.NewMemory(), idempotency.NewMemory()}
+			// No cap: the benchmark stores more than the default 256 MiB.
+			return storePair{nonce.NewMemory(), idempotency.NewMemory(idempotency.WithMemoryMaxBytes(0))}
 		}},
 		{"disk", func(b *testing.B) storePair { return openDisk(b, true) }},
 		{"disk-nofsync", func(b *testing.B) storePair { return openDisk(b, false) }},
