@@ -227,20 +227,24 @@ accepted() {
 # commits NAME LOAD BEFORE AFTER SECONDS: one line on the group commits
 # between two scrapes SECONDS apart.
 commits() {
-	local c s p50 p99 slow n bs b50 b99
+	local c s p50 p99 slow n bs b50 b99 fc fs f50 f99
 	read -r c s p50 p99 slow < <(hist "$3" "$4" replayguard_disk_commit_seconds 0.025)
 	read -r n bs b50 b99 _ < <(hist "$3" "$4" replayguard_disk_commit_batch_size)
+	read -r fc fs f50 f99 _ < <(hist "$3" "$4" replayguard_disk_fsync_seconds)
 	if ((c == 0)); then
 		disk_lines+=("- $1, $2: no commits")
 		return
 	fi
 	disk_lines+=("$(awk -v name="$1" -v load="$2" -v c="$c" -v s="$s" -v p50="$p50" -v p99="$p99" \
-		-v bs="$bs" -v b50="$b50" -v b99="$b99" -v slow="$slow" -v secs="$5" '
+		-v bs="$bs" -v b50="$b50" -v b99="$b99" -v slow="$slow" -v secs="$5" \
+		-v fc="${fc:-0}" -v fs="${fs:-0}" -v f50="${f50:--}" -v f99="${f99:--}" '
 		function size(b) { return b == "+Inf" ? "> 1024" : "≤ " b }
 		function ms(b) { return b == "+Inf" ? "> 1000 ms" : sprintf("≤ %g ms", 1000 * b) }
 		BEGIN {
-			printf "- %s, %s: %d commits, %.1f writes per commit (p50 %s, p99 %s), commit time mean %.2f ms (p50 %s, p99 %s, %d over 25 ms); the writer committed %.0f %% of the run",
-				name, load, c, bs / c, size(b50), size(b99), 1000 * s / c, ms(p50), ms(p99), slow, 100 * s / secs }')")
+			printf "- %s, %s: %d commits, %.1f writes per commit (p50 %s, p99 %s), commit time (first write to sync) mean %.2f ms (p50 %s, p99 %s, %d over 25 ms), %.1f commits waiting for a sync on average",
+				name, load, c, bs / c, size(b50), size(b99), 1000 * s / c, ms(p50), ms(p99), slow, s / secs
+			if (fc > 0) printf "; %d log syncs (%.1f commits each), sync time mean %.2f ms (p50 %s, p99 %s)", fc, c / fc, 1000 * fs / fc, ms(f50), ms(f99)
+		}')")
 }
 
 # cpu_ticks PID: the user and system CPU time PID has used, in clock ticks.
