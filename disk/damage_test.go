@@ -406,17 +406,17 @@ func TestOpenCannotCreateFile(t *testing.T) {
 		require.Error(t, err)
 		require.NotErrorIs(t, err, ErrDamaged)
 	})
-	t.Run("directory not writable", func(t *testing.T) {
-		if os.Geteuid() == 0 {
-			// root writes anywhere: make the directory a file's child instead.
-			t.Log("running as root: covered by the case above")
-			return
-		}
-		dir := filepath.Join(t.TempDir(), "ro")
-		require.NoError(t, os.Mkdir(dir, 0o500))
-		_, err := openWithin(t, dir, WithLockTimeout(time.Second))
+	t.Run("lock file cannot be made", func(t *testing.T) {
+		// Not another process's lock: fails at once, not after the lock
+		// timeout, and does not say the directory is held.
+		dir := t.TempDir()
+		require.NoError(t, os.Mkdir(filepath.Join(dir, "LOCK"), 0o700))
+		start := time.Now()
+		_, err := openWithin(t, dir, WithLockTimeout(5*time.Second))
 		require.Error(t, err)
+		require.NotErrorIs(t, err, ErrLocked)
 		require.NotErrorIs(t, err, ErrDamaged)
 		require.Contains(t, err.Error(), dir)
+		require.Less(t, time.Since(start), 2*time.Second, "it did not wait for a lock")
 	})
 }

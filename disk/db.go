@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -70,6 +71,8 @@ type DB struct {
 	reaped  chan struct{}
 	closed  sync.Once
 	release func()
+	// lock is the directory's, held from Open to Close.
+	lock *pebble.Lock
 	// engine guards reads from outside the writer against Close.
 	engine struct {
 		sync.RWMutex
@@ -213,7 +216,7 @@ func (db *DB) open() error {
 		defer func() {
 			if r := recover(); r != nil {
 				if p != nil {
-					closeQuietly(p)
+					db.closeQuietly(p)
 				}
 				done <- result{err: db.damaged(fmt.Errorf("%v", r))}
 			}
@@ -226,7 +229,7 @@ func (db *DB) open() error {
 			return
 		}
 		if err := db.check(p, existed); err != nil {
-			closeQuietly(p)
+			db.closeQuietly(p)
 			done <- result{err: err}
 			return
 		}
@@ -236,7 +239,7 @@ func (db *DB) open() error {
 			err = *c
 		}
 		if err != nil {
-			closeQuietly(p)
+			db.closeQuietly(p)
 			done <- result{err: db.damaged(err)}
 			return
 		}
@@ -252,10 +255,16 @@ func (db *DB) open() error {
 }
 
 // openEngine opens the engine's files in the directory, waiting up to the
-// lock timeout while another process holds them.
+// lock timeout while another process holds them. The lock is the DB's to
+// release, after the engine closed.
 func (db *DB) openEngine(existed bool) (*pebble.DB, error) {
+	lock, err := db.lockDir()
+	if err != nil {
+		return nil, err
+	}
 	opts := &pebble.Options{
 		FS:     db.fs,
+		Lock:   lock,
 		Logger: panicLogger{},
 		EventListener: &pebble.EventListener{
 			// Damage found by the engine's own reads (table statistics,
@@ -271,22 +280,45 @@ func (db *DB) openEngine(existed bool) (*pebble.DB, error) {
 		ErrorIfNotExists: existed,
 		MemTableSize:     memTableSize,
 	}
+	p, err := func() (*pebble.DB, error) {
+		defer func() {
+			if r := recover(); r != nil {
+				_ = lock.Close()
+				panic(r) // open's recover reports it as damage
+			}
+		}()
+		return pebble.Open(db.path, opts)
+	}()
+	switch {
+	case err == nil:
+		db.lock = lock
+		return p, nil
+	case existed:
+		err = db.damaged(err)
+	default:
+		err = fmt.Errorf("disk: %s: %w", db.path, err)
+	}
+	_ = lock.Close()
+	return nil, err
+}
+
+// lockDir takes the directory's lock file, waiting up to the lock timeout
+// while another process holds it. A lock file that cannot be created (a
+// directory not writable) fails at once.
+func (db *DB) lockDir() (*pebble.Lock, error) {
 	deadline := time.Now().Add(db.cfg.lockTimeout)
 	for {
-		p, err := pebble.Open(db.path, opts)
+		lock, err := pebble.LockDirectory(db.path, db.fs)
+		var pathErr *fs.PathError
 		switch {
 		case err == nil:
-			return p, nil
-		case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES):
-			if time.Now().After(deadline) {
-				return nil, db.locked("another process holds it")
-			}
-			time.Sleep(50 * time.Millisecond)
-		case existed:
-			return nil, db.damaged(err)
-		default:
+			return lock, nil
+		case errors.As(err, &pathErr) || !(errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES)):
 			return nil, fmt.Errorf("disk: %s: %w", db.path, err)
+		case time.Now().After(deadline):
+			return nil, db.locked("another process holds it")
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -371,8 +403,14 @@ func (db *DB) locked(why string) error {
 		ErrLocked, db.path, why, db.cfg.lockTimeout)
 }
 
-func closeQuietly(p *pebble.DB) {
-	defer func() { _ = recover() }()
+func (db *DB) closeQuietly(p *pebble.DB) {
+	defer func() {
+		_ = recover()
+		if db.lock != nil {
+			_ = db.lock.Close()
+			db.lock = nil
+		}
+	}()
 	_ = p.Close()
 }
 
@@ -437,7 +475,7 @@ func (db *DB) Close() (err error) {
 		db.engine.Lock()
 		defer db.engine.Unlock()
 		db.engine.closed = true
-		err = db.pdb.Close()
+		err = errors.Join(db.pdb.Close(), db.lock.Close())
 	})
 	return err
 }
