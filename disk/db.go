@@ -309,17 +309,26 @@ func (db *DB) lockDir() (*pebble.Lock, error) {
 	deadline := time.Now().Add(db.cfg.lockTimeout)
 	for {
 		lock, err := pebble.LockDirectory(db.path, db.fs)
-		var pathErr *fs.PathError
 		switch {
 		case err == nil:
 			return lock, nil
-		case errors.As(err, &pathErr) || !(errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES)):
+		case !heldElsewhere(err):
 			return nil, fmt.Errorf("disk: %s: %w", db.path, err)
 		case time.Now().After(deadline):
 			return nil, db.locked("another process holds it")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// heldElsewhere reports the error of a lock another process holds: the
+// lock call's own EAGAIN or EACCES, not one of creating the lock file.
+func heldElsewhere(err error) bool {
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		return false
+	}
+	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES)
 }
 
 // memTableSize is the engine's write buffer: entries are written to its
