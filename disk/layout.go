@@ -183,20 +183,21 @@ func load(r pebble.Reader, ix *index) (*ledger, error) {
 			if old.exp >= exp {
 				return nil
 			}
-			lg.credit(old.owner, entryCost(len(key), int(old.valueLen)))
+			lg.add(old.owner, -entryCost(len(key), int(old.valueLen)))
 		}
 		ix.set(d, loc{exp: exp, owner: owner, valueLen: uint32(len(v))}, true)
-		lg.credit(owner, -entryCost(len(key), len(v)))
+		lg.add(owner, entryCost(len(key), len(v)))
 		return nil
 	})
 	return lg, err
 }
 
-// credit takes n bytes off owner id's account and the total.
-func (lg *ledger) credit(id uint32, n int64) {
-	lg.total -= n
+// add charges n bytes (negative: credits) to owner id's account and the
+// total.
+func (lg *ledger) add(id uint32, n int64) {
+	lg.total += n
 	if id != 0 {
-		lg.accounts[id] -= n
+		lg.accounts[id] += n
 		if lg.accounts[id] == 0 {
 			delete(lg.accounts, id)
 		}
