@@ -51,10 +51,9 @@ var (
 // records of one gateway, in a directory only it uses, written through
 // an embedded log-structured engine (github.com/cockroachdb/pebble). One
 // writer goroutine decides every write against an index kept in memory
-// and gathers the writes queued meanwhile into one batch, which the
-// engine appends to its log; the writer goes on with the next batch while
-// the log syncs, and concurrent batches share one sync (group commit). A
-// call returns only once its write is on disk. Reads that need no write
+// and gathers the writes queued while the last batch synced into the
+// next one, which the engine appends to its log with one sync (group
+// commit). A call returns only once its write is on disk. Reads that need no write
 // (a replayed nonce, a stored response) are answered from the index and
 // the engine. Expired entries are removed in bounded batches by a reaper;
 // the engine's compactions return their room. Safe for concurrent use.
@@ -65,7 +64,6 @@ type DB struct {
 	cfg  options
 
 	ops     chan *op
-	syncs   chan *applied
 	closing chan struct{}
 	stopped chan struct{}
 	reaped  chan struct{}
@@ -94,12 +92,13 @@ type DB struct {
 	ix       *index
 	ledger   *ledger
 	reapFrom map[uint32]int64
+	// held (the writer's alone) keeps the value of every in-progress
+	// record written since Open, so that completing, renewing or
+	// releasing one does not read it back from the engine.
+	held map[digest][]byte
 
 	// corrupt holds the first damage the engine found.
 	corrupt atomic.Pointer[error]
-
-	// appliedSeq counts the batches applied, syncedSeq those synced.
-	appliedSeq, syncedSeq atomic.Uint64
 
 	nonces  *Nonces
 	records *Records
@@ -180,8 +179,8 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{path: abs, cfg: o, release: release, reapFrom: map[uint32]int64{},
-		ops: make(chan *op, maxBatch), syncs: make(chan *applied, 64), closing: make(chan struct{}), stopped: make(chan struct{}), reaped: make(chan struct{})}
+	db := &DB{path: abs, cfg: o, release: release, reapFrom: map[uint32]int64{}, held: map[digest][]byte{},
+		ops: make(chan *op, maxBatch), closing: make(chan struct{}), stopped: make(chan struct{}), reaped: make(chan struct{})}
 	db.nonces, db.records = &Nonces{db: db}, &Records{db: db}
 	db.fs = &roomFS{FS: o.fs, onRefused: db.refused, onWritten: db.written, observeSync: db.stats.observeSync}
 	if err := db.open(); err != nil {
@@ -576,17 +575,13 @@ func (db *DB) queue(ctx context.Context, o *op) error {
 	}
 }
 
-// write is the writer goroutine: it applies queued operations in batches
-// until Close, then what is still queued, and hands each applied batch to
-// the syncer.
+// write is the writer goroutine: it commits queued operations in batches
+// until Close, then what is still queued. Operations queued while a batch
+// commits wait in the queue and form the next batch, which is applied once
+// the one before is on disk: one log sync per batch, and nothing a batch
+// changed is visible before it is synced.
 func (db *DB) write() {
-	synced := make(chan struct{})
-	go db.sync(synced)
-	defer func() {
-		close(db.syncs)
-		<-synced
-		close(db.stopped)
-	}()
+	defer close(db.stopped)
 	batch := make([]*op, 0, maxBatch)
 	for {
 		select {
@@ -618,21 +613,14 @@ func (db *DB) drain(batch *[]*op) {
 	}
 }
 
-// applied is a batch in the engine's log, waiting for its sync before its
-// operations are answered.
-type applied struct {
-	b     *pebble.Batch // nil: nothing written
-	ops   []*op
-	start time.Time
-	seq   uint64
-	err   error
-}
-
-// commit applies batch as one write of the engine and hands it to the
-// syncer. Its changes are published to the next batches at once; its
-// callers, and those of every later batch, are answered after its sync.
+// commit applies batch as one write of the engine, waits for its sync,
+// publishes its changes (to the next batches and to readers) and answers
+// its operations. A batch whose write or sync failed fails every
+// operation it carried; the changes of one applied but not synced are
+// published all the same, so that what the engine may hold is never
+// missing from the index.
 func (db *DB) commit(batch []*op) {
-	a := &applied{ops: append([]*op(nil), batch...), start: time.Now()}
+	start := time.Now()
 	now := db.cfg.now().UnixNano()
 	b := db.pdb.NewBatch()
 	w := newWtx(b, now, db)
@@ -643,56 +631,32 @@ func (db *DB) commit(batch []*op) {
 		}
 		o.err = o.apply(w)
 	}
+	var err error
 	if !b.Empty() {
-		var err error
 		if db.cfg.fsync {
-			err = db.pdb.ApplyNoSyncWait(b, pebble.Sync)
-		} else {
-			err = db.pdb.Apply(b, pebble.NoSync)
-		}
-		if err != nil {
-			_ = b.Close()
-			a.err = fmt.Errorf("disk: commit: %w", err)
-			db.stats.writeError()
-		} else {
-			a.b = b
+			if err = db.pdb.ApplyNoSyncWait(b, pebble.Sync); err == nil {
+				err = b.SyncWait()
+				w.publish()
+			}
+		} else if err = db.pdb.Apply(b, pebble.NoSync); err == nil {
 			w.publish()
 		}
+		if err != nil {
+			err = fmt.Errorf("disk: commit: %w", err)
+			db.stats.writeError()
+		}
 	} else {
-		_ = b.Close()
 		w.publish()
 	}
-	a.seq = db.appliedSeq.Add(1)
-	db.syncs <- a
-}
-
-// sync is the syncer goroutine: it waits for each applied batch's sync, in
-// order, and answers its operations.
-func (db *DB) sync(done chan<- struct{}) {
-	defer close(done)
-	for a := range db.syncs {
-		if a.b != nil {
-			if db.cfg.fsync {
-				if err := a.b.SyncWait(); err != nil {
-					a.err = fmt.Errorf("disk: commit: %w", err)
-					db.stats.writeError()
-				}
-			}
-			_ = a.b.Close()
+	_ = b.Close()
+	db.stats.observeCommit(time.Since(start), len(batch))
+	for _, o := range batch {
+		if err != nil {
+			o.err = err
 		}
-		db.stats.observeCommit(time.Since(a.start), len(a.ops))
-		db.syncedSeq.Store(a.seq)
-		for _, o := range a.ops {
-			if a.err != nil {
-				o.err = a.err
-			}
-			close(o.done)
-		}
+		close(o.done)
 	}
 }
-
-// synced reports every applied batch synced.
-func (db *DB) synced() bool { return db.syncedSeq.Load() == db.appliedSeq.Load() }
 
 // reap is the reaper goroutine: every interval it removes expired
 // entries, a bounded batch per commit, until none is left, and has the

@@ -17,10 +17,10 @@
 // default) that commit is on stable storage, so a nonce is recorded and an
 // idempotency claim taken before the upstream runs, and a completed record
 // is stored before the response is sent. One writer goroutine decides the
-// writes queued meanwhile against an index kept in memory and appends them
-// to the engine's log as one batch, then goes on with the next while the
-// log syncs; concurrent batches share one sync (group commit). A call is
-// answered once its batch, and every batch before it, is synced. Without
+// writes queued while the last batch synced against an index kept in
+// memory and appends them to the engine's log as one batch with one sync
+// (group commit); a call is answered, and its batch's changes are shown to
+// readers, once that sync is done. Without
 // fsync a write survives a crash of the process but not of the machine.
 //
 // Semantics are those of the memory stores (the conformance suites

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/replayguard/replayguard/idempotency"
 )
 
 // The store's layout in the engine's key space. Every nonce and
@@ -230,8 +232,7 @@ func scan(r pebble.Reader, lower, upper []byte, fn func(k, v []byte) error) erro
 
 // wtx is the writer's view of one group commit: its batch, and the
 // changes to the index and the ledger it makes, published once the batch
-// is applied (before its sync: a write's caller is answered after the
-// sync, and so is every caller of a later batch).
+// is synced.
 type wtx struct {
 	db  *DB
 	now int64
@@ -256,14 +257,20 @@ func newWtx(b *pebble.Batch, now int64, db *DB) *wtx {
 }
 
 // publish makes the batch's changes visible to the next batches and to
-// readers, once it is applied.
+// readers, once it is synced.
 func (w *wtx) publish() {
 	lg := w.db.ledger
 	for d, l := range w.pending {
 		if l == nil {
 			w.db.ix.set(d, loc{}, false)
+			delete(w.db.held, d)
+			continue
+		}
+		w.db.ix.set(d, *l, true)
+		if v := w.values[d]; len(v) > 1 && v[1] == byte(idempotency.StateInProgress) {
+			w.db.held[d] = v
 		} else {
-			w.db.ix.set(d, *l, true)
+			delete(w.db.held, d)
 		}
 	}
 	for id, n := range w.delta {
@@ -303,6 +310,9 @@ func (w *wtx) find(d digest) (loc, bool) {
 // when it is absent.
 func (w *wtx) value(d digest, kind byte, key []byte, l loc) ([]byte, error) {
 	if v, ok := w.values[d]; ok {
+		return v, nil
+	}
+	if v, ok := w.db.held[d]; ok {
 		return v, nil
 	}
 	return w.db.get(entryKey(l.owner, l.exp, kind, key))

@@ -72,10 +72,9 @@ func (r *Records) ClaimFor(ctx context.Context, owner, key string, fp idempotenc
 	}
 	k := []byte(key)
 	d := r.db.ix.digest(kindRecord, k)
-	// A live record is answered without a write, once everything
-	// applied is also synced: a record is not shown before it is on
-	// disk.
-	if l, ok := r.db.ix.get(d); ok && l.exp > r.db.cfg.now().UnixNano() && r.db.synced() {
+	// A live record is answered without a write (the index shows only
+	// what is on disk).
+	if l, ok := r.db.ix.get(d); ok && l.exp > r.db.cfg.now().UnixNano() {
 		v, err := r.db.get(entryKey(l.owner, l.exp, kindRecord, k))
 		if err != nil {
 			return idempotency.Claim{}, unavailable(err)
